@@ -1,0 +1,54 @@
+GO ?= go
+BIN := bin
+PLUGINS := taskiq-inmemory taskiq-redis taskiq-retry-middleware
+export PATH := $(shell $(GO) env GOPATH)/bin:$(PATH)
+
+.PHONY: all build plugins demo test proto integration bench clean
+
+all: build
+
+build: $(BIN)/taskiq plugins
+
+$(BIN)/taskiq: FORCE
+	$(GO) build -o $@ ./cmd/taskiq
+
+plugins: $(addprefix $(BIN)/,$(PLUGINS))
+
+$(BIN)/taskiq-inmemory: FORCE
+	$(GO) build -o $@ ./plugins/inmemory/cmd/taskiq-inmemory
+
+$(BIN)/taskiq-redis: FORCE
+	$(GO) build -o $@ ./plugins/redis/cmd/taskiq-redis
+
+$(BIN)/taskiq-retry-middleware: FORCE
+	$(GO) build -o $@ ./plugins/retry-middleware/cmd/taskiq-retry-middleware
+
+demo: build
+	$(GO) run ./examples/quickstart
+
+# All tests; unit tests need no server. Tests against real services run when
+# their env var is set (TASKIQ_REDIS_URL, see .ci/run).
+test:
+	$(GO) test -race -count=1 -timeout 15m ./...
+
+# The same tests against the real services on this machine.
+integration:
+	TASKIQ_REDIS_URL=$${TASKIQ_REDIS_URL:-redis://127.0.0.1:6379/15} \
+		$(GO) test -race -count=1 -timeout 20m ./plugins/redis/... ./core/...
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchtime 200000x ./core/... ./plugin/sdk/ ./plugins/...
+
+proto:
+	@command -v protoc >/dev/null || { echo "protoc not found: apt-get install protobuf-compiler"; exit 1; }
+	$(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.11
+	$(GO) install google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.6.2
+	protoc --proto_path=plugin/sdk/proto/v1 \
+		--go_out=plugin/sdk/proto/v1 --go_opt=paths=source_relative \
+		--go-grpc_out=plugin/sdk/proto/v1 --go-grpc_opt=paths=source_relative \
+		plugin/sdk/proto/v1/plugin.proto
+
+clean:
+	rm -rf $(BIN)
+
+FORCE:

@@ -1,0 +1,225 @@
+package core
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/taskiq-go/taskiq/core/internal/coalesce"
+	"github.com/taskiq-go/taskiq/plugin/sdk"
+)
+
+// DefaultMaxMessageSize is the largest message body the host sends or accepts
+// unless configured otherwise (max_message_size in taskiq.hcl).
+const DefaultMaxMessageSize = 16 << 20
+
+// Sentinel errors callers branch on.
+var (
+	// ErrUnknownBroker is returned when a kicker names a broker the App lacks.
+	ErrUnknownBroker = errors.New("unknown broker")
+	// ErrBadArguments is returned by Kiq when arguments do not fit the task.
+	ErrBadArguments = errors.New("arguments do not match the task")
+	// ErrDuplicateTask is returned when a task name is registered twice.
+	ErrDuplicateTask = errors.New("task name already registered")
+)
+
+// App ties together brokers, a result backend, middlewares, tasks and state.
+// It is safe for concurrent use.
+type App struct {
+	logger         hclog.Logger
+	brokers        map[string]*brokerEntry
+	defaultBroker  string
+	results        sdk.ResultBackend
+	resultCaps     []string
+	resultWriter   *coalesce.Coalescer[sdk.StoredResult]
+	chain          *chain
+	maxMessageSize int
+	state          *State
+	closers        []func(context.Context) error
+	settings       WorkerOptions
+
+	mu        sync.RWMutex
+	tasks     map[string]*taskDef
+	providers map[providerKey]provider
+	events    map[Event][]EventHandler
+	started   bool
+}
+
+type brokerEntry struct {
+	name   string
+	broker sdk.Broker
+	caps   []string
+	kicks  *coalesce.Coalescer[sdk.Outgoing]
+}
+
+// Option configures an App built with New.
+type Option func(*App) error
+
+// WithBroker adds a broker under name with the capabilities it declares. The
+// first broker added is the default one unless WithDefaultBroker says otherwise.
+func WithBroker(name string, b sdk.Broker, capabilities ...string) Option {
+	return func(a *App) error {
+		if _, dup := a.brokers[name]; dup {
+			return fmt.Errorf("broker %q added twice", name)
+		}
+		e := &brokerEntry{name: name, broker: b, caps: capabilities}
+		e.kicks = coalesce.New(256, b.Kick)
+		a.brokers[name] = e
+		if a.defaultBroker == "" {
+			a.defaultBroker = name
+		}
+		return nil
+	}
+}
+
+// WithDefaultBroker chooses the broker used when a kicker names none.
+func WithDefaultBroker(name string) Option {
+	return func(a *App) error { a.defaultBroker = name; return nil }
+}
+
+// WithResultBackend sets the result backend. Without one, results are not
+// stored (taskiq's dummy backend) and reading one returns ErrNoResultBackend.
+func WithResultBackend(rb sdk.ResultBackend, capabilities ...string) Option {
+	return func(a *App) error { a.results = rb; a.resultCaps = capabilities; return nil }
+}
+
+// WithMiddleware appends middlewares; their order is the hook order.
+func WithMiddleware(mws ...sdk.Middleware) Option {
+	return func(a *App) error { a.chain.add(mws...); return nil }
+}
+
+// WithLogger sets the logger (default: hclog's default logger named "taskiq").
+func WithLogger(l hclog.Logger) Option {
+	return func(a *App) error { a.logger = l; return nil }
+}
+
+// WithMaxMessageSize bounds the size of a message body in bytes.
+func WithMaxMessageSize(n int) Option {
+	return func(a *App) error { a.maxMessageSize = n; return nil }
+}
+
+// WithCloser registers a function run by Close after everything else, in
+// reverse order of registration (Load uses it to stop plugin processes).
+func WithCloser(fn func(context.Context) error) Option {
+	return func(a *App) error { a.closers = append(a.closers, fn); return nil }
+}
+
+// WithWorkerDefaults sets the options RunWorker starts from (Load fills them
+// from the worker block of taskiq.hcl).
+func WithWorkerDefaults(o WorkerOptions) Option {
+	return func(a *App) error { a.settings = o; return nil }
+}
+
+// New builds an App in process. At least one broker is required.
+func New(opts ...Option) (*App, error) {
+	a := newApp()
+	for _, o := range opts {
+		if err := o(a); err != nil {
+			return nil, err
+		}
+	}
+	if len(a.brokers) == 0 {
+		return nil, errors.New("taskiq: an App needs at least one broker (WithBroker, or a broker block in taskiq.hcl)")
+	}
+	if _, ok := a.brokers[a.defaultBroker]; !ok {
+		return nil, fmt.Errorf("taskiq: default broker %q: %w", a.defaultBroker, ErrUnknownBroker)
+	}
+	if a.logger == nil {
+		a.logger = hclog.New(&hclog.LoggerOptions{Name: "taskiq", Level: hclog.Info})
+	}
+	if a.results == nil {
+		a.results = dummyResults{}
+	}
+	a.resultWriter = coalesce.New(256, a.results.SetResults)
+	a.chain.build()
+	return a, nil
+}
+
+func newApp() *App {
+	return &App{
+		brokers:        map[string]*brokerEntry{},
+		chain:          &chain{},
+		maxMessageSize: DefaultMaxMessageSize,
+		state:          newState(),
+		tasks:          map[string]*taskDef{},
+		providers:      map[providerKey]provider{},
+		events:         map[Event][]EventHandler{},
+	}
+}
+
+// Logger returns the App's logger.
+func (a *App) Logger() hclog.Logger { return a.logger }
+
+// State returns the state shared by event handlers, dependencies and tasks.
+func (a *App) State() *State { return a.state }
+
+// BrokerNames lists the configured brokers, sorted.
+func (a *App) BrokerNames() []string {
+	names := make([]string, 0, len(a.brokers))
+	for n := range a.brokers {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// BrokerCapabilities lists a broker's capabilities ("" = default broker).
+func (a *App) BrokerCapabilities(name string) ([]string, error) {
+	e, err := a.broker(name)
+	if err != nil {
+		return nil, err
+	}
+	return e.caps, nil
+}
+
+// WorkerDefaults returns the worker options from configuration.
+func (a *App) WorkerDefaults() WorkerOptions { return a.settings }
+
+func (a *App) broker(name string) (*brokerEntry, error) {
+	if name == "" {
+		name = a.defaultBroker
+	}
+	e, ok := a.brokers[name]
+	if !ok {
+		return nil, fmt.Errorf("%w %q (configured: %v)", ErrUnknownBroker, name, a.BrokerNames())
+	}
+	return e, nil
+}
+
+// Start fires the client startup event once. Kicking works without it; call
+// it when client startup handlers prepare state.
+func (a *App) Start(ctx context.Context) error {
+	a.mu.Lock()
+	if a.started {
+		a.mu.Unlock()
+		return nil
+	}
+	a.started = true
+	a.mu.Unlock()
+	return a.fire(ctx, EventClientStartup)
+}
+
+// Close fires the client shutdown event (when Start ran), then closes the
+// brokers, the result backend and whatever Load started.
+func (a *App) Close(ctx context.Context) error {
+	var errs []error
+	a.mu.Lock()
+	started := a.started
+	a.started = false
+	a.mu.Unlock()
+	if started {
+		errs = append(errs, a.fire(ctx, EventClientShutdown))
+	}
+	for _, e := range a.brokers {
+		errs = append(errs, e.broker.Close(ctx))
+	}
+	errs = append(errs, a.results.Close(ctx))
+	for i := len(a.closers) - 1; i >= 0; i-- {
+		errs = append(errs, a.closers[i](ctx))
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,94 @@
+// Package coalesce turns concurrent single-item calls into batched calls: the
+// host's kicks, settlements and result writes cross the plugin boundary in
+// batches without making callers batch by hand.
+package coalesce
+
+import (
+	"context"
+	"sync"
+)
+
+// Coalescer collects items from concurrent Do calls and hands them to flush in
+// batches of at most max. While one batch is in flight, new items accumulate
+// for the next one, so batch size adapts to load: one caller alone pays one
+// call, a thousand concurrent callers share a handful.
+type Coalescer[T any] struct {
+	flush func(ctx context.Context, items []T) error
+	max   int
+
+	mu      sync.Mutex
+	pending []T
+	waiters []waiter
+	running bool
+}
+
+type waiter struct {
+	n    int // items of this Do call
+	done chan error
+}
+
+// New returns a Coalescer. max ≤ 0 means 512.
+func New[T any](max int, flush func(ctx context.Context, items []T) error) *Coalescer[T] {
+	if max <= 0 {
+		max = 512
+	}
+	return &Coalescer[T]{flush: flush, max: max}
+}
+
+var donePool = sync.Pool{New: func() any { return make(chan error, 1) }}
+
+// Do queues items and waits until the batch carrying the last of them is
+// flushed, returning that batch's error. If ctx ends first, Do returns ctx's
+// error; the items may still be flushed.
+func (c *Coalescer[T]) Do(ctx context.Context, items ...T) error {
+	if len(items) == 0 {
+		return nil
+	}
+	done := donePool.Get().(chan error)
+	c.mu.Lock()
+	c.pending = append(c.pending, items...)
+	c.waiters = append(c.waiters, waiter{n: len(items), done: done})
+	if !c.running {
+		c.running = true
+		go c.run()
+	}
+	c.mu.Unlock()
+	select {
+	case err := <-done:
+		donePool.Put(done)
+		return err
+	case <-ctx.Done():
+		// done is written later by run and then dropped with the channel.
+		return ctx.Err()
+	}
+}
+
+func (c *Coalescer[T]) run() {
+	for {
+		c.mu.Lock()
+		if len(c.pending) == 0 {
+			c.running = false
+			c.mu.Unlock()
+			return
+		}
+		// Take whole waiters until the batch is full; a waiter with more than
+		// max items goes alone.
+		n, w := 0, 0
+		for w < len(c.waiters) && (n == 0 || n+c.waiters[w].n <= c.max) {
+			n += c.waiters[w].n
+			w++
+		}
+		batch := make([]T, n)
+		copy(batch, c.pending[:n])
+		waiters := make([]waiter, w)
+		copy(waiters, c.waiters[:w])
+		c.pending = append(c.pending[:0], c.pending[n:]...)
+		c.waiters = append(c.waiters[:0], c.waiters[w:]...)
+		c.mu.Unlock()
+
+		err := c.flush(context.Background(), batch)
+		for _, wt := range waiters {
+			wt.done <- err
+		}
+	}
+}

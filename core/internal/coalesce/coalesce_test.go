@@ -1,0 +1,92 @@
+package coalesce
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+func TestCoalescerDeliversEveryItemOnce(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	seen := map[int]int{}
+	batches := 0
+	c := New(64, func(_ context.Context, items []int) error {
+		mu.Lock()
+		defer mu.Unlock()
+		batches++
+		require.LessOrEqual(t, len(items), 64)
+		for _, it := range items {
+			seen[it]++
+		}
+		return nil
+	})
+	var wg sync.WaitGroup
+	for g := 0; g < 50; g++ {
+		wg.Add(1)
+		go func(g int) {
+			defer wg.Done()
+			for i := 0; i < 100; i++ {
+				require.NoError(t, c.Do(context.Background(), g*100+i))
+			}
+		}(g)
+	}
+	wg.Wait()
+	require.Len(t, seen, 5000)
+	for k, v := range seen {
+		require.Equal(t, 1, v, "item %d", k)
+	}
+	require.Less(t, batches, 5000, "concurrent calls must share batches")
+}
+
+func TestCoalescerReturnsBatchError(t *testing.T) {
+	t.Parallel()
+	boom := errors.New("boom")
+	c := New(8, func(_ context.Context, items []string) error {
+		for _, it := range items {
+			if it == "bad" {
+				return boom
+			}
+		}
+		return nil
+	})
+	require.ErrorIs(t, c.Do(context.Background(), "bad"), boom)
+	require.NoError(t, c.Do(context.Background(), "good"))
+}
+
+func TestCoalescerKeepsMultiItemCallsWhole(t *testing.T) {
+	t.Parallel()
+	var sizes []int
+	c := New(4, func(_ context.Context, items []int) error {
+		sizes = append(sizes, len(items))
+		return nil
+	})
+	require.NoError(t, c.Do(context.Background(), 1, 2, 3, 4, 5, 6))
+	require.Equal(t, []int{6}, sizes)
+}
+
+func TestCoalescerHonoursContext(t *testing.T) {
+	t.Parallel()
+	release := make(chan struct{})
+	c := New(4, func(ctx context.Context, items []int) error {
+		<-release
+		return nil
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	require.ErrorIs(t, c.Do(ctx, 1), context.Canceled)
+	close(release)
+	require.NoError(t, c.Do(context.Background(), 2))
+}
+
+func BenchmarkCoalescerParallel(b *testing.B) {
+	c := New(512, func(context.Context, []int) error { return nil })
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			_ = c.Do(context.Background(), 1)
+		}
+	})
+}

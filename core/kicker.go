@@ -1,0 +1,136 @@
+package core
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/taskiq-go/taskiq/plugin/sdk"
+	"github.com/taskiq-go/taskiq/plugin/sdk/wire"
+)
+
+// Kicker sends one task with per-call settings. Its methods return a changed
+// copy, so a Kicker can be kept and reused.
+type Kicker[R any] struct {
+	task   *Task[R]
+	broker string
+	labels map[string]any
+	taskID string
+}
+
+// Kicker starts a kick with the task's defaults.
+func (t *Task[R]) Kicker() Kicker[R] { return Kicker[R]{task: t} }
+
+// WithBroker sends through the named broker instead of the default one.
+func (k Kicker[R]) WithBroker(name string) Kicker[R] { k.broker = name; return k }
+
+// WithLabels adds labels, overriding the task's.
+func (k Kicker[R]) WithLabels(labels map[string]any) Kicker[R] {
+	merged := make(map[string]any, len(k.labels)+len(labels))
+	for key, v := range k.labels {
+		merged[key] = v
+	}
+	for key, v := range labels {
+		merged[key] = v
+	}
+	k.labels = merged
+	return k
+}
+
+// WithTaskID sets the task id instead of a random one.
+func (k Kicker[R]) WithTaskID(id string) Kicker[R] { k.taskID = id; return k }
+
+// Kiq sends the task with args and returns a handle to its result.
+func (k Kicker[R]) Kiq(ctx context.Context, args ...any) (*AsyncTask[R], error) {
+	d := k.task.def
+	encoded, err := d.encodeArgs(args)
+	if err != nil {
+		return nil, err
+	}
+	msg := &wire.Message{
+		TaskID:   k.taskID,
+		TaskName: d.name,
+		Labels:   make(map[string]any, len(d.labels)+len(k.labels)),
+		Args:     encoded,
+	}
+	if msg.TaskID == "" {
+		msg.TaskID = NewTaskID()
+	}
+	for key, v := range d.labels {
+		msg.Labels[key] = v
+	}
+	for key, v := range k.labels {
+		msg.Labels[key] = v
+	}
+	app := k.task.app
+	if err := app.send(ctx, k.broker, msg); err != nil {
+		return nil, err
+	}
+	return &AsyncTask[R]{TaskID: msg.TaskID, app: app}, nil
+}
+
+// send runs the client middlewares around the broker kick.
+func (a *App) send(ctx context.Context, broker string, msg *wire.Message) error {
+	if err := a.chain.preSend(ctx, msg); err != nil {
+		return fmt.Errorf("taskiq: pre_send: %w", err)
+	}
+	if err := a.kick(ctx, broker, msg); err != nil {
+		return err
+	}
+	if err := a.chain.postSend(ctx, msg); err != nil {
+		a.logger.Warn("post_send middleware failed; the task was sent", "task_id", msg.TaskID, "error", err)
+	}
+	return nil
+}
+
+// kick encodes and sends messages through a broker, without middlewares.
+func (a *App) kick(ctx context.Context, broker string, msgs ...*wire.Message) error {
+	e, err := a.broker(broker)
+	if err != nil {
+		return err
+	}
+	out := make([]sdk.Outgoing, len(msgs))
+	for i, msg := range msgs {
+		if out[i], err = a.outgoing(msg); err != nil {
+			return err
+		}
+	}
+	if err := e.kicks.Do(ctx, out...); err != nil {
+		return fmt.Errorf("taskiq: kick through broker %q: %w", e.name, err)
+	}
+	return nil
+}
+
+// outgoing encodes a message and lifts its routing labels.
+func (a *App) outgoing(msg *wire.Message) (sdk.Outgoing, error) {
+	body, err := msg.AppendJSON(make([]byte, 0, 256))
+	if err != nil {
+		return sdk.Outgoing{}, fmt.Errorf("taskiq: encode task %q: %w", msg.TaskName, err)
+	}
+	if len(body) > a.maxMessageSize {
+		return sdk.Outgoing{}, fmt.Errorf("taskiq: task %q: %w: %d bytes, the limit is %d (max_message_size in taskiq.hcl)",
+			msg.TaskName, sdk.ErrMessageTooLarge, len(body), a.maxMessageSize)
+	}
+	o := sdk.Outgoing{TaskID: msg.TaskID, TaskName: msg.TaskName, Body: body}
+	o.Queue, _ = msg.LabelString(wire.LabelQueueName)
+	if d, ok := msg.LabelFloat(wire.LabelDelay); ok && d > 0 && d < math.MaxInt64/float64(time.Second) {
+		o.Delay = time.Duration(d * float64(time.Second))
+	}
+	if p, ok := msg.LabelInt(wire.LabelPriority); ok {
+		o.Priority = int(p)
+	}
+	return o, nil
+}
+
+// NewTaskID returns a random id in taskiq's format: a UUID4 as 32 lowercase
+// hex characters.
+func NewTaskID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	return hex.EncodeToString(b[:])
+}

@@ -1,0 +1,280 @@
+package core
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/taskiq-go/taskiq/plugin/sdk"
+	"github.com/taskiq-go/taskiq/plugin/sdk/wire"
+)
+
+// pluginProc is one configured plugin process under supervision. go-plugin
+// never restarts a plugin; this does: when a call fails because the process
+// has exited, a fresh process is started with backoff, configured the same
+// way, and the call is tried once more. Deliveries in flight on a dead broker
+// process are never acked, so the broker redelivers them.
+type pluginProc struct {
+	kind   sdk.Kind
+	name   string
+	launch sdk.LaunchConfig
+	raw    json.RawMessage
+	logger hclog.Logger
+
+	mu       sync.Mutex
+	client   *sdk.Client
+	info     sdk.Info
+	restarts int
+	lastOK   time.Time
+	closed   bool
+}
+
+// start launches and configures the process; the caller holds p.mu or owns p.
+func (p *pluginProc) start(ctx context.Context) error {
+	c, err := sdk.Launch(ctx, p.launch)
+	if err != nil {
+		return err
+	}
+	info, err := c.Info(ctx)
+	if err != nil {
+		c.Kill()
+		return fmt.Errorf("plugin %s: info: %w", p.launch.Path, err)
+	}
+	cerrs, err := c.Configure(ctx, p.kind, p.name, p.raw)
+	if err != nil {
+		c.Kill()
+		return fmt.Errorf("plugin %s: configure: %w", p.launch.Path, err)
+	}
+	if len(cerrs) > 0 {
+		c.Kill()
+		return &PluginConfigError{Path: p.launch.Path, Errors: cerrs}
+	}
+	p.client, p.info, p.lastOK = c, info, time.Now()
+	return nil
+}
+
+// PluginConfigError carries the errors a plugin's Configure returned.
+type PluginConfigError struct {
+	Path   string
+	Errors []*sdk.ConfigError
+}
+
+func (e *PluginConfigError) Error() string {
+	msg := fmt.Sprintf("plugin %s rejected its configuration:", e.Path)
+	for _, ce := range e.Errors {
+		msg += "\n  " + ce.Error()
+	}
+	return msg
+}
+
+// get returns a live client, restarting the process if it has exited.
+func (p *pluginProc) get(ctx context.Context) (*sdk.Client, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return nil, fmt.Errorf("plugin %s: %w", p.launch.Path, sdk.ErrClosed)
+	}
+	if p.client != nil && !p.client.Exited() {
+		return p.client, nil
+	}
+	if p.client != nil {
+		p.client.Kill()
+		p.client = nil
+		if time.Since(p.lastOK) > time.Minute {
+			p.restarts = 0
+		}
+		p.restarts++
+		wait := min(time.Duration(1<<min(p.restarts-1, 8))*100*time.Millisecond, 10*time.Second)
+		if p.restarts == 1 {
+			wait = 0
+		}
+		p.logger.Error("plugin process exited; restarting it", "path", p.launch.Path, "restart", p.restarts, "backoff", wait)
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, ctx.Err()
+		case <-t.C:
+		}
+	}
+	if err := p.start(ctx); err != nil {
+		return nil, err
+	}
+	return p.client, nil
+}
+
+// died reports whether c's process is gone, giving the exit a moment to be
+// noticed when the error looks like a broken connection.
+func died(c *sdk.Client, err error) bool {
+	if c.Exited() {
+		return true
+	}
+	if !errors.Is(err, sdk.ErrUnavailable) {
+		return false
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+		if c.Exited() {
+			return true
+		}
+	}
+	return false
+}
+
+// call runs fn on a live client and, if the process died under it, once more
+// on a restarted one.
+func call[T any](ctx context.Context, p *pluginProc, fn func(*sdk.Client) (T, error)) (T, error) {
+	c, err := p.get(ctx)
+	if err != nil {
+		var zero T
+		return zero, err
+	}
+	v, err := fn(c)
+	if err == nil || !died(c, err) {
+		return v, err
+	}
+	if c, err = p.get(ctx); err != nil {
+		var zero T
+		return zero, err
+	}
+	return fn(c)
+}
+
+func (p *pluginProc) close(ctx context.Context) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.closed = true
+	if p.client == nil {
+		return nil
+	}
+	err := p.client.Close(ctx)
+	p.client = nil
+	return err
+}
+
+// pid returns the current process id (tests kill it).
+func (p *pluginProc) pid() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.client == nil {
+		return 0
+	}
+	return p.client.Pid()
+}
+
+type supervisedBroker struct{ p *pluginProc }
+
+func (b supervisedBroker) Kick(ctx context.Context, msgs []sdk.Outgoing) error {
+	_, err := call(ctx, b.p, func(c *sdk.Client) (struct{}, error) {
+		return struct{}{}, c.Broker().Kick(ctx, msgs)
+	})
+	return err
+}
+
+func (b supervisedBroker) Listen(ctx context.Context, req sdk.ListenRequest) (sdk.Stream, error) {
+	return call(ctx, b.p, func(c *sdk.Client) (sdk.Stream, error) { return c.Broker().Listen(ctx, req) })
+}
+
+// Close is a no-op: the process is stopped by the App's closer, after the
+// other plugins had a chance to drain.
+func (b supervisedBroker) Close(context.Context) error { return nil }
+
+type supervisedResults struct{ p *pluginProc }
+
+func (r supervisedResults) SetResults(ctx context.Context, results []sdk.StoredResult) error {
+	_, err := call(ctx, r.p, func(c *sdk.Client) (struct{}, error) {
+		return struct{}{}, c.ResultBackend().SetResults(ctx, results)
+	})
+	return err
+}
+
+func (r supervisedResults) GetResult(ctx context.Context, id string) ([]byte, error) {
+	return call(ctx, r.p, func(c *sdk.Client) ([]byte, error) { return c.ResultBackend().GetResult(ctx, id) })
+}
+
+func (r supervisedResults) IsReady(ctx context.Context, id string) (bool, error) {
+	return call(ctx, r.p, func(c *sdk.Client) (bool, error) { return c.ResultBackend().IsReady(ctx, id) })
+}
+
+func (r supervisedResults) WaitResult(ctx context.Context, id string) ([]byte, error) {
+	return call(ctx, r.p, func(c *sdk.Client) ([]byte, error) {
+		w, ok := c.ResultBackend().(sdk.ResultWaiter)
+		if !ok {
+			return nil, sdk.ErrUnsupported
+		}
+		return w.WaitResult(ctx, id)
+	})
+}
+
+func (r supervisedResults) SetProgress(ctx context.Context, id string, b []byte) error {
+	_, err := call(ctx, r.p, func(c *sdk.Client) (struct{}, error) {
+		return struct{}{}, c.ResultBackend().SetProgress(ctx, id, b)
+	})
+	return err
+}
+
+func (r supervisedResults) GetProgress(ctx context.Context, id string) ([]byte, error) {
+	return call(ctx, r.p, func(c *sdk.Client) ([]byte, error) { return c.ResultBackend().GetProgress(ctx, id) })
+}
+
+func (r supervisedResults) Close(context.Context) error { return nil }
+
+// supervisedMiddleware implements every hook and lists the plugin's own, so
+// the chain only calls those.
+type supervisedMiddleware struct {
+	p     *pluginProc
+	hooks []sdk.Hook
+}
+
+func (m supervisedMiddleware) Hooks() []sdk.Hook { return m.hooks }
+
+func (m supervisedMiddleware) mw(c *sdk.Client) sdk.Middleware { return c.Middleware(m.hooks) }
+
+func (m supervisedMiddleware) PreSend(ctx context.Context, msg *wire.Message) error {
+	return m.do(ctx, func(mw sdk.Middleware) error { return mw.(sdk.PreSender).PreSend(ctx, msg) })
+}
+
+func (m supervisedMiddleware) PostSend(ctx context.Context, msg *wire.Message) error {
+	return m.do(ctx, func(mw sdk.Middleware) error { return mw.(sdk.PostSender).PostSend(ctx, msg) })
+}
+
+func (m supervisedMiddleware) PreExecute(ctx context.Context, msg *wire.Message) error {
+	return m.do(ctx, func(mw sdk.Middleware) error { return mw.(sdk.PreExecuter).PreExecute(ctx, msg) })
+}
+
+func (m supervisedMiddleware) OnError(ctx context.Context, msg *wire.Message, res *wire.Result, err error) error {
+	return m.do(ctx, func(mw sdk.Middleware) error { return mw.(sdk.ErrorHandler).OnError(ctx, msg, res, err) })
+}
+
+func (m supervisedMiddleware) PostExecute(ctx context.Context, msg *wire.Message, res *wire.Result) error {
+	return m.do(ctx, func(mw sdk.Middleware) error { return mw.(sdk.PostExecuter).PostExecute(ctx, msg, res) })
+}
+
+func (m supervisedMiddleware) PostSave(ctx context.Context, msg *wire.Message, res *wire.Result) error {
+	return m.do(ctx, func(mw sdk.Middleware) error { return mw.(sdk.PostSaver).PostSave(ctx, msg, res) })
+}
+
+func (m supervisedMiddleware) do(ctx context.Context, fn func(sdk.Middleware) error) error {
+	_, err := call(ctx, m.p, func(c *sdk.Client) (struct{}, error) { return struct{}{}, fn(m.mw(c)) })
+	return err
+}
+
+// Interface guards
+var (
+	_ sdk.Broker        = supervisedBroker{}
+	_ sdk.ResultBackend = supervisedResults{}
+	_ sdk.ResultWaiter  = supervisedResults{}
+	_ sdk.PreSender     = supervisedMiddleware{}
+	_ sdk.PostSender    = supervisedMiddleware{}
+	_ sdk.PreExecuter   = supervisedMiddleware{}
+	_ sdk.ErrorHandler  = supervisedMiddleware{}
+	_ sdk.PostExecuter  = supervisedMiddleware{}
+	_ sdk.PostSaver     = supervisedMiddleware{}
+	_ sdk.HookLister    = supervisedMiddleware{}
+)

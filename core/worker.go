@@ -1,0 +1,519 @@
+package core
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"sync"
+	"time"
+
+	"github.com/taskiq-go/taskiq/core/internal/coalesce"
+	"github.com/taskiq-go/taskiq/plugin/sdk"
+	"github.com/taskiq-go/taskiq/plugin/sdk/wire"
+)
+
+// AckType says when a worker acknowledges a message.
+type AckType string
+
+// Ack types, as in taskiq.
+const (
+	// AckWhenReceived acks before the task runs (at-most-once).
+	AckWhenReceived AckType = "when_received"
+	// AckWhenExecuted acks after the task ran, before its result is saved.
+	AckWhenExecuted AckType = "when_executed"
+	// AckWhenSaved acks after the result is saved (the default): a crash at
+	// any point before that redelivers the message.
+	AckWhenSaved AckType = "when_saved"
+	// AckManual leaves acking to the task (Context.Ack). A task that returns
+	// without acking has its message returned to the queue.
+	AckManual AckType = "manual"
+)
+
+func (t AckType) valid() bool {
+	switch t {
+	case AckWhenReceived, AckWhenExecuted, AckWhenSaved, AckManual:
+		return true
+	}
+	return false
+}
+
+// WorkerOptions configures RunWorker. Zero values take the defaults.
+type WorkerOptions struct {
+	// Broker to listen to; "" is the default broker.
+	Broker string
+	// Queues to consume, with weights; empty is the broker's default queue.
+	Queues         []sdk.Queue
+	StrictPriority bool
+	// MaxAsyncTasks bounds concurrently running tasks (default 100).
+	MaxAsyncTasks int
+	// MaxPrefetch bounds deliveries received but not yet settled, running
+	// ones included (default MaxAsyncTasks).
+	MaxPrefetch int
+	// AckType is when messages are acknowledged (default when_saved); a
+	// message's ack_type label overrides it.
+	AckType AckType
+	// ShutdownTimeout bounds the drain of running tasks once ctx ends
+	// (default 30s); after it, tasks' contexts are cancelled and their
+	// messages are left to the broker to redeliver.
+	ShutdownTimeout time.Duration
+	// Lease is the visibility lease asked of the broker; the worker extends
+	// it while a task runs. Zero is the broker's default.
+	Lease time.Duration
+	// Ready, when set, is called once the first delivery stream is open.
+	Ready func()
+}
+
+func (o *WorkerOptions) defaults() error {
+	if o.MaxAsyncTasks <= 0 {
+		o.MaxAsyncTasks = 100
+	}
+	if o.MaxPrefetch <= 0 {
+		o.MaxPrefetch = o.MaxAsyncTasks
+	}
+	if o.AckType == "" {
+		o.AckType = AckWhenSaved
+	}
+	if !o.AckType.valid() {
+		return fmt.Errorf("taskiq: unknown ack type %q (want when_received, when_executed, when_saved or manual)", o.AckType)
+	}
+	if o.ShutdownTimeout <= 0 {
+		o.ShutdownTimeout = 30 * time.Second
+	}
+	return nil
+}
+
+type worker struct {
+	app    *App
+	opts   WorkerOptions
+	broker *brokerEntry
+	slots  chan struct{}
+	wg     sync.WaitGroup
+	// taskCtx is the parent of every task context; it is cancelled when the
+	// shutdown timeout passes.
+	taskCtx context.Context
+}
+
+// stream is one open delivery stream and the deliveries running from it.
+type stream struct {
+	sdk.Stream
+	settler  *coalesce.Coalescer[sdk.Settlement]
+	mu       sync.Mutex
+	inflight map[string]*Context
+}
+
+// RunWorker consumes tasks until ctx ends, then stops fetching, drains
+// running tasks within ShutdownTimeout and returns. Worker startup and
+// shutdown events fire around it. A broken stream (for example a broker
+// plugin that died) is reopened with backoff; the worker goes on.
+func (a *App) RunWorker(ctx context.Context, opts WorkerOptions) error {
+	if err := opts.defaults(); err != nil {
+		return err
+	}
+	e, err := a.broker(opts.Broker)
+	if err != nil {
+		return err
+	}
+	if err := a.fire(ctx, EventWorkerStartup); err != nil {
+		return err
+	}
+	taskCtx, cancelTasks := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelTasks()
+	w := &worker{app: a, opts: opts, broker: e, slots: make(chan struct{}, opts.MaxAsyncTasks), taskCtx: taskCtx}
+
+	var streams []*stream
+	backoff := newBackoff(50*time.Millisecond, 5*time.Second)
+	ready := opts.Ready
+	for ctx.Err() == nil {
+		s, err := w.listen(ctx)
+		if err != nil {
+			if ctx.Err() == nil {
+				a.logger.Error("cannot open delivery stream; retrying", "broker", e.name, "error", err)
+				backoff.wait(ctx)
+			}
+			continue
+		}
+		streams = append(streams, s)
+		if ready != nil {
+			ready()
+			ready = nil
+		}
+		stopLease := w.extendLeases(s)
+		err = w.consume(ctx, s)
+		stopLease()
+		if ctx.Err() != nil {
+			break
+		}
+		a.logger.Error("delivery stream broke; reopening", "broker", e.name, "error", err)
+		backoff.wait(ctx)
+	}
+
+	a.logger.Debug("worker stopping: draining running tasks", "timeout", opts.ShutdownTimeout)
+	drained := make(chan struct{})
+	go func() { w.wg.Wait(); close(drained) }()
+	select {
+	case <-drained:
+	case <-time.After(opts.ShutdownTimeout):
+		a.logger.Warn("shutdown timeout passed with tasks still running; cancelling them, the broker redelivers their messages", "timeout", opts.ShutdownTimeout)
+		cancelTasks()
+	}
+	for _, s := range streams {
+		_ = s.Close()
+	}
+	return a.fire(context.WithoutCancel(ctx), EventWorkerShutdown)
+}
+
+func (w *worker) listen(ctx context.Context) (*stream, error) {
+	st, err := w.broker.broker.Listen(ctx, sdk.ListenRequest{
+		Queues:         w.opts.Queues,
+		StrictPriority: w.opts.StrictPriority,
+		Lease:          w.opts.Lease,
+		Prefetch:       w.opts.MaxPrefetch,
+	})
+	if err != nil {
+		return nil, err
+	}
+	s := &stream{Stream: st, inflight: map[string]*Context{}}
+	s.settler = coalesce.New(256, st.Settle)
+	return s, nil
+}
+
+// consume receives deliveries while slots are free and starts a goroutine per
+// delivery. It returns when ctx ends or the stream fails.
+func (w *worker) consume(ctx context.Context, s *stream) error {
+	for {
+		select {
+		case w.slots <- struct{}{}:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		n := 1
+		for n < 256 {
+			select {
+			case w.slots <- struct{}{}:
+				n++
+				continue
+			default:
+			}
+			break
+		}
+		ds, err := s.Recv(ctx, n)
+		for i := len(ds); i < n; i++ {
+			<-w.slots
+		}
+		if err != nil {
+			return err
+		}
+		for _, d := range ds {
+			w.wg.Add(1)
+			go w.handle(s, d)
+		}
+	}
+}
+
+func (w *worker) settle(s *stream, st sdk.Settlement) error {
+	err := s.settler.Do(w.taskCtx, st)
+	if err != nil {
+		w.app.logger.Error("settling a delivery failed; the broker will redeliver it", "delivery", st.DeliveryID, "kind", st.Kind, "error", err)
+	}
+	return err
+}
+
+func (w *worker) deadLetter(s *stream, d sdk.Delivery, reason string) {
+	w.app.logger.Error("message moved to dead letter", "broker", w.broker.name, "delivery", d.ID, "reason", reason)
+	if !sdk.Has(w.broker.caps, sdk.CapDeadLetter) {
+		w.app.logger.Error("the broker has no dead-letter store; the message is dropped after this log line", "body", string(d.Body))
+	}
+	_ = w.settle(s, sdk.Settlement{DeliveryID: d.ID, Kind: sdk.SettleDeadLetter, Reason: reason})
+}
+
+// handle is the path of one delivery through the worker.
+func (w *worker) handle(s *stream, d sdk.Delivery) {
+	defer func() { <-w.slots; w.wg.Done() }()
+	if len(d.Body) > w.app.maxMessageSize {
+		w.deadLetter(s, d, fmt.Sprintf("message of %d bytes is over max_message_size (%d)", len(d.Body), w.app.maxMessageSize))
+		return
+	}
+	msg, err := wire.DecodeMessage(d.Body)
+	if err != nil {
+		w.deadLetter(s, d, "unparseable message: "+err.Error())
+		return
+	}
+	def := w.app.task(msg.TaskName)
+	if def == nil {
+		w.deadLetter(s, d, fmt.Sprintf("unknown task name %q: no task of that name is registered on this worker", msg.TaskName))
+		return
+	}
+	ackType := w.opts.AckType
+	if l, ok := msg.LabelString(wire.LabelAckType); ok && AckType(l).valid() {
+		ackType = AckType(l)
+	}
+	tc := &Context{Message: msg, BrokerName: w.broker.name, Delivery: d, app: w.app}
+	tc.settle = func(st sdk.Settlement) error { return w.settle(s, st) }
+	s.track(tc)
+	defer s.untrack(tc)
+	if ackType == AckWhenReceived {
+		_ = tc.Ack()
+	}
+
+	ctx := withTaskContext(w.taskCtx, tc)
+	res, taskErr := w.execute(ctx, def, tc)
+
+	if errors.Is(taskErr, errSettledByTask) {
+		w.finishSettledByTask(ctx, s, tc)
+		return
+	}
+	var noResult bool
+	var deadLetter string
+	var argErr *ArgumentError
+	if errors.As(taskErr, &argErr) {
+		deadLetter = argErr.Error()
+	}
+	if taskErr != nil {
+		nr, dl, herr := w.app.chain.onError(ctx, tc.Message, res, taskErr)
+		noResult = nr
+		if dl != "" {
+			deadLetter = dl
+		}
+		if herr != nil {
+			w.app.logger.Error("on_error middleware failed", "task_id", msg.TaskID, "error", herr)
+		}
+	}
+	if err := w.app.chain.postExecute(ctx, tc.Message, res); err != nil {
+		w.app.logger.Error("post_execute middleware failed", "task_id", msg.TaskID, "error", err)
+	}
+	if ackType == AckWhenExecuted && deadLetter == "" {
+		_ = tc.Ack()
+	}
+	if !noResult {
+		if err := w.app.saveResult(ctx, tc.Message.TaskID, res); err != nil {
+			// Never ack a message whose result was lost: let it run again.
+			w.app.logger.Error("saving the result failed; the message is returned to the queue", "task_id", msg.TaskID, "error", err)
+			if tc.claimSettlement() {
+				_ = w.settle(s, sdk.Settlement{DeliveryID: d.ID, Kind: sdk.SettleNack, Delay: time.Second, Reason: "result not saved"})
+			}
+			return
+		}
+	}
+	switch {
+	case deadLetter != "":
+		if tc.claimSettlement() {
+			w.deadLetter(s, d, deadLetter)
+		} else {
+			w.app.logger.Warn("task asked for dead letter after its message was acked; nothing to move", "task_id", msg.TaskID, "reason", deadLetter)
+		}
+	case ackType == AckManual:
+		if tc.claimSettlement() {
+			w.app.logger.Warn("task returned without Ack under ack_type manual; its message goes back to the queue", "task_id", msg.TaskID)
+			_ = w.settle(s, sdk.Settlement{DeliveryID: d.ID, Kind: sdk.SettleNack, Reason: "not acked by the task"})
+		}
+	default:
+		_ = tc.Ack()
+	}
+	if !noResult {
+		if err := w.app.chain.postSave(ctx, tc.Message, res); err != nil {
+			w.app.logger.Error("post_save middleware failed", "task_id", msg.TaskID, "error", err)
+		}
+	}
+}
+
+// finishSettledByTask carries out Requeue and Reject.
+func (w *worker) finishSettledByTask(ctx context.Context, s *stream, tc *Context) {
+	tc.mu.Lock()
+	out := tc.outcome
+	tc.mu.Unlock()
+	if !tc.claimSettlement() {
+		w.app.logger.Warn("task requeued or rejected a message it had already acked; ignored", "task_id", tc.Message.TaskID)
+		return
+	}
+	d := tc.Delivery
+	switch out {
+	case outcomeReject:
+		w.deadLetter(s, d, "rejected by the task")
+	case outcomeRequeue:
+		m := tc.Message.Clone()
+		n, _ := m.LabelInt(wire.LabelRequeue)
+		m.SetLabel(wire.LabelRequeue, n+1)
+		if err := w.app.kick(ctx, w.broker.name, m); err != nil {
+			w.app.logger.Error("requeue failed; the message is returned to the queue instead", "task_id", m.TaskID, "error", err)
+			_ = w.settle(s, sdk.Settlement{DeliveryID: d.ID, Kind: sdk.SettleNack, Reason: "requeue failed"})
+			return
+		}
+		_ = w.settle(s, sdk.Settlement{DeliveryID: d.ID, Kind: sdk.SettleAck})
+	}
+}
+
+// execute runs pre_execute middlewares and the task, with its timeout and
+// dependencies, and returns the result to store and the task's error.
+func (w *worker) execute(ctx context.Context, def *taskDef, tc *Context) (*wire.Result, error) {
+	start := time.Now()
+	var ret json.RawMessage
+	err := w.app.chain.preExecute(ctx, tc.Message)
+	if err != nil {
+		err = fmt.Errorf("pre_execute middleware: %w", err)
+	} else {
+		timeout := def.timeout
+		if t, ok := tc.Message.LabelFloat(wire.LabelTimeout); ok && t > 0 {
+			timeout = time.Duration(t * float64(time.Second))
+		}
+		ret, err = w.run(ctx, def, tc, timeout)
+	}
+	res := &wire.Result{
+		ExecutionTime: time.Since(start).Seconds(),
+		Labels:        tc.Message.Labels,
+		ReturnValue:   ret,
+	}
+	if err != nil {
+		res.IsErr = true
+		res.ReturnValue = nil
+		res.Error = wire.FromError(err)
+	}
+	return res, err
+}
+
+// TimeoutError is a task's error when it ran past its timeout.
+type TimeoutError struct{ Timeout time.Duration }
+
+func (e *TimeoutError) Error() string {
+	return fmt.Sprintf("task exceeded its timeout of %v", e.Timeout)
+}
+
+// ErrorType names the error on the wire as taskiq does.
+func (e *TimeoutError) ErrorType() string { return "TaskiqResultTimeoutError" }
+
+// PanicError is a task's error when it panicked.
+type PanicError struct {
+	Value any
+	Stack string
+}
+
+func (e *PanicError) Error() string { return fmt.Sprintf("task panicked: %v", e.Value) }
+
+// ErrorType names the error on the wire.
+func (e *PanicError) ErrorType() string { return "Panic" }
+
+func (w *worker) run(ctx context.Context, def *taskDef, tc *Context, timeout time.Duration) (json.RawMessage, error) {
+	call := func(ctx context.Context) (ret json.RawMessage, err error) {
+		defer func() {
+			if p := recover(); p != nil {
+				err = &PanicError{Value: p, Stack: string(debug.Stack())}
+				w.app.logger.Error("task panicked", "task", def.name, "task_id", tc.Message.TaskID, "panic", p)
+			}
+			tc.deps.close()
+		}()
+		return def.call(ctx, tc.Message)
+	}
+	if timeout <= 0 {
+		return call(ctx)
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	type outcome struct {
+		ret json.RawMessage
+		err error
+	}
+	done := make(chan outcome, 1)
+	go func() {
+		r, err := call(ctx)
+		done <- outcome{r, err}
+	}()
+	select {
+	case o := <-done:
+		if errors.Is(o.err, context.DeadlineExceeded) && ctx.Err() != nil {
+			return nil, &TimeoutError{Timeout: timeout}
+		}
+		return o.ret, o.err
+	case <-ctx.Done():
+		// The function ignores its context; it keeps running, but its result
+		// no longer counts.
+		return nil, &TimeoutError{Timeout: timeout}
+	}
+}
+
+func (a *App) saveResult(ctx context.Context, taskID string, res *wire.Result) error {
+	body, err := wire.EncodeResult(res)
+	if err != nil {
+		return err
+	}
+	if len(body) > a.maxMessageSize {
+		body, _ = wire.EncodeResult(&wire.Result{
+			IsErr: true, ExecutionTime: res.ExecutionTime, Labels: res.Labels,
+			Error: wire.FromError(fmt.Errorf("result of %d bytes is over max_message_size (%d): %w", len(body), a.maxMessageSize, sdk.ErrMessageTooLarge)),
+		})
+	}
+	return a.resultWriter.Do(ctx, sdk.StoredResult{TaskID: taskID, Body: body})
+}
+
+func (s *stream) track(tc *Context) {
+	s.mu.Lock()
+	s.inflight[tc.Delivery.ID] = tc
+	s.mu.Unlock()
+}
+
+func (s *stream) untrack(tc *Context) {
+	s.mu.Lock()
+	delete(s.inflight, tc.Delivery.ID)
+	s.mu.Unlock()
+}
+
+// extendLeases keeps the leases of running deliveries alive: every third of a
+// lease, one batched Extend for all unsettled in-flight deliveries.
+func (w *worker) extendLeases(s *stream) (stop func()) {
+	lease := w.opts.Lease
+	if lease <= 0 {
+		lease = 30 * time.Second
+	}
+	if !sdk.Has(w.broker.caps, sdk.CapLease) {
+		return func() {}
+	}
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(max(lease/3, 10*time.Millisecond))
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+			var ext []sdk.Settlement
+			s.mu.Lock()
+			for id, tc := range s.inflight {
+				tc.mu.Lock()
+				settled := tc.settled
+				tc.mu.Unlock()
+				if !settled {
+					ext = append(ext, sdk.Settlement{DeliveryID: id, Kind: sdk.SettleExtend, Delay: lease})
+				}
+			}
+			s.mu.Unlock()
+			if len(ext) > 0 {
+				if err := s.settler.Do(w.taskCtx, ext...); err != nil {
+					w.app.logger.Warn("extending leases failed", "count", len(ext), "error", err)
+				}
+			}
+		}
+	}()
+	return func() { close(done); wg.Wait() }
+}
+
+// backoff is a capped exponential wait for reconnect loops.
+type backoff struct {
+	cur, min, max time.Duration
+}
+
+func newBackoff(min, max time.Duration) *backoff { return &backoff{cur: min, min: min, max: max} }
+
+func (b *backoff) wait(ctx context.Context) {
+	t := time.NewTimer(b.cur)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+	b.cur = min(b.cur*2, b.max)
+}

@@ -1,0 +1,459 @@
+package sdk
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/go-plugin"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	pluginv1 "github.com/taskiq-go/taskiq/plugin/sdk/proto/v1"
+)
+
+// defaultStartTimeout bounds a plugin's start-up handshake.
+const defaultStartTimeout = 10 * time.Second
+
+// stderrTailSize is how much of a plugin's stderr a launch error quotes.
+const stderrTailSize = 4 << 10
+
+// inheritedEnv lists the only host environment variables a plugin inherits:
+// enough to run and find temp space, never the host's secrets.
+var inheritedEnv = []string{"PATH", "HOME", "TMPDIR", "LANG", "TZ"}
+
+// LaunchConfig says how to start a plugin process.
+type LaunchConfig struct {
+	// Path is the plugin binary.
+	Path string
+	// SHA256 optionally pins the binary's checksum (hex). A mismatch fails
+	// the launch with ErrChecksumMismatch before anything is executed.
+	SHA256 string
+	// Logger is the host's logger. Plugin logs arrive here, under a logger
+	// named after the binary, at their own level; the plugin logs at this
+	// logger's level. Nil: hclog.Default().
+	Logger hclog.Logger
+	// Env lists extra KEY=VALUE variables for the plugin. The host's
+	// environment is not inherited, except PATH, HOME, TMPDIR, LANG and TZ,
+	// so that secrets in the host's environment do not leak into plugins.
+	// Later entries win over earlier ones and over the SDK's own variables.
+	Env []string
+	// AutoMTLS secures the plugin connection with a throw-away mutual TLS
+	// certificate pair (about 15 ms more at start-up).
+	AutoMTLS bool
+	// MaxMessageSize is the largest message body or result in bytes that
+	// crosses the boundary; 0 means DefaultMaxMessageSize. The plugin is
+	// given the same limit.
+	MaxMessageSize int
+	// Host is served to the plugin (for middlewares that kick or read
+	// results), over one connection set up at the first Configure. Nil: the
+	// plugin gets no Host.
+	Host Host
+	// StartTimeout bounds the start-up handshake; 0 means 10s. A deadline
+	// of Launch's ctx that comes earlier wins.
+	StartTimeout time.Duration
+	// Prefetch is the credit window of each delivery stream: how many
+	// deliveries the plugin may hand out before the host settles some.
+	// 0 means DefaultPrefetch.
+	Prefetch int
+}
+
+// Client is a running plugin process, seen from the host.
+type Client struct {
+	pc      *plugin.Client
+	conn    *grpc.ClientConn
+	gbroker *plugin.GRPCBroker
+	base    pluginv1.PluginClient
+
+	path     string
+	name     string
+	pid      int
+	logger   hclog.Logger
+	maxSize  int
+	prefetch int
+
+	host     Host
+	hostOnce sync.Once
+	hostID   uint32
+}
+
+// Launch starts a plugin binary and completes the handshake. The process is
+// not configured yet: call Configure. On error nothing is left running.
+func Launch(ctx context.Context, cfg LaunchConfig) (*Client, error) {
+	if cfg.Path == "" {
+		return nil, errors.New("launch plugin: no binary path given")
+	}
+	path := cfg.Path
+	if err := checkBinary(path); err != nil {
+		return nil, err
+	}
+	if cfg.SHA256 != "" {
+		if err := checkSHA256(path, cfg.SHA256); err != nil {
+			return nil, err
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("launch plugin %s: %w", path, err)
+	}
+
+	logger := cfg.Logger
+	if logger == nil {
+		logger = hclog.Default()
+	}
+	maxSize := cfg.MaxMessageSize
+	if maxSize <= 0 {
+		maxSize = DefaultMaxMessageSize
+	}
+	prefetch := cfg.Prefetch
+	if prefetch <= 0 {
+		prefetch = DefaultPrefetch
+	}
+	timeout := cfg.StartTimeout
+	if timeout <= 0 {
+		timeout = defaultStartTimeout
+	}
+	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < timeout {
+		timeout = time.Until(dl)
+	}
+
+	level := logger.GetLevel()
+	if level == hclog.NoLevel {
+		level = hclog.Info
+	}
+	env := make([]string, 0, len(inheritedEnv)+2+len(cfg.Env))
+	for _, k := range inheritedEnv {
+		if v, ok := os.LookupEnv(k); ok {
+			env = append(env, k+"="+v)
+		}
+	}
+	env = append(env,
+		EnvLogLevel+"="+level.String(),
+		EnvMaxMessageSize+"="+strconv.Itoa(maxSize),
+	)
+	env = append(env, cfg.Env...)
+	cmd := exec.Command(path)
+	cmd.Env = env
+
+	tail := &tailBuffer{max: stderrTailSize}
+	limit := grpcLimit(maxSize)
+	pc := plugin.NewClient(&plugin.ClientConfig{
+		HandshakeConfig:  handshake(),
+		VersionedPlugins: pluginSets(nil),
+		Cmd:              cmd,
+		SkipHostEnv:      true,
+		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
+		Logger:           logger,
+		AutoMTLS:         cfg.AutoMTLS,
+		StartTimeout:     timeout,
+		Stderr:           tail,
+		GRPCDialOptions: []grpc.DialOption{grpc.WithDefaultCallOptions(
+			grpc.MaxCallRecvMsgSize(limit), grpc.MaxCallSendMsgSize(limit))},
+	})
+	proto, err := pc.Client()
+	if err != nil {
+		pc.Kill()
+		return nil, launchError(path, timeout, err, tail.String())
+	}
+	raw, err := proto.Dispense(pluginSetName)
+	if err != nil {
+		pc.Kill()
+		return nil, fmt.Errorf("launch plugin %s: %w", path, err)
+	}
+	rc := raw.(*remoteConn)
+	c := &Client{
+		pc: pc, conn: rc.conn, gbroker: rc.broker, base: pluginv1.NewPluginClient(rc.conn),
+		path: path, name: filepath.Base(path), logger: logger,
+		maxSize: maxSize, prefetch: prefetch, host: cfg.Host,
+	}
+	if rcfg := pc.ReattachConfig(); rcfg != nil {
+		c.pid = rcfg.Pid
+	}
+	return c, nil
+}
+
+func checkBinary(path string) error {
+	fi, err := os.Stat(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return fmt.Errorf("plugin binary %s does not exist; check plugin and plugin_dir in taskiq.hcl: %w", path, fs.ErrNotExist)
+	case err != nil:
+		return fmt.Errorf("plugin binary %s: %w", path, err)
+	case fi.IsDir():
+		return fmt.Errorf("plugin binary %s is a directory, not an executable; point the plugin attribute at the binary inside it", path)
+	case runtime.GOOS != "windows" && fi.Mode().Perm()&0o111 == 0:
+		return fmt.Errorf("plugin binary %s is not executable; run chmod +x %s", path, path)
+	}
+	return nil
+}
+
+func checkSHA256(path, want string) error {
+	want = strings.ToLower(strings.TrimSpace(want))
+	if b, err := hex.DecodeString(want); err != nil || len(b) != sha256.Size {
+		return fmt.Errorf("sha256 pin %q for plugin %s is not a SHA-256 in hex (64 characters); compute it with sha256sum %s", want, path, path)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("checksum plugin %s: %w", path, err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return fmt.Errorf("checksum plugin %s: %w", path, err)
+	}
+	got := hex.EncodeToString(h.Sum(nil))
+	if got != want {
+		return fmt.Errorf("%w: %s has sha256 %s, taskiq.hcl pins %s; rebuild or reinstall the plugin, or update the sha256 pin if the new binary is trusted",
+			ErrChecksumMismatch, path, got, want)
+	}
+	return nil
+}
+
+// launchError turns go-plugin's start-up errors into ones that say what to do.
+func launchError(path string, timeout time.Duration, err error, stderr string) error {
+	msg := err.Error()
+	if stderr != "" {
+		stderr = "\nplugin stderr (last lines):\n" + stderr
+	}
+	switch {
+	case strings.Contains(msg, "incompatible API version"), strings.Contains(msg, "incompatible core API version"):
+		return fmt.Errorf("%w: %s speaks another plugin protocol version (%s); this host speaks taskiq plugin protocol %d: rebuild the plugin against this version of github.com/taskiq-go/taskiq/plugin/sdk",
+			ErrIncompatiblePlugin, path, firstLine(msg), ProtocolVersion)
+	case strings.Contains(msg, "exited before we could connect"), strings.Contains(msg, "Failed to read any lines from plugin's stdout"):
+		return fmt.Errorf("plugin %s exited during start-up; is it a taskiq-go plugin built with plugin/sdk?%s", path, stderr)
+	case strings.Contains(msg, "Unrecognized remote plugin message"), strings.Contains(msg, "unsupported plugin protocol"):
+		return fmt.Errorf("%w: %s is not a taskiq-go plugin: it did not answer the plugin handshake (%s); a plugin calls sdk.Serve from main%s",
+			ErrIncompatiblePlugin, path, firstLine(msg), stderr)
+	case strings.Contains(msg, "timeout while waiting"):
+		return fmt.Errorf("plugin %s did not complete the plugin handshake within %s; is it a taskiq-go plugin, and is the machine overloaded?%s", path, timeout, stderr)
+	}
+	return fmt.Errorf("start plugin %s: %w%s", path, err, stderr)
+}
+
+func firstLine(s string) string {
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		return s[:i]
+	}
+	return s
+}
+
+// Info returns the plugin's identity and roles.
+func (c *Client) Info(ctx context.Context) (Info, error) {
+	resp, err := c.base.Info(ctx, &pluginv1.InfoRequest{})
+	if err != nil {
+		return Info{}, c.mapErr(ctx, "info", err)
+	}
+	return infoFromProto(resp), nil
+}
+
+// Configure configures the process for one role. Problems with the config
+// come back as ConfigErrors, with the attribute they concern; err is for
+// transport failures. Configuring again replaces (and closes) the role.
+func (c *Client) Configure(ctx context.Context, kind Kind, name string, raw json.RawMessage) ([]*ConfigError, error) {
+	if len(raw) == 0 {
+		raw = json.RawMessage("{}")
+	}
+	req := &pluginv1.ConfigureRequest{Kind: string(kind), ConfigJson: raw, InstanceName: name}
+	if c.host != nil {
+		req.HostServiceId = c.serveHost()
+	}
+	resp, err := c.base.Configure(ctx, req)
+	if err != nil {
+		return nil, c.mapErr(ctx, "configure", err)
+	}
+	var out []*ConfigError
+	for _, d := range resp.Diagnostics {
+		ce := &ConfigError{Attribute: d.Attribute, Message: d.Summary}
+		if d.Detail != "" {
+			ce.Message += ": " + d.Detail
+		}
+		out = append(out, ce)
+	}
+	return out, nil
+}
+
+// serveHost serves the Host service through the GRPCBroker, once per
+// process; the plugin dials it once and keeps the connection.
+func (c *Client) serveHost() uint32 {
+	c.hostOnce.Do(func() {
+		c.hostID = c.gbroker.NextId()
+		limit := grpcLimit(c.maxSize)
+		hs := newHostServer(c.host)
+		go c.gbroker.AcceptAndServe(c.hostID, func(opts []grpc.ServerOption) *grpc.Server {
+			opts = append(opts, grpc.MaxRecvMsgSize(limit), grpc.MaxSendMsgSize(limit))
+			s := grpc.NewServer(opts...)
+			pluginv1.RegisterHostServer(s, hs)
+			return s
+		})
+	})
+	return c.hostID
+}
+
+// Broker returns the plugin's broker; valid after Configure(KindBroker, ...).
+func (c *Client) Broker() Broker {
+	return &remoteBroker{c: c, rpc: pluginv1.NewBrokerClient(c.conn)}
+}
+
+// ResultBackend returns the plugin's result backend; valid after
+// Configure(KindResultBackend, ...). The value also implements ResultWaiter,
+// whose WaitResult returns ErrUnsupported when the plugin cannot wait.
+func (c *Client) ResultBackend() ResultBackend {
+	return &remoteResults{c: c, rpc: pluginv1.NewResultBackendClient(c.conn)}
+}
+
+// Middleware returns the plugin's middleware; valid after
+// Configure(KindMiddleware, ...). It has every hook method; its Hooks
+// method returns hooks (normally the plugin's RoleInfo.Hooks), which are the
+// only ones the host should call.
+func (c *Client) Middleware(hooks []Hook) Middleware {
+	return &remoteMiddleware{c: c, rpc: pluginv1.NewMiddlewareClient(c.conn), hooks: append([]Hook(nil), hooks...)}
+}
+
+// Exited reports whether the plugin process has exited.
+func (c *Client) Exited() bool { return c.pc.Exited() }
+
+// Pid returns the plugin's process id.
+func (c *Client) Pid() int { return c.pid }
+
+// shutdownRole asks the plugin to close its role, bounded by ctx.
+func (c *Client) shutdownRole(ctx context.Context) error {
+	req := &pluginv1.ShutdownRequest{}
+	if dl, ok := ctx.Deadline(); ok {
+		req.TimeoutMs = max(1, time.Until(dl).Milliseconds())
+	}
+	_, err := c.base.Shutdown(ctx, req)
+	return c.mapErr(ctx, "shutdown", err)
+}
+
+// Close asks the role to drain (the Shutdown RPC, bounded by ctx), then
+// stops the process. The process is stopped even when draining fails.
+func (c *Client) Close(ctx context.Context) error {
+	var err error
+	if !c.pc.Exited() {
+		err = c.shutdownRole(ctx)
+	}
+	c.pc.Kill()
+	return err
+}
+
+// Kill stops the process at once, without draining.
+func (c *Client) Kill() {
+	if !c.pc.Exited() && c.pid > 0 {
+		if p, err := os.FindProcess(c.pid); err == nil {
+			_ = p.Kill()
+		}
+	}
+	c.pc.Kill()
+}
+
+// mapErr maps an RPC error to the SDK's sentinels and, when the process is
+// gone, says so with ErrUnavailable.
+func (c *Client) mapErr(ctx context.Context, op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	e := fromStatus(ctx, "plugin "+c.name+": "+op, err)
+	if ctx.Err() == nil && !errors.Is(e, ErrUnavailable) && c.Exited() {
+		return fmt.Errorf("%w: plugin %s (pid %d) has exited: %w", ErrUnavailable, c.name, c.pid, e)
+	}
+	return e
+}
+
+// remoteError is an error that crossed the process boundary: the remote
+// message, matching the sentinel its status code stands for.
+type remoteError struct {
+	msg      string
+	sentinel error
+}
+
+func (e *remoteError) Error() string { return e.msg }
+func (e *remoteError) Unwrap() error { return e.sentinel }
+
+// fromStatus maps a gRPC status back to the sentinel toStatus started from.
+func fromStatus(ctx context.Context, op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	st, ok := status.FromError(err)
+	if !ok {
+		return fmt.Errorf("%s: %w", op, err)
+	}
+	var sentinel error
+	switch st.Code() {
+	case codes.NotFound:
+		sentinel = ErrNotFound
+	case codes.Unimplemented:
+		sentinel = ErrUnsupported
+	case codes.ResourceExhausted:
+		sentinel = ErrMessageTooLarge
+	case codes.Unavailable:
+		sentinel = ErrUnavailable
+	case codes.Aborted:
+		sentinel = ErrClosed
+	case codes.Canceled, codes.DeadlineExceeded:
+		if ctx.Err() != nil {
+			return fmt.Errorf("%s: %w", op, ctx.Err())
+		}
+		sentinel = context.Canceled
+		if st.Code() == codes.DeadlineExceeded {
+			sentinel = context.DeadlineExceeded
+		}
+	case codes.FailedPrecondition:
+		return fmt.Errorf("%s: %s (configure the plugin first, for the role you use)", op, st.Message())
+	default:
+		return fmt.Errorf("%s: %s", op, st.Message())
+	}
+	msg := st.Message()
+	if !strings.Contains(msg, sentinel.Error()) {
+		msg = sentinel.Error() + ": " + msg
+	}
+	if sentinel == ErrMessageTooLarge && !strings.Contains(msg, "max_message_size") {
+		msg += "; raise max_message_size in taskiq.hcl if such messages are expected"
+	}
+	return &remoteError{msg: op + ": " + msg, sentinel: sentinel}
+}
+
+// tailBuffer keeps the last bytes written to it: a plugin's stderr, quoted
+// when it fails to start.
+type tailBuffer struct {
+	mu  sync.Mutex
+	max int
+	buf []byte
+}
+
+func (t *tailBuffer) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.buf = append(t.buf, p...)
+	if over := len(t.buf) - t.max; over > 0 {
+		t.buf = append(t.buf[:0], t.buf[over:]...)
+	}
+	return len(p), nil
+}
+
+// String returns the kept text, starting at a line boundary.
+func (t *tailBuffer) String() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	s := string(t.buf)
+	if len(t.buf) >= t.max {
+		if i := strings.IndexByte(s, '\n'); i >= 0 {
+			s = s[i+1:]
+		}
+	}
+	return strings.TrimSpace(s)
+}

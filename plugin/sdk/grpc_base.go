@@ -1,0 +1,386 @@
+package sdk
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/go-plugin"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	pluginv1 "github.com/taskiq-go/taskiq/plugin/sdk/proto/v1"
+)
+
+// defaultShutdownTimeout bounds a role's Close when the host gives no
+// timeout, and when the plugin shuts itself down because its host is gone.
+const defaultShutdownTimeout = 5 * time.Second
+
+// pluginServer is the plugin side's state: the Plugin description and the
+// one role this process is configured for.
+type pluginServer struct {
+	p       Plugin
+	logger  hclog.Logger
+	maxSize int
+
+	mu       sync.RWMutex
+	gbroker  *plugin.GRPCBroker
+	kind     Kind
+	role     any // Broker, ResultBackend or Middleware
+	host     Host
+	hostID   uint32
+	hostConn *grpc.ClientConn
+
+	hooksOnce sync.Once
+	hooks     []Hook
+}
+
+func newPluginServer(p Plugin, logger hclog.Logger, maxSize int) *pluginServer {
+	if logger == nil {
+		logger = hclog.NewNullLogger()
+	}
+	if maxSize <= 0 {
+		maxSize = DefaultMaxMessageSize
+	}
+	return &pluginServer{p: p, logger: logger, maxSize: maxSize}
+}
+
+func (s *pluginServer) setBroker(b *plugin.GRPCBroker) {
+	s.mu.Lock()
+	s.gbroker = b
+	s.mu.Unlock()
+}
+
+var errNotConfigured = status.Error(codes.FailedPrecondition, "plugin not configured")
+
+// configured returns the role when the process is configured as kind.
+func (s *pluginServer) configured(kind Kind) (any, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.role == nil {
+		return nil, errNotConfigured
+	}
+	if s.kind != kind {
+		return nil, status.Errorf(codes.FailedPrecondition, "plugin is configured as %s, not %s", s.kind, kind)
+	}
+	return s.role, nil
+}
+
+// middlewareHooks returns the middleware's hooks: the declared ones, or the
+// ones a value built from an empty config implements. A failing probe
+// reports no hooks rather than failing Info.
+func (s *pluginServer) middlewareHooks() []Hook {
+	s.hooksOnce.Do(func() {
+		if len(s.p.Hooks) > 0 {
+			s.hooks = s.p.Hooks
+			return
+		}
+		f := s.p.Middleware
+		if f == nil || f.New == nil {
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), defaultShutdownTimeout)
+		defer cancel()
+		mw, err := f.New(ctx, Config{Raw: json.RawMessage("{}"), Logger: s.logger, MaxMessageSize: s.maxSize})
+		if err != nil {
+			s.logger.Debug("cannot detect middleware hooks: building it with an empty config failed; set Plugin.Hooks", "error", err)
+			return
+		}
+		s.hooks = HooksOf(mw)
+		_ = closeRole(ctx, mw)
+	})
+	return s.hooks
+}
+
+func (s *pluginServer) info() *pluginv1.InfoResponse {
+	resp := &pluginv1.InfoResponse{Name: s.p.Name, Version: s.p.Version, ProtocolVersion: ProtocolVersion}
+	if f := s.p.Broker; f != nil {
+		resp.Roles = append(resp.Roles, roleToProto(KindBroker, f.Capabilities, nil, f.Schema))
+	}
+	if f := s.p.ResultBackend; f != nil {
+		resp.Roles = append(resp.Roles, roleToProto(KindResultBackend, f.Capabilities, nil, f.Schema))
+	}
+	if f := s.p.Middleware; f != nil {
+		resp.Roles = append(resp.Roles, roleToProto(KindMiddleware, f.Capabilities, s.middlewareHooks(), f.Schema))
+	}
+	return resp
+}
+
+func (s *pluginServer) servedKinds() []string {
+	var kinds []string
+	if s.p.Broker != nil {
+		kinds = append(kinds, string(KindBroker))
+	}
+	if s.p.ResultBackend != nil {
+		kinds = append(kinds, string(KindResultBackend))
+	}
+	if s.p.Middleware != nil {
+		kinds = append(kinds, string(KindMiddleware))
+	}
+	return kinds
+}
+
+// hostFor returns the Host client for a broker id, dialling it the first
+// time: the host serves its Host service once per plugin process.
+func (s *pluginServer) hostFor(id uint32) (Host, error) {
+	if id == 0 {
+		return nil, nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.host != nil && s.hostID == id {
+		return s.host, nil
+	}
+	if s.gbroker == nil {
+		return nil, errors.New("no go-plugin broker to reach the host through")
+	}
+	limit := grpcLimit(s.maxSize)
+	conn, err := s.gbroker.DialWithOptions(id, grpc.WithDefaultCallOptions(
+		grpc.MaxCallRecvMsgSize(limit), grpc.MaxCallSendMsgSize(limit)))
+	if err != nil {
+		return nil, fmt.Errorf("dial the host service: %w", err)
+	}
+	if s.hostConn != nil {
+		_ = s.hostConn.Close()
+	}
+	s.hostConn, s.hostID = conn, id
+	s.host = &hostClient{rpc: pluginv1.NewHostClient(conn), maxSize: s.maxSize}
+	return s.host, nil
+}
+
+func (s *pluginServer) configure(ctx context.Context, req *pluginv1.ConfigureRequest) (*pluginv1.ConfigureResponse, error) {
+	kind := Kind(req.Kind)
+	host, err := s.hostFor(req.HostServiceId)
+	if err != nil {
+		return nil, status.Error(codes.Unavailable, err.Error())
+	}
+	cfg := Config{
+		Name:           req.InstanceName,
+		Raw:            json.RawMessage(req.ConfigJson),
+		Host:           host,
+		Logger:         s.logger.With("instance", req.InstanceName),
+		MaxMessageSize: s.maxSize,
+	}
+	var (
+		role   any
+		newErr error
+		served bool
+	)
+	switch kind {
+	case KindBroker:
+		if f := s.p.Broker; f != nil && f.New != nil {
+			served = true
+			var b Broker
+			b, newErr = f.New(ctx, cfg)
+			if newErr == nil {
+				role = b
+			}
+		}
+	case KindResultBackend:
+		if f := s.p.ResultBackend; f != nil && f.New != nil {
+			served = true
+			var r ResultBackend
+			r, newErr = f.New(ctx, cfg)
+			if newErr == nil {
+				role = r
+			}
+		}
+	case KindMiddleware:
+		if f := s.p.Middleware; f != nil && f.New != nil {
+			served = true
+			var m Middleware
+			m, newErr = f.New(ctx, cfg)
+			if newErr == nil {
+				role = m
+			}
+		}
+	}
+	if !served {
+		return &pluginv1.ConfigureResponse{Diagnostics: []*pluginv1.Diagnostic{{
+			Summary: fmt.Sprintf("plugin %s does not serve the %q role; it serves: %s",
+				s.p.Name, req.Kind, strings.Join(s.servedKinds(), ", ")),
+		}}}, nil
+	}
+	if newErr != nil {
+		resp := &pluginv1.ConfigureResponse{}
+		for _, ce := range ConfigErrors(newErr) {
+			resp.Diagnostics = append(resp.Diagnostics, &pluginv1.Diagnostic{Attribute: ce.Attribute, Summary: ce.Message})
+		}
+		return resp, nil
+	}
+	if role == nil {
+		return nil, status.Errorf(codes.Internal, "plugin %s: the %s factory returned neither a value nor an error", s.p.Name, kind)
+	}
+	s.mu.Lock()
+	old := s.role
+	s.kind, s.role = kind, role
+	s.mu.Unlock()
+	if old != nil {
+		cctx, cancel := context.WithTimeout(context.Background(), defaultShutdownTimeout)
+		defer cancel()
+		if err := closeRole(cctx, old); err != nil {
+			s.logger.Warn("closing the previous role after reconfiguration failed", "error", err)
+		}
+	}
+	return &pluginv1.ConfigureResponse{}, nil
+}
+
+// shutdown closes the configured role, if any, and forgets it.
+func (s *pluginServer) shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	role := s.role
+	s.role = nil
+	s.mu.Unlock()
+	if role == nil {
+		return nil
+	}
+	return closeRole(ctx, role)
+}
+
+// closeRole closes a role value: brokers and result backends have Close;
+// a middleware is closed when it implements Close(ctx) or io.Closer.
+func closeRole(ctx context.Context, role any) error {
+	switch r := role.(type) {
+	case interface{ Close(context.Context) error }:
+		return r.Close(ctx)
+	case io.Closer:
+		return r.Close()
+	}
+	return nil
+}
+
+// baseServer serves the Plugin service.
+type baseServer struct {
+	pluginv1.UnimplementedPluginServer
+	srv *pluginServer
+}
+
+func (b *baseServer) Info(context.Context, *pluginv1.InfoRequest) (*pluginv1.InfoResponse, error) {
+	return b.srv.info(), nil
+}
+
+func (b *baseServer) Configure(ctx context.Context, req *pluginv1.ConfigureRequest) (*pluginv1.ConfigureResponse, error) {
+	return b.srv.configure(ctx, req)
+}
+
+func (b *baseServer) Shutdown(ctx context.Context, req *pluginv1.ShutdownRequest) (*pluginv1.ShutdownResponse, error) {
+	timeout := defaultShutdownTimeout
+	if req.TimeoutMs > 0 {
+		timeout = time.Duration(req.TimeoutMs) * time.Millisecond
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	if err := b.srv.shutdown(ctx); err != nil {
+		return nil, toStatus(err)
+	}
+	return &pluginv1.ShutdownResponse{}, nil
+}
+
+// toStatus maps an error of a role to a gRPC status whose code the host maps
+// back to the same sentinel; the message is kept as is.
+func toStatus(err error) error {
+	if err == nil {
+		return nil
+	}
+	if _, ok := status.FromError(err); ok {
+		return err
+	}
+	code := codes.Unknown
+	switch {
+	case errors.Is(err, ErrNotFound):
+		code = codes.NotFound
+	case errors.Is(err, ErrUnsupported):
+		code = codes.Unimplemented
+	case errors.Is(err, ErrMessageTooLarge):
+		code = codes.ResourceExhausted
+	case errors.Is(err, ErrUnavailable):
+		code = codes.Unavailable
+	case errors.Is(err, ErrClosed):
+		code = codes.Aborted
+	case errors.Is(err, context.DeadlineExceeded):
+		code = codes.DeadlineExceeded
+	case errors.Is(err, context.Canceled):
+		code = codes.Canceled
+	}
+	return status.Error(code, err.Error())
+}
+
+func roleToProto(kind Kind, caps []string, hooks []Hook, schema Schema) *pluginv1.RoleInfo {
+	r := &pluginv1.RoleInfo{Kind: string(kind), Capabilities: caps, Schema: &pluginv1.Schema{}}
+	for _, h := range hooks {
+		r.Hooks = append(r.Hooks, string(h))
+	}
+	for _, a := range schema.Attributes {
+		pa := &pluginv1.Attribute{
+			Name: a.Name, Type: string(a.Type), Required: a.Required,
+			Sensitive: a.Sensitive, Description: a.Description,
+		}
+		if a.Default != nil {
+			if b, err := json.Marshal(a.Default); err == nil {
+				pa.DefaultJson = string(b)
+			}
+		}
+		r.Schema.Attributes = append(r.Schema.Attributes, pa)
+	}
+	return r
+}
+
+func infoFromProto(p *pluginv1.InfoResponse) Info {
+	info := Info{Name: p.Name, Version: p.Version, ProtocolVersion: int(p.ProtocolVersion)}
+	for _, r := range p.Roles {
+		ri := RoleInfo{Kind: Kind(r.Kind), Capabilities: r.Capabilities}
+		for _, h := range r.Hooks {
+			ri.Hooks = append(ri.Hooks, Hook(h))
+		}
+		for _, a := range r.GetSchema().GetAttributes() {
+			attr := Attribute{
+				Name: a.Name, Type: AttrType(a.Type), Required: a.Required,
+				Sensitive: a.Sensitive, Description: a.Description,
+			}
+			if a.DefaultJson != "" {
+				var v any
+				if err := json.Unmarshal([]byte(a.DefaultJson), &v); err == nil {
+					attr.Default = normalizeDefault(v)
+				}
+			}
+			ri.Schema.Attributes = append(ri.Schema.Attributes, attr)
+		}
+		info.Roles = append(info.Roles, ri)
+	}
+	return info
+}
+
+// normalizeDefault turns JSON-decoded list and map defaults into the Go
+// types the schema types name ([]string, map[string]string) when they fit.
+func normalizeDefault(v any) any {
+	switch x := v.(type) {
+	case []any:
+		out := make([]string, 0, len(x))
+		for _, e := range x {
+			s, ok := e.(string)
+			if !ok {
+				return v
+			}
+			out = append(out, s)
+		}
+		return out
+	case map[string]any:
+		out := make(map[string]string, len(x))
+		for k, e := range x {
+			s, ok := e.(string)
+			if !ok {
+				return v
+			}
+			out[k] = s
+		}
+		return out
+	}
+	return v
+}

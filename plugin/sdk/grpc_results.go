@@ -1,0 +1,195 @@
+package sdk
+
+import (
+	"context"
+	"errors"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	pluginv1 "github.com/taskiq-go/taskiq/plugin/sdk/proto/v1"
+)
+
+// ---- plugin side ----
+
+// resultsServer serves the ResultBackend service over the configured backend.
+type resultsServer struct {
+	pluginv1.UnimplementedResultBackendServer
+	srv *pluginServer
+}
+
+func (s *resultsServer) backend() (ResultBackend, error) {
+	r, err := s.srv.configured(KindResultBackend)
+	if err != nil {
+		return nil, err
+	}
+	return r.(ResultBackend), nil
+}
+
+func (s *resultsServer) SetResults(ctx context.Context, req *pluginv1.SetResultsRequest) (*pluginv1.SetResultsResponse, error) {
+	rb, err := s.backend()
+	if err != nil {
+		return nil, err
+	}
+	rs := make([]StoredResult, len(req.Results))
+	for i, r := range req.Results {
+		if len(r.Body) > s.srv.maxSize {
+			return nil, toStatus(tooLarge("the result of task "+r.TaskId, len(r.Body), s.srv.maxSize))
+		}
+		rs[i] = StoredResult{TaskID: r.TaskId, Body: r.Body}
+	}
+	if err := rb.SetResults(ctx, rs); err != nil {
+		return nil, toStatus(err)
+	}
+	return &pluginv1.SetResultsResponse{}, nil
+}
+
+// found turns a (body, error) pair into a ResultResponse: ErrNotFound is
+// found=false, not an error.
+func found(body []byte, err error) (*pluginv1.ResultResponse, error) {
+	if errors.Is(err, ErrNotFound) {
+		return &pluginv1.ResultResponse{}, nil
+	}
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &pluginv1.ResultResponse{Found: true, Body: body}, nil
+}
+
+func (s *resultsServer) GetResult(ctx context.Context, req *pluginv1.TaskRef) (*pluginv1.ResultResponse, error) {
+	rb, err := s.backend()
+	if err != nil {
+		return nil, err
+	}
+	return found(rb.GetResult(ctx, req.TaskId))
+}
+
+func (s *resultsServer) IsReady(ctx context.Context, req *pluginv1.TaskRef) (*pluginv1.IsReadyResponse, error) {
+	rb, err := s.backend()
+	if err != nil {
+		return nil, err
+	}
+	ok, err := rb.IsReady(ctx, req.TaskId)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &pluginv1.IsReadyResponse{Ready: ok}, nil
+}
+
+func (s *resultsServer) WaitResult(ctx context.Context, req *pluginv1.TaskRef) (*pluginv1.ResultResponse, error) {
+	rb, err := s.backend()
+	if err != nil {
+		return nil, err
+	}
+	w, ok := rb.(ResultWaiter)
+	if !ok {
+		return nil, status.Errorf(codes.Unimplemented, "result backend %s cannot wait for results (no %q capability)", s.srv.p.Name, CapWait)
+	}
+	return found(w.WaitResult(ctx, req.TaskId))
+}
+
+func (s *resultsServer) SetProgress(ctx context.Context, req *pluginv1.SetProgressRequest) (*pluginv1.SetProgressResponse, error) {
+	rb, err := s.backend()
+	if err != nil {
+		return nil, err
+	}
+	if len(req.Body) > s.srv.maxSize {
+		return nil, toStatus(tooLarge("the progress of task "+req.TaskId, len(req.Body), s.srv.maxSize))
+	}
+	if err := rb.SetProgress(ctx, req.TaskId, req.Body); err != nil {
+		return nil, toStatus(err)
+	}
+	return &pluginv1.SetProgressResponse{}, nil
+}
+
+func (s *resultsServer) GetProgress(ctx context.Context, req *pluginv1.TaskRef) (*pluginv1.ResultResponse, error) {
+	rb, err := s.backend()
+	if err != nil {
+		return nil, err
+	}
+	return found(rb.GetProgress(ctx, req.TaskId))
+}
+
+// ---- host side ----
+
+// remoteResults is a ResultBackend served by a plugin process. It also
+// implements ResultWaiter; WaitResult returns ErrUnsupported when the
+// plugin's backend cannot wait.
+type remoteResults struct {
+	c   *Client
+	rpc pluginv1.ResultBackendClient
+}
+
+// SetResults sends the batch in one request, or in several when the bodies
+// together would exceed the message size limit.
+func (r *remoteResults) SetResults(ctx context.Context, results []StoredResult) error {
+	out := make([]*pluginv1.StoredResult, len(results))
+	for i, x := range results {
+		if len(x.Body) > r.c.maxSize {
+			return tooLarge("the result of task "+x.TaskID, len(x.Body), r.c.maxSize)
+		}
+		out[i] = &pluginv1.StoredResult{TaskId: x.TaskID, Body: x.Body}
+	}
+	for _, chunk := range chunkBySize(out, r.c.maxSize, func(x *pluginv1.StoredResult) int { return len(x.Body) + len(x.TaskId) }) {
+		if _, err := r.rpc.SetResults(ctx, &pluginv1.SetResultsRequest{Results: chunk}); err != nil {
+			return r.c.mapErr(ctx, "set results", err)
+		}
+	}
+	return nil
+}
+
+func (r *remoteResults) body(ctx context.Context, op, taskID string, resp *pluginv1.ResultResponse, err error) ([]byte, error) {
+	if err != nil {
+		return nil, r.c.mapErr(ctx, op, err)
+	}
+	if !resp.Found {
+		return nil, &remoteError{msg: ErrNotFound.Error() + ": task " + taskID, sentinel: ErrNotFound}
+	}
+	return resp.Body, nil
+}
+
+func (r *remoteResults) GetResult(ctx context.Context, taskID string) ([]byte, error) {
+	resp, err := r.rpc.GetResult(ctx, &pluginv1.TaskRef{TaskId: taskID})
+	return r.body(ctx, "get result", taskID, resp, err)
+}
+
+func (r *remoteResults) IsReady(ctx context.Context, taskID string) (bool, error) {
+	resp, err := r.rpc.IsReady(ctx, &pluginv1.TaskRef{TaskId: taskID})
+	if err != nil {
+		return false, r.c.mapErr(ctx, "is ready", err)
+	}
+	return resp.Ready, nil
+}
+
+func (r *remoteResults) WaitResult(ctx context.Context, taskID string) ([]byte, error) {
+	resp, err := r.rpc.WaitResult(ctx, &pluginv1.TaskRef{TaskId: taskID})
+	return r.body(ctx, "wait result", taskID, resp, err)
+}
+
+func (r *remoteResults) SetProgress(ctx context.Context, taskID string, progress []byte) error {
+	if len(progress) > r.c.maxSize {
+		return tooLarge("the progress of task "+taskID, len(progress), r.c.maxSize)
+	}
+	if _, err := r.rpc.SetProgress(ctx, &pluginv1.SetProgressRequest{TaskId: taskID, Body: progress}); err != nil {
+		return r.c.mapErr(ctx, "set progress", err)
+	}
+	return nil
+}
+
+func (r *remoteResults) GetProgress(ctx context.Context, taskID string) ([]byte, error) {
+	resp, err := r.rpc.GetProgress(ctx, &pluginv1.TaskRef{TaskId: taskID})
+	return r.body(ctx, "get progress", taskID, resp, err)
+}
+
+// Close asks the plugin to close the backend; the process stays up until
+// Client.Close.
+func (r *remoteResults) Close(ctx context.Context) error {
+	return r.c.shutdownRole(ctx)
+}
+
+// Interface guards
+var (
+	_ ResultBackend                = (*remoteResults)(nil)
+	_ ResultWaiter                 = (*remoteResults)(nil)
+	_ pluginv1.ResultBackendServer = (*resultsServer)(nil)
+)

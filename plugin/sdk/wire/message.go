@@ -1,0 +1,371 @@
+package wire
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+)
+
+// Label types of the labels_types field (taskiq's LabelType enum).
+const (
+	LabelAny   = 1
+	LabelInt   = 2
+	LabelStr   = 3
+	LabelFloat = 4
+	LabelBool  = 5
+	LabelBytes = 6
+)
+
+// Labels with a meaning to the host, brokers or middlewares.
+const (
+	LabelTimeout      = "timeout"
+	LabelAckType      = "ack_type"
+	LabelRetryOnError = "retry_on_error"
+	LabelMaxRetries   = "max_retries"
+	LabelRetries      = "_retries"
+	LabelDelay        = "delay"
+	LabelPriority     = "priority"
+	LabelQueueName    = "queue_name"
+	LabelSchedule     = "schedule"
+	LabelScheduleID   = "schedule_id"
+	LabelRequeue      = "X-Taskiq-requeue"
+)
+
+// ErrMalformed is wrapped by every decoding error of a message or result.
+var ErrMalformed = errors.New("malformed message")
+
+// Message is one task invocation, as carried by a broker.
+//
+// Label values are Go values: string, int64, float64, bool, []byte, or any
+// value decoded from JSON (nil, []any, map[string]any) for labels that came
+// without a type.
+type Message struct {
+	TaskID   string
+	TaskName string
+	Labels   map[string]any
+	Args     []json.RawMessage
+	Kwargs   map[string]json.RawMessage
+}
+
+// Clone returns a copy whose maps and slices can be changed independently.
+func (m *Message) Clone() *Message {
+	c := *m
+	if m.Labels != nil {
+		c.Labels = make(map[string]any, len(m.Labels))
+		for k, v := range m.Labels {
+			c.Labels[k] = v
+		}
+	}
+	c.Args = append([]json.RawMessage(nil), m.Args...)
+	if m.Kwargs != nil {
+		c.Kwargs = make(map[string]json.RawMessage, len(m.Kwargs))
+		for k, v := range m.Kwargs {
+			c.Kwargs[k] = v
+		}
+	}
+	return &c
+}
+
+// SetLabel sets a label, creating the map when needed.
+func (m *Message) SetLabel(key string, value any) {
+	if m.Labels == nil {
+		m.Labels = make(map[string]any)
+	}
+	m.Labels[key] = value
+}
+
+// LabelString returns a label as a string: strings as they are, other values
+// in their wire spelling. ok is false when the label is absent.
+func (m *Message) LabelString(key string) (string, bool) {
+	v, ok := m.Labels[key]
+	if !ok {
+		return "", false
+	}
+	s, _ := labelText(v)
+	return s, true
+}
+
+// LabelInt returns a label as an integer, accepting an int, a whole float or a
+// numeric string. ok is false when the label is absent or not an integer.
+func (m *Message) LabelInt(key string) (int64, bool) {
+	switch v := m.Labels[key].(type) {
+	case int64:
+		return v, true
+	case int:
+		return int64(v), true
+	case float64:
+		if v == math.Trunc(v) && !math.IsInf(v, 0) {
+			return int64(v), true
+		}
+	case string:
+		if i, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64); err == nil {
+			return i, true
+		}
+		if f, err := strconv.ParseFloat(strings.TrimSpace(v), 64); err == nil && f == math.Trunc(f) {
+			return int64(f), true
+		}
+	}
+	return 0, false
+}
+
+// LabelFloat returns a label as a float, accepting numbers and numeric strings.
+func (m *Message) LabelFloat(key string) (float64, bool) {
+	switch v := m.Labels[key].(type) {
+	case float64:
+		return v, !math.IsNaN(v)
+	case int64:
+		return float64(v), true
+	case int:
+		return float64(v), true
+	case string:
+		if f, err := strconv.ParseFloat(strings.TrimSpace(v), 64); err == nil && !math.IsNaN(f) {
+			return f, true
+		}
+	}
+	return 0, false
+}
+
+// LabelBool returns a label as a bool, accepting booleans and the strings
+// "true"/"false" in any case (Python writes "True"/"False").
+func (m *Message) LabelBool(key string) (bool, bool) {
+	switch v := m.Labels[key].(type) {
+	case bool:
+		return v, true
+	case string:
+		switch strings.ToLower(strings.TrimSpace(v)) {
+		case "true", "1":
+			return true, true
+		case "false", "0":
+			return false, true
+		}
+	case int64:
+		return v != 0, true
+	}
+	return false, false
+}
+
+// labelText renders a label value as the string the wire carries and the
+// label type recorded for it.
+func labelText(v any) (string, int) {
+	switch x := v.(type) {
+	case string:
+		return x, LabelStr
+	case bool:
+		if x {
+			return "True", LabelBool
+		}
+		return "False", LabelBool
+	case int:
+		return strconv.Itoa(x), LabelInt
+	case int32:
+		return strconv.FormatInt(int64(x), 10), LabelInt
+	case int64:
+		return strconv.FormatInt(x, 10), LabelInt
+	case uint:
+		return strconv.FormatUint(uint64(x), 10), LabelInt
+	case uint64:
+		return strconv.FormatUint(x, 10), LabelInt
+	case float32:
+		return strconv.FormatFloat(float64(x), 'g', -1, 32), LabelFloat
+	case float64:
+		return strconv.FormatFloat(x, 'g', -1, 64), LabelFloat
+	case []byte:
+		return base64.StdEncoding.EncodeToString(x), LabelBytes
+	default:
+		b, err := json.Marshal(x)
+		if err != nil {
+			return fmt.Sprint(x), LabelAny
+		}
+		return string(b), LabelAny
+	}
+}
+
+type rawMessage struct {
+	TaskID      string                     `json:"task_id"`
+	TaskName    string                     `json:"task_name"`
+	Labels      map[string]json.RawMessage `json:"labels"`
+	LabelsTypes map[string]int             `json:"labels_types"`
+	Args        []json.RawMessage          `json:"args"`
+	Kwargs      map[string]json.RawMessage `json:"kwargs"`
+}
+
+// MarshalJSON writes the message in taskiq's layout: every label as a string
+// with its type in labels_types, keys in taskiq's order.
+func (m *Message) MarshalJSON() ([]byte, error) {
+	return m.AppendJSON(nil)
+}
+
+// AppendJSON appends the encoded message to dst.
+func (m *Message) AppendJSON(dst []byte) ([]byte, error) {
+	buf := bytes.NewBuffer(dst)
+	buf.WriteString(`{"task_id":`)
+	writeJSONString(buf, m.TaskID)
+	buf.WriteString(`,"task_name":`)
+	writeJSONString(buf, m.TaskName)
+	keys := sortedKeys(m.Labels)
+	buf.WriteString(`,"labels":{`)
+	types := make([]int, len(keys))
+	for i, k := range keys {
+		if i > 0 {
+			buf.WriteByte(',')
+		}
+		s, t := labelText(m.Labels[k])
+		types[i] = t
+		writeJSONString(buf, k)
+		buf.WriteByte(':')
+		writeJSONString(buf, s)
+	}
+	buf.WriteString(`},"labels_types":{`)
+	for i, k := range keys {
+		if i > 0 {
+			buf.WriteByte(',')
+		}
+		writeJSONString(buf, k)
+		buf.WriteByte(':')
+		buf.WriteString(strconv.Itoa(types[i]))
+	}
+	buf.WriteString(`},"args":[`)
+	for i, a := range m.Args {
+		if i > 0 {
+			buf.WriteByte(',')
+		}
+		if err := writeRaw(buf, a); err != nil {
+			return nil, fmt.Errorf("arg %d: %w", i, err)
+		}
+	}
+	buf.WriteString(`],"kwargs":{`)
+	for i, k := range sortedKeys(m.Kwargs) {
+		if i > 0 {
+			buf.WriteByte(',')
+		}
+		writeJSONString(buf, k)
+		buf.WriteByte(':')
+		if err := writeRaw(buf, m.Kwargs[k]); err != nil {
+			return nil, fmt.Errorf("kwarg %q: %w", k, err)
+		}
+	}
+	buf.WriteString(`}}`)
+	return buf.Bytes(), nil
+}
+
+func writeRaw(buf *bytes.Buffer, r json.RawMessage) error {
+	if len(r) == 0 {
+		buf.WriteString("null")
+		return nil
+	}
+	if !json.Valid(r) {
+		return errors.New("invalid JSON value")
+	}
+	buf.Write(r)
+	return nil
+}
+
+func writeJSONString(buf *bytes.Buffer, s string) {
+	b, _ := json.Marshal(s)
+	buf.Write(b)
+}
+
+// UnmarshalJSON implements json.Unmarshaler with DecodeMessage's rules.
+func (m *Message) UnmarshalJSON(b []byte) error {
+	d, err := DecodeMessage(b)
+	if err != nil {
+		return err
+	}
+	*m = *d
+	return nil
+}
+
+// DecodeMessage parses a message body. It accepts any valid JSON spelling,
+// labels with or without a labels_types entry, and a missing or null
+// labels_types. Errors wrap ErrMalformed and say what is wrong.
+func DecodeMessage(b []byte) (*Message, error) {
+	var raw rawMessage
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	if err := dec.Decode(&raw); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	if dec.More() {
+		return nil, fmt.Errorf("%w: trailing data after the JSON object", ErrMalformed)
+	}
+	if raw.TaskName == "" {
+		return nil, fmt.Errorf("%w: task_name is missing or empty", ErrMalformed)
+	}
+	if raw.TaskID == "" {
+		return nil, fmt.Errorf("%w: task_id is missing or empty", ErrMalformed)
+	}
+	m := &Message{TaskID: raw.TaskID, TaskName: raw.TaskName, Args: raw.Args, Kwargs: raw.Kwargs}
+	if len(raw.Labels) > 0 {
+		m.Labels = make(map[string]any, len(raw.Labels))
+		for k, v := range raw.Labels {
+			m.Labels[k] = decodeLabel(v, raw.LabelsTypes[k])
+		}
+	}
+	return m, nil
+}
+
+// decodeLabel converts one label. A typed string that does not parse as its
+// declared type stays a string: hostile or sloppy producers must not make a
+// message undecodable.
+func decodeLabel(v json.RawMessage, typ int) any {
+	var x any
+	dec := json.NewDecoder(bytes.NewReader(v))
+	dec.UseNumber()
+	if err := dec.Decode(&x); err != nil {
+		return string(v)
+	}
+	x = normalizeJSON(x)
+	s, isStr := x.(string)
+	if !isStr {
+		return x
+	}
+	switch typ {
+	case LabelInt:
+		if i, err := strconv.ParseInt(s, 10, 64); err == nil {
+			return i
+		}
+	case LabelFloat:
+		if f, err := strconv.ParseFloat(s, 64); err == nil {
+			return f
+		}
+	case LabelBool:
+		switch strings.ToLower(s) {
+		case "true":
+			return true
+		case "false":
+			return false
+		}
+	case LabelBytes:
+		if b, err := base64.StdEncoding.DecodeString(s); err == nil {
+			return b
+		}
+	}
+	return s
+}
+
+// normalizeJSON turns json.Number into int64 (when integral) or float64,
+// recursively.
+func normalizeJSON(x any) any {
+	switch v := x.(type) {
+	case json.Number:
+		if i, err := v.Int64(); err == nil {
+			return i
+		}
+		f, _ := v.Float64()
+		return f
+	case []any:
+		for i := range v {
+			v[i] = normalizeJSON(v[i])
+		}
+	case map[string]any:
+		for k := range v {
+			v[k] = normalizeJSON(v[k])
+		}
+	}
+	return x
+}

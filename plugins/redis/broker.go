@@ -1,0 +1,348 @@
+package taskiqredis
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/taskiq-go/taskiq/plugin/sdk"
+)
+
+// broker is the Redis broker in one of its three modes. The mode decides
+// which listener Listen opens and which command Kick sends; keys, delay and
+// dead letter are shared.
+type broker struct {
+	client redis.UniversalClient
+	addr   string
+	opts   brokerOptions
+	log    hclog.Logger
+	// now is the clock for due times and lease deadlines; tests replace it.
+	now func() time.Time
+
+	// groups holds the stream keys whose consumer group is known to exist,
+	// so Kick creates a group once per queue, not once per batch.
+	groups sync.Map
+
+	mu        sync.Mutex
+	closed    bool
+	listeners map[closer]struct{}
+	consumers int
+}
+
+type closer interface{ Close() error }
+
+func newBroker(_ context.Context, cfg sdk.Config) (*broker, error) {
+	conn, opts, err := decodeBrokerConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	client, addr, err := newClient(conn)
+	if err != nil {
+		return nil, sdk.AttrError("url", "%v", err)
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = hclog.NewNullLogger()
+	}
+	return &broker{client: client, addr: addr, opts: opts, log: log, now: time.Now,
+		listeners: map[closer]struct{}{}}, nil
+}
+
+// capabilitiesFor lists what a mode implements.
+func capabilitiesFor(mode string) []string {
+	switch mode {
+	case modeList:
+		return []string{sdk.CapDelay, sdk.CapDeadLetter, sdk.CapRouting}
+	case modePubSub:
+		return []string{sdk.CapBroadcast}
+	default:
+		return []string{sdk.CapAckable, sdk.CapLease, sdk.CapDelay, sdk.CapDeadLetter, sdk.CapRouting}
+	}
+}
+
+// queueSpec is one queue as a listener sees it.
+type queueSpec struct {
+	name   string // as the user wrote it; the queue field of dead letters
+	key    string // stream or list key (hash-tagged in cluster mode)
+	group  string
+	weight int
+	// cursor is where the next XAUTOCLAIM continues (stream mode).
+	cursor string
+}
+
+func (b *broker) queueName(q string) string {
+	if q == "" {
+		return b.opts.queue
+	}
+	return q
+}
+
+// streamKey is the key of a queue's stream or list. With defaults it is the
+// queue name itself, byte-identical to taskiq-redis. In cluster mode the name
+// is wrapped in a hash tag so the queue, its delayed set and its dead-letter
+// stream live on one slot (scripts touch them together); a name that already
+// has a tag is left alone.
+func (b *broker) streamKey(queue string) string {
+	queue = b.queueName(queue)
+	if b.opts.clusterHashes && !strings.Contains(queue, "{") {
+		return "{" + queue + "}"
+	}
+	return queue
+}
+
+func (b *broker) delayedKey(queue string) string { return b.streamKey(queue) + ":delayed" }
+
+func (b *broker) deadKey(queue string) string {
+	if b.opts.deadLetter != "" {
+		return b.opts.deadLetter
+	}
+	return b.streamKey(queue) + ":dead"
+}
+
+func (b *broker) groupName(queue string) string {
+	if b.opts.group != "" {
+		return b.opts.group
+	}
+	return b.queueName(queue)
+}
+
+func (b *broker) spec(q sdk.Queue) *queueSpec {
+	w := q.Weight
+	if w <= 0 {
+		w = 1
+	}
+	return &queueSpec{name: b.queueName(q.Name), key: b.streamKey(q.Name), group: b.groupName(q.Name),
+		weight: w, cursor: "0-0"}
+}
+
+// delayedMember encodes a delayed message; see moveDueScript.
+func delayedMember(attempt int, body []byte) string {
+	return fmt.Sprintf("%016x|%d|", rand.Uint64(), attempt) + string(body)
+}
+
+func unixMilli(t time.Time) float64 { return float64(t.UnixMilli()) }
+
+// Kick sends the whole batch in one pipeline: one round trip per batch.
+func (b *broker) Kick(ctx context.Context, msgs []sdk.Outgoing) error {
+	if b.isClosed() {
+		return fmt.Errorf("redis kick: %w", sdk.ErrClosed)
+	}
+	if len(msgs) == 0 {
+		return nil
+	}
+	if b.opts.mode == modePubSub {
+		for _, m := range msgs {
+			if m.Delay > 0 {
+				return fmt.Errorf("redis kick: task %s asks for a delay, but mode \"pubsub\" cannot delay messages; use mode \"stream\" or drop the delay label: %w", m.TaskID, sdk.ErrUnsupported)
+			}
+		}
+	}
+	pipe := b.client.Pipeline()
+	groupCmds := map[string]*redis.StatusCmd{}
+	now := b.now()
+	for _, m := range msgs {
+		key := b.streamKey(m.Queue)
+		if b.opts.mode == modeStream {
+			if _, ok := b.groups.Load(key); !ok && groupCmds[key] == nil {
+				groupCmds[key] = pipe.XGroupCreateMkStream(ctx, key, b.groupName(m.Queue), "$")
+			}
+		}
+		switch {
+		case m.Delay > 0:
+			pipe.ZAdd(ctx, b.delayedKey(m.Queue), redis.Z{Score: unixMilli(now.Add(m.Delay)), Member: delayedMember(0, m.Body)})
+		case b.opts.mode == modeStream:
+			pipe.XAdd(ctx, b.xaddArgs(key, m.Body, 0))
+		case b.opts.mode == modeList:
+			pipe.LPush(ctx, key, m.Body)
+		default:
+			pipe.Publish(ctx, b.queueName(m.Queue), m.Body)
+		}
+	}
+	cmds, err := pipe.Exec(ctx)
+	if err != nil && len(cmds) == 0 {
+		return wrapErr("kick", b.addr, err)
+	}
+	for key, c := range groupCmds {
+		if c.Err() == nil || isBusyGroup(c.Err()) {
+			b.groups.Store(key, struct{}{})
+		}
+	}
+	for _, c := range cmds {
+		if e := c.Err(); e != nil && !isBusyGroup(e) {
+			return wrapErr("kick", b.addr, e)
+		}
+	}
+	return nil
+}
+
+// xaddArgs builds "XADD key [MAXLEN ~ n] * data body [attempt n]". The
+// attempt field is ours: it carries the delivery count of a nacked message
+// into its new entry; taskiq-redis reads only "data" and ignores it.
+func (b *broker) xaddArgs(key string, body []byte, attempt int) *redis.XAddArgs {
+	values := []any{"data", body}
+	if attempt > 0 {
+		values = append(values, "attempt", attempt)
+	}
+	a := &redis.XAddArgs{Stream: key, Values: values}
+	if b.opts.maxlen > 0 {
+		a.MaxLen, a.Approx = b.opts.maxlen, true
+	}
+	return a
+}
+
+// addDeadLetter queues the dead-letter XADD on pipe.
+func (b *broker) addDeadLetter(ctx context.Context, pipe redis.Pipeliner, queue, originalID string, body []byte, reason string, attempt int) {
+	pipe.XAdd(ctx, &redis.XAddArgs{Stream: b.deadKey(queue), Values: []any{
+		"data", body, "reason", reason, "queue", queue, "attempt", attempt,
+		"failed_at", b.now().UnixMilli(), "original_id", originalID,
+	}})
+	b.log.Warn("message moved to dead-letter queue", "queue", queue, "dead_letter_queue", b.deadKey(queue),
+		"original_id", originalID, "attempt", attempt, "reason", reason)
+}
+
+func isBusyGroup(err error) bool { return err != nil && strings.HasPrefix(err.Error(), "BUSYGROUP") }
+func isNoGroup(err error) bool   { return err != nil && strings.HasPrefix(err.Error(), "NOGROUP") }
+
+// Listen opens a stream of deliveries for the mode. It fails (with
+// sdk.ErrUnavailable) when Redis cannot be reached at that moment; once
+// open, a stream rides out outages by retrying.
+func (b *broker) Listen(ctx context.Context, req sdk.ListenRequest) (sdk.Stream, error) {
+	if b.isClosed() {
+		return nil, fmt.Errorf("redis listen: %w", sdk.ErrClosed)
+	}
+	qs := req.Queues
+	if len(qs) == 0 {
+		qs = []sdk.Queue{{}}
+	}
+	var specs []*queueSpec
+	seen := map[string]bool{}
+	for _, q := range qs {
+		s := b.spec(q)
+		if seen[s.key] {
+			continue
+		}
+		seen[s.key] = true
+		specs = append(specs, s)
+	}
+	var (
+		l   closer
+		err error
+	)
+	switch b.opts.mode {
+	case modeStream:
+		lease := req.Lease
+		if lease <= 0 {
+			lease = b.opts.lease
+		}
+		l, err = newStreamListener(ctx, b, specs, req.StrictPriority, lease)
+	case modeList:
+		l, err = newListListener(b, specs, req.StrictPriority), nil
+	default:
+		l, err = newPubSubListener(ctx, b, specs)
+	}
+	if err != nil {
+		return nil, err
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		_ = l.Close()
+		return nil, fmt.Errorf("redis listen: %w", sdk.ErrClosed)
+	}
+	b.listeners[l] = struct{}{}
+	return l.(sdk.Stream), nil
+}
+
+// nextConsumerName gives every stream of this broker its own consumer name
+// (the first one is consumer_name itself), so two streams of one process
+// never take entries from each other through the ownership check of a lease
+// extension.
+func (b *broker) nextConsumerName() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.consumers++
+	if b.consumers == 1 {
+		return b.opts.consumer
+	}
+	return fmt.Sprintf("%s-%d", b.opts.consumer, b.consumers)
+}
+
+func (b *broker) forget(l closer) {
+	b.mu.Lock()
+	delete(b.listeners, l)
+	b.mu.Unlock()
+}
+
+func (b *broker) isClosed() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.closed
+}
+
+// Close closes every open stream, then the connection pool. Kicks are
+// synchronous, so nothing is left to flush.
+func (b *broker) Close(context.Context) error {
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return nil
+	}
+	b.closed = true
+	ls := make([]closer, 0, len(b.listeners))
+	for l := range b.listeners {
+		ls = append(ls, l)
+	}
+	b.mu.Unlock()
+	// In parallel: each may wait up to one block interval for its read.
+	errs := make([]error, len(ls)+1)
+	var wg sync.WaitGroup
+	for i, l := range ls {
+		wg.Go(func() { errs[i] = l.Close() })
+	}
+	wg.Wait()
+	errs[len(ls)] = b.client.Close()
+	return errors.Join(errs...)
+}
+
+// moveDue moves the delayed messages of queue due at now; it returns how
+// many it moved and when the next one is due (zero time when none is left).
+func (b *broker) moveDue(ctx context.Context, queue string, now time.Time) (int, time.Time, error) {
+	const limit = 500
+	target := modeStream
+	if b.opts.mode == modeList {
+		target = modeList
+	}
+	total := 0
+	for {
+		res, err := moveDueScript.Run(ctx, b.client, []string{b.delayedKey(queue), b.streamKey(queue)},
+			now.UnixMilli(), limit, target, b.opts.maxlen).Slice()
+		if err != nil {
+			return total, time.Time{}, err
+		}
+		n, _ := res[0].(int64)
+		total += int(n)
+		if n >= limit {
+			continue
+		}
+		var next time.Time
+		if s, _ := res[1].(string); s != "" {
+			if ms, err := strconv.ParseFloat(s, 64); err == nil {
+				next = time.UnixMilli(int64(ms))
+			}
+		}
+		return total, next, nil
+	}
+}
+
+// Interface guards
+var (
+	_ sdk.Broker = (*broker)(nil)
+)

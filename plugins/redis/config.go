@@ -1,0 +1,364 @@
+package taskiqredis
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/taskiq-go/taskiq/plugin/sdk"
+)
+
+// Broker modes.
+const (
+	modeStream = "stream"
+	modeList   = "list"
+	modePubSub = "pubsub"
+)
+
+const defaultURL = "redis://127.0.0.1:6379/0"
+
+// connectionAttributes are shared by the broker and the result backend.
+func connectionAttributes() []sdk.Attribute {
+	return []sdk.Attribute{
+		{Name: "url", Type: sdk.TypeString, Default: defaultURL, Description: "Redis URL: " +
+			"redis://[user:password@]host:port/db, or rediss:// for TLS. The database number " +
+			"selects the keyspace; it is ignored in cluster mode."},
+		{Name: "username", Type: sdk.TypeString, Default: "", Description: "ACL user name; " +
+			"overrides the user of the URL when set."},
+		{Name: "password", Type: sdk.TypeString, Default: "", Sensitive: true, Description: "Password; " +
+			"overrides the password of the URL when set. Prefer this attribute (from env()) over a " +
+			"password in the URL. Never logged."},
+		{Name: "sentinel_master", Type: sdk.TypeString, Default: "", Description: "Name of the " +
+			"master monitored by Redis Sentinel. When set, sentinel_addrs lists the sentinels and " +
+			"the host:port of url is ignored (its db, user, password and TLS settings still apply)."},
+		{Name: "sentinel_addrs", Type: sdk.TypeStringList, Default: []string{}, Description: "Sentinel " +
+			"addresses (host:port) used with sentinel_master."},
+		{Name: "cluster_addrs", Type: sdk.TypeStringList, Default: []string{}, Description: "Seed " +
+			"addresses (host:port) of a Redis Cluster. When set, the client speaks the cluster " +
+			"protocol and every key of one queue carries the hash tag {queue} so that the queue's " +
+			"scripts run on one slot. Credentials and TLS come from url/username/password."},
+	}
+}
+
+func brokerSchema() sdk.Schema {
+	attrs := connectionAttributes()
+	attrs = append(attrs,
+		sdk.Attribute{Name: "mode", Type: sdk.TypeString, Default: modeStream, Description: `"stream" ` +
+			`(default: Redis streams with a consumer group, at-least-once, leases, dead letter), ` +
+			`"list" (LPUSH/BRPOP, at-most-once) or "pubsub" (PUBLISH/SUBSCRIBE, every listener ` +
+			`receives every message, at-most-once). All three use the keys of Python taskiq-redis.`},
+		sdk.Attribute{Name: "queue", Type: sdk.TypeString, Default: "taskiq", Description: "Default " +
+			"queue: the stream key, list key or pub/sub channel. The queue_name label of a message " +
+			"overrides it per message."},
+		sdk.Attribute{Name: "consumer_group", Type: sdk.TypeString, Default: "", Description: "Stream " +
+			"mode: consumer group name. Empty means the name of each queue, as taskiq-redis does."},
+		sdk.Attribute{Name: "consumer_name", Type: sdk.TypeString, Default: "", Description: "Stream " +
+			"mode: consumer name of this process within the group. Empty means hostname-pid-random, " +
+			"which is unique per process; a fixed name shared by two live processes breaks leases."},
+		sdk.Attribute{Name: "lease", Type: sdk.TypeDuration, Default: "30s", Description: "Stream " +
+			"mode: visibility lease. An entry idle (not extended) for longer is reclaimed by another " +
+			"worker of the group. Every worker of one group should use the same lease."},
+		sdk.Attribute{Name: "block", Type: sdk.TypeDuration, Default: "2s", Description: "How long " +
+			"one blocking read (XREADGROUP/BRPOP) waits on the server before it is repeated. It " +
+			"bounds how late a stream notices Close and how late a reclaim runs."},
+		sdk.Attribute{Name: "count", Type: sdk.TypeNumber, Default: 100, Description: "Largest batch " +
+			"read from Redis by one call."},
+		sdk.Attribute{Name: "maxlen", Type: sdk.TypeNumber, Default: 0, Description: "Stream mode: " +
+			"when > 0, every XADD also trims the stream to about this many entries (MAXLEN ~). " +
+			"Trimming drops the oldest entries even when they were never read, so leave it 0 " +
+			"(acked entries are deleted anyway) unless the stream is shared with producers that " +
+			"never ack."},
+		sdk.Attribute{Name: "delete_acked", Type: sdk.TypeBool, Default: true, Description: "Stream " +
+			"mode: XDEL an entry when it is acked, so the stream only holds work not yet done. " +
+			"Set false if other consumer groups read the same stream."},
+		sdk.Attribute{Name: "dead_letter_queue", Type: sdk.TypeString, Default: "", Description: "Stream " +
+			"receiving dead-lettered messages (fields data, reason, queue, attempt, failed_at, " +
+			"original_id). Empty means \"<queue>:dead\" for each queue."},
+		sdk.Attribute{Name: "max_attempts", Type: sdk.TypeNumber, Default: 10, Description: "Stream " +
+			"mode: a message about to be delivered for a higher attempt goes to the dead-letter " +
+			"queue with reason \"exceeded max_attempts\" instead. 0 disables the limit."},
+		sdk.Attribute{Name: "delay_poll", Type: sdk.TypeDuration, Default: "100ms", Description: "How " +
+			"often a listener moves due delayed messages to their queue; a delayed message starts " +
+			"at most this late."},
+	)
+	return sdk.Schema{Attributes: attrs}
+}
+
+func resultSchema() sdk.Schema {
+	attrs := connectionAttributes()
+	attrs = append(attrs,
+		sdk.Attribute{Name: "prefix", Type: sdk.TypeString, Default: "", Description: "Key prefix: " +
+			"a result is stored under \"<prefix>:<task_id>\", or \"<task_id>\" when empty (the " +
+			"taskiq-redis default)."},
+		sdk.Attribute{Name: "result_ttl", Type: sdk.TypeDuration, Default: "0s", Description: "Expiry " +
+			"of stored results and progress; 0s keeps them until read (keep_results=false) or forever."},
+		sdk.Attribute{Name: "keep_results", Type: sdk.TypeBool, Default: true, Description: "When " +
+			"false, reading a result deletes it (GETDEL), as taskiq-redis keep_results=False."},
+		sdk.Attribute{Name: "poll_fallback", Type: sdk.TypeDuration, Default: "1s", Description: "WaitResult " +
+			"is woken by a pub/sub notification; it re-reads the key at this interval as well, so a " +
+			"notification lost in a reconnect still completes the wait."},
+	)
+	return sdk.Schema{Attributes: attrs}
+}
+
+// connConfig is how to reach Redis.
+type connConfig struct {
+	URL            string   `json:"url"`
+	Username       string   `json:"username"`
+	Password       string   `json:"password"`
+	SentinelMaster string   `json:"sentinel_master"`
+	SentinelAddrs  []string `json:"sentinel_addrs"`
+	ClusterAddrs   []string `json:"cluster_addrs"`
+}
+
+// brokerConfig is the decoded broker block. Pointers tell "absent" (use the
+// default) from an explicit zero, because the role also runs without a host
+// that applies schema defaults (tests, library use).
+type brokerConfig struct {
+	connConfig
+	Mode            string   `json:"mode"`
+	Queue           string   `json:"queue"`
+	ConsumerGroup   string   `json:"consumer_group"`
+	ConsumerName    string   `json:"consumer_name"`
+	Lease           *string  `json:"lease"`
+	Block           *string  `json:"block"`
+	Count           *float64 `json:"count"`
+	MaxLen          *float64 `json:"maxlen"`
+	DeleteAcked     *bool    `json:"delete_acked"`
+	DeadLetterQueue string   `json:"dead_letter_queue"`
+	MaxAttempts     *float64 `json:"max_attempts"`
+	DelayPoll       *string  `json:"delay_poll"`
+}
+
+// brokerOptions is the validated broker configuration.
+type brokerOptions struct {
+	mode          string
+	queue         string
+	group         string
+	consumer      string
+	lease         time.Duration
+	block         time.Duration
+	count         int
+	maxlen        int64
+	deleteAcked   bool
+	deadLetter    string
+	maxAttempts   int
+	delayPoll     time.Duration
+	clusterHashes bool
+}
+
+type resultConfig struct {
+	connConfig
+	Prefix       string  `json:"prefix"`
+	ResultTTL    *string `json:"result_ttl"`
+	KeepResults  *bool   `json:"keep_results"`
+	PollFallback *string `json:"poll_fallback"`
+}
+
+type resultOptions struct {
+	prefix       string
+	ttl          time.Duration
+	keepResults  bool
+	pollFallback time.Duration
+}
+
+func parseDuration(attr string, v *string, def time.Duration, min time.Duration, errs *[]error) time.Duration {
+	if v == nil || *v == "" {
+		return def
+	}
+	d, err := time.ParseDuration(*v)
+	if err != nil {
+		*errs = append(*errs, sdk.AttrError(attr, "%q is not a duration; write it like \"30s\" or \"1m30s\"", *v))
+		return def
+	}
+	if d < min {
+		*errs = append(*errs, sdk.AttrError(attr, "must be at least %s, got %s", min, d))
+		return def
+	}
+	return d
+}
+
+func parseCount(attr string, v *float64, def int, min int, errs *[]error) int {
+	if v == nil {
+		return def
+	}
+	n := int(*v)
+	if float64(n) != *v || n < min {
+		*errs = append(*errs, sdk.AttrError(attr, "must be a whole number >= %d, got %v", min, *v))
+		return def
+	}
+	return n
+}
+
+func decodeBrokerConfig(cfg sdk.Config) (connConfig, brokerOptions, error) {
+	var c brokerConfig
+	if err := cfg.Decode(&c); err != nil {
+		return connConfig{}, brokerOptions{}, err
+	}
+	var errs []error
+	o := brokerOptions{mode: c.Mode, queue: c.Queue, group: c.ConsumerGroup, consumer: c.ConsumerName,
+		deadLetter: c.DeadLetterQueue, deleteAcked: true, clusterHashes: len(c.ClusterAddrs) > 0}
+	if o.mode == "" {
+		o.mode = modeStream
+	}
+	switch o.mode {
+	case modeStream, modeList, modePubSub:
+	default:
+		errs = append(errs, sdk.AttrError("mode", "unknown mode %q; use \"stream\", \"list\" or \"pubsub\"", o.mode))
+	}
+	if o.queue == "" {
+		o.queue = "taskiq"
+	}
+	if o.consumer == "" {
+		o.consumer = defaultConsumerName()
+	}
+	o.lease = parseDuration("lease", c.Lease, 30*time.Second, 10*time.Millisecond, &errs)
+	o.block = parseDuration("block", c.Block, 2*time.Second, time.Millisecond, &errs)
+	o.delayPoll = parseDuration("delay_poll", c.DelayPoll, 100*time.Millisecond, time.Millisecond, &errs)
+	o.count = parseCount("count", c.Count, 100, 1, &errs)
+	o.maxlen = int64(parseCount("maxlen", c.MaxLen, 0, 0, &errs))
+	o.maxAttempts = parseCount("max_attempts", c.MaxAttempts, 10, 0, &errs)
+	if c.DeleteAcked != nil {
+		o.deleteAcked = *c.DeleteAcked
+	}
+	errs = append(errs, validateConn(c.connConfig)...)
+	if len(errs) > 0 {
+		return connConfig{}, brokerOptions{}, errors.Join(errs...)
+	}
+	return c.connConfig, o, nil
+}
+
+func decodeResultConfig(cfg sdk.Config) (connConfig, resultOptions, error) {
+	var c resultConfig
+	if err := cfg.Decode(&c); err != nil {
+		return connConfig{}, resultOptions{}, err
+	}
+	var errs []error
+	o := resultOptions{prefix: c.Prefix, keepResults: true}
+	o.ttl = parseDuration("result_ttl", c.ResultTTL, 0, 0, &errs)
+	if o.ttl > 0 && o.ttl < time.Millisecond {
+		errs = append(errs, sdk.AttrError("result_ttl", "must be 0s or at least 1ms"))
+	}
+	o.pollFallback = parseDuration("poll_fallback", c.PollFallback, time.Second, time.Millisecond, &errs)
+	if c.KeepResults != nil {
+		o.keepResults = *c.KeepResults
+	}
+	errs = append(errs, validateConn(c.connConfig)...)
+	if len(errs) > 0 {
+		return connConfig{}, resultOptions{}, errors.Join(errs...)
+	}
+	return c.connConfig, o, nil
+}
+
+func validateConn(c connConfig) []error {
+	var errs []error
+	if _, err := parseURL(c.URL); err != nil {
+		errs = append(errs, sdk.AttrError("url", "%v", err))
+	}
+	if c.SentinelMaster != "" && len(c.SentinelAddrs) == 0 {
+		errs = append(errs, sdk.AttrError("sentinel_addrs", "sentinel_master is set, so list the sentinels here, e.g. [\"10.0.0.1:26379\"]"))
+	}
+	if c.SentinelMaster == "" && len(c.SentinelAddrs) > 0 {
+		errs = append(errs, sdk.AttrError("sentinel_master", "sentinel_addrs is set, so name the monitored master here"))
+	}
+	if c.SentinelMaster != "" && len(c.ClusterAddrs) > 0 {
+		errs = append(errs, sdk.AttrError("cluster_addrs", "cannot be combined with sentinel_master; pick one topology"))
+	}
+	return errs
+}
+
+// parseURL parses a Redis URL. Its errors never contain the password.
+func parseURL(raw string) (*redis.Options, error) {
+	if raw == "" {
+		raw = defaultURL
+	}
+	opt, err := redis.ParseURL(raw)
+	if err != nil {
+		shown := "(unparseable URL)"
+		if u, uerr := url.Parse(raw); uerr == nil {
+			shown = u.Redacted()
+		}
+		msg := err.Error()
+		if u, uerr := url.Parse(raw); uerr == nil && u.User != nil {
+			if p, ok := u.User.Password(); ok && p != "" {
+				msg = strings.ReplaceAll(msg, p, "xxxxx")
+			}
+		}
+		return nil, fmt.Errorf("%s is not a valid Redis URL (%s); write it like redis://host:6379/0 or rediss://host:6380/0", shown, msg)
+	}
+	return opt, nil
+}
+
+// newClient builds the client for the configured topology and a
+// password-free description of where it points, for error messages.
+func newClient(c connConfig) (redis.UniversalClient, string, error) {
+	opt, err := parseURL(c.URL)
+	if err != nil {
+		return nil, "", err
+	}
+	if c.Username != "" {
+		opt.Username = c.Username
+	}
+	if c.Password != "" {
+		opt.Password = c.Password
+	}
+	switch {
+	case c.SentinelMaster != "":
+		client := redis.NewFailoverClient(&redis.FailoverOptions{
+			MasterName:            c.SentinelMaster,
+			SentinelAddrs:         c.SentinelAddrs,
+			Username:              opt.Username,
+			Password:              opt.Password,
+			DB:                    opt.DB,
+			TLSConfig:             opt.TLSConfig,
+			ContextTimeoutEnabled: true,
+		})
+		return client, fmt.Sprintf("sentinel master %q via %s", c.SentinelMaster, strings.Join(c.SentinelAddrs, ",")), nil
+	case len(c.ClusterAddrs) > 0:
+		client := redis.NewClusterClient(&redis.ClusterOptions{
+			Addrs:                 c.ClusterAddrs,
+			Username:              opt.Username,
+			Password:              opt.Password,
+			TLSConfig:             opt.TLSConfig,
+			ContextTimeoutEnabled: true,
+		})
+		return client, "cluster " + strings.Join(c.ClusterAddrs, ","), nil
+	default:
+		opt.ContextTimeoutEnabled = true
+		return redis.NewClient(opt), opt.Addr, nil
+	}
+}
+
+func defaultConsumerName() string {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "worker"
+	}
+	return fmt.Sprintf("%s-%d-%s", host, os.Getpid(), randomHex(4))
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// String describes the connection without its credentials, so a connConfig
+// printed by mistake (%v in a log line) never leaks the password.
+func (c connConfig) String() string {
+	opt, err := parseURL(c.URL)
+	if err != nil {
+		return "(invalid url)"
+	}
+	b, _ := json.Marshal(map[string]any{"addr": opt.Addr, "db": opt.DB, "tls": opt.TLSConfig != nil,
+		"sentinel_master": c.SentinelMaster, "cluster_addrs": c.ClusterAddrs})
+	return string(b)
+}

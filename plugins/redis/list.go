@@ -1,0 +1,194 @@
+package taskiqredis
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/taskiq-go/taskiq/plugin/sdk"
+)
+
+// listListener pops from Redis lists exactly as taskiq-redis does (LPUSH by
+// producers, BRPOP by workers). A popped message exists only in the worker's
+// memory: a worker that dies loses it. That is at-most-once delivery, and why
+// this mode declares neither "ackable" nor "lease".
+type listListener struct {
+	listenerBase
+	seq atomic.Uint64
+}
+
+func newListListener(b *broker, queues []*queueSpec, strict bool) *listListener {
+	l := &listListener{}
+	l.init(b, queues, strict)
+	l.fetch = l.fetchBatch
+	l.runMover()
+	return l
+}
+
+func (l *listListener) fetchBatch(ctx context.Context, max int) ([]sdk.Delivery, error) {
+	bo := newBackoff()
+	n := min(max, l.b.opts.count)
+	for {
+		if ctx.Err() != nil {
+			return nil, sdk.ErrClosed
+		}
+		ds, err := l.pop(ctx, n)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, sdk.ErrClosed
+			}
+			l.b.log.Warn("redis call failed; retrying", "op", "pop", "error", wrapErr("pop", l.b.addr, err))
+			if !bo.wait(ctx) {
+				return nil, sdk.ErrClosed
+			}
+			continue
+		}
+		bo.reset()
+		if len(ds) > 0 {
+			return ds, nil
+		}
+	}
+}
+
+// pop takes up to n messages: BRPOP over the queues in strict or weighted
+// order (BRPOP serves the first non-empty key), then RPOP COUNT for the rest
+// of the batch from the same queue.
+func (l *listListener) pop(ctx context.Context, n int) ([]sdk.Delivery, error) {
+	qs := l.order()
+	block := l.b.opts.block
+	if len(qs) > 1 && l.b.opts.clusterHashes {
+		// One BRPOP cannot span hash slots: try each queue without
+		// blocking, then wait briefly on the first.
+		for _, q := range qs {
+			vals, err := l.b.client.RPopCount(ctx, q.key, n).Result()
+			if err != nil && err != redis.Nil {
+				return nil, err
+			}
+			if len(vals) > 0 {
+				return l.deliver(q, vals), nil
+			}
+		}
+		qs = qs[:1]
+		block = min(block, 100*time.Millisecond)
+	}
+	keys := make([]string, len(qs))
+	for i, q := range qs {
+		keys[i] = q.key
+	}
+	kv, err := l.brpop(ctx, block, keys)
+	if err == redis.Nil {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	q := qs[0]
+	for _, c := range qs {
+		if c.key == kv[0] {
+			q = c
+		}
+	}
+	vals := []string{kv[1]}
+	if n > 1 {
+		more, err := l.b.client.RPopCount(ctx, q.key, n-1).Result()
+		if err != nil && err != redis.Nil {
+			// The popped message is ours already; deliver it and let the
+			// next fetch deal with the error.
+			l.b.log.Warn("redis call failed", "op", "RPOP", "error", wrapErr("pop", l.b.addr, err))
+		}
+		vals = append(vals, more...)
+	}
+	return l.deliver(q, vals), nil
+}
+
+// brpop is BRPOP with a sub-second timeout when block asks for one: the
+// go-redis helper rounds timeouts up to whole seconds, Redis >= 6 accepts
+// fractions.
+func (l *listListener) brpop(ctx context.Context, block time.Duration, keys []string) ([]string, error) {
+	if block >= time.Second {
+		return l.b.client.BRPop(ctx, block, keys...).Result()
+	}
+	args := make([]any, 0, len(keys)+2)
+	args = append(args, "BRPOP")
+	for _, k := range keys {
+		args = append(args, k)
+	}
+	args = append(args, strconv.FormatFloat(block.Seconds(), 'f', 3, 64))
+	return l.b.client.Do(ctx, args...).StringSlice()
+}
+
+func (l *listListener) deliver(q *queueSpec, vals []string) []sdk.Delivery {
+	out := make([]sdk.Delivery, len(vals))
+	for i, v := range vals {
+		id := strconv.FormatUint(l.seq.Add(1), 10)
+		body := []byte(v)
+		l.hold(id, &held{queue: q, body: body, attempt: 1})
+		out[i] = sdk.Delivery{ID: id, Body: body, Queue: q.name, Attempt: 1}
+	}
+	return out
+}
+
+// Settle: acks and lease extensions have nothing to do (the message left
+// Redis when it was popped); a nack pushes the body back (or into the
+// delayed set); a dead letter goes to the dead-letter stream.
+func (l *listListener) Settle(ctx context.Context, ss []sdk.Settlement) error {
+	type op struct {
+		h  *held
+		st sdk.Settlement
+	}
+	var ops []op
+	for _, st := range ss {
+		switch st.Kind {
+		case sdk.SettleAck:
+			l.release(st.DeliveryID)
+		case sdk.SettleExtend:
+		case sdk.SettleNack, sdk.SettleDeadLetter:
+			h := l.release(st.DeliveryID)
+			if h == nil {
+				l.b.log.Warn("settlement for an unknown delivery ignored", "delivery_id", st.DeliveryID, "kind", st.Kind.String())
+				continue
+			}
+			ops = append(ops, op{h, st})
+		default:
+			return fmt.Errorf("redis settle: unknown settlement kind %d for delivery %s", st.Kind, st.DeliveryID)
+		}
+	}
+	if len(ops) == 0 {
+		return nil
+	}
+	return l.retryLoop(ctx, "settle", func() error {
+		pipe := l.b.client.Pipeline()
+		for _, o := range ops {
+			switch {
+			case o.st.Kind == sdk.SettleDeadLetter:
+				reason := o.st.Reason
+				if reason == "" {
+					reason = "dead-lettered by the worker"
+				}
+				l.b.addDeadLetter(ctx, pipe, o.h.queue.name, "", o.h.body, reason, o.h.attempt)
+			case o.st.Delay > 0:
+				pipe.ZAdd(ctx, l.b.delayedKey(o.h.queue.name), redis.Z{Score: unixMilli(l.b.now().Add(o.st.Delay)),
+					Member: delayedMember(0, o.h.body)})
+			default:
+				pipe.LPush(ctx, o.h.queue.key, o.h.body)
+			}
+		}
+		_, err := pipe.Exec(ctx)
+		return err
+	})
+}
+
+// Close stops the listener. Messages already popped and not settled are lost
+// (at-most-once).
+func (l *listListener) Close() error {
+	l.closeBase()
+	l.b.forget(l)
+	return nil
+}
+
+// Interface guards
+var _ sdk.Stream = (*listListener)(nil)

@@ -1,0 +1,244 @@
+package taskiqredis
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/taskiq-go/taskiq/plugin/sdk"
+)
+
+// held is what a listener remembers about an unsettled delivery, so a nack
+// or dead letter can re-send the body without reading it back from Redis.
+type held struct {
+	queue   *queueSpec
+	entryID string
+	body    []byte
+	attempt int
+}
+
+type fetchResult struct {
+	ds  []sdk.Delivery
+	err error
+}
+
+// listenerBase is what the three modes share: on-demand fetching with a
+// cancellable Recv, the held-delivery table, queue rotation and the
+// delayed-message mover.
+//
+// Redis blocking reads cannot be interrupted by a context, so a Recv whose
+// context ends leaves its read running; the next Recv picks up its result.
+// Nothing is read ahead of demand, so leases start when a worker asked.
+type listenerBase struct {
+	b      *broker
+	queues []*queueSpec
+	strict bool
+
+	ctx  context.Context // done when the listener is closed
+	stop context.CancelFunc
+	wg   sync.WaitGroup
+
+	recvMu   sync.Mutex
+	inflight chan fetchResult
+	buffer   []sdk.Delivery
+
+	heldMu sync.Mutex
+	held   map[string]*held
+
+	rrMu sync.Mutex
+	rr   []int // smooth weighted round-robin state
+
+	fetch func(ctx context.Context, max int) ([]sdk.Delivery, error)
+
+	closeOnce sync.Once
+}
+
+func (l *listenerBase) init(b *broker, queues []*queueSpec, strict bool) {
+	l.b, l.queues, l.strict = b, queues, strict
+	l.ctx, l.stop = context.WithCancel(context.Background())
+	l.held = map[string]*held{}
+	l.rr = make([]int, len(queues))
+}
+
+// Recv returns the next batch, at most max deliveries.
+func (l *listenerBase) Recv(ctx context.Context, max int) ([]sdk.Delivery, error) {
+	if max <= 0 {
+		max = l.b.opts.count
+	}
+	l.recvMu.Lock()
+	defer l.recvMu.Unlock()
+	if len(l.buffer) > 0 {
+		return l.take(nil, max), nil
+	}
+	if l.inflight == nil {
+		if l.ctx.Err() != nil {
+			return nil, sdk.ErrClosed
+		}
+		ch := make(chan fetchResult, 1)
+		l.inflight = ch
+		l.wg.Add(1)
+		go func() {
+			defer l.wg.Done()
+			ds, err := l.fetch(l.ctx, max)
+			ch <- fetchResult{ds, err}
+		}()
+	}
+	select {
+	case r := <-l.inflight:
+		l.inflight = nil
+		if r.err != nil {
+			return nil, r.err
+		}
+		return l.take(r.ds, max), nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-l.ctx.Done():
+		return nil, sdk.ErrClosed
+	}
+}
+
+// take returns up to max deliveries from the buffer and ds, buffering the rest.
+func (l *listenerBase) take(ds []sdk.Delivery, max int) []sdk.Delivery {
+	all := append(l.buffer, ds...)
+	if len(all) <= max {
+		l.buffer = nil
+		return all
+	}
+	out := all[:max:max]
+	l.buffer = append([]sdk.Delivery(nil), all[max:]...)
+	return out
+}
+
+// hold remembers a delivery until it is settled.
+func (l *listenerBase) hold(id string, h *held) {
+	l.heldMu.Lock()
+	l.held[id] = h
+	l.heldMu.Unlock()
+}
+
+// release forgets a settled delivery and returns what was held.
+func (l *listenerBase) release(id string) *held {
+	l.heldMu.Lock()
+	defer l.heldMu.Unlock()
+	h := l.held[id]
+	delete(l.held, id)
+	return h
+}
+
+func (l *listenerBase) lookup(id string) *held {
+	l.heldMu.Lock()
+	defer l.heldMu.Unlock()
+	return l.held[id]
+}
+
+// order is the sequence in which the queues are tried for one read: strict
+// keeps the declared order; weighted starts with the queue picked by smooth
+// weighted round-robin (a queue of weight 3 leads three times as often as
+// one of weight 1) and tries the others after it.
+func (l *listenerBase) order() []*queueSpec {
+	if len(l.queues) == 1 || l.strict {
+		return l.queues
+	}
+	l.rrMu.Lock()
+	total, best := 0, 0
+	for i, q := range l.queues {
+		l.rr[i] += q.weight
+		total += q.weight
+		if l.rr[i] > l.rr[best] {
+			best = i
+		}
+	}
+	l.rr[best] -= total
+	l.rrMu.Unlock()
+	out := make([]*queueSpec, 0, len(l.queues))
+	out = append(out, l.queues[best])
+	for i, q := range l.queues {
+		if i != best {
+			out = append(out, q)
+		}
+	}
+	return out
+}
+
+// runMover moves due delayed messages of every listened queue to their
+// queue, every delay_poll (sooner when the next message is due earlier).
+func (l *listenerBase) runMover() {
+	l.wg.Add(1)
+	go func() {
+		defer l.wg.Done()
+		bo := newBackoff()
+		for {
+			wait := l.b.opts.delayPoll
+			failed := false
+			for _, q := range l.queues {
+				_, next, err := l.b.moveDue(l.ctx, q.name, l.b.now())
+				if err != nil {
+					if l.ctx.Err() != nil {
+						return
+					}
+					l.b.log.Warn("moving delayed messages failed; retrying", "queue", q.name, "error", wrapErr("move delayed", l.b.addr, err))
+					failed = true
+					continue
+				}
+				if !next.IsZero() {
+					if d := next.Sub(l.b.now()); d < wait {
+						wait = max(d, time.Millisecond)
+					}
+				}
+			}
+			if failed {
+				if !bo.wait(l.ctx) {
+					return
+				}
+				continue
+			}
+			bo.reset()
+			t := time.NewTimer(wait)
+			select {
+			case <-t.C:
+			case <-l.ctx.Done():
+				t.Stop()
+				return
+			}
+		}
+	}()
+}
+
+// retryLoop runs op until it succeeds or the listener closes, backing off
+// between failures; listener loops never give up on Redis.
+func (l *listenerBase) retryLoop(ctx context.Context, what string, op func() error) error {
+	bo := newBackoff()
+	for {
+		err := op()
+		if err == nil {
+			return nil
+		}
+		if !isUnavailable(err) {
+			return wrapErr(what, l.b.addr, err)
+		}
+		l.b.log.Warn("redis unavailable; retrying", "op", what, "error", wrapErr(what, l.b.addr, err))
+		wctx, cancel := context.WithCancel(ctx)
+		stop := context.AfterFunc(l.ctx, cancel)
+		ok := bo.wait(wctx)
+		stop()
+		cancel()
+		if !ok {
+			if ctx.Err() != nil {
+				return fmt.Errorf("redis %s: %w", what, ctx.Err())
+			}
+			return fmt.Errorf("redis %s: %w", what, sdk.ErrClosed)
+		}
+	}
+}
+
+// closeBase stops the goroutines and waits for them; a blocking read in
+// flight ends within one block interval.
+func (l *listenerBase) closeBase() {
+	l.closeOnce.Do(func() {
+		l.stop()
+		l.recvMu.Lock()
+		l.recvMu.Unlock() //nolint:staticcheck // barrier: no Recv is starting a fetch now
+		l.wg.Wait()
+	})
+}

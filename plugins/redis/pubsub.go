@@ -1,0 +1,137 @@
+package taskiqredis
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"sync"
+	"sync/atomic"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/taskiq-go/taskiq/plugin/sdk"
+)
+
+// pubsubListener subscribes to the queues as pub/sub channels, as
+// taskiq-redis's pub/sub broker does: every listener receives every message
+// published while it is subscribed; nothing is stored, so a message published
+// while no one listens, or while the connection is down, is gone.
+type pubsubListener struct {
+	listenerBase
+	ps      *redis.PubSub
+	psClose sync.Once
+	msg     <-chan *redis.Message
+	seq     atomic.Uint64
+}
+
+func newPubSubListener(ctx context.Context, b *broker, queues []*queueSpec) (*pubsubListener, error) {
+	channels := make([]string, len(queues))
+	for i, q := range queues {
+		channels[i] = q.name
+	}
+	ps := b.client.Subscribe(ctx, channels...)
+	// Wait for the confirmations, so a message published after Listen
+	// returns is received.
+	for range channels {
+		if _, err := ps.Receive(ctx); err != nil {
+			_ = ps.Close()
+			return nil, wrapErr("listen (SUBSCRIBE)", b.addr, err)
+		}
+	}
+	l := &pubsubListener{ps: ps}
+	l.init(b, queues, false)
+	l.msg = ps.Channel(redis.WithChannelSize(1024))
+	l.fetch = l.fetchBatch
+	return l, nil
+}
+
+func (l *pubsubListener) fetchBatch(ctx context.Context, max int) ([]sdk.Delivery, error) {
+	var first *redis.Message
+	select {
+	case first = <-l.msg:
+	case <-ctx.Done():
+		return nil, sdk.ErrClosed
+	}
+	if first == nil {
+		return nil, sdk.ErrClosed
+	}
+	out := []sdk.Delivery{l.deliver(first)}
+	for len(out) < max {
+		select {
+		case m := <-l.msg:
+			if m == nil {
+				return out, nil
+			}
+			out = append(out, l.deliver(m))
+		default:
+			return out, nil
+		}
+	}
+	return out, nil
+}
+
+func (l *pubsubListener) deliver(m *redis.Message) sdk.Delivery {
+	q := l.queues[0]
+	for _, c := range l.queues {
+		if c.name == m.Channel {
+			q = c
+		}
+	}
+	id := strconv.FormatUint(l.seq.Add(1), 10)
+	body := []byte(m.Payload)
+	l.hold(id, &held{queue: q, body: body, attempt: 1})
+	return sdk.Delivery{ID: id, Body: body, Queue: q.name, Attempt: 1}
+}
+
+// Settle: a dead letter is written to the dead-letter stream; a nack is
+// dropped with a warning, because re-publishing would hand the message to
+// every subscriber again; acks and extensions have nothing to do.
+func (l *pubsubListener) Settle(ctx context.Context, ss []sdk.Settlement) error {
+	var dead []*held
+	var reasons []string
+	for _, st := range ss {
+		h := l.release(st.DeliveryID)
+		switch st.Kind {
+		case sdk.SettleAck, sdk.SettleExtend:
+		case sdk.SettleNack:
+			l.b.log.Warn("nack in pubsub mode drops the message: a broadcast cannot be redelivered to one worker", "delivery_id", st.DeliveryID)
+		case sdk.SettleDeadLetter:
+			if h != nil {
+				dead = append(dead, h)
+				reasons = append(reasons, st.Reason)
+			}
+		default:
+			return fmt.Errorf("redis settle: unknown settlement kind %d for delivery %s", st.Kind, st.DeliveryID)
+		}
+	}
+	if len(dead) == 0 {
+		return nil
+	}
+	return l.retryLoop(ctx, "settle", func() error {
+		pipe := l.b.client.Pipeline()
+		for i, h := range dead {
+			reason := reasons[i]
+			if reason == "" {
+				reason = "dead-lettered by the worker"
+			}
+			l.b.addDeadLetter(ctx, pipe, h.queue.name, "", h.body, reason, h.attempt)
+		}
+		_, err := pipe.Exec(ctx)
+		return err
+	})
+}
+
+// Close unsubscribes. It is safe to call more than once.
+func (l *pubsubListener) Close() error {
+	var err error
+	l.psClose.Do(func() {
+		l.stop()
+		err = l.ps.Close()
+	})
+	l.closeBase()
+	l.b.forget(l)
+	return err
+}
+
+// Interface guards
+var _ sdk.Stream = (*pubsubListener)(nil)

@@ -1,0 +1,284 @@
+package taskiqredis
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/taskiq-go/taskiq/plugin/sdk"
+)
+
+// resultBackend stores results as taskiq-redis does: SET <key> <json>, key
+// = task id or "<prefix>:<task id>", progress under <key>__progress.
+//
+// WaitResult is push-based: SetResults publishes on "taskiq:result:<key>" in
+// the same pipeline as the SET, and a waiter subscribed to that channel
+// re-reads the key as soon as the notification arrives.
+type resultBackend struct {
+	client redis.UniversalClient
+	addr   string
+	opts   resultOptions
+	log    hclog.Logger
+	notify *notifier
+}
+
+func newResultBackend(_ context.Context, cfg sdk.Config) (*resultBackend, error) {
+	conn, opts, err := decodeResultConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	client, addr, err := newClient(conn)
+	if err != nil {
+		return nil, sdk.AttrError("url", "%v", err)
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = hclog.NewNullLogger()
+	}
+	return &resultBackend{client: client, addr: addr, opts: opts, log: log, notify: newNotifier(client, log)}, nil
+}
+
+func (r *resultBackend) key(taskID string) string {
+	if r.opts.prefix != "" {
+		return r.opts.prefix + ":" + taskID
+	}
+	return taskID
+}
+
+// resultChannel is the pub/sub channel announcing that key was stored.
+func resultChannel(key string) string { return "taskiq:result:" + key }
+
+// SetResults stores the batch and announces each result, in one round trip.
+func (r *resultBackend) SetResults(ctx context.Context, results []sdk.StoredResult) error {
+	if len(results) == 0 {
+		return nil
+	}
+	pipe := r.client.Pipeline()
+	for _, res := range results {
+		key := r.key(res.TaskID)
+		pipe.Set(ctx, key, res.Body, r.opts.ttl)
+		pipe.Publish(ctx, resultChannel(key), "1")
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return wrapErr("set results", r.addr, err)
+	}
+	return nil
+}
+
+// GetResult reads a result (and deletes it when keep_results is false).
+func (r *resultBackend) GetResult(ctx context.Context, taskID string) ([]byte, error) {
+	key := r.key(taskID)
+	var cmd *redis.StringCmd
+	if r.opts.keepResults {
+		cmd = r.client.Get(ctx, key)
+	} else {
+		cmd = r.client.GetDel(ctx, key)
+	}
+	b, err := cmd.Bytes()
+	if errors.Is(err, redis.Nil) {
+		return nil, fmt.Errorf("task %s: %w", taskID, sdk.ErrNotFound)
+	}
+	if err != nil {
+		return nil, wrapErr("get result", r.addr, err)
+	}
+	return b, nil
+}
+
+// IsReady reports whether a result is stored.
+func (r *resultBackend) IsReady(ctx context.Context, taskID string) (bool, error) {
+	n, err := r.client.Exists(ctx, r.key(taskID)).Result()
+	if err != nil {
+		return false, wrapErr("is ready", r.addr, err)
+	}
+	return n > 0, nil
+}
+
+// SetProgress stores a progress report, with the results' TTL.
+func (r *resultBackend) SetProgress(ctx context.Context, taskID string, progress []byte) error {
+	if err := r.client.Set(ctx, r.key(taskID)+"__progress", progress, r.opts.ttl).Err(); err != nil {
+		return wrapErr("set progress", r.addr, err)
+	}
+	return nil
+}
+
+// GetProgress reads the last progress report.
+func (r *resultBackend) GetProgress(ctx context.Context, taskID string) ([]byte, error) {
+	b, err := r.client.Get(ctx, r.key(taskID)+"__progress").Bytes()
+	if errors.Is(err, redis.Nil) {
+		return nil, fmt.Errorf("progress of task %s: %w", taskID, sdk.ErrNotFound)
+	}
+	if err != nil {
+		return nil, wrapErr("get progress", r.addr, err)
+	}
+	return b, nil
+}
+
+// WaitResult subscribes to the result's channel first and only then reads
+// the key, so a result saved between the two is found by the read and one
+// saved after it is announced on the subscription. Every poll_fallback the
+// key is read again, so a notification lost to a reconnect still ends the
+// wait. Redis errors during the wait are retried until ctx ends.
+func (r *resultBackend) WaitResult(ctx context.Context, taskID string) ([]byte, error) {
+	key := r.key(taskID)
+	w := r.notify.subscribe(resultChannel(key))
+	defer r.notify.unsubscribe(w)
+	// Wait for the subscription to be confirmed (bounded by poll_fallback:
+	// the polling covers the gap if it takes longer).
+	t := time.NewTimer(r.opts.pollFallback)
+	defer t.Stop()
+	select {
+	case <-w.live:
+	case <-t.C:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	for {
+		b, err := r.GetResult(ctx, taskID)
+		switch {
+		case err == nil:
+			return b, nil
+		case errors.Is(err, sdk.ErrNotFound):
+		case ctx.Err() != nil:
+			return nil, ctx.Err()
+		default:
+			r.log.Warn("reading result failed while waiting; retrying", "task_id", taskID, "error", err)
+		}
+		t.Reset(r.opts.pollFallback)
+		select {
+		case <-w.fired:
+		case <-t.C:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// Close releases the connections.
+func (r *resultBackend) Close(context.Context) error {
+	r.notify.close()
+	return r.client.Close()
+}
+
+// notifier multiplexes result waiters over one pub/sub connection: a
+// channel is subscribed while at least one waiter wants it.
+type notifier struct {
+	client redis.UniversalClient
+	log    hclog.Logger
+
+	mu      sync.Mutex
+	ps      *redis.PubSub
+	waiters map[string]map[*waiter]struct{}
+	// unconfirmed counts SUBSCRIBEs sent per channel whose confirmation has
+	// not arrived; a channel is live when it drops to zero.
+	unconfirmed map[string]int
+	closed      bool
+	done        chan struct{}
+}
+
+type waiter struct {
+	channel string
+	live    chan struct{} // closed once the subscription is confirmed
+	fired   chan struct{} // receives a token per notification
+	isLive  bool
+}
+
+func newNotifier(client redis.UniversalClient, log hclog.Logger) *notifier {
+	return &notifier{client: client, log: log, waiters: map[string]map[*waiter]struct{}{},
+		unconfirmed: map[string]int{}, done: make(chan struct{})}
+}
+
+func (n *notifier) subscribe(channel string) *waiter {
+	w := &waiter{channel: channel, live: make(chan struct{}), fired: make(chan struct{}, 1)}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.closed {
+		return w
+	}
+	if n.ps == nil {
+		n.ps = n.client.Subscribe(context.Background())
+		go n.run(n.ps)
+	}
+	set := n.waiters[channel]
+	if set == nil {
+		set = map[*waiter]struct{}{}
+		n.waiters[channel] = set
+		n.unconfirmed[channel]++
+		if err := n.ps.Subscribe(context.Background(), channel); err != nil {
+			n.log.Warn("subscribing for a result failed; falling back to polling", "channel", channel, "error", err)
+		}
+	} else if n.unconfirmed[channel] == 0 {
+		w.isLive = true
+		close(w.live)
+	}
+	set[w] = struct{}{}
+	return w
+}
+
+func (n *notifier) unsubscribe(w *waiter) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	set := n.waiters[w.channel]
+	delete(set, w)
+	if len(set) == 0 && set != nil {
+		delete(n.waiters, w.channel)
+		if n.ps != nil && !n.closed {
+			_ = n.ps.Unsubscribe(context.Background(), w.channel)
+		}
+	}
+}
+
+// run dispatches confirmations and notifications. go-redis reconnects the
+// pub/sub connection and re-subscribes by itself after a failure.
+func (n *notifier) run(ps *redis.PubSub) {
+	defer close(n.done)
+	for v := range ps.ChannelWithSubscriptions(redis.WithChannelSize(1024)) {
+		n.mu.Lock()
+		switch m := v.(type) {
+		case *redis.Subscription:
+			if m.Kind == "subscribe" {
+				if n.unconfirmed[m.Channel] > 0 {
+					n.unconfirmed[m.Channel]--
+				}
+				if n.unconfirmed[m.Channel] == 0 {
+					delete(n.unconfirmed, m.Channel)
+					for w := range n.waiters[m.Channel] {
+						if !w.isLive {
+							w.isLive = true
+							close(w.live)
+						}
+					}
+				}
+			}
+		case *redis.Message:
+			for w := range n.waiters[m.Channel] {
+				select {
+				case w.fired <- struct{}{}:
+				default:
+				}
+			}
+		}
+		n.mu.Unlock()
+	}
+}
+
+func (n *notifier) close() {
+	n.mu.Lock()
+	n.closed = true
+	ps := n.ps
+	n.mu.Unlock()
+	if ps != nil {
+		_ = ps.Close()
+		<-n.done
+	}
+}
+
+// Interface guards
+var (
+	_ sdk.ResultBackend = (*resultBackend)(nil)
+	_ sdk.ResultWaiter  = (*resultBackend)(nil)
+)

@@ -1,0 +1,483 @@
+package taskiqredis
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/taskiq-go/taskiq/plugin/sdk"
+)
+
+// streamListener consumes Redis streams through a consumer group: the mode
+// with acks, leases, reclaim and dead letter.
+//
+// Leases: Redis records, per pending entry, when it was last delivered to
+// (or claimed by) a consumer. An entry's lease is "idle time < lease". A
+// worker extends it by re-claiming the entry for itself (extendScript),
+// which resets the idle time; a worker that stopped extending (crashed,
+// killed, partitioned) loses its entries to the first listener whose
+// periodic XAUTOCLAIM finds them idle for longer than the lease. That claim
+// is a single atomic server operation, so each expired entry goes to exactly
+// one new owner: the reclaim itself never causes a double execution. The
+// only way to run a message twice is a worker that is alive but did not
+// extend within the lease, which is what a lease means.
+type streamListener struct {
+	listenerBase
+	consumer    string
+	lease       time.Duration
+	lastReclaim time.Time
+}
+
+func newStreamListener(ctx context.Context, b *broker, queues []*queueSpec, strict bool, lease time.Duration) (*streamListener, error) {
+	s := &streamListener{lease: lease, consumer: b.nextConsumerName()}
+	s.init(b, queues, strict)
+	s.fetch = s.fetchBatch
+	if err := s.createGroups(ctx, "$"); err != nil {
+		return nil, wrapErr("listen (XGROUP CREATE)", b.addr, err)
+	}
+	s.runMover()
+	return s, nil
+}
+
+// createGroups creates the consumer group of every queue (and the stream, if
+// missing). start is "$" at Listen, as taskiq-redis does, and "0" when a
+// group vanished while listening (Redis lost its data): everything then in
+// the stream arrived after the loss and must not be skipped.
+func (s *streamListener) createGroups(ctx context.Context, start string) error {
+	pipe := s.b.client.Pipeline()
+	cmds := make([]*redis.StatusCmd, len(s.queues))
+	for i, q := range s.queues {
+		cmds[i] = pipe.XGroupCreateMkStream(ctx, q.key, q.group, start)
+	}
+	_, _ = pipe.Exec(ctx)
+	for i, c := range cmds {
+		if err := c.Err(); err != nil && !isBusyGroup(err) {
+			return err
+		}
+		s.b.groups.Store(s.queues[i].key, struct{}{})
+	}
+	return nil
+}
+
+func (s *streamListener) deliveryID(q *queueSpec, entryID string) string {
+	if len(s.queues) == 1 {
+		return entryID
+	}
+	return q.name + "|" + entryID
+}
+
+// resolve finds the queue and entry of a delivery id.
+func (s *streamListener) resolve(id string) (*queueSpec, string, bool) {
+	if h := s.lookup(id); h != nil {
+		return h.queue, h.entryID, true
+	}
+	if len(s.queues) == 1 {
+		return s.queues[0], id, id != ""
+	}
+	i := strings.LastIndex(id, "|")
+	if i < 0 {
+		return nil, "", false
+	}
+	for _, q := range s.queues {
+		if q.name == id[:i] {
+			return q, id[i+1:], true
+		}
+	}
+	return nil, "", false
+}
+
+// fetchBatch blocks until it has deliveries or the listener closes. Reclaim
+// runs here, every lease/2, so a listener only takes over expired work when
+// its worker asked for more.
+func (s *streamListener) fetchBatch(ctx context.Context, max int) ([]sdk.Delivery, error) {
+	bo := newBackoff()
+	for {
+		if ctx.Err() != nil {
+			return nil, sdk.ErrClosed
+		}
+		now := s.b.now()
+		if s.lastReclaim.IsZero() || now.Sub(s.lastReclaim) >= s.lease/2 {
+			ds, err := s.reclaimAll(ctx, max)
+			if err != nil {
+				if !s.recover(ctx, "reclaim", err, bo) {
+					return nil, sdk.ErrClosed
+				}
+				continue
+			}
+			s.lastReclaim = now
+			if len(ds) > 0 {
+				return ds, nil
+			}
+		}
+		ds, err := s.read(ctx, min(max, s.b.opts.count))
+		if err != nil {
+			if !s.recover(ctx, "read", err, bo) {
+				return nil, sdk.ErrClosed
+			}
+			continue
+		}
+		bo.reset()
+		if len(ds) > 0 {
+			return ds, nil
+		}
+	}
+}
+
+// recover handles a failed listener call: a vanished group is re-created,
+// anything else is logged and retried after a backoff. It returns false when
+// the listener closed.
+func (s *streamListener) recover(ctx context.Context, op string, err error, bo *backoff) bool {
+	if ctx.Err() != nil {
+		return false
+	}
+	if isNoGroup(err) {
+		s.b.log.Warn("consumer group missing (was Redis flushed or restarted without persistence?); re-creating it", "op", op)
+		if err := s.createGroups(ctx, "0"); err == nil {
+			return true
+		}
+	} else {
+		s.b.log.Warn("redis call failed; retrying", "op", op, "error", wrapErr(op, s.b.addr, err))
+	}
+	return bo.wait(ctx)
+}
+
+// read performs one XREADGROUP pass for up to n new entries.
+func (s *streamListener) read(ctx context.Context, n int) ([]sdk.Delivery, error) {
+	qs := s.order()
+	if len(qs) == 1 {
+		return s.readGroup(ctx, qs, n, s.b.opts.block)
+	}
+	// Several queues: take from the first one (in strict or weighted order)
+	// that has entries, without blocking.
+	for _, q := range qs {
+		ds, err := s.readGroup(ctx, []*queueSpec{q}, n, -1)
+		if err != nil || len(ds) > 0 {
+			return ds, err
+		}
+	}
+	// All empty: wait for the first entry on any queue. One XREADGROUP can
+	// wait on several streams only when they share the group and (in a
+	// cluster) the slot; otherwise wait on the queues in turn, briefly.
+	if !s.b.opts.clusterHashes && s.sameGroup() {
+		return s.readGroup(ctx, qs, n, s.b.opts.block)
+	}
+	short := min(s.b.opts.block, 100*time.Millisecond)
+	return s.readGroup(ctx, qs[:1], n, short)
+}
+
+func (s *streamListener) sameGroup() bool {
+	for _, q := range s.queues {
+		if q.group != s.queues[0].group {
+			return false
+		}
+	}
+	return true
+}
+
+func (s *streamListener) readGroup(ctx context.Context, qs []*queueSpec, n int, block time.Duration) ([]sdk.Delivery, error) {
+	streams := make([]string, 0, 2*len(qs))
+	for _, q := range qs {
+		streams = append(streams, q.key)
+	}
+	for range qs {
+		streams = append(streams, ">")
+	}
+	res, err := s.b.client.XReadGroup(ctx, &redis.XReadGroupArgs{
+		Group: qs[0].group, Consumer: s.consumer, Streams: streams, Count: int64(n), Block: block,
+	}).Result()
+	if err == redis.Nil {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var out []sdk.Delivery
+	for _, st := range res {
+		q := s.byKey(st.Stream)
+		if q == nil {
+			continue
+		}
+		entries := make([]streamEntry, 0, len(st.Messages))
+		for _, m := range st.Messages {
+			entries = append(entries, streamEntry{id: m.ID, values: m.Values, count: 1})
+		}
+		out = append(out, s.admit(ctx, q, entries)...)
+	}
+	return out, nil
+}
+
+func (s *streamListener) byKey(key string) *queueSpec {
+	for _, q := range s.queues {
+		if q.key == key {
+			return q
+		}
+	}
+	return nil
+}
+
+// streamEntry is an entry read or claimed, with how often Redis delivered it.
+type streamEntry struct {
+	id     string
+	values map[string]any
+	count  int
+}
+
+// admit turns entries into deliveries. The attempt is the entry's "attempt"
+// field (deliveries before a nack re-added it) plus Redis's delivery count.
+// Entries without a "data" field or past max_attempts go to the dead-letter
+// queue instead: nothing is redelivered forever, nothing dropped silently.
+func (s *streamListener) admit(ctx context.Context, q *queueSpec, entries []streamEntry) []sdk.Delivery {
+	type dead struct {
+		id, reason string
+		body       []byte
+		attempt    int
+	}
+	var (
+		out   []sdk.Delivery
+		deads []dead
+	)
+	deadline := s.b.now().Add(s.lease)
+	maxAttempts := s.b.opts.maxAttempts
+	for _, e := range entries {
+		data, ok := e.values["data"].(string)
+		prior := 0
+		if a, isStr := e.values["attempt"].(string); isStr {
+			prior, _ = strconv.Atoi(a)
+		}
+		attempt := prior + e.count
+		switch {
+		case !ok:
+			deads = append(deads, dead{id: e.id, reason: `stream entry has no "data" field`, attempt: attempt})
+		case maxAttempts > 0 && attempt > maxAttempts:
+			deads = append(deads, dead{id: e.id, body: []byte(data), attempt: attempt,
+				reason: fmt.Sprintf("exceeded max_attempts (%d)", maxAttempts)})
+		default:
+			id := s.deliveryID(q, e.id)
+			body := []byte(data)
+			s.hold(id, &held{queue: q, entryID: e.id, body: body, attempt: attempt})
+			out = append(out, sdk.Delivery{ID: id, Body: body, Queue: q.name, Attempt: attempt, LeaseDeadline: deadline})
+		}
+	}
+	if len(deads) > 0 {
+		pipe := s.b.client.Pipeline()
+		ids := make([]string, len(deads))
+		for i, d := range deads {
+			s.b.addDeadLetter(ctx, pipe, q.name, d.id, d.body, d.reason, d.attempt)
+			ids[i] = d.id
+		}
+		s.ackCmds(ctx, pipe, q, ids)
+		if _, err := pipe.Exec(ctx); err != nil {
+			// The entries stay pending; the next reclaim retries them.
+			s.b.log.Warn("dead-lettering failed; will retry after the lease", "queue", q.name, "error", wrapErr("dead letter", s.b.addr, err))
+		}
+	}
+	return out
+}
+
+// reclaimAll runs one reclaim step on every queue.
+func (s *streamListener) reclaimAll(ctx context.Context, n int) ([]sdk.Delivery, error) {
+	var out []sdk.Delivery
+	for _, q := range s.queues {
+		if len(out) >= n {
+			break
+		}
+		ds, err := s.reclaim(ctx, q, s.lease, n-len(out))
+		if err != nil {
+			return out, err
+		}
+		out = append(out, ds...)
+	}
+	return out, nil
+}
+
+// reclaim claims up to n entries of q idle for at least minIdle and admits
+// them. The XAUTOCLAIM cursor advances across calls, so a long pending list
+// is scanned a slice at a time.
+func (s *streamListener) reclaim(ctx context.Context, q *queueSpec, minIdle time.Duration, n int) ([]sdk.Delivery, error) {
+	res, err := reclaimScript.Run(ctx, s.b.client, []string{q.key}, q.group, s.consumer,
+		minIdle.Milliseconds(), q.cursor, n).Slice()
+	if err != nil {
+		return nil, err
+	}
+	if len(res) == 0 {
+		return nil, nil
+	}
+	if c, ok := res[0].(string); ok {
+		q.cursor = c
+	}
+	entries := make([]streamEntry, 0, len(res)-1)
+	for _, r := range res[1:] {
+		e, ok := r.([]any)
+		if !ok || len(e) != 3 {
+			continue
+		}
+		id, _ := e[0].(string)
+		flat, _ := e[1].([]any)
+		count, _ := e[2].(int64)
+		values := make(map[string]any, len(flat)/2)
+		for i := 0; i+1 < len(flat); i += 2 {
+			if k, ok := flat[i].(string); ok {
+				values[k] = flat[i+1]
+			}
+		}
+		entries = append(entries, streamEntry{id: id, values: values, count: int(count)})
+	}
+	return s.admit(ctx, q, entries), nil
+}
+
+func (s *streamListener) ackCmds(ctx context.Context, pipe redis.Pipeliner, q *queueSpec, ids []string) {
+	pipe.XAck(ctx, q.key, q.group, ids...)
+	if s.b.opts.deleteAcked {
+		pipe.XDel(ctx, q.key, ids...)
+	}
+}
+
+// settleOp is one resolved settlement, kept so a failed pipeline can be
+// rebuilt and retried.
+type settleOp struct {
+	kind    sdk.SettleKind
+	q       *queueSpec
+	entryID string
+	h       *held
+	delay   time.Duration
+	reason  string
+}
+
+// Settle applies a batch: acks, nacks and dead letters in one pipeline (the
+// re-add or dead-letter write comes before the XACK, so a failure between
+// the two duplicates a message rather than losing it), then lease
+// extensions, one script call per queue.
+func (s *streamListener) Settle(ctx context.Context, ss []sdk.Settlement) error {
+	var (
+		ops     []settleOp
+		extends = map[*queueSpec][]string{}
+	)
+	for _, st := range ss {
+		q, entryID, ok := s.resolve(st.DeliveryID)
+		if !ok {
+			s.b.log.Warn("settlement for an unknown delivery ignored", "delivery_id", st.DeliveryID, "kind", st.Kind.String())
+			continue
+		}
+		switch st.Kind {
+		case sdk.SettleAck:
+			s.release(st.DeliveryID)
+			ops = append(ops, settleOp{kind: st.Kind, q: q, entryID: entryID})
+		case sdk.SettleExtend:
+			extends[q] = append(extends[q], entryID)
+		case sdk.SettleNack, sdk.SettleDeadLetter:
+			h := s.release(st.DeliveryID)
+			if h == nil {
+				var err error
+				if h, err = s.readBack(ctx, q, entryID); err != nil {
+					return err
+				}
+			}
+			ops = append(ops, settleOp{kind: st.Kind, q: q, entryID: entryID, h: h, delay: st.Delay, reason: st.Reason})
+		default:
+			return fmt.Errorf("redis settle: unknown settlement kind %d for delivery %s", st.Kind, st.DeliveryID)
+		}
+	}
+	if len(ops) > 0 {
+		err := s.retryLoop(ctx, "settle", func() error {
+			pipe := s.b.client.Pipeline()
+			acks := map[*queueSpec][]string{}
+			var order []*queueSpec
+			for _, op := range ops {
+				if op.kind != sdk.SettleAck && op.h != nil {
+					s.requeueCmd(ctx, pipe, op)
+				}
+				if acks[op.q] == nil {
+					order = append(order, op.q)
+				}
+				acks[op.q] = append(acks[op.q], op.entryID)
+			}
+			for _, q := range order {
+				s.ackCmds(ctx, pipe, q, acks[q])
+			}
+			_, err := pipe.Exec(ctx)
+			return err
+		})
+		if err != nil {
+			return err
+		}
+	}
+	for q, ids := range extends {
+		var owned []string
+		err := s.retryLoop(ctx, "extend lease", func() error {
+			var err error
+			owned, err = extendScript.Run(ctx, s.b.client, []string{q.key}, append([]any{q.group, s.consumer}, toAny(ids)...)...).StringSlice()
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		if len(owned) < len(ids) {
+			s.b.log.Warn("lease extension refused: the lease had expired and another worker reclaimed the entry",
+				"queue", q.name, "asked", len(ids), "extended", len(owned))
+		}
+	}
+	return nil
+}
+
+// requeueCmd writes a nacked or dead-lettered message back.
+func (s *streamListener) requeueCmd(ctx context.Context, pipe redis.Pipeliner, op settleOp) {
+	switch {
+	case op.kind == sdk.SettleDeadLetter:
+		reason := op.reason
+		if reason == "" {
+			reason = "dead-lettered by the worker"
+		}
+		s.b.addDeadLetter(ctx, pipe, op.q.name, op.entryID, op.h.body, reason, op.h.attempt)
+	case op.delay > 0:
+		pipe.ZAdd(ctx, s.b.delayedKey(op.q.name), redis.Z{Score: unixMilli(s.b.now().Add(op.delay)),
+			Member: delayedMember(op.h.attempt, op.h.body)})
+	default:
+		pipe.XAdd(ctx, s.b.xaddArgs(op.q.key, op.h.body, op.h.attempt))
+	}
+}
+
+// readBack fetches an entry this listener no longer holds in memory. It
+// returns nil when the entry is gone (already acked and deleted).
+func (s *streamListener) readBack(ctx context.Context, q *queueSpec, entryID string) (*held, error) {
+	var msgs []redis.XMessage
+	err := s.retryLoop(ctx, "read entry", func() error {
+		var err error
+		msgs, err = s.b.client.XRange(ctx, q.key, entryID, entryID).Result()
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	if len(msgs) == 0 {
+		return nil, nil
+	}
+	data, _ := msgs[0].Values["data"].(string)
+	prior := 0
+	if a, ok := msgs[0].Values["attempt"].(string); ok {
+		prior, _ = strconv.Atoi(a)
+	}
+	return &held{queue: q, entryID: entryID, body: []byte(data), attempt: prior + 1}, nil
+}
+
+// Close stops the listener. Unsettled entries stay pending in the group and
+// are reclaimed by another listener once their lease expires.
+func (s *streamListener) Close() error {
+	s.closeBase()
+	s.b.forget(s)
+	return nil
+}
+
+func toAny(ss []string) []any {
+	out := make([]any, len(ss))
+	for i, s := range ss {
+		out[i] = s
+	}
+	return out
+}
+
+// Interface guards
+var _ sdk.Stream = (*streamListener)(nil)

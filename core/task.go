@@ -29,6 +29,33 @@ type taskDef struct {
 	paramNames []string
 	returns    bool // the function returns a value besides error
 	timeout    time.Duration
+	// exec runs a task that lives elsewhere (a task-module plugin) instead
+	// of fn; it receives the message and returns the encoded result.
+	exec Executor
+}
+
+// Executor runs a task given its message and returns the JSON-encoded return
+// value. It reports arguments that do not fit with an *ArgumentError, which
+// dead-letters the message.
+type Executor func(ctx context.Context, msg *wire.Message) (json.RawMessage, error)
+
+// RegisterExecutor registers a task whose code runs outside this process,
+// for example in a task-module plugin. labels are the task's default labels.
+func (a *App) RegisterExecutor(name string, labels map[string]any, exec Executor) error {
+	if strings.TrimSpace(name) == "" {
+		return fmt.Errorf("task name is empty")
+	}
+	d := &taskDef{name: name, labels: map[string]any{}, exec: exec}
+	for k, v := range labels {
+		d.labels[k] = v
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if _, dup := a.tasks[name]; dup {
+		return fmt.Errorf("task %q: %w", name, ErrDuplicateTask)
+	}
+	a.tasks[name] = d
+	return nil
 }
 
 // TaskOption configures a task at registration.
@@ -195,6 +222,9 @@ func isNumeric(k reflect.Kind) bool {
 
 // call decodes the message's arguments and runs the function.
 func (d *taskDef) call(ctx context.Context, msg *wire.Message) (json.RawMessage, error) {
+	if d.exec != nil {
+		return d.exec(ctx, msg)
+	}
 	in := make([]reflect.Value, 0, len(d.params)+1)
 	if d.withCtx {
 		in = append(in, reflect.ValueOf(ctx))

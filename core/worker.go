@@ -120,13 +120,16 @@ func (a *App) RunWorker(ctx context.Context, opts WorkerOptions) error {
 	}
 	taskCtx, cancelTasks := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelTasks()
+	// Streams outlive ctx: running tasks must still settle while draining.
+	streamCtx, cancelStreams := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelStreams()
 	w := &worker{app: a, opts: opts, broker: e, slots: make(chan struct{}, opts.MaxAsyncTasks), taskCtx: taskCtx}
 
 	var streams []*stream
 	backoff := newBackoff(50*time.Millisecond, 5*time.Second)
 	ready := opts.Ready
 	for ctx.Err() == nil {
-		s, err := w.listen(ctx)
+		s, err := w.listen(ctx, streamCtx)
 		if err != nil {
 			if ctx.Err() == nil {
 				a.logger.Error("cannot open delivery stream; retrying", "broker", e.name, "error", err)
@@ -164,8 +167,12 @@ func (a *App) RunWorker(ctx context.Context, opts WorkerOptions) error {
 	return a.fire(context.WithoutCancel(ctx), EventWorkerShutdown)
 }
 
-func (w *worker) listen(ctx context.Context) (*stream, error) {
-	st, err := w.broker.broker.Listen(ctx, sdk.ListenRequest{
+// listen opens a stream bound to streamCtx; ctx only bounds the opening.
+func (w *worker) listen(ctx, streamCtx context.Context) (*stream, error) {
+	if ctx.Err() != nil {
+		return nil, ctx.Err()
+	}
+	st, err := w.broker.broker.Listen(streamCtx, sdk.ListenRequest{
 		Queues:         w.opts.Queues,
 		StrictPriority: w.opts.StrictPriority,
 		Lease:          w.opts.Lease,

@@ -58,8 +58,15 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	root.SetErr(stderr)
 	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "warn", "log level: trace, debug, info, warn, error")
 	root.AddCommand(newConfigCmd(g), newPluginsCmd(g), newVersionCmd(g))
+	for _, sub := range subcommands {
+		root.AddCommand(sub(g))
+	}
 	return root
 }
+
+// subcommands are added by the files that define them (worker.go, bench.go,
+// ...) from an init function, so each command lives in one file.
+var subcommands []func(*globals) *cobra.Command
 
 func newVersionCmd(g *globals) *cobra.Command {
 	return &cobra.Command{
@@ -225,4 +232,3 @@ func printInfoJSON(w io.Writer, inf sdk.Info) error {
 	enc.SetIndent("", "  ")
 	return enc.Encode(out)
 }
-

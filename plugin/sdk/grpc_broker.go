@@ -318,9 +318,13 @@ func (b *remoteBroker) Listen(ctx context.Context, req ListenRequest) (Stream, e
 		cancel()
 		return nil, b.c.mapErr(ctx, "listen", err)
 	}
+	prefetch := b.c.prefetch
+	if req.Prefetch > 0 {
+		prefetch = req.Prefetch
+	}
 	start := &pluginv1.ListenStart{
 		StrictPriority: req.StrictPriority,
-		Prefetch:       int32(b.c.prefetch),
+		Prefetch:       int32(prefetch),
 		LeaseMs:        req.Lease.Milliseconds(),
 	}
 	for _, q := range req.Queues {
@@ -345,7 +349,7 @@ func (b *remoteBroker) Listen(ctx context.Context, req ListenRequest) (Stream, e
 	}
 	s := &remoteStream{
 		c: b.c, gs: gs, ctx: sctx, cancel: cancel,
-		batches: make(chan []Delivery, b.c.prefetch),
+		batches: make(chan []Delivery, prefetch),
 		done:    make(chan struct{}),
 	}
 	go s.run()

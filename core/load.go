@@ -74,9 +74,9 @@ func Load(ctx context.Context, path string, opts ...Option) (*App, error) {
 		role, _ := p.info.Role(p.kind)
 		switch p.kind {
 		case sdk.KindBroker:
-			appOpts = append(appOpts, WithBroker(p.name, supervisedBroker{p}, role.Capabilities...))
+			appOpts = append(appOpts, WithBroker(p.name, supervisedBroker{p}, p.capabilities()...))
 		case sdk.KindResultBackend:
-			appOpts = append(appOpts, WithResultBackend(supervisedResults{p}, role.Capabilities...))
+			appOpts = append(appOpts, WithResultBackend(supervisedResults{p}, p.capabilities()...))
 		case sdk.KindMiddleware:
 			appOpts = append(appOpts, WithMiddleware(supervisedMiddleware{p: p, hooks: role.Hooks}))
 		}
@@ -120,8 +120,7 @@ func startPlugins(ctx context.Context, f *config.File, host *hostService, logger
 			}
 			procs = append(procs, p)
 			if b.Kind == sdk.KindBroker {
-				role, _ := p.info.Role(sdk.KindBroker)
-				host.setCaps(b.Name, role.Capabilities, b.Name == f.Client.DefaultBroker)
+				host.setCaps(b.Name, p.capabilities(), b.Name == f.Client.DefaultBroker)
 			}
 		}
 	}

@@ -158,6 +158,20 @@ func (p *pluginProc) close(ctx context.Context) error {
 	return err
 }
 
+// capabilities are the configured role's: those Configure reported, else
+// the role's from Info.
+func (p *pluginProc) capabilities() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.client != nil {
+		if caps := p.client.Capabilities(); len(caps) > 0 {
+			return caps
+		}
+	}
+	role, _ := p.info.Role(p.kind)
+	return role.Capabilities
+}
+
 // pid returns the current process id (tests kill it).
 func (p *pluginProc) pid() int {
 	p.mu.Lock()

@@ -89,7 +89,10 @@ type Client struct {
 
 	host     Host
 	hostOnce sync.Once
-	hostID   uint32
+
+	mu     sync.Mutex
+	caps   []string // reported by Configure
+	hostID uint32
 }
 
 // Launch starts a plugin binary and completes the handshake. The process is
@@ -275,6 +278,9 @@ func (c *Client) Configure(ctx context.Context, kind Kind, name string, raw json
 	if err != nil {
 		return nil, c.mapErr(ctx, "configure", err)
 	}
+	c.mu.Lock()
+	c.caps = resp.Capabilities
+	c.mu.Unlock()
 	var out []*ConfigError
 	for _, d := range resp.Diagnostics {
 		ce := &ConfigError{Attribute: d.Attribute, Message: d.Summary}
@@ -284,6 +290,14 @@ func (c *Client) Configure(ctx context.Context, kind Kind, name string, raw json
 		out = append(out, ce)
 	}
 	return out, nil
+}
+
+// Capabilities returns the capabilities the configured role reported, or
+// nil when it reported none (then the role's Info capabilities apply).
+func (c *Client) Capabilities() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.caps
 }
 
 // serveHost serves the Host service through the GRPCBroker, once per

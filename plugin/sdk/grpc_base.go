@@ -229,7 +229,11 @@ func (s *pluginServer) configure(ctx context.Context, req *pluginv1.ConfigureReq
 			s.logger.Warn("closing the previous role after reconfiguration failed", "error", err)
 		}
 	}
-	return &pluginv1.ConfigureResponse{}, nil
+	resp := &pluginv1.ConfigureResponse{}
+	if c, ok := role.(Capable); ok {
+		resp.Capabilities = c.Capabilities()
+	}
+	return resp, nil
 }
 
 // shutdown closes the configured role, if any, and forgets it.

@@ -39,6 +39,13 @@ type Plugin struct {
 	Hooks []Hook
 }
 
+// Capable is implemented by a role whose capabilities depend on its config
+// (a Redis broker in list mode is not ackable, say). The capabilities it
+// returns after New replace the Factory's for that configured role.
+type Capable interface {
+	Capabilities() []string
+}
+
 // RoleInfo describes one role of a plugin.
 type RoleInfo struct {
 	Kind         Kind

@@ -452,8 +452,11 @@ func (x *ConfigureRequest) GetInstanceName() string {
 }
 
 type ConfigureResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Diagnostics   []*Diagnostic          `protobuf:"bytes,1,rep,name=diagnostics,proto3" json:"diagnostics,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Diagnostics []*Diagnostic          `protobuf:"bytes,1,rep,name=diagnostics,proto3" json:"diagnostics,omitempty"`
+	// The configured role's capabilities when they depend on its config (a
+	// broker mode, say); empty: the role's capabilities from Info.
+	Capabilities  []string `protobuf:"bytes,2,rep,name=capabilities,proto3" json:"capabilities,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -491,6 +494,13 @@ func (*ConfigureResponse) Descriptor() ([]byte, []int) {
 func (x *ConfigureResponse) GetDiagnostics() []*Diagnostic {
 	if x != nil {
 		return x.Diagnostics
+	}
+	return nil
+}
+
+func (x *ConfigureResponse) GetCapabilities() []string {
+	if x != nil {
+		return x.Capabilities
 	}
 	return nil
 }
@@ -1969,9 +1979,10 @@ const file_plugin_proto_rawDesc = "" +
 	"\vconfig_json\x18\x02 \x01(\fR\n" +
 	"configJson\x12&\n" +
 	"\x0fhost_service_id\x18\x03 \x01(\rR\rhostServiceId\x12#\n" +
-	"\rinstance_name\x18\x04 \x01(\tR\finstanceName\"S\n" +
+	"\rinstance_name\x18\x04 \x01(\tR\finstanceName\"w\n" +
 	"\x11ConfigureResponse\x12>\n" +
-	"\vdiagnostics\x18\x01 \x03(\v2\x1c.taskiq.plugin.v1.DiagnosticR\vdiagnostics\"\\\n" +
+	"\vdiagnostics\x18\x01 \x03(\v2\x1c.taskiq.plugin.v1.DiagnosticR\vdiagnostics\x12\"\n" +
+	"\fcapabilities\x18\x02 \x03(\tR\fcapabilities\"\\\n" +
 	"\n" +
 	"Diagnostic\x12\x1c\n" +
 	"\tattribute\x18\x01 \x01(\tR\tattribute\x12\x18\n" +

@@ -52,3 +52,6 @@ clean:
 	rm -rf $(BIN)
 
 FORCE:
+
+# Benchmark targets live with the benchmark harness.
+-include bench/bench.mk

@@ -40,6 +40,7 @@ type App struct {
 	maxMessageSize int
 	state          *State
 	closers        []func(context.Context) error
+	plugins        []*pluginProc // started by Load
 	settings       WorkerOptions
 
 	mu        sync.RWMutex

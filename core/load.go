@@ -86,6 +86,7 @@ func Load(ctx context.Context, path string, opts ...Option) (*App, error) {
 		_ = stopAll(ctx)
 		return nil, err
 	}
+	app.plugins = procs
 	host.setApp(app)
 	return app, nil
 }
@@ -216,9 +217,10 @@ func startPlugin(ctx context.Context, f *config.File, b *config.PluginBlock, hos
 // its schema, never configured).
 func Validate(ctx context.Context, path string, logger hclog.Logger) hcl.Diagnostics {
 	f, diags := config.Load(path)
-	if f == nil || diags.HasErrors() {
+	if f == nil {
 		return diags
 	}
+	// Host errors do not stop the plugin checks: report everything at once.
 	if logger == nil {
 		logger = hclog.NewNullLogger()
 	}

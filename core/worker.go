@@ -266,6 +266,12 @@ func (w *worker) handle(s *stream, d sdk.Delivery) {
 
 	ctx := withTaskContext(w.taskCtx, tc)
 	res, taskErr := w.execute(ctx, def, tc)
+	if w.taskCtx.Err() != nil {
+		// Cut off by the shutdown timeout: its outcome does not count. The
+		// message stays unsettled and the broker redelivers it.
+		w.app.logger.Warn("task cancelled by shutdown; its message is left to be redelivered", "task_id", msg.TaskID)
+		return
+	}
 
 	if errors.Is(taskErr, errSettledByTask) {
 		w.finishSettledByTask(ctx, s, tc)

@@ -1,0 +1,11 @@
+package core
+
+// PluginPIDs returns the current process id of each plugin Load started,
+// keyed by "<kind>.<name>", so tests can kill them.
+func PluginPIDs(a *App) map[string]int {
+	out := map[string]int{}
+	for _, p := range a.plugins {
+		out[string(p.kind)+"."+p.name] = p.pid()
+	}
+	return out
+}

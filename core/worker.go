@@ -89,7 +89,10 @@ type worker struct {
 	opts   WorkerOptions
 	broker *brokerEntry
 	slots  chan struct{}
-	wg     sync.WaitGroup
+	// jobs feeds a pool of MaxAsyncTasks long-lived goroutines: a task runs
+	// on a warm stack instead of growing a fresh goroutine's every time.
+	jobs chan job
+	wg   sync.WaitGroup
 	// taskCtx is the parent of every task context; it is cancelled when the
 	// shutdown timeout passes.
 	taskCtx context.Context
@@ -123,7 +126,16 @@ func (a *App) RunWorker(ctx context.Context, opts WorkerOptions) error {
 	// Streams outlive ctx: running tasks must still settle while draining.
 	streamCtx, cancelStreams := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelStreams()
-	w := &worker{app: a, opts: opts, broker: e, slots: make(chan struct{}, opts.MaxAsyncTasks), taskCtx: taskCtx}
+	w := &worker{app: a, opts: opts, broker: e, slots: make(chan struct{}, opts.MaxAsyncTasks), taskCtx: taskCtx,
+		jobs: make(chan job, opts.MaxAsyncTasks)}
+	for i := 0; i < opts.MaxAsyncTasks; i++ {
+		go func() {
+			for j := range w.jobs {
+				w.handle(j.s, j.d)
+			}
+		}()
+	}
+	defer close(w.jobs)
 
 	var streams []*stream
 	backoff := newBackoff(50*time.Millisecond, 5*time.Second)
@@ -214,9 +226,14 @@ func (w *worker) consume(ctx context.Context, s *stream) error {
 		}
 		for _, d := range ds {
 			w.wg.Add(1)
-			go w.handle(s, d)
+			w.jobs <- job{s, d}
 		}
 	}
+}
+
+type job struct {
+	s *stream
+	d sdk.Delivery
 }
 
 func (w *worker) settle(s *stream, st sdk.Settlement) error {

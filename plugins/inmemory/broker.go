@@ -282,7 +282,9 @@ func (b *Broker) InFlight() int {
 	return b.leases.Len()
 }
 
-// DeadLetters returns a copy of the dead-letter store, oldest first.
+// DeadLetters returns a copy of the dead-letter store, oldest first. The
+// store is unbounded and lives as long as the broker. Bodies share memory
+// with the store: do not modify them.
 func (b *Broker) DeadLetters() []DeadLetter {
 	b.mu.Lock()
 	defer b.mu.Unlock()

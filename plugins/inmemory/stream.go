@@ -158,6 +158,8 @@ func (s *stream) Settle(ctx context.Context, batch []sdk.Settlement) error {
 		switch st.Kind {
 		case sdk.SettleAck:
 			s.releaseLocked(m)
+			// The message's batch slab may outlive it; its body need not.
+			m.body = nil
 		case sdk.SettleNack:
 			s.releaseLocked(m)
 			b.requeueLocked(m, now, st.Delay)

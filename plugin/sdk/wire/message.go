@@ -285,13 +285,9 @@ func (m *Message) UnmarshalJSON(b []byte) error {
 // labels_types. Errors wrap ErrMalformed and say what is wrong.
 func DecodeMessage(b []byte) (*Message, error) {
 	var raw rawMessage
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.UseNumber()
-	if err := dec.Decode(&raw); err != nil {
+	// json.Unmarshal rejects trailing data itself.
+	if err := json.Unmarshal(b, &raw); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
-	}
-	if dec.More() {
-		return nil, fmt.Errorf("%w: trailing data after the JSON object", ErrMalformed)
 	}
 	if raw.TaskName == "" {
 		return nil, fmt.Errorf("%w: task_name is missing or empty", ErrMalformed)
@@ -313,16 +309,9 @@ func DecodeMessage(b []byte) (*Message, error) {
 // declared type stays a string: hostile or sloppy producers must not make a
 // message undecodable.
 func decodeLabel(v json.RawMessage, typ int) any {
-	var x any
-	dec := json.NewDecoder(bytes.NewReader(v))
-	dec.UseNumber()
-	if err := dec.Decode(&x); err != nil {
-		return string(v)
-	}
-	x = normalizeJSON(x)
-	s, isStr := x.(string)
+	s, isStr := jsonString(v)
 	if !isStr {
-		return x
+		return decodeJSONValue(v)
 	}
 	switch typ {
 	case LabelInt:
@@ -346,6 +335,45 @@ func decodeLabel(v json.RawMessage, typ int) any {
 		}
 	}
 	return s
+}
+
+// jsonString returns v's string when v is a JSON string; escape-free strings
+// (nearly every label) are sliced without a decoder.
+func jsonString(v json.RawMessage) (string, bool) {
+	if len(v) < 2 || v[0] != '"' {
+		return "", false
+	}
+	if bytes.IndexByte(v, '\\') < 0 && v[len(v)-1] == '"' {
+		return string(v[1 : len(v)-1]), true
+	}
+	var s string
+	if err := json.Unmarshal(v, &s); err != nil {
+		return "", false
+	}
+	return s, true
+}
+
+// decodeJSONValue decodes a label that is not a string: numbers become int64
+// (when integral) or float64, anything else what encoding/json makes of it.
+func decodeJSONValue(v json.RawMessage) any {
+	switch string(v) {
+	case "true":
+		return true
+	case "false":
+		return false
+	case "null":
+		return nil
+	}
+	if i, err := strconv.ParseInt(string(v), 10, 64); err == nil {
+		return i
+	}
+	var x any
+	dec := json.NewDecoder(bytes.NewReader(v))
+	dec.UseNumber()
+	if err := dec.Decode(&x); err != nil {
+		return string(v)
+	}
+	return normalizeJSON(x)
 }
 
 // normalizeJSON turns json.Number into int64 (when integral) or float64,

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sort"
 	"sync"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/hcl/v2"
@@ -161,7 +162,7 @@ func inspectPlugin(ctx context.Context, f *config.File, b *config.PluginBlock, h
 	}
 	info, err := c.Info(ctx)
 	if err != nil {
-		c.Kill()
+		stopClient(c)
 		return nil, info, nil, append(diags, &hcl.Diagnostic{
 			Severity: hcl.DiagError, Summary: "Plugin did not describe itself",
 			Detail: err.Error(), Subject: b.PluginRange.Ptr(),
@@ -169,7 +170,7 @@ func inspectPlugin(ctx context.Context, f *config.File, b *config.PluginBlock, h
 	}
 	role, ok := info.Role(b.Kind)
 	if !ok {
-		c.Kill()
+		stopClient(c)
 		var kinds []string
 		for _, r := range info.Roles {
 			kinds = append(kinds, string(r.Kind))
@@ -191,17 +192,17 @@ func startPlugin(ctx context.Context, f *config.File, b *config.PluginBlock, hos
 		return nil, diags
 	}
 	if diags.HasErrors() {
-		c.Kill()
+		stopClient(c)
 		return nil, diags
 	}
 	p := &pluginProc{kind: b.Kind, name: b.Name, launch: launchConfig(f, b, host, logger), raw: raw, logger: logger}
 	cerrs, err := c.Configure(ctx, b.Kind, b.Name, raw)
 	if err == nil && len(cerrs) > 0 {
-		c.Kill()
+		stopClient(c)
 		return nil, append(diags, config.PluginDiagnostics(b, cerrs)...)
 	}
 	if err != nil {
-		c.Kill()
+		stopClient(c)
 		return nil, append(diags, &hcl.Diagnostic{
 			Severity: hcl.DiagError, Summary: "Plugin configuration failed",
 			Detail: err.Error(), Subject: b.DeclRange.Ptr(),
@@ -209,6 +210,14 @@ func startPlugin(ctx context.Context, f *config.File, b *config.PluginBlock, hos
 	}
 	p.client, p.info = c, info
 	return p, diags
+}
+
+// stopClient stops a plugin process that was started only to be inspected
+// or that failed configuration: asked to shut down, then stopped.
+func stopClient(c *sdk.Client) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = c.Close(ctx)
 }
 
 // Validate checks taskiq.hcl without running anything: host attributes,
@@ -228,7 +237,7 @@ func Validate(ctx context.Context, path string, logger hclog.Logger) hcl.Diagnos
 		for _, b := range blocks {
 			c, _, _, d := inspectPlugin(ctx, f, b, nil, logger)
 			if c != nil {
-				c.Kill()
+				stopClient(c)
 			}
 			diags = append(diags, d...)
 		}

@@ -42,16 +42,16 @@ func (p *pluginProc) start(ctx context.Context) error {
 	}
 	info, err := c.Info(ctx)
 	if err != nil {
-		c.Kill()
+		stopClient(c)
 		return fmt.Errorf("plugin %s: info: %w", p.launch.Path, err)
 	}
 	cerrs, err := c.Configure(ctx, p.kind, p.name, p.raw)
 	if err != nil {
-		c.Kill()
+		stopClient(c)
 		return fmt.Errorf("plugin %s: configure: %w", p.launch.Path, err)
 	}
 	if len(cerrs) > 0 {
-		c.Kill()
+		stopClient(c)
 		return &PluginConfigError{Path: p.launch.Path, Errors: cerrs}
 	}
 	p.client, p.info, p.lastOK = c, info, time.Now()

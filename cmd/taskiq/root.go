@@ -9,8 +9,10 @@ import (
 	"sort"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/hcl/v2"
 	"github.com/spf13/cobra"
 
 	"github.com/taskiq-go/taskiq/core"
@@ -79,7 +81,10 @@ func newVersionCmd(g *globals) *cobra.Command {
 
 func newConfigCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "config", Short: "Work with taskiq.hcl"}
-	var path string
+	var (
+		path    string
+		verbose bool
+	)
 	validate := &cobra.Command{
 		Use:   "validate",
 		Short: "Check taskiq.hcl, including every plugin's config block against the plugin's schema",
@@ -91,7 +96,15 @@ read their schema; nothing connects to a broker.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			diags := core.Validate(cmd.Context(), path, g.logger())
 			if len(diags) > 0 {
-				config.WriteDiagnostics(g.stderr, nil, diags)
+				fmt.Fprintln(g.stderr, config.FormatDiagnostics(diags))
+				if verbose {
+					fmt.Fprintln(g.stderr)
+					var files map[string]*hcl.File
+					if f, _ := config.Load(path); f != nil {
+						files = f.Sources()
+					}
+					_ = config.WriteDiagnostics(g.stderr, files, diags)
+				}
 			}
 			if diags.HasErrors() {
 				return errQuiet
@@ -101,6 +114,7 @@ read their schema; nothing connects to a broker.`,
 		},
 	}
 	validate.Flags().StringVarP(&path, "config", "c", "taskiq.hcl", "path to taskiq.hcl")
+	validate.Flags().BoolVarP(&verbose, "verbose", "v", false, "also show each error with its source lines")
 	cmd.AddCommand(validate)
 	return cmd
 }
@@ -121,7 +135,11 @@ func newPluginsCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			defer c.Kill()
+			defer func() {
+				cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				defer cancel()
+				_ = c.Close(cctx)
+			}()
 			inf, err := c.Info(ctx)
 			if err != nil {
 				return fmt.Errorf("%s: %w", args[0], err)

@@ -88,9 +88,9 @@ func (s *pluginServer) middlewareHooks() []Hook {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), defaultShutdownTimeout)
 		defer cancel()
-		mw, err := f.New(ctx, Config{Raw: json.RawMessage("{}"), Logger: s.logger, MaxMessageSize: s.maxSize})
+		mw, err := f.New(ctx, Config{Raw: f.Schema.defaultsJSON(), Logger: s.logger, MaxMessageSize: s.maxSize})
 		if err != nil {
-			s.logger.Debug("cannot detect middleware hooks: building it with an empty config failed; set Plugin.Hooks", "error", err)
+			s.logger.Debug("cannot detect middleware hooks: building it from its schema defaults failed; set Plugin.Hooks", "error", err)
 			return
 		}
 		s.hooks = HooksOf(mw)

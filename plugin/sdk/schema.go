@@ -122,6 +122,21 @@ func (s Schema) Redact(values map[string]any) map[string]any {
 	return out
 }
 
+// defaultsJSON is the config a block with no attributes decodes to.
+func (s Schema) defaultsJSON() json.RawMessage {
+	defaults := map[string]any{}
+	for _, a := range s.Attributes {
+		if a.Default != nil {
+			defaults[a.Name] = a.Default
+		}
+	}
+	b, err := json.Marshal(defaults)
+	if err != nil {
+		return json.RawMessage("{}")
+	}
+	return b
+}
+
 // Attribute returns the named attribute.
 func (s Schema) Attribute(name string) (Attribute, bool) {
 	for _, a := range s.Attributes {

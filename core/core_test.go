@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -229,11 +230,11 @@ func TestBadInputGoesToDeadLetter(t *testing.T) {
 	reasons := map[string]bool{}
 	for _, d := range b.broker.DeadLetters() {
 		switch {
-		case contains(d.Reason, "unparseable message"):
+		case strings.Contains(d.Reason, "unparseable message"):
 			reasons["garbage"] = true
-		case contains(d.Reason, `unknown task name "nobody.home"`):
+		case strings.Contains(d.Reason, `unknown task name "nobody.home"`):
 			reasons["unknown"] = true
-		case contains(d.Reason, "argument 0"):
+		case strings.Contains(d.Reason, "argument 0"):
 			reasons["args"] = true
 		}
 	}
@@ -242,17 +243,6 @@ func TestBadInputGoesToDeadLetter(t *testing.T) {
 	res := wait(t, core.ResultOf[int](b.app, "a"))
 	require.True(t, res.IsErr)
 	require.Equal(t, "TypeError", res.Error.ExcType)
-}
-
-func contains(s, sub string) bool { return len(s) >= len(sub) && (s == sub || indexOf(s, sub) >= 0) }
-
-func indexOf(s, sub string) int {
-	for i := 0; i+len(sub) <= len(s); i++ {
-		if s[i:i+len(sub)] == sub {
-			return i
-		}
-	}
-	return -1
 }
 
 // gatedResults blocks result writes until released, to observe when acks happen.
@@ -449,12 +439,21 @@ func TestMiddlewareOrderFollowsTaskiq(t *testing.T) {
 	require.Equal(t, true, res.Labels["seen_by_a"])
 	require.Equal(t, true, res.Labels["seen_by_b"])
 	require.Eventually(t, func() bool { return len(rec.get()) == 13 }, 5*time.Second, time.Millisecond)
+	// Client and worker hooks are each ordered; the sides run concurrently.
+	var client, worker []string
+	for _, h := range rec.get() {
+		if strings.HasSuffix(h, "_send") {
+			client = append(client, h)
+		} else {
+			worker = append(worker, h)
+		}
+	}
+	require.Equal(t, []string{"a.pre_send", "b.pre_send", "b.post_send", "a.post_send"}, client)
 	require.Equal(t, []string{
-		"a.pre_send", "b.pre_send", "b.post_send", "a.post_send",
 		"a.pre_execute", "pre.pre_execute", "b.pre_execute",
 		"b.on_error", "a.on_error", "b.post_execute", "a.post_execute",
 		"b.post_save", "a.post_save",
-	}, rec.get())
+	}, worker)
 }
 
 // noResultOnError skips saving failed results, as a retry middleware does.

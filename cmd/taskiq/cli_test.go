@@ -150,3 +150,44 @@ func TestPluginsInfoOnMissingBinary(t *testing.T) {
 	require.Equal(t, 1, code)
 	require.Contains(t, errOut, "/nonexistent/taskiq-x")
 }
+
+// TestExampleConfigIsValid validates taskiq.hcl.example against the real
+// plugins' schemas, with its commented-out Redis and retry blocks enabled.
+func TestExampleConfigIsValid(t *testing.T) {
+	dir := builtPlugins(t)
+	src, err := os.ReadFile("../../taskiq.hcl.example")
+	require.NoError(t, err)
+	text := strings.Replace(string(src), `plugin_dir = "./bin"`, `plugin_dir = "`+dir+`"`, 1)
+	code, out, errOut := runCLI("config", "validate", "-c", writeConfig(t, text))
+	require.Equal(t, 0, code, errOut)
+	require.Contains(t, out, "configuration is valid")
+
+	enabled := uncommentBlocks(text)
+	require.Contains(t, enabled, `plugin = "taskiq-redis"`)
+	code, _, errOut = runCLI("config", "validate", "-c", writeConfig(t, enabled))
+	require.Equal(t, 0, code, errOut)
+}
+
+// uncommentBlocks turns the example's commented-out blocks (from a line
+// "# broker|result_backend|middleware ... {" to "# }") into configuration,
+// renaming a second "default" broker so the labels stay unique.
+func uncommentBlocks(s string) string {
+	lines := strings.Split(s, "\n")
+	in := false
+	for i, l := range lines {
+		for _, kind := range []string{"broker ", "result_backend ", "middleware "} {
+			if strings.HasPrefix(l, "# "+kind) && strings.HasSuffix(l, "{") {
+				in = true
+			}
+		}
+		if !in {
+			continue
+		}
+		lines[i] = strings.TrimPrefix(strings.TrimPrefix(l, "#"), " ")
+		if lines[i] == "}" {
+			in = false
+		}
+	}
+	out := strings.Join(lines, "\n")
+	return strings.Replace(out, "broker \"default\" {\n  plugin = \"taskiq-redis\"", "broker \"redis\" {\n  plugin = \"taskiq-redis\"", 1)
+}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/taskiq-go/taskiq/plugin/sdk"
 	"github.com/taskiq-go/taskiq/plugin/sdk/wire"
@@ -27,6 +28,10 @@ type Context struct {
 	mu      sync.Mutex
 	settled bool
 	outcome outcome
+	// The lease the broker gave the delivery and its current deadline; the
+	// worker extends it while the task runs.
+	leaseLen      time.Duration
+	leaseDeadline time.Time
 }
 
 type outcome int

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -614,4 +615,61 @@ func TestOversizeMessageIsRefused(t *testing.T) {
 	_, err := task.Kiq(context.Background(), string(make([]byte, 2048)))
 	require.ErrorIs(t, err, sdk.ErrMessageTooLarge)
 	require.Equal(t, 0, b.broker.Len(""))
+}
+
+// extendCounter wraps a broker to count lease extensions.
+type extendCounter struct {
+	sdk.Broker
+	extends atomic.Int32
+}
+
+func (e *extendCounter) Listen(ctx context.Context, req sdk.ListenRequest) (sdk.Stream, error) {
+	st, err := e.Broker.Listen(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	return &countingStream{Stream: st, e: e}, nil
+}
+
+type countingStream struct {
+	sdk.Stream
+	e *extendCounter
+}
+
+func (c *countingStream) Settle(ctx context.Context, s []sdk.Settlement) error {
+	for _, x := range s {
+		if x.Kind == sdk.SettleExtend {
+			c.e.extends.Add(1)
+		}
+	}
+	return c.Stream.Settle(ctx, s)
+}
+
+// TestLeaseIsExtendedWhileTheTaskRuns runs a task through several of the
+// broker's (short) leases: without extensions the broker would redeliver it
+// and it would run twice.
+func TestLeaseIsExtendedWhileTheTaskRuns(t *testing.T) {
+	t.Parallel()
+	inner := inmemory.NewBroker(inmemory.BrokerOptions{Lease: 100 * time.Millisecond})
+	broker := &extendCounter{Broker: inner}
+	app, err := core.New(core.WithBroker("default", broker, brokerCaps()...),
+		core.WithResultBackend(inmemory.NewResultBackend(inmemory.ResultOptions{})),
+		core.WithLogger(hclog.NewNullLogger()))
+	require.NoError(t, err)
+	b := &testBundle{app: app, broker: inner}
+	var runs atomic.Int32
+	release := make(chan struct{})
+	task := core.MustTask[int32](app, "long", func() (int32, error) {
+		n := runs.Add(1)
+		<-release
+		return n, nil
+	})
+	b.runWorker(t, core.WorkerOptions{}) // no Lease option: the broker's lease is used
+	at, err := task.Kiq(context.Background())
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return broker.extends.Load() >= 5 }, 10*time.Second, time.Millisecond)
+	require.EqualValues(t, 1, runs.Load(), "the message was redelivered while its task ran")
+	require.Equal(t, 1, inner.InFlight())
+	close(release)
+	require.EqualValues(t, 1, wait(t, at).ReturnValue)
 }

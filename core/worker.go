@@ -104,6 +104,10 @@ type stream struct {
 	settler  *coalesce.Coalescer[sdk.Settlement]
 	mu       sync.Mutex
 	inflight map[string]*Context
+	// minLease is the shortest lease seen on the stream; a shorter one wakes
+	// the lease extender so it ticks fast enough.
+	minLease  time.Duration
+	leaseWake chan struct{}
 }
 
 // RunWorker consumes tasks until ctx ends, then stops fetching, drains
@@ -193,7 +197,7 @@ func (w *worker) listen(ctx, streamCtx context.Context) (*stream, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &stream{Stream: st, inflight: map[string]*Context{}}
+	s := &stream{Stream: st, inflight: map[string]*Context{}, leaseWake: make(chan struct{}, 1)}
 	s.settler = coalesce.New(256, st.Settle)
 	return s, nil
 }
@@ -274,6 +278,10 @@ func (w *worker) handle(s *stream, d sdk.Delivery) {
 		ackType = AckType(l)
 	}
 	tc := &Context{Message: msg, BrokerName: w.broker.name, Delivery: d, app: w.app}
+	if !d.LeaseDeadline.IsZero() {
+		tc.leaseDeadline = d.LeaseDeadline
+		tc.leaseLen = time.Until(d.LeaseDeadline)
+	}
 	tc.settle = func(st sdk.Settlement) error { return w.settle(s, st) }
 	s.track(tc)
 	defer s.untrack(tc)
@@ -478,7 +486,17 @@ func (a *App) saveResult(ctx context.Context, taskID string, res *wire.Result) e
 func (s *stream) track(tc *Context) {
 	s.mu.Lock()
 	s.inflight[tc.Delivery.ID] = tc
+	shorter := tc.leaseLen > 0 && (s.minLease == 0 || tc.leaseLen < s.minLease)
+	if shorter {
+		s.minLease = tc.leaseLen
+	}
 	s.mu.Unlock()
+	if shorter {
+		select {
+		case s.leaseWake <- struct{}{}:
+		default:
+		}
+	}
 }
 
 func (s *stream) untrack(tc *Context) {
@@ -487,13 +505,12 @@ func (s *stream) untrack(tc *Context) {
 	s.mu.Unlock()
 }
 
-// extendLeases keeps the leases of running deliveries alive: every third of a
-// lease, one batched Extend for all unsettled in-flight deliveries.
+// extendLeases keeps the leases of running deliveries alive. Each delivery
+// keeps the lease length the broker gave it (its deadline minus the time it
+// arrived); once less than half of it is left, it is extended by that length.
+// All extensions due at one tick go in one batch. The tick follows the
+// shortest lease in flight, so a broker's short lease is never outrun.
 func (w *worker) extendLeases(s *stream) (stop func()) {
-	lease := w.opts.Lease
-	if lease <= 0 {
-		lease = 30 * time.Second
-	}
 	if !sdk.Has(w.broker.caps, sdk.CapLease) {
 		return func() {}
 	}
@@ -502,30 +519,49 @@ func (w *worker) extendLeases(s *stream) (stop func()) {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		t := time.NewTicker(max(lease/3, 10*time.Millisecond))
+		t := time.NewTimer(time.Second)
 		defer t.Stop()
 		for {
 			select {
 			case <-done:
 				return
+			case <-s.leaseWake:
+				t.Stop()
 			case <-t.C:
 			}
+			now := time.Now()
+			next := time.Second
+			s.mu.Lock()
+			if s.minLease > 0 {
+				next = min(next, s.minLease/4)
+			}
+			s.mu.Unlock()
 			var ext []sdk.Settlement
+			var extended []*Context
 			s.mu.Lock()
 			for id, tc := range s.inflight {
 				tc.mu.Lock()
-				settled := tc.settled
-				tc.mu.Unlock()
-				if !settled {
-					ext = append(ext, sdk.Settlement{DeliveryID: id, Kind: sdk.SettleExtend, Delay: lease})
+				if !tc.settled && tc.leaseLen > 0 {
+					if tc.leaseDeadline.Sub(now) < tc.leaseLen/2 {
+						ext = append(ext, sdk.Settlement{DeliveryID: id, Kind: sdk.SettleExtend, Delay: tc.leaseLen})
+						extended = append(extended, tc)
+					}
 				}
+				tc.mu.Unlock()
 			}
 			s.mu.Unlock()
 			if len(ext) > 0 {
 				if err := s.settler.Do(w.taskCtx, ext...); err != nil {
 					w.app.logger.Warn("extending leases failed", "count", len(ext), "error", err)
+				} else {
+					for _, tc := range extended {
+						tc.mu.Lock()
+						tc.leaseDeadline = now.Add(tc.leaseLen)
+						tc.mu.Unlock()
+					}
 				}
 			}
+			t.Reset(max(next, 5*time.Millisecond))
 		}
 	}()
 	return func() { close(done); wg.Wait() }

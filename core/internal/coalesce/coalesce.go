@@ -6,6 +6,7 @@ package coalesce
 import (
 	"context"
 	"sync"
+	"time"
 )
 
 // Coalescer collects items from concurrent Do calls and hands them to flush in
@@ -26,6 +27,9 @@ type waiter struct {
 	n    int // items of this Do call
 	done chan error
 }
+
+// FlushTimeout bounds one flush.
+const FlushTimeout = time.Minute
 
 // New returns a Coalescer. max ≤ 0 means 512.
 func New[T any](max int, flush func(ctx context.Context, items []T) error) *Coalescer[T] {
@@ -86,7 +90,11 @@ func (c *Coalescer[T]) run() {
 		c.waiters = append(c.waiters[:0], c.waiters[w:]...)
 		c.mu.Unlock()
 
-		err := c.flush(context.Background(), batch)
+		// A flush carries other callers' items, so no caller's context bounds
+		// it; FlushTimeout keeps a hung backend from blocking all later calls.
+		ctx, cancel := context.WithTimeout(context.Background(), FlushTimeout)
+		err := c.flush(ctx, batch)
+		cancel()
 		for _, wt := range waiters {
 			wt.done <- err
 		}

@@ -236,10 +236,17 @@ type creditWindow struct {
 	mu   sync.Mutex
 	n    int
 	wake chan struct{}
+	// batch is the credit worth one broker read: under load, credit comes
+	// back one settlement at a time, and reading as soon as any is there
+	// would cost a broker round trip per message.
+	batch int
 }
 
+// creditLinger is how long wait holds a small credit for more to arrive.
+const creditLinger = time.Millisecond
+
 func newCreditWindow(n int) *creditWindow {
-	return &creditWindow{n: n, wake: make(chan struct{}, 1)}
+	return &creditWindow{n: n, wake: make(chan struct{}, 1), batch: max(1, n/4)}
 }
 
 func (c *creditWindow) add(n int) {
@@ -261,17 +268,34 @@ func (c *creditWindow) take(n int) {
 	c.mu.Unlock()
 }
 
-// wait blocks until there is credit and returns it.
+// wait blocks until there is credit and returns it. A credit smaller than a
+// batch is held up to creditLinger for more to come back, so a busy stream
+// reads in batches while an idle one is answered at once.
 func (c *creditWindow) wait(ctx context.Context) (int, error) {
+	var linger *time.Timer
+	defer func() {
+		if linger != nil {
+			linger.Stop()
+		}
+	}()
 	for {
 		c.mu.Lock()
 		n := c.n
 		c.mu.Unlock()
-		if n > 0 {
+		if n >= c.batch {
 			return n, nil
+		}
+		var expired <-chan time.Time
+		if n > 0 {
+			if linger == nil {
+				linger = time.NewTimer(creditLinger)
+			}
+			expired = linger.C
 		}
 		select {
 		case <-c.wake:
+		case <-expired:
+			return n, nil
 		case <-ctx.Done():
 			return 0, ctx.Err()
 		}

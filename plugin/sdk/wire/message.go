@@ -9,6 +9,7 @@ import (
 	"math"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // Label types of the labels_types field (taskiq's LabelType enum).
@@ -337,13 +338,16 @@ func decodeLabel(v json.RawMessage, typ int) any {
 	return s
 }
 
-// jsonString returns v's string when v is a JSON string; escape-free strings
-// (nearly every label) are sliced without a decoder.
+// jsonString returns v's string when v is a JSON string; escape-free, valid
+// UTF-8 strings (nearly every label) are sliced without a decoder. Invalid
+// UTF-8 takes the decoder, which replaces it with U+FFFD as it does in every
+// other field, so a label decodes the same with or without an escape in it
+// and survives re-encoding.
 func jsonString(v json.RawMessage) (string, bool) {
 	if len(v) < 2 || v[0] != '"' {
 		return "", false
 	}
-	if bytes.IndexByte(v, '\\') < 0 && v[len(v)-1] == '"' {
+	if bytes.IndexByte(v, '\\') < 0 && v[len(v)-1] == '"' && utf8.Valid(v) {
 		return string(v[1 : len(v)-1]), true
 	}
 	var s string

@@ -1,0 +1,315 @@
+package wire_test
+
+import (
+	"encoding/json"
+	"errors"
+	"math"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/taskiq-go/taskiq/plugin/sdk/wire"
+)
+
+// pythonMessage is a message as Python taskiq writes it (json.dumps with its
+// default ", " and ": " separators and ensure_ascii escapes), with one label
+// of every labels_types type 1-6 and non-ASCII text escaped as \uXXXX,
+// including a surrogate pair.
+const pythonMessage = `{"task_id": "5f1c0e7d9a2b4c6e8f0a1b2c3d4e5f60", "task_name": "math:add", ` +
+	`"labels": {"any_label": "{'a': 1}", "max_retries": "3", "queue_name": "low", "delay": "1.5", ` +
+	`"retry_on_error": "True", "blob": "aGVsbG8gd29ybGQ=", "greeting": "caf\u00e9 \u2603 \ud83d\ude00 \"q\" \\ \n"}, ` +
+	`"labels_types": {"any_label": 1, "max_retries": 2, "queue_name": 3, "delay": 4, ` +
+	`"retry_on_error": 5, "blob": 6, "greeting": 3}, ` +
+	`"args": [1, 2], "kwargs": {"round": true, "name": "\u00fcber"}}`
+
+func TestDecodePythonMessage(t *testing.T) {
+	t.Parallel()
+	m, err := wire.DecodeMessage([]byte(pythonMessage))
+	require.NoError(t, err)
+	require.Equal(t, "5f1c0e7d9a2b4c6e8f0a1b2c3d4e5f60", m.TaskID)
+	require.Equal(t, "math:add", m.TaskName)
+	require.Equal(t, map[string]any{
+		"any_label":      "{'a': 1}", // type 1 (Python repr) stays a string
+		"max_retries":    int64(3),
+		"queue_name":     "low",
+		"delay":          1.5,
+		"retry_on_error": true,
+		"blob":           []byte("hello world"),
+		"greeting":       "café ☃ 😀 \"q\" \\ \n",
+	}, m.Labels)
+	require.Equal(t, []json.RawMessage{json.RawMessage("1"), json.RawMessage("2")}, m.Args)
+	require.Equal(t, map[string]json.RawMessage{
+		"round": json.RawMessage("true"),
+		"name":  json.RawMessage(`"\u00fcber"`), // arguments stay raw for the task's decoder
+	}, m.Kwargs)
+}
+
+func TestDecodeLabelsWithoutTypes(t *testing.T) {
+	t.Parallel()
+	// Labels added by middlewares after the conversion, or carried by a
+	// requeued message, are plain JSON values with no labels_types entry.
+	untyped := `"labels": {"max_retries": 3, "retry_on_error": true, "delay": 1.5, "big": 12345678901234567890, ` +
+		`"meta": {"a": [1, "x"]}, "none": null, "name": "n"}`
+	want := map[string]any{
+		"max_retries":    int64(3),
+		"retry_on_error": true,
+		"delay":          1.5,
+		"big":            12345678901234567890.0, // beyond int64: the nearest float64
+		"meta":           map[string]any{"a": []any{int64(1), "x"}},
+		"none":           nil,
+		"name":           "n",
+	}
+	for name, src := range map[string]string{
+		"labels_types missing": `{"task_id": "t", "task_name": "n", ` + untyped + `, "args": [], "kwargs": {}}`,
+		"labels_types null":    `{"task_id": "t", "task_name": "n", ` + untyped + `, "labels_types": null, "args": [], "kwargs": {}}`,
+		"labels_types partial": `{"task_id": "t", "task_name": "n", ` + untyped + `, "labels_types": {"name": 3, "max_retries": 2}, "args": [], "kwargs": {}}`,
+		"labels_types empty":   `{"task_id": "t", "task_name": "n", ` + untyped + `, "labels_types": {}}`,
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			m, err := wire.DecodeMessage([]byte(src))
+			require.NoError(t, err)
+			require.Equal(t, want, m.Labels)
+		})
+	}
+}
+
+func TestDecodeMixedLabels(t *testing.T) {
+	t.Parallel()
+	// A string label without a type stays a string, however numeric it
+	// looks; the typed accessors still read it.
+	m, err := wire.DecodeMessage([]byte(`{"task_id":"t","task_name":"n","labels":{"timeout":"2.5","max_retries":"4","retry_on_error":"false","typed":"4"},"labels_types":{"typed":2}}`))
+	require.NoError(t, err)
+	require.Equal(t, "2.5", m.Labels["timeout"])
+	require.Equal(t, int64(4), m.Labels["typed"])
+	f, ok := m.LabelFloat("timeout")
+	require.True(t, ok)
+	require.Equal(t, 2.5, f)
+	n, ok := m.LabelInt("max_retries")
+	require.True(t, ok)
+	require.Equal(t, int64(4), n)
+	b, ok := m.LabelBool("retry_on_error")
+	require.True(t, ok)
+	require.False(t, b)
+	_, ok = m.LabelInt("absent")
+	require.False(t, ok)
+}
+
+func TestDecodeBoolLabelsCaseInsensitive(t *testing.T) {
+	t.Parallel()
+	for text, want := range map[string]bool{"True": true, "true": true, "TRUE": true, "False": false, "false": false, "fAlSe": false} {
+		m, err := wire.DecodeMessage([]byte(`{"task_id":"t","task_name":"n","labels":{"b":"` + text + `"},"labels_types":{"b":5}}`))
+		require.NoError(t, err)
+		require.Equal(t, want, m.Labels["b"], text)
+	}
+}
+
+func TestDecodeHostileTypedLabelsStayStrings(t *testing.T) {
+	t.Parallel()
+	// A value that does not parse as its declared type must not make the
+	// message undecodable: it stays the string it was.
+	m, err := wire.DecodeMessage([]byte(`{"task_id": "t", "task_name": "n", ` +
+		`"labels": {"i": "three", "f": "1,5", "b": "yes", "y": "!!not base64", "huge": "99999999999999999999", "unknown": "x"}, ` +
+		`"labels_types": {"i": 2, "f": 4, "b": 5, "y": 6, "huge": 2, "unknown": 42}}`))
+	require.NoError(t, err)
+	require.Equal(t, map[string]any{"i": "three", "f": "1,5", "b": "yes", "y": "!!not base64", "huge": "99999999999999999999", "unknown": "x"}, m.Labels)
+}
+
+func TestDecodeMalformed(t *testing.T) {
+	t.Parallel()
+	for name, src := range map[string]string{
+		"empty":               ``,
+		"garbage":             "\x00\xff garbage",
+		"truncated":           pythonMessage[:len(pythonMessage)/2],
+		"not an object":       `[1, 2]`,
+		"trailing data":       `{"task_id":"t","task_name":"n"} {}`,
+		"task_name missing":   `{"task_id":"t"}`,
+		"task_name empty":     `{"task_id":"t","task_name":""}`,
+		"task_id missing":     `{"task_name":"n"}`,
+		"task_id a number":    `{"task_id":5,"task_name":"n"}`,
+		"args an object":      `{"task_id":"t","task_name":"n","args":{"a":1}}`,
+		"kwargs a list":       `{"task_id":"t","task_name":"n","kwargs":[1]}`,
+		"labels a list":       `{"task_id":"t","task_name":"n","labels":["a"]}`,
+		"labels_types string": `{"task_id":"t","task_name":"n","labels":{"a":"1"},"labels_types":{"a":"int"}}`,
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			m, err := wire.DecodeMessage([]byte(src))
+			require.Nil(t, m)
+			require.ErrorIs(t, err, wire.ErrMalformed)
+			require.NotEmpty(t, strings.TrimPrefix(err.Error(), wire.ErrMalformed.Error()), "the error says what is wrong")
+		})
+	}
+}
+
+// TestEncodeExactBytes pins the encoder's output: taskiq's key order, every
+// label as a string with its type, label keys and kwargs sorted so the
+// encoding is deterministic.
+func TestEncodeExactBytes(t *testing.T) {
+	t.Parallel()
+	m := &wire.Message{
+		TaskID:   "0123456789abcdef0123456789abcdef",
+		TaskName: "tasks:send",
+		Labels: map[string]any{
+			"retry_on_error": true,
+			"keep":           false,
+			"max_retries":    3,
+			"_retries":       int64(-2),
+			"delay":          1.5,
+			"whole":          2.0,
+			"tiny":           1e-7,
+			"queue_name":     "low",
+			"blob":           []byte{0, 1, 0xfe, 0xff},
+			"meta":           map[string]any{"a": 1},
+			"uni":            "café\t☃",
+		},
+		Args:   []json.RawMessage{json.RawMessage(`1`), json.RawMessage(`"two"`), nil},
+		Kwargs: map[string]json.RawMessage{"b": json.RawMessage(`[1,2]`), "a": json.RawMessage(`{"x":null}`)},
+	}
+	got, err := m.MarshalJSON()
+	require.NoError(t, err)
+	want := `{"task_id":"0123456789abcdef0123456789abcdef","task_name":"tasks:send",` +
+		`"labels":{"_retries":"-2","blob":"AAH+/w==","delay":"1.5","keep":"False","max_retries":"3","meta":"{\"a\":1}",` +
+		`"queue_name":"low","retry_on_error":"True","tiny":"1e-07","uni":"café\t☃","whole":"2"},` +
+		`"labels_types":{"_retries":2,"blob":6,"delay":4,"keep":5,"max_retries":2,"meta":1,"queue_name":3,"retry_on_error":5,"tiny":4,"uni":3,"whole":4},` +
+		`"args":[1,"two",null],"kwargs":{"a":{"x":null},"b":[1,2]}}`
+	require.Equal(t, want, string(got))
+
+	// AppendJSON appends to what is there.
+	appended, err := m.AppendJSON([]byte("prefix:"))
+	require.NoError(t, err)
+	require.Equal(t, "prefix:"+want, string(appended))
+}
+
+func TestEncodeEmptyMessage(t *testing.T) {
+	t.Parallel()
+	got, err := (&wire.Message{TaskID: "t", TaskName: "n"}).MarshalJSON()
+	require.NoError(t, err)
+	// Python's receiver indexes labels, labels_types, args and kwargs
+	// directly, so they are always present.
+	require.Equal(t, `{"task_id":"t","task_name":"n","labels":{},"labels_types":{},"args":[],"kwargs":{}}`, string(got))
+}
+
+func TestEncodeRejectsInvalidArguments(t *testing.T) {
+	t.Parallel()
+	_, err := (&wire.Message{TaskID: "t", TaskName: "n", Args: []json.RawMessage{json.RawMessage(`{`)}}).MarshalJSON()
+	require.ErrorContains(t, err, "arg 0")
+	_, err = (&wire.Message{TaskID: "t", TaskName: "n", Kwargs: map[string]json.RawMessage{"k": json.RawMessage(`nope`)}}).MarshalJSON()
+	require.ErrorContains(t, err, `kwarg "k"`)
+}
+
+// TestRoundTrip goes Go → wire → Go for every label type and checks that
+// Python's reading of the same bytes (labels_types) agrees.
+func TestRoundTrip(t *testing.T) {
+	t.Parallel()
+	m := &wire.Message{
+		TaskID:   "id",
+		TaskName: "pkg.task",
+		Labels: map[string]any{
+			"s": "text with \"quotes\" and ünïcode 😀", "i": int64(math.MinInt64), "f": -0.125,
+			"inf": math.Inf(-1), "t": true, "fl": false, "b": []byte("\x00binary\xff"), "e": "",
+		},
+		Args:   []json.RawMessage{json.RawMessage(`{"nested":[1,2,{"x":"y"}]}`)},
+		Kwargs: map[string]json.RawMessage{"k": json.RawMessage(`3.25`)},
+	}
+	enc, err := json.Marshal(m) // through json.Marshaler, as a caller would
+	require.NoError(t, err)
+	var back wire.Message
+	require.NoError(t, json.Unmarshal(enc, &back))
+	require.Equal(t, m.TaskID, back.TaskID)
+	require.Equal(t, m.TaskName, back.TaskName)
+	require.Equal(t, m.Labels, back.Labels)
+	require.Equal(t, m.Args, back.Args)
+	require.Equal(t, m.Kwargs, back.Kwargs)
+
+	// What Python reads: a string per label, and its type.
+	var raw struct {
+		Labels      map[string]string `json:"labels"`
+		LabelsTypes map[string]int    `json:"labels_types"`
+	}
+	require.NoError(t, json.Unmarshal(enc, &raw))
+	require.Equal(t, map[string]int{"s": 3, "i": 2, "f": 4, "inf": 4, "t": 5, "fl": 5, "b": 6, "e": 3}, raw.LabelsTypes)
+	require.Equal(t, "-9223372036854775808", raw.Labels["i"])
+	require.Equal(t, "-0.125", raw.Labels["f"])
+	require.Equal(t, "-Inf", raw.Labels["inf"])
+	require.Equal(t, "True", raw.Labels["t"])
+	require.Equal(t, "False", raw.Labels["fl"])
+	require.Equal(t, "AGJpbmFyef8=", raw.Labels["b"])
+}
+
+func TestUnmarshalJSONReportsMalformed(t *testing.T) {
+	t.Parallel()
+	var m wire.Message
+	err := json.Unmarshal([]byte(`{"task_id":"x"}`), &m)
+	require.True(t, errors.Is(err, wire.ErrMalformed), "got %v", err)
+}
+
+func TestCloneIsIndependent(t *testing.T) {
+	t.Parallel()
+	m := &wire.Message{TaskID: "t", TaskName: "n", Labels: map[string]any{"a": "1"},
+		Args: []json.RawMessage{json.RawMessage("1")}, Kwargs: map[string]json.RawMessage{"k": json.RawMessage("2")}}
+	c := m.Clone()
+	c.SetLabel("a", "changed")
+	c.SetLabel("b", "new")
+	c.Args[0] = json.RawMessage("9")
+	c.Kwargs["k"] = json.RawMessage("9")
+	require.Equal(t, map[string]any{"a": "1"}, m.Labels)
+	require.Equal(t, json.RawMessage("1"), m.Args[0])
+	require.Equal(t, json.RawMessage("2"), m.Kwargs["k"])
+
+	var empty wire.Message
+	empty.SetLabel("x", 1)
+	require.Equal(t, map[string]any{"x": 1}, empty.Labels, "SetLabel creates the map")
+}
+
+func TestLabelAccessors(t *testing.T) {
+	t.Parallel()
+	m := &wire.Message{Labels: map[string]any{
+		"int": int64(7), "goint": 8, "wholefloat": 9.0, "frac": 9.5, "numstr": " 10 ", "floatstr": "11.0",
+		"bool": true, "boolstr": "True", "one": "1", "zero": int64(0), "nan": math.NaN(), "junk": "x",
+		"bytes": []byte("hi"),
+	}}
+	for key, want := range map[string]int64{"int": 7, "goint": 8, "wholefloat": 9, "numstr": 10, "floatstr": 11} {
+		got, ok := m.LabelInt(key)
+		require.True(t, ok, key)
+		require.Equal(t, want, got, key)
+	}
+	for _, key := range []string{"frac", "junk", "bool", "nan"} {
+		_, ok := m.LabelInt(key)
+		require.False(t, ok, key)
+	}
+	f, ok := m.LabelFloat("frac")
+	require.True(t, ok)
+	require.Equal(t, 9.5, f)
+	_, ok = m.LabelFloat("nan")
+	require.False(t, ok, "NaN is not a usable number")
+	for key, want := range map[string]bool{"bool": true, "boolstr": true, "one": true, "zero": false} {
+		got, ok := m.LabelBool(key)
+		require.True(t, ok, key)
+		require.Equal(t, want, got, key)
+	}
+	_, ok = m.LabelBool("junk")
+	require.False(t, ok)
+	s, ok := m.LabelString("bool")
+	require.True(t, ok)
+	require.Equal(t, "True", s)
+	s, ok = m.LabelString("bytes")
+	require.True(t, ok)
+	require.Equal(t, "aGk=", s)
+	_, ok = m.LabelString("absent")
+	require.False(t, ok)
+}
+
+// TestInvalidUTF8LabelDecodesLikeOtherFields is the fuzzer's first find: a
+// label with invalid UTF-8 and no escape kept its raw bytes (a fast path
+// skipped the JSON decoder), while the same label with an escape, or any
+// other field, had them replaced by U+FFFD; re-encoding then changed it.
+func TestInvalidUTF8LabelDecodesLikeOtherFields(t *testing.T) {
+	t.Parallel()
+	m, err := wire.DecodeMessage([]byte("{\"task_id\":\"\xe0\",\"task_name\":\"n\",\"labels\":{\"a\":\"\xe0\",\"b\":\"\\n\xe0\"}}"))
+	require.NoError(t, err)
+	require.Equal(t, "\uFFFD", m.TaskID)
+	require.Equal(t, "\uFFFD", m.Labels["a"])
+	require.Equal(t, "\n\uFFFD", m.Labels["b"])
+}

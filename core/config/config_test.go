@@ -437,3 +437,13 @@ func TestExampleFileParses(t *testing.T) {
 	require.False(t, diags.HasErrors(), FormatDiagnostics(diags))
 	require.JSONEq(t, `{"result_ttl":"0s","keep_results":true}`, string(raw))
 }
+
+func TestFileFuncRefusesNonRegularFiles(t *testing.T) {
+	t.Parallel()
+	_, diags := Parse([]byte(`client {
+  max_message_size = file("/dev/zero")
+}
+`), filepath.Join(t.TempDir(), "taskiq.hcl"))
+	require.True(t, diags.HasErrors())
+	require.Contains(t, FormatDiagnostics(diags), "not a regular file")
+}

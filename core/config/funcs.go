@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 
@@ -79,12 +80,21 @@ func fileFunc(dir string) function.Function {
 			if err != nil {
 				return cty.NilVal, fmt.Errorf("read %s: %w", p, err)
 			}
-			if st.Size() > maxFileFuncSize {
-				return cty.NilVal, fmt.Errorf("%s is %d bytes; file() reads at most %d", p, st.Size(), maxFileFuncSize)
+			// Devices and FIFOs report no size and may never end.
+			if !st.Mode().IsRegular() {
+				return cty.NilVal, fmt.Errorf("%s is not a regular file; file() reads regular files only", p)
 			}
-			b, err := os.ReadFile(p)
+			f, err := os.Open(p)
 			if err != nil {
 				return cty.NilVal, fmt.Errorf("read %s: %w", p, err)
+			}
+			defer f.Close()
+			b, err := io.ReadAll(io.LimitReader(f, maxFileFuncSize+1))
+			if err != nil {
+				return cty.NilVal, fmt.Errorf("read %s: %w", p, err)
+			}
+			if len(b) > maxFileFuncSize {
+				return cty.NilVal, fmt.Errorf("%s is over %d bytes; file() reads at most that", p, maxFileFuncSize)
 			}
 			return cty.StringVal(string(b)), nil
 		},

@@ -3,7 +3,7 @@ BIN := bin
 PLUGINS := taskiq-inmemory taskiq-redis taskiq-retry-middleware
 export PATH := $(shell $(GO) env GOPATH)/bin:$(PATH)
 
-.PHONY: all build plugins demo test proto integration bench clean
+.PHONY: all build plugins demo demo-worker test proto integration bench clean
 
 all: build
 
@@ -26,15 +26,25 @@ $(BIN)/taskiq-retry-middleware: FORCE
 demo: build
 	$(GO) run ./examples/quickstart
 
+$(BIN)/example-tasks: FORCE
+	$(GO) build -o $@ ./examples/tasks-module
+
+# The task-module example: two supervised workers against Redis
+# (127.0.0.1:6379, or TASKIQ_REDIS_URL). Kick from another shell:
+#   bin/taskiq kick --config examples/tasks-module/taskiq.hcl example:add 1 2 --wait
+demo-worker: build $(BIN)/example-tasks
+	$(BIN)/taskiq worker --config examples/tasks-module/taskiq.hcl $(BIN)/example-tasks
+
 # All tests; unit tests need no server. Tests against real services run when
 # their env var is set (TASKIQ_REDIS_URL, see .ci/run).
 test:
 	$(GO) test -race -count=1 -timeout 15m ./...
 
-# The same tests against the real services on this machine.
+# The tests that use a real service, against the services on this machine.
+# Packages run one at a time: they share the Redis database they flush.
 integration:
 	TASKIQ_REDIS_URL=$${TASKIQ_REDIS_URL:-redis://127.0.0.1:6379/15} \
-		$(GO) test -race -count=1 -timeout 20m ./plugins/redis/... ./core/...
+		$(GO) test -race -count=1 -p 1 -timeout 30m ./plugins/redis/... ./cmd/taskiq/
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 200000x ./core/... ./plugin/sdk/ ./plugins/...

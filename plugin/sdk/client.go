@@ -91,7 +91,8 @@ type Client struct {
 	hostOnce sync.Once
 
 	mu     sync.Mutex
-	caps   []string // reported by Configure
+	caps   []string   // reported by Configure
+	tasks  []TaskInfo // reported by Configure for KindTasks
 	hostID uint32
 }
 
@@ -278,8 +279,13 @@ func (c *Client) Configure(ctx context.Context, kind Kind, name string, raw json
 	if err != nil {
 		return nil, c.mapErr(ctx, "configure", err)
 	}
+	tasks, err := tasksFromProto(resp.Tasks)
+	if err != nil {
+		return nil, fmt.Errorf("plugin %s: configure: %w", c.name, err)
+	}
 	c.mu.Lock()
 	c.caps = resp.Capabilities
+	c.tasks = tasks
 	c.mu.Unlock()
 	var out []*ConfigError
 	for _, d := range resp.Diagnostics {
@@ -335,6 +341,15 @@ func (c *Client) ResultBackend() ResultBackend {
 // only ones the host should call.
 func (c *Client) Middleware(hooks []Hook) Middleware {
 	return &remoteMiddleware{c: c, rpc: pluginv1.NewMiddlewareClient(c.conn), hooks: append([]Hook(nil), hooks...)}
+}
+
+// Tasks returns the plugin's task module; valid after Configure(KindTasks,
+// ...). window bounds the executions outstanding at once on the module's
+// stream (0: DefaultTaskWindow); Execute waits for a free slot. Each call
+// returns a new module with its own stream; close it with its Close method
+// (it implements interface{ Close(context.Context) error }).
+func (c *Client) Tasks(window int) TaskModule {
+	return newRemoteTasks(c, window)
 }
 
 // Exited reports whether the plugin process has exited.

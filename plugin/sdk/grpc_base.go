@@ -110,6 +110,9 @@ func (s *pluginServer) info() *pluginv1.InfoResponse {
 	if f := s.p.Middleware; f != nil {
 		resp.Roles = append(resp.Roles, roleToProto(KindMiddleware, f.Capabilities, s.middlewareHooks(), f.Schema))
 	}
+	if f := s.p.Tasks; f != nil {
+		resp.Roles = append(resp.Roles, roleToProto(KindTasks, f.Capabilities, nil, f.Schema))
+	}
 	return resp
 }
 
@@ -123,6 +126,9 @@ func (s *pluginServer) servedKinds() []string {
 	}
 	if s.p.Middleware != nil {
 		kinds = append(kinds, string(KindMiddleware))
+	}
+	if s.p.Tasks != nil {
+		kinds = append(kinds, string(KindTasks))
 	}
 	return kinds
 }
@@ -201,6 +207,15 @@ func (s *pluginServer) configure(ctx context.Context, req *pluginv1.ConfigureReq
 				role = m
 			}
 		}
+	case KindTasks:
+		if f := s.p.Tasks; f != nil && f.New != nil {
+			served = true
+			var m TaskModule
+			m, newErr = f.New(ctx, cfg)
+			if newErr == nil {
+				role = m
+			}
+		}
 	}
 	if !served {
 		return &pluginv1.ConfigureResponse{Diagnostics: []*pluginv1.Diagnostic{{
@@ -232,6 +247,11 @@ func (s *pluginServer) configure(ctx context.Context, req *pluginv1.ConfigureReq
 	resp := &pluginv1.ConfigureResponse{}
 	if c, ok := role.(Capable); ok {
 		resp.Capabilities = c.Capabilities()
+	}
+	if m, ok := role.(TaskModule); ok {
+		if resp.Tasks, err = tasksToProto(m.Tasks()); err != nil {
+			return nil, status.Errorf(codes.Internal, "plugin %s: %v", s.p.Name, err)
+		}
 	}
 	return resp, nil
 }

@@ -37,6 +37,8 @@ type Plugin struct {
 	Middleware *Factory[Middleware]
 	// Hooks lists the middleware's hooks; when empty they are detected.
 	Hooks []Hook
+	// Tasks builds a task module (KindTasks, see TaskModule).
+	Tasks *Factory[TaskModule]
 }
 
 // Capable is implemented by a role whose capabilities depend on its config

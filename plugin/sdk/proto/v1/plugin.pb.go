@@ -456,7 +456,9 @@ type ConfigureResponse struct {
 	Diagnostics []*Diagnostic          `protobuf:"bytes,1,rep,name=diagnostics,proto3" json:"diagnostics,omitempty"`
 	// The configured role's capabilities when they depend on its config (a
 	// broker mode, say); empty: the role's capabilities from Info.
-	Capabilities  []string `protobuf:"bytes,2,rep,name=capabilities,proto3" json:"capabilities,omitempty"`
+	Capabilities []string `protobuf:"bytes,2,rep,name=capabilities,proto3" json:"capabilities,omitempty"`
+	// A task module's tasks (kind "tasks"), known once the module is built.
+	Tasks         []*TaskInfo `protobuf:"bytes,3,rep,name=tasks,proto3" json:"tasks,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -501,6 +503,13 @@ func (x *ConfigureResponse) GetDiagnostics() []*Diagnostic {
 func (x *ConfigureResponse) GetCapabilities() []string {
 	if x != nil {
 		return x.Capabilities
+	}
+	return nil
+}
+
+func (x *ConfigureResponse) GetTasks() []*TaskInfo {
+	if x != nil {
+		return x.Tasks
 	}
 	return nil
 }
@@ -1807,6 +1816,294 @@ func (x *HookResponse) GetControl() string {
 	return ""
 }
 
+type TaskInfo struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	LabelsJson    []byte                 `protobuf:"bytes,2,opt,name=labels_json,json=labelsJson,proto3" json:"labels_json,omitempty"` // default labels, a JSON object; empty: none
+	Params        []*TaskParam           `protobuf:"bytes,3,rep,name=params,proto3" json:"params,omitempty"`
+	Result        string                 `protobuf:"bytes,4,opt,name=result,proto3" json:"result,omitempty"` // JSON type of the return value, empty: none
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TaskInfo) Reset() {
+	*x = TaskInfo{}
+	mi := &file_plugin_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TaskInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TaskInfo) ProtoMessage() {}
+
+func (x *TaskInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_plugin_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TaskInfo.ProtoReflect.Descriptor instead.
+func (*TaskInfo) Descriptor() ([]byte, []int) {
+	return file_plugin_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *TaskInfo) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *TaskInfo) GetLabelsJson() []byte {
+	if x != nil {
+		return x.LabelsJson
+	}
+	return nil
+}
+
+func (x *TaskInfo) GetParams() []*TaskParam {
+	if x != nil {
+		return x.Params
+	}
+	return nil
+}
+
+func (x *TaskInfo) GetResult() string {
+	if x != nil {
+		return x.Result
+	}
+	return ""
+}
+
+type TaskParam struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"` // empty when the parameter is positional only
+	Type          string                 `protobuf:"bytes,2,opt,name=type,proto3" json:"type,omitempty"` // JSON type: string, integer, number, boolean, array, object, any
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TaskParam) Reset() {
+	*x = TaskParam{}
+	mi := &file_plugin_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TaskParam) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TaskParam) ProtoMessage() {}
+
+func (x *TaskParam) ProtoReflect() protoreflect.Message {
+	mi := &file_plugin_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TaskParam.ProtoReflect.Descriptor instead.
+func (*TaskParam) Descriptor() ([]byte, []int) {
+	return file_plugin_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *TaskParam) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *TaskParam) GetType() string {
+	if x != nil {
+		return x.Type
+	}
+	return ""
+}
+
+type ExecuteRequest struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	CallId         uint64                 `protobuf:"varint,1,opt,name=call_id,json=callId,proto3" json:"call_id,omitempty"`
+	Message        []byte                 `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`                                        // wire message JSON
+	DeadlineUnixMs int64                  `protobuf:"varint,3,opt,name=deadline_unix_ms,json=deadlineUnixMs,proto3" json:"deadline_unix_ms,omitempty"` // 0: none
+	Cancel         bool                   `protobuf:"varint,4,opt,name=cancel,proto3" json:"cancel,omitempty"`                                         // cancels the running call call_id; other fields unset
+	Broker         string                 `protobuf:"bytes,5,opt,name=broker,proto3" json:"broker,omitempty"`                                          // the broker the message came from
+	DeliveryId     string                 `protobuf:"bytes,6,opt,name=delivery_id,json=deliveryId,proto3" json:"delivery_id,omitempty"`
+	Attempt        int32                  `protobuf:"varint,7,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *ExecuteRequest) Reset() {
+	*x = ExecuteRequest{}
+	mi := &file_plugin_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExecuteRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExecuteRequest) ProtoMessage() {}
+
+func (x *ExecuteRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_plugin_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExecuteRequest.ProtoReflect.Descriptor instead.
+func (*ExecuteRequest) Descriptor() ([]byte, []int) {
+	return file_plugin_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *ExecuteRequest) GetCallId() uint64 {
+	if x != nil {
+		return x.CallId
+	}
+	return 0
+}
+
+func (x *ExecuteRequest) GetMessage() []byte {
+	if x != nil {
+		return x.Message
+	}
+	return nil
+}
+
+func (x *ExecuteRequest) GetDeadlineUnixMs() int64 {
+	if x != nil {
+		return x.DeadlineUnixMs
+	}
+	return 0
+}
+
+func (x *ExecuteRequest) GetCancel() bool {
+	if x != nil {
+		return x.Cancel
+	}
+	return false
+}
+
+func (x *ExecuteRequest) GetBroker() string {
+	if x != nil {
+		return x.Broker
+	}
+	return ""
+}
+
+func (x *ExecuteRequest) GetDeliveryId() string {
+	if x != nil {
+		return x.DeliveryId
+	}
+	return ""
+}
+
+func (x *ExecuteRequest) GetAttempt() int32 {
+	if x != nil {
+		return x.Attempt
+	}
+	return 0
+}
+
+type ExecuteResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	CallId        uint64                 `protobuf:"varint,1,opt,name=call_id,json=callId,proto3" json:"call_id,omitempty"`
+	Result        []byte                 `protobuf:"bytes,2,opt,name=result,proto3" json:"result,omitempty"`   // the return value JSON; empty: none
+	Error         []byte                 `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`     // wire error JSON (taskiq's exception layout); empty: success
+	Control       string                 `protobuf:"bytes,4,opt,name=control,proto3" json:"control,omitempty"` // "", "requeue", "reject"
+	Acked         bool                   `protobuf:"varint,5,opt,name=acked,proto3" json:"acked,omitempty"`    // the task acknowledged its message (ack_type manual)
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExecuteResponse) Reset() {
+	*x = ExecuteResponse{}
+	mi := &file_plugin_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExecuteResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExecuteResponse) ProtoMessage() {}
+
+func (x *ExecuteResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_plugin_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExecuteResponse.ProtoReflect.Descriptor instead.
+func (*ExecuteResponse) Descriptor() ([]byte, []int) {
+	return file_plugin_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *ExecuteResponse) GetCallId() uint64 {
+	if x != nil {
+		return x.CallId
+	}
+	return 0
+}
+
+func (x *ExecuteResponse) GetResult() []byte {
+	if x != nil {
+		return x.Result
+	}
+	return nil
+}
+
+func (x *ExecuteResponse) GetError() []byte {
+	if x != nil {
+		return x.Error
+	}
+	return nil
+}
+
+func (x *ExecuteResponse) GetControl() string {
+	if x != nil {
+		return x.Control
+	}
+	return ""
+}
+
+func (x *ExecuteResponse) GetAcked() bool {
+	if x != nil {
+		return x.Acked
+	}
+	return false
+}
+
 type HostKickRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Broker        string                 `protobuf:"bytes,1,opt,name=broker,proto3" json:"broker,omitempty"`
@@ -1817,7 +2114,7 @@ type HostKickRequest struct {
 
 func (x *HostKickRequest) Reset() {
 	*x = HostKickRequest{}
-	mi := &file_plugin_proto_msgTypes[31]
+	mi := &file_plugin_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1829,7 +2126,7 @@ func (x *HostKickRequest) String() string {
 func (*HostKickRequest) ProtoMessage() {}
 
 func (x *HostKickRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[31]
+	mi := &file_plugin_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1842,7 +2139,7 @@ func (x *HostKickRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HostKickRequest.ProtoReflect.Descriptor instead.
 func (*HostKickRequest) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{31}
+	return file_plugin_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *HostKickRequest) GetBroker() string {
@@ -1868,7 +2165,7 @@ type BrokerInfoRequest struct {
 
 func (x *BrokerInfoRequest) Reset() {
 	*x = BrokerInfoRequest{}
-	mi := &file_plugin_proto_msgTypes[32]
+	mi := &file_plugin_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1880,7 +2177,7 @@ func (x *BrokerInfoRequest) String() string {
 func (*BrokerInfoRequest) ProtoMessage() {}
 
 func (x *BrokerInfoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[32]
+	mi := &file_plugin_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1893,7 +2190,7 @@ func (x *BrokerInfoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BrokerInfoRequest.ProtoReflect.Descriptor instead.
 func (*BrokerInfoRequest) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{32}
+	return file_plugin_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *BrokerInfoRequest) GetBroker() string {
@@ -1912,7 +2209,7 @@ type BrokerInfoResponse struct {
 
 func (x *BrokerInfoResponse) Reset() {
 	*x = BrokerInfoResponse{}
-	mi := &file_plugin_proto_msgTypes[33]
+	mi := &file_plugin_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1924,7 +2221,7 @@ func (x *BrokerInfoResponse) String() string {
 func (*BrokerInfoResponse) ProtoMessage() {}
 
 func (x *BrokerInfoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[33]
+	mi := &file_plugin_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1937,7 +2234,7 @@ func (x *BrokerInfoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BrokerInfoResponse.ProtoReflect.Descriptor instead.
 func (*BrokerInfoResponse) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{33}
+	return file_plugin_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *BrokerInfoResponse) GetCapabilities() []string {
@@ -1979,10 +2276,11 @@ const file_plugin_proto_rawDesc = "" +
 	"\vconfig_json\x18\x02 \x01(\fR\n" +
 	"configJson\x12&\n" +
 	"\x0fhost_service_id\x18\x03 \x01(\rR\rhostServiceId\x12#\n" +
-	"\rinstance_name\x18\x04 \x01(\tR\finstanceName\"w\n" +
+	"\rinstance_name\x18\x04 \x01(\tR\finstanceName\"\xa9\x01\n" +
 	"\x11ConfigureResponse\x12>\n" +
 	"\vdiagnostics\x18\x01 \x03(\v2\x1c.taskiq.plugin.v1.DiagnosticR\vdiagnostics\x12\"\n" +
-	"\fcapabilities\x18\x02 \x03(\tR\fcapabilities\"\\\n" +
+	"\fcapabilities\x18\x02 \x03(\tR\fcapabilities\x120\n" +
+	"\x05tasks\x18\x03 \x03(\v2\x1a.taskiq.plugin.v1.TaskInfoR\x05tasks\"\\\n" +
 	"\n" +
 	"Diagnostic\x12\x1c\n" +
 	"\tattribute\x18\x01 \x01(\tR\tattribute\x12\x18\n" +
@@ -2070,7 +2368,31 @@ const file_plugin_proto_rawDesc = "" +
 	"\amessage\x18\x01 \x01(\fR\amessage\x12\x16\n" +
 	"\x06result\x18\x02 \x01(\fR\x06result\x12\x14\n" +
 	"\x05error\x18\x03 \x01(\tR\x05error\x12\x18\n" +
-	"\acontrol\x18\x04 \x01(\tR\acontrol\"E\n" +
+	"\acontrol\x18\x04 \x01(\tR\acontrol\"\x8c\x01\n" +
+	"\bTaskInfo\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1f\n" +
+	"\vlabels_json\x18\x02 \x01(\fR\n" +
+	"labelsJson\x123\n" +
+	"\x06params\x18\x03 \x03(\v2\x1b.taskiq.plugin.v1.TaskParamR\x06params\x12\x16\n" +
+	"\x06result\x18\x04 \x01(\tR\x06result\"3\n" +
+	"\tTaskParam\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
+	"\x04type\x18\x02 \x01(\tR\x04type\"\xd8\x01\n" +
+	"\x0eExecuteRequest\x12\x17\n" +
+	"\acall_id\x18\x01 \x01(\x04R\x06callId\x12\x18\n" +
+	"\amessage\x18\x02 \x01(\fR\amessage\x12(\n" +
+	"\x10deadline_unix_ms\x18\x03 \x01(\x03R\x0edeadlineUnixMs\x12\x16\n" +
+	"\x06cancel\x18\x04 \x01(\bR\x06cancel\x12\x16\n" +
+	"\x06broker\x18\x05 \x01(\tR\x06broker\x12\x1f\n" +
+	"\vdelivery_id\x18\x06 \x01(\tR\n" +
+	"deliveryId\x12\x18\n" +
+	"\aattempt\x18\a \x01(\x05R\aattempt\"\x88\x01\n" +
+	"\x0fExecuteResponse\x12\x17\n" +
+	"\acall_id\x18\x01 \x01(\x04R\x06callId\x12\x16\n" +
+	"\x06result\x18\x02 \x01(\fR\x06result\x12\x14\n" +
+	"\x05error\x18\x03 \x01(\fR\x05error\x12\x18\n" +
+	"\acontrol\x18\x04 \x01(\tR\acontrol\x12\x14\n" +
+	"\x05acked\x18\x05 \x01(\bR\x05acked\"E\n" +
 	"\x0fHostKickRequest\x12\x16\n" +
 	"\x06broker\x18\x01 \x01(\tR\x06broker\x12\x1a\n" +
 	"\bmessages\x18\x02 \x03(\fR\bmessages\"+\n" +
@@ -2096,7 +2418,10 @@ const file_plugin_proto_rawDesc = "" +
 	"\vGetProgress\x12\x19.taskiq.plugin.v1.TaskRef\x1a .taskiq.plugin.v1.ResultResponse2S\n" +
 	"\n" +
 	"Middleware\x12E\n" +
-	"\x04Hook\x12\x1d.taskiq.plugin.v1.HookRequest\x1a\x1e.taskiq.plugin.v1.HookResponse2\xf4\x01\n" +
+	"\x04Hook\x12\x1d.taskiq.plugin.v1.HookRequest\x1a\x1e.taskiq.plugin.v1.HookResponse2`\n" +
+	"\n" +
+	"TaskModule\x12R\n" +
+	"\aExecute\x12 .taskiq.plugin.v1.ExecuteRequest\x1a!.taskiq.plugin.v1.ExecuteResponse(\x010\x012\xf4\x01\n" +
 	"\x04Host\x12I\n" +
 	"\x04Kick\x12!.taskiq.plugin.v1.HostKickRequest\x1a\x1e.taskiq.plugin.v1.KickResponse\x12H\n" +
 	"\tGetResult\x12\x19.taskiq.plugin.v1.TaskRef\x1a .taskiq.plugin.v1.ResultResponse\x12W\n" +
@@ -2116,7 +2441,7 @@ func file_plugin_proto_rawDescGZIP() []byte {
 }
 
 var file_plugin_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_plugin_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
+var file_plugin_proto_msgTypes = make([]protoimpl.MessageInfo, 38)
 var file_plugin_proto_goTypes = []any{
 	(Settlement_Kind)(0),        // 0: taskiq.plugin.v1.Settlement.Kind
 	(*InfoRequest)(nil),         // 1: taskiq.plugin.v1.InfoRequest
@@ -2150,59 +2475,67 @@ var file_plugin_proto_goTypes = []any{
 	(*SetProgressResponse)(nil), // 29: taskiq.plugin.v1.SetProgressResponse
 	(*HookRequest)(nil),         // 30: taskiq.plugin.v1.HookRequest
 	(*HookResponse)(nil),        // 31: taskiq.plugin.v1.HookResponse
-	(*HostKickRequest)(nil),     // 32: taskiq.plugin.v1.HostKickRequest
-	(*BrokerInfoRequest)(nil),   // 33: taskiq.plugin.v1.BrokerInfoRequest
-	(*BrokerInfoResponse)(nil),  // 34: taskiq.plugin.v1.BrokerInfoResponse
+	(*TaskInfo)(nil),            // 32: taskiq.plugin.v1.TaskInfo
+	(*TaskParam)(nil),           // 33: taskiq.plugin.v1.TaskParam
+	(*ExecuteRequest)(nil),      // 34: taskiq.plugin.v1.ExecuteRequest
+	(*ExecuteResponse)(nil),     // 35: taskiq.plugin.v1.ExecuteResponse
+	(*HostKickRequest)(nil),     // 36: taskiq.plugin.v1.HostKickRequest
+	(*BrokerInfoRequest)(nil),   // 37: taskiq.plugin.v1.BrokerInfoRequest
+	(*BrokerInfoResponse)(nil),  // 38: taskiq.plugin.v1.BrokerInfoResponse
 }
 var file_plugin_proto_depIdxs = []int32{
 	3,  // 0: taskiq.plugin.v1.InfoResponse.roles:type_name -> taskiq.plugin.v1.RoleInfo
 	4,  // 1: taskiq.plugin.v1.RoleInfo.schema:type_name -> taskiq.plugin.v1.Schema
 	5,  // 2: taskiq.plugin.v1.Schema.attributes:type_name -> taskiq.plugin.v1.Attribute
 	8,  // 3: taskiq.plugin.v1.ConfigureResponse.diagnostics:type_name -> taskiq.plugin.v1.Diagnostic
-	11, // 4: taskiq.plugin.v1.KickRequest.messages:type_name -> taskiq.plugin.v1.Outgoing
-	16, // 5: taskiq.plugin.v1.ListenRequest.start:type_name -> taskiq.plugin.v1.ListenStart
-	18, // 6: taskiq.plugin.v1.ListenRequest.settle:type_name -> taskiq.plugin.v1.Settle
-	19, // 7: taskiq.plugin.v1.ListenRequest.credit:type_name -> taskiq.plugin.v1.Credit
-	15, // 8: taskiq.plugin.v1.ListenStart.queues:type_name -> taskiq.plugin.v1.Queue
-	0,  // 9: taskiq.plugin.v1.Settlement.kind:type_name -> taskiq.plugin.v1.Settlement.Kind
-	17, // 10: taskiq.plugin.v1.Settle.settlements:type_name -> taskiq.plugin.v1.Settlement
-	20, // 11: taskiq.plugin.v1.ListenResponse.deliveries:type_name -> taskiq.plugin.v1.Delivery
-	22, // 12: taskiq.plugin.v1.SetResultsRequest.results:type_name -> taskiq.plugin.v1.StoredResult
-	1,  // 13: taskiq.plugin.v1.Plugin.Info:input_type -> taskiq.plugin.v1.InfoRequest
-	6,  // 14: taskiq.plugin.v1.Plugin.Configure:input_type -> taskiq.plugin.v1.ConfigureRequest
-	9,  // 15: taskiq.plugin.v1.Plugin.Shutdown:input_type -> taskiq.plugin.v1.ShutdownRequest
-	12, // 16: taskiq.plugin.v1.Broker.Kick:input_type -> taskiq.plugin.v1.KickRequest
-	14, // 17: taskiq.plugin.v1.Broker.Listen:input_type -> taskiq.plugin.v1.ListenRequest
-	23, // 18: taskiq.plugin.v1.ResultBackend.SetResults:input_type -> taskiq.plugin.v1.SetResultsRequest
-	25, // 19: taskiq.plugin.v1.ResultBackend.GetResult:input_type -> taskiq.plugin.v1.TaskRef
-	25, // 20: taskiq.plugin.v1.ResultBackend.IsReady:input_type -> taskiq.plugin.v1.TaskRef
-	25, // 21: taskiq.plugin.v1.ResultBackend.WaitResult:input_type -> taskiq.plugin.v1.TaskRef
-	28, // 22: taskiq.plugin.v1.ResultBackend.SetProgress:input_type -> taskiq.plugin.v1.SetProgressRequest
-	25, // 23: taskiq.plugin.v1.ResultBackend.GetProgress:input_type -> taskiq.plugin.v1.TaskRef
-	30, // 24: taskiq.plugin.v1.Middleware.Hook:input_type -> taskiq.plugin.v1.HookRequest
-	32, // 25: taskiq.plugin.v1.Host.Kick:input_type -> taskiq.plugin.v1.HostKickRequest
-	25, // 26: taskiq.plugin.v1.Host.GetResult:input_type -> taskiq.plugin.v1.TaskRef
-	33, // 27: taskiq.plugin.v1.Host.BrokerInfo:input_type -> taskiq.plugin.v1.BrokerInfoRequest
-	2,  // 28: taskiq.plugin.v1.Plugin.Info:output_type -> taskiq.plugin.v1.InfoResponse
-	7,  // 29: taskiq.plugin.v1.Plugin.Configure:output_type -> taskiq.plugin.v1.ConfigureResponse
-	10, // 30: taskiq.plugin.v1.Plugin.Shutdown:output_type -> taskiq.plugin.v1.ShutdownResponse
-	13, // 31: taskiq.plugin.v1.Broker.Kick:output_type -> taskiq.plugin.v1.KickResponse
-	21, // 32: taskiq.plugin.v1.Broker.Listen:output_type -> taskiq.plugin.v1.ListenResponse
-	24, // 33: taskiq.plugin.v1.ResultBackend.SetResults:output_type -> taskiq.plugin.v1.SetResultsResponse
-	26, // 34: taskiq.plugin.v1.ResultBackend.GetResult:output_type -> taskiq.plugin.v1.ResultResponse
-	27, // 35: taskiq.plugin.v1.ResultBackend.IsReady:output_type -> taskiq.plugin.v1.IsReadyResponse
-	26, // 36: taskiq.plugin.v1.ResultBackend.WaitResult:output_type -> taskiq.plugin.v1.ResultResponse
-	29, // 37: taskiq.plugin.v1.ResultBackend.SetProgress:output_type -> taskiq.plugin.v1.SetProgressResponse
-	26, // 38: taskiq.plugin.v1.ResultBackend.GetProgress:output_type -> taskiq.plugin.v1.ResultResponse
-	31, // 39: taskiq.plugin.v1.Middleware.Hook:output_type -> taskiq.plugin.v1.HookResponse
-	13, // 40: taskiq.plugin.v1.Host.Kick:output_type -> taskiq.plugin.v1.KickResponse
-	26, // 41: taskiq.plugin.v1.Host.GetResult:output_type -> taskiq.plugin.v1.ResultResponse
-	34, // 42: taskiq.plugin.v1.Host.BrokerInfo:output_type -> taskiq.plugin.v1.BrokerInfoResponse
-	28, // [28:43] is the sub-list for method output_type
-	13, // [13:28] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	32, // 4: taskiq.plugin.v1.ConfigureResponse.tasks:type_name -> taskiq.plugin.v1.TaskInfo
+	11, // 5: taskiq.plugin.v1.KickRequest.messages:type_name -> taskiq.plugin.v1.Outgoing
+	16, // 6: taskiq.plugin.v1.ListenRequest.start:type_name -> taskiq.plugin.v1.ListenStart
+	18, // 7: taskiq.plugin.v1.ListenRequest.settle:type_name -> taskiq.plugin.v1.Settle
+	19, // 8: taskiq.plugin.v1.ListenRequest.credit:type_name -> taskiq.plugin.v1.Credit
+	15, // 9: taskiq.plugin.v1.ListenStart.queues:type_name -> taskiq.plugin.v1.Queue
+	0,  // 10: taskiq.plugin.v1.Settlement.kind:type_name -> taskiq.plugin.v1.Settlement.Kind
+	17, // 11: taskiq.plugin.v1.Settle.settlements:type_name -> taskiq.plugin.v1.Settlement
+	20, // 12: taskiq.plugin.v1.ListenResponse.deliveries:type_name -> taskiq.plugin.v1.Delivery
+	22, // 13: taskiq.plugin.v1.SetResultsRequest.results:type_name -> taskiq.plugin.v1.StoredResult
+	33, // 14: taskiq.plugin.v1.TaskInfo.params:type_name -> taskiq.plugin.v1.TaskParam
+	1,  // 15: taskiq.plugin.v1.Plugin.Info:input_type -> taskiq.plugin.v1.InfoRequest
+	6,  // 16: taskiq.plugin.v1.Plugin.Configure:input_type -> taskiq.plugin.v1.ConfigureRequest
+	9,  // 17: taskiq.plugin.v1.Plugin.Shutdown:input_type -> taskiq.plugin.v1.ShutdownRequest
+	12, // 18: taskiq.plugin.v1.Broker.Kick:input_type -> taskiq.plugin.v1.KickRequest
+	14, // 19: taskiq.plugin.v1.Broker.Listen:input_type -> taskiq.plugin.v1.ListenRequest
+	23, // 20: taskiq.plugin.v1.ResultBackend.SetResults:input_type -> taskiq.plugin.v1.SetResultsRequest
+	25, // 21: taskiq.plugin.v1.ResultBackend.GetResult:input_type -> taskiq.plugin.v1.TaskRef
+	25, // 22: taskiq.plugin.v1.ResultBackend.IsReady:input_type -> taskiq.plugin.v1.TaskRef
+	25, // 23: taskiq.plugin.v1.ResultBackend.WaitResult:input_type -> taskiq.plugin.v1.TaskRef
+	28, // 24: taskiq.plugin.v1.ResultBackend.SetProgress:input_type -> taskiq.plugin.v1.SetProgressRequest
+	25, // 25: taskiq.plugin.v1.ResultBackend.GetProgress:input_type -> taskiq.plugin.v1.TaskRef
+	30, // 26: taskiq.plugin.v1.Middleware.Hook:input_type -> taskiq.plugin.v1.HookRequest
+	34, // 27: taskiq.plugin.v1.TaskModule.Execute:input_type -> taskiq.plugin.v1.ExecuteRequest
+	36, // 28: taskiq.plugin.v1.Host.Kick:input_type -> taskiq.plugin.v1.HostKickRequest
+	25, // 29: taskiq.plugin.v1.Host.GetResult:input_type -> taskiq.plugin.v1.TaskRef
+	37, // 30: taskiq.plugin.v1.Host.BrokerInfo:input_type -> taskiq.plugin.v1.BrokerInfoRequest
+	2,  // 31: taskiq.plugin.v1.Plugin.Info:output_type -> taskiq.plugin.v1.InfoResponse
+	7,  // 32: taskiq.plugin.v1.Plugin.Configure:output_type -> taskiq.plugin.v1.ConfigureResponse
+	10, // 33: taskiq.plugin.v1.Plugin.Shutdown:output_type -> taskiq.plugin.v1.ShutdownResponse
+	13, // 34: taskiq.plugin.v1.Broker.Kick:output_type -> taskiq.plugin.v1.KickResponse
+	21, // 35: taskiq.plugin.v1.Broker.Listen:output_type -> taskiq.plugin.v1.ListenResponse
+	24, // 36: taskiq.plugin.v1.ResultBackend.SetResults:output_type -> taskiq.plugin.v1.SetResultsResponse
+	26, // 37: taskiq.plugin.v1.ResultBackend.GetResult:output_type -> taskiq.plugin.v1.ResultResponse
+	27, // 38: taskiq.plugin.v1.ResultBackend.IsReady:output_type -> taskiq.plugin.v1.IsReadyResponse
+	26, // 39: taskiq.plugin.v1.ResultBackend.WaitResult:output_type -> taskiq.plugin.v1.ResultResponse
+	29, // 40: taskiq.plugin.v1.ResultBackend.SetProgress:output_type -> taskiq.plugin.v1.SetProgressResponse
+	26, // 41: taskiq.plugin.v1.ResultBackend.GetProgress:output_type -> taskiq.plugin.v1.ResultResponse
+	31, // 42: taskiq.plugin.v1.Middleware.Hook:output_type -> taskiq.plugin.v1.HookResponse
+	35, // 43: taskiq.plugin.v1.TaskModule.Execute:output_type -> taskiq.plugin.v1.ExecuteResponse
+	13, // 44: taskiq.plugin.v1.Host.Kick:output_type -> taskiq.plugin.v1.KickResponse
+	26, // 45: taskiq.plugin.v1.Host.GetResult:output_type -> taskiq.plugin.v1.ResultResponse
+	38, // 46: taskiq.plugin.v1.Host.BrokerInfo:output_type -> taskiq.plugin.v1.BrokerInfoResponse
+	31, // [31:47] is the sub-list for method output_type
+	15, // [15:31] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_plugin_proto_init() }
@@ -2221,9 +2554,9 @@ func file_plugin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_plugin_proto_rawDesc), len(file_plugin_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   34,
+			NumMessages:   38,
 			NumExtensions: 0,
-			NumServices:   5,
+			NumServices:   6,
 		},
 		GoTypes:           file_plugin_proto_goTypes,
 		DependencyIndexes: file_plugin_proto_depIdxs,

@@ -739,6 +739,112 @@ var Middleware_ServiceDesc = grpc.ServiceDesc{
 }
 
 const (
+	TaskModule_Execute_FullMethodName = "/taskiq.plugin.v1.TaskModule/Execute"
+)
+
+// TaskModuleClient is the client API for TaskModule service.
+//
+// For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
+//
+// TaskModule runs tasks whose code lives in the plugin binary. One bidi
+// stream carries every execution: the host sends requests (never more than
+// its concurrency window outstanding), the plugin answers each by call id in
+// completion order.
+type TaskModuleClient interface {
+	Execute(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ExecuteRequest, ExecuteResponse], error)
+}
+
+type taskModuleClient struct {
+	cc grpc.ClientConnInterface
+}
+
+func NewTaskModuleClient(cc grpc.ClientConnInterface) TaskModuleClient {
+	return &taskModuleClient{cc}
+}
+
+func (c *taskModuleClient) Execute(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ExecuteRequest, ExecuteResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &TaskModule_ServiceDesc.Streams[0], TaskModule_Execute_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[ExecuteRequest, ExecuteResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type TaskModule_ExecuteClient = grpc.BidiStreamingClient[ExecuteRequest, ExecuteResponse]
+
+// TaskModuleServer is the server API for TaskModule service.
+// All implementations must embed UnimplementedTaskModuleServer
+// for forward compatibility.
+//
+// TaskModule runs tasks whose code lives in the plugin binary. One bidi
+// stream carries every execution: the host sends requests (never more than
+// its concurrency window outstanding), the plugin answers each by call id in
+// completion order.
+type TaskModuleServer interface {
+	Execute(grpc.BidiStreamingServer[ExecuteRequest, ExecuteResponse]) error
+	mustEmbedUnimplementedTaskModuleServer()
+}
+
+// UnimplementedTaskModuleServer must be embedded to have
+// forward compatible implementations.
+//
+// NOTE: this should be embedded by value instead of pointer to avoid a nil
+// pointer dereference when methods are called.
+type UnimplementedTaskModuleServer struct{}
+
+func (UnimplementedTaskModuleServer) Execute(grpc.BidiStreamingServer[ExecuteRequest, ExecuteResponse]) error {
+	return status.Error(codes.Unimplemented, "method Execute not implemented")
+}
+func (UnimplementedTaskModuleServer) mustEmbedUnimplementedTaskModuleServer() {}
+func (UnimplementedTaskModuleServer) testEmbeddedByValue()                    {}
+
+// UnsafeTaskModuleServer may be embedded to opt out of forward compatibility for this service.
+// Use of this interface is not recommended, as added methods to TaskModuleServer will
+// result in compilation errors.
+type UnsafeTaskModuleServer interface {
+	mustEmbedUnimplementedTaskModuleServer()
+}
+
+func RegisterTaskModuleServer(s grpc.ServiceRegistrar, srv TaskModuleServer) {
+	// If the following call panics, it indicates UnimplementedTaskModuleServer was
+	// embedded by pointer and is nil.  This will cause panics if an
+	// unimplemented method is ever invoked, so we test this at initialization
+	// time to prevent it from happening at runtime later due to I/O.
+	if t, ok := srv.(interface{ testEmbeddedByValue() }); ok {
+		t.testEmbeddedByValue()
+	}
+	s.RegisterService(&TaskModule_ServiceDesc, srv)
+}
+
+func _TaskModule_Execute_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(TaskModuleServer).Execute(&grpc.GenericServerStream[ExecuteRequest, ExecuteResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type TaskModule_ExecuteServer = grpc.BidiStreamingServer[ExecuteRequest, ExecuteResponse]
+
+// TaskModule_ServiceDesc is the grpc.ServiceDesc for TaskModule service.
+// It's only intended for direct use with grpc.RegisterService,
+// and not to be introspected or modified (even as a copy)
+var TaskModule_ServiceDesc = grpc.ServiceDesc{
+	ServiceName: "taskiq.plugin.v1.TaskModule",
+	HandlerType: (*TaskModuleServer)(nil),
+	Methods:     []grpc.MethodDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "Execute",
+			Handler:       _TaskModule_Execute_Handler,
+			ServerStreams: true,
+			ClientStreams: true,
+		},
+	},
+	Metadata: "plugin.proto",
+}
+
+const (
 	Host_Kick_FullMethodName       = "/taskiq.plugin.v1.Host/Kick"
 	Host_GetResult_FullMethodName  = "/taskiq.plugin.v1.Host/GetResult"
 	Host_BrokerInfo_FullMethodName = "/taskiq.plugin.v1.Host/BrokerInfo"

@@ -1,0 +1,403 @@
+package sdk
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	pluginv1 "github.com/taskiq-go/taskiq/plugin/sdk/proto/v1"
+	"github.com/taskiq-go/taskiq/plugin/sdk/wire"
+)
+
+// Execute response controls: how ErrRequeue and ErrReject cross the boundary.
+const (
+	controlRequeue = "requeue"
+	controlReject  = "reject"
+)
+
+func tasksToProto(ts []TaskInfo) ([]*pluginv1.TaskInfo, error) {
+	out := make([]*pluginv1.TaskInfo, 0, len(ts))
+	for _, t := range ts {
+		p := &pluginv1.TaskInfo{Name: t.Name, Result: t.Result}
+		if len(t.Labels) > 0 {
+			b, err := json.Marshal(t.Labels)
+			if err != nil {
+				return nil, fmt.Errorf("task %q: labels cannot be encoded as JSON: %w", t.Name, err)
+			}
+			p.LabelsJson = b
+		}
+		for _, a := range t.Params {
+			p.Params = append(p.Params, &pluginv1.TaskParam{Name: a.Name, Type: a.Type})
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}
+
+func tasksFromProto(ps []*pluginv1.TaskInfo) ([]TaskInfo, error) {
+	if len(ps) == 0 {
+		return nil, nil
+	}
+	out := make([]TaskInfo, 0, len(ps))
+	for _, p := range ps {
+		t := TaskInfo{Name: p.Name, Result: p.Result}
+		if len(p.LabelsJson) > 0 {
+			if err := json.Unmarshal(p.LabelsJson, &t.Labels); err != nil {
+				return nil, fmt.Errorf("task %q: the module sent labels that are not a JSON object: %w", p.Name, err)
+			}
+		}
+		for _, a := range p.Params {
+			t.Params = append(t.Params, ParamInfo{Name: a.Name, Type: a.Type})
+		}
+		out = append(out, t)
+	}
+	return out, nil
+}
+
+// ---- plugin side ----
+
+// tasksServer serves the TaskModule service over the configured module.
+type tasksServer struct {
+	pluginv1.UnimplementedTaskModuleServer
+	srv *pluginServer
+}
+
+// Execute runs every request of the stream on its own goroutine and answers
+// in completion order. The host bounds how many are outstanding; the plugin
+// trusts it. When the host closes the stream, running calls are cancelled.
+func (s *tasksServer) Execute(gs pluginv1.TaskModule_ExecuteServer) error {
+	r, err := s.srv.configured(KindTasks)
+	if err != nil {
+		return err
+	}
+	m := r.(TaskModule)
+	ctx, cancel := context.WithCancel(gs.Context())
+	defer cancel()
+
+	var (
+		sendMu  sync.Mutex
+		mu      sync.Mutex
+		running = map[uint64]context.CancelFunc{}
+		wg      sync.WaitGroup
+	)
+	send := func(resp *pluginv1.ExecuteResponse) {
+		sendMu.Lock()
+		defer sendMu.Unlock()
+		if err := gs.Send(resp); err != nil && ctx.Err() == nil {
+			s.srv.logger.Warn("sending a task result to the host failed", "call", resp.CallId, "error", err)
+		}
+	}
+	defer wg.Wait()
+	for {
+		req, err := gs.Recv()
+		if err != nil {
+			cancel()
+			if err == io.EOF || ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		if req.Cancel {
+			mu.Lock()
+			if c := running[req.CallId]; c != nil {
+				c()
+			}
+			mu.Unlock()
+			continue
+		}
+		callCtx, callCancel := context.WithCancel(ctx)
+		if req.DeadlineUnixMs > 0 {
+			callCtx, callCancel = context.WithDeadline(ctx, time.UnixMilli(req.DeadlineUnixMs))
+		}
+		mu.Lock()
+		running[req.CallId] = callCancel
+		mu.Unlock()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resp := s.run(callCtx, m, req)
+			callCancel()
+			mu.Lock()
+			delete(running, req.CallId)
+			mu.Unlock()
+			send(resp)
+		}()
+	}
+}
+
+// run executes one request; every failure becomes the response's error.
+func (s *tasksServer) run(ctx context.Context, m TaskModule, req *pluginv1.ExecuteRequest) (resp *pluginv1.ExecuteResponse) {
+	resp = &pluginv1.ExecuteResponse{CallId: req.CallId}
+	fail := func(err error) *pluginv1.ExecuteResponse {
+		b, merr := json.Marshal(wire.FromError(err))
+		if merr != nil {
+			b, _ = json.Marshal(wire.FromError(errors.New(err.Error())))
+		}
+		resp.Result, resp.Error = nil, b
+		return resp
+	}
+	if len(req.Message) > s.srv.maxSize {
+		return fail(tooLarge("the message of call "+fmt.Sprint(req.CallId), len(req.Message), s.srv.maxSize))
+	}
+	msg, err := wire.DecodeMessage(req.Message)
+	if err != nil {
+		return fail(fmt.Errorf("task module %s: %w", s.srv.p.Name, err))
+	}
+	call := &TaskCall{Broker: req.Broker, DeliveryID: req.DeliveryId, Attempt: int(req.Attempt)}
+	defer func() {
+		if p := recover(); p != nil {
+			s.srv.logger.Error("task panicked in the module", "task", msg.TaskName, "task_id", msg.TaskID, "panic", p)
+			resp = fail(&modulePanic{value: fmt.Sprint(p)})
+		}
+		resp.Acked = call.Acked()
+	}()
+	ret, err := m.Execute(WithTaskCall(ctx, call), msg)
+	switch {
+	case errors.Is(err, ErrRequeue):
+		resp.Control = controlRequeue
+	case errors.Is(err, ErrReject):
+		resp.Control = controlReject
+	case err != nil:
+		return fail(err)
+	case len(ret) > s.srv.maxSize:
+		return fail(tooLarge(fmt.Sprintf("the result of task %s (%s)", msg.TaskID, msg.TaskName), len(ret), s.srv.maxSize))
+	default:
+		resp.Result = ret
+	}
+	return resp
+}
+
+// modulePanic is a task's error when it panicked inside the module process.
+type modulePanic struct{ value string }
+
+func (e *modulePanic) Error() string     { return "task panicked: " + e.value }
+func (e *modulePanic) ErrorType() string { return "Panic" }
+
+// ---- host side ----
+
+// remoteTasks is a task module served by a plugin process: one Execute
+// stream, opened on first use and again after it broke, with at most window
+// executions outstanding.
+type remoteTasks struct {
+	c      *Client
+	rpc    pluginv1.TaskModuleClient
+	window chan struct{}
+
+	mu      sync.Mutex
+	gs      pluginv1.TaskModule_ExecuteClient
+	cancel  context.CancelFunc
+	nextID  uint64
+	pending map[uint64]*pendingCall
+	closed  bool
+
+	sendMu sync.Mutex
+}
+
+// pendingCall is one execution waiting for its response. Its window slot is
+// released when the module answers (or the stream breaks), even when the
+// caller gave up earlier: the window bounds what the module really runs.
+type pendingCall struct {
+	done chan callOutcome // buffered: the receive loop never blocks
+}
+
+type callOutcome struct {
+	resp *pluginv1.ExecuteResponse
+	err  error
+}
+
+func newRemoteTasks(c *Client, window int) *remoteTasks {
+	if window <= 0 {
+		window = DefaultTaskWindow
+	}
+	return &remoteTasks{
+		c: c, rpc: pluginv1.NewTaskModuleClient(c.conn),
+		window: make(chan struct{}, window), pending: map[uint64]*pendingCall{},
+	}
+}
+
+// Tasks returns the tasks the module reported when it was configured.
+func (t *remoteTasks) Tasks() []TaskInfo {
+	t.c.mu.Lock()
+	defer t.c.mu.Unlock()
+	return append([]TaskInfo(nil), t.c.tasks...)
+}
+
+// Execute sends msg to the module and waits for its answer. A TaskCall in
+// ctx is sent along and told whether the task acknowledged its message.
+// The module's failure comes back as a *wire.Error (its ExcType is
+// "TypeError" for arguments that do not fit); ErrRequeue and ErrReject come
+// back as themselves.
+func (t *remoteTasks) Execute(ctx context.Context, msg *wire.Message) (json.RawMessage, error) {
+	body, err := msg.AppendJSON(make([]byte, 0, 256))
+	if err != nil {
+		return nil, fmt.Errorf("encode task %q: %w", msg.TaskName, err)
+	}
+	if len(body) > t.c.maxSize {
+		return nil, tooLarge(fmt.Sprintf("message %s (task %s)", msg.TaskID, msg.TaskName), len(body), t.c.maxSize)
+	}
+	select {
+	case t.window <- struct{}{}:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	req := &pluginv1.ExecuteRequest{Message: body}
+	if dl, ok := ctx.Deadline(); ok {
+		req.DeadlineUnixMs = dl.UnixMilli()
+	}
+	call := TaskCallFrom(ctx)
+	if call != nil {
+		req.Broker, req.DeliveryId, req.Attempt = call.Broker, call.DeliveryID, int32(call.Attempt)
+	}
+	gs, pc, err := t.register(req)
+	if err != nil {
+		<-t.window
+		return nil, err
+	}
+	t.sendMu.Lock()
+	err = gs.Send(req)
+	t.sendMu.Unlock()
+	if err != nil {
+		// The stream is broken; the receive loop fails every pending call,
+		// this one included, with the reason.
+		t.c.logger.Debug("sending to the task module failed", "error", err)
+	}
+	select {
+	case out := <-pc.done:
+		if out.err != nil {
+			return nil, out.err
+		}
+		if call != nil && out.resp.Acked {
+			call.Ack()
+		}
+		return decodeExecuteResponse(out.resp)
+	case <-ctx.Done():
+		t.sendMu.Lock()
+		_ = gs.Send(&pluginv1.ExecuteRequest{CallId: req.CallId, Cancel: true})
+		t.sendMu.Unlock()
+		return nil, ctx.Err()
+	}
+}
+
+func decodeExecuteResponse(resp *pluginv1.ExecuteResponse) (json.RawMessage, error) {
+	switch resp.Control {
+	case controlRequeue:
+		return nil, ErrRequeue
+	case controlReject:
+		return nil, ErrReject
+	}
+	if len(resp.Error) > 0 {
+		var we wire.Error
+		if err := json.Unmarshal(resp.Error, &we); err != nil {
+			return nil, fmt.Errorf("the task module sent an unreadable error (%v): %s", err, resp.Error)
+		}
+		return nil, &we
+	}
+	if len(resp.Result) == 0 {
+		return nil, nil
+	}
+	return json.RawMessage(resp.Result), nil
+}
+
+// register assigns a call id and returns the open stream, opening it first
+// when needed.
+func (t *remoteTasks) register(req *pluginv1.ExecuteRequest) (pluginv1.TaskModule_ExecuteClient, *pendingCall, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		return nil, nil, fmt.Errorf("task module %s: %w", t.c.name, ErrClosed)
+	}
+	if t.gs == nil {
+		// The stream outlives any one call; Close or a broken stream ends it.
+		sctx, cancel := context.WithCancel(context.Background())
+		gs, err := t.rpc.Execute(sctx)
+		if err != nil {
+			cancel()
+			err = t.c.mapErr(context.Background(), "execute", err)
+			if !errors.Is(err, ErrUnavailable) {
+				err = fmt.Errorf("%w: %w", ErrUnavailable, err)
+			}
+			return nil, nil, fmt.Errorf("%w: %w", ErrNotDelivered, err)
+		}
+		t.gs, t.cancel = gs, cancel
+		go t.receive(gs)
+	}
+	t.nextID++
+	req.CallId = t.nextID
+	pc := &pendingCall{done: make(chan callOutcome, 1)}
+	t.pending[req.CallId] = pc
+	return t.gs, pc, nil
+}
+
+// receive hands each response to its call until the stream ends, then fails
+// the calls still pending with the reason.
+func (t *remoteTasks) receive(gs pluginv1.TaskModule_ExecuteClient) {
+	for {
+		resp, err := gs.Recv()
+		if err != nil {
+			t.broken(gs, err)
+			return
+		}
+		t.mu.Lock()
+		pc := t.pending[resp.CallId]
+		delete(t.pending, resp.CallId)
+		t.mu.Unlock()
+		if pc == nil {
+			continue
+		}
+		pc.done <- callOutcome{resp: resp}
+		<-t.window
+	}
+}
+
+func (t *remoteTasks) broken(gs pluginv1.TaskModule_ExecuteClient, err error) {
+	t.mu.Lock()
+	closed := t.closed
+	if t.gs == gs {
+		t.gs = nil
+		t.cancel()
+	}
+	pending := t.pending
+	t.pending = map[uint64]*pendingCall{}
+	t.mu.Unlock()
+	var reason error
+	switch {
+	case closed:
+		reason = fmt.Errorf("task module %s: %w", t.c.name, ErrClosed)
+	case err == io.EOF:
+		reason = fmt.Errorf("%w: task module %s ended its stream", ErrUnavailable, t.c.name)
+	default:
+		reason = t.c.mapErr(context.Background(), "execute", err)
+		if !errors.Is(reason, ErrUnavailable) && t.c.Exited() {
+			reason = fmt.Errorf("%w: task module %s exited: %w", ErrUnavailable, t.c.name, reason)
+		}
+	}
+	for _, pc := range pending {
+		pc.done <- callOutcome{err: reason}
+		<-t.window
+	}
+}
+
+// Close ends the stream: calls still running in the module are cancelled
+// there and fail here with ErrClosed.
+func (t *remoteTasks) Close(context.Context) error {
+	t.mu.Lock()
+	t.closed = true
+	gs := t.gs
+	t.mu.Unlock()
+	if gs != nil {
+		t.sendMu.Lock()
+		_ = gs.CloseSend()
+		t.sendMu.Unlock()
+	}
+	return nil
+}
+
+// Interface guards
+var (
+	_ TaskModule                = (*remoteTasks)(nil)
+	_ pluginv1.TaskModuleServer = (*tasksServer)(nil)
+)

@@ -397,9 +397,13 @@ func (w *worker) execute(ctx context.Context, def *taskDef, tc *Context) (*wire.
 		}
 		ret, err = w.run(ctx, def, tc, timeout)
 	}
+	labels := tc.Message.Labels
+	if labels == nil {
+		labels = map[string]any{} // the wire carries an object, as taskiq writes it
+	}
 	res := &wire.Result{
 		ExecutionTime: time.Since(start).Seconds(),
-		Labels:        tc.Message.Labels,
+		Labels:        labels,
 		ReturnValue:   ret,
 	}
 	if err != nil {

@@ -65,3 +65,6 @@ FORCE:
 
 # Benchmark targets live with the benchmark harness.
 -include bench/bench.mk
+
+# Chaos runs live with the chaos harness.
+-include chaos/chaos.mk

@@ -673,3 +673,32 @@ func TestLeaseIsExtendedWhileTheTaskRuns(t *testing.T) {
 	close(release)
 	require.EqualValues(t, 1, wait(t, at).ReturnValue)
 }
+
+// TestTaskSlotIsFreeWhileTheResultIsSaved: with one task slot, a second task
+// starts while the first one's result is still being saved.
+func TestTaskSlotIsFreeWhileTheResultIsSaved(t *testing.T) {
+	t.Parallel()
+	gr := &gatedResults{inmemory.NewResultBackend(inmemory.ResultOptions{}), make(chan struct{}, 2), make(chan struct{})}
+	broker := inmemory.NewBroker(inmemory.BrokerOptions{})
+	app, err := core.New(core.WithBroker("default", broker, brokerCaps()...), core.WithResultBackend(gr), core.WithLogger(hclog.NewNullLogger()))
+	require.NoError(t, err)
+	b := &testBundle{app: app, broker: broker}
+	started := make(chan int, 2)
+	task := core.MustTask[int](app, "n", func(n int) (int, error) { started <- n; return n, nil })
+	b.runWorker(t, core.WorkerOptions{MaxAsyncTasks: 1})
+	first, err := task.Kiq(context.Background(), 1)
+	require.NoError(t, err)
+	require.Equal(t, 1, <-started)
+	<-gr.entered // the first result's save is in progress, and held
+	second, err := task.Kiq(context.Background(), 2)
+	require.NoError(t, err)
+	select {
+	case n := <-started:
+		require.Equal(t, 2, n)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the second task did not start while the first result was being saved")
+	}
+	close(gr.release)
+	require.Equal(t, 1, wait(t, first).ReturnValue)
+	require.Equal(t, 2, wait(t, second).ReturnValue)
+}

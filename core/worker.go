@@ -48,8 +48,10 @@ type WorkerOptions struct {
 	StrictPriority bool
 	// MaxAsyncTasks bounds concurrently running tasks (default 100).
 	MaxAsyncTasks int
-	// MaxPrefetch bounds deliveries received but not yet settled, running
-	// ones included (default MaxAsyncTasks).
+	// MaxPrefetch bounds the deliveries a worker holds at once: waiting to
+	// run, running, and finishing (result being saved, ack being sent). It
+	// is at least MaxAsyncTasks (default twice MaxAsyncTasks), so a task's
+	// slot is free for the next one while its result is still being saved.
 	MaxPrefetch int
 	// AckType is when messages are acknowledged (default when_saved); a
 	// message's ack_type label overrides it.
@@ -70,8 +72,9 @@ func (o *WorkerOptions) defaults() error {
 		o.MaxAsyncTasks = 100
 	}
 	if o.MaxPrefetch <= 0 {
-		o.MaxPrefetch = o.MaxAsyncTasks
+		o.MaxPrefetch = 2 * o.MaxAsyncTasks
 	}
+	o.MaxPrefetch = max(o.MaxPrefetch, o.MaxAsyncTasks)
 	if o.AckType == "" {
 		o.AckType = AckWhenSaved
 	}
@@ -88,9 +91,13 @@ type worker struct {
 	app    *App
 	opts   WorkerOptions
 	broker *brokerEntry
-	slots  chan struct{}
-	// jobs feeds a pool of MaxAsyncTasks long-lived goroutines: a task runs
-	// on a warm stack instead of growing a fresh goroutine's every time.
+	// slots bounds held deliveries (MaxPrefetch); running bounds running
+	// tasks (MaxAsyncTasks). Saving a result and acking happen outside a
+	// running slot, so their round trips do not idle the task slots.
+	slots   chan struct{}
+	running chan struct{}
+	// jobs feeds a pool of MaxPrefetch long-lived goroutines: a task runs on
+	// a warm stack instead of growing a fresh goroutine's every time.
 	jobs chan job
 	wg   sync.WaitGroup
 	// taskCtx is the parent of every task context; it is cancelled when the
@@ -130,9 +137,11 @@ func (a *App) RunWorker(ctx context.Context, opts WorkerOptions) error {
 	// Streams outlive ctx: running tasks must still settle while draining.
 	streamCtx, cancelStreams := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelStreams()
-	w := &worker{app: a, opts: opts, broker: e, slots: make(chan struct{}, opts.MaxAsyncTasks), taskCtx: taskCtx,
-		jobs: make(chan job, opts.MaxAsyncTasks)}
-	for i := 0; i < opts.MaxAsyncTasks; i++ {
+	w := &worker{app: a, opts: opts, broker: e, taskCtx: taskCtx,
+		slots:   make(chan struct{}, opts.MaxPrefetch),
+		running: make(chan struct{}, opts.MaxAsyncTasks),
+		jobs:    make(chan job, opts.MaxPrefetch)}
+	for i := 0; i < opts.MaxPrefetch; i++ {
 		go func() {
 			for j := range w.jobs {
 				w.handle(j.s, j.d)
@@ -289,8 +298,14 @@ func (w *worker) handle(s *stream, d sdk.Delivery) {
 		_ = tc.Ack()
 	}
 
+	select {
+	case w.running <- struct{}{}:
+	case <-w.taskCtx.Done():
+		return // not started before the shutdown timeout: left to be redelivered
+	}
 	ctx := withTaskContext(w.taskCtx, tc)
 	res, taskErr := w.execute(ctx, def, tc)
+	<-w.running
 	if w.taskCtx.Err() != nil {
 		// Cut off by the shutdown timeout: its outcome does not count. The
 		// message stays unsettled and the broker redelivers it.

@@ -117,7 +117,7 @@ Flags override the worker block of taskiq.hcl. -fsd is accepted for
 	fl.StringVar(&f.tasksPattern, "tasks-pattern", defaultTasksPattern, "glob of task-module binaries for --fs-discover, relative to the current directory; ** matches any number of directories")
 	fl.IntVarP(&f.workers, "workers", "w", config.DefaultWorkers, "worker child processes (worker.workers)")
 	fl.IntVar(&f.maxAsyncTasks, "max-async-tasks", config.DefaultMaxAsyncTasks, "tasks one worker runs at once (worker.max_async_tasks)")
-	fl.IntVar(&f.maxPrefetch, "max-prefetch", 0, "deliveries one worker holds, running ones included; 0 = max-async-tasks (worker.max_prefetch)")
+	fl.IntVar(&f.maxPrefetch, "max-prefetch", 0, "deliveries one worker holds: waiting, running and finishing; 0 = 2 x max-async-tasks (worker.max_prefetch)")
 	fl.StringVar(&f.ackType, "ack-type", config.DefaultAckType, "when_received, when_executed, when_saved or manual (worker.ack_type)")
 	fl.DurationVar(&f.shutdownTimeout, "shutdown-timeout", config.DefaultShutdownTimeout, "bound on a graceful shutdown; children still running "+pluginShutdownGrace.String()+" after it are killed (worker.shutdown_timeout)")
 	fl.DurationVar(&f.waitTasksTimeout, "wait-tasks-timeout", 0, "bound on draining running tasks at shutdown; 0 = shutdown-timeout (worker.wait_tasks_timeout)")

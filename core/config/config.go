@@ -116,8 +116,8 @@ type Worker struct {
 	Workers int
 	// MaxAsyncTasks is how many tasks one worker runs at once (default 100).
 	MaxAsyncTasks int
-	// MaxPrefetch is how many deliveries a worker holds beyond those it
-	// runs; 0 means the same as MaxAsyncTasks.
+	// MaxPrefetch is how many deliveries a worker holds at once: waiting,
+	// running and finishing; 0 means twice MaxAsyncTasks.
 	MaxPrefetch int
 	// AckType says when a delivery is acknowledged; one of the Ack*
 	// constants (default when_saved).

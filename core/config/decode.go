@@ -227,7 +227,7 @@ func (d *decoder) worker(blk *hcl.Block) {
 	attrs := content.Attributes
 	d.intAttr(attrs["workers"], &w.Workers, 1, "the number of worker processes")
 	d.intAttr(attrs["max_async_tasks"], &w.MaxAsyncTasks, 1, "how many tasks a worker runs at once")
-	d.intAttr(attrs["max_prefetch"], &w.MaxPrefetch, 0, "0 means the same as max_async_tasks")
+	d.intAttr(attrs["max_prefetch"], &w.MaxPrefetch, 0, "0 means twice max_async_tasks")
 	d.durationAttr(attrs["shutdown_timeout"], &w.ShutdownTimeout)
 	d.durationAttr(attrs["wait_tasks_timeout"], &w.WaitTasksTimeout)
 	d.durationAttr(attrs["lease"], &w.Lease)

@@ -12,10 +12,16 @@ import (
 
 func TestMain(m *testing.M) {
 	sdktest.RunPluginIfRequested(Plugin())
+	// The SIGKILL end-to-end test re-executes this binary as a worker.
+	runWorkerProcessIfRequested()
 	// go-redis logs every failed dial itself; the outage tests cause many,
 	// and the plugin reports them through its own logger anyway.
 	redis.SetLogger(quietLogger{})
-	os.Exit(m.Run())
+	code := m.Run()
+	if pluginBinDir != "" {
+		_ = os.RemoveAll(pluginBinDir)
+	}
+	os.Exit(code)
 }
 
 type quietLogger struct{}

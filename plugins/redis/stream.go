@@ -108,7 +108,15 @@ func (s *streamListener) fetchBatch(ctx context.Context, max int) ([]sdk.Deliver
 				}
 				continue
 			}
-			s.lastReclaim = now
+			// A pass that filled the batch, or whose XAUTOCLAIM scan has not
+			// reached the end of a pending list, may have left expired
+			// entries behind: the next fetch continues it instead of waiting
+			// another lease/2. (A busy worker asks for one or two deliveries
+			// at a time; without this, N entries of a dead worker came back
+			// one batch per lease/2.)
+			if len(ds) < max && s.reclaimScanDone() {
+				s.lastReclaim = now
+			}
 			if len(ds) > 0 {
 				return ds, nil
 			}
@@ -125,6 +133,17 @@ func (s *streamListener) fetchBatch(ctx context.Context, max int) ([]sdk.Deliver
 			return ds, nil
 		}
 	}
+}
+
+// reclaimScanDone reports whether every queue's XAUTOCLAIM cursor is back at
+// the start, i.e. the last pass looked at each whole pending list.
+func (s *streamListener) reclaimScanDone() bool {
+	for _, q := range s.queues {
+		if q.cursor != "0-0" {
+			return false
+		}
+	}
+	return true
 }
 
 // recover handles a failed listener call: a vanished group is re-created,

@@ -109,8 +109,8 @@ func WithCloser(fn func(context.Context) error) Option {
 	return func(a *App) error { a.closers = append(a.closers, fn); return nil }
 }
 
-// WithWorkerDefaults sets the options RunWorker starts from (Load fills them
-// from the worker block of taskiq.hcl).
+// WithWorkerDefaults sets the options RunWorker uses for the fields its
+// caller leaves zero (Load fills them from the worker block of taskiq.hcl).
 func WithWorkerDefaults(o WorkerOptions) Option {
 	return func(a *App) error { a.settings = o; return nil }
 }

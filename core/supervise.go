@@ -109,12 +109,14 @@ func (p *pluginProc) get(ctx context.Context) (*sdk.Client, error) {
 }
 
 // died reports whether c's process is gone, giving the exit a moment to be
-// noticed when the error looks like a broken connection.
+// noticed when the error looks like a broken connection. A plugin that still
+// answers a health check failed on its own (its backing service is down, say):
+// that error is returned as it is, without a wait or a restart.
 func died(c *sdk.Client, err error) bool {
 	if c.Exited() {
 		return true
 	}
-	if !errors.Is(err, sdk.ErrUnavailable) {
+	if !errors.Is(err, sdk.ErrUnavailable) || c.Alive() {
 		return false
 	}
 	deadline := time.Now().Add(2 * time.Second)

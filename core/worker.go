@@ -67,6 +67,32 @@ type WorkerOptions struct {
 	Ready func()
 }
 
+// or fills o's zero fields from d (the worker block of taskiq.hcl).
+func (o WorkerOptions) or(d WorkerOptions) WorkerOptions {
+	if o.Broker == "" {
+		o.Broker = d.Broker
+	}
+	if len(o.Queues) == 0 {
+		o.Queues, o.StrictPriority = d.Queues, d.StrictPriority
+	}
+	if o.MaxAsyncTasks == 0 {
+		o.MaxAsyncTasks = d.MaxAsyncTasks
+	}
+	if o.MaxPrefetch == 0 {
+		o.MaxPrefetch = d.MaxPrefetch
+	}
+	if o.AckType == "" {
+		o.AckType = d.AckType
+	}
+	if o.ShutdownTimeout == 0 {
+		o.ShutdownTimeout = d.ShutdownTimeout
+	}
+	if o.Lease == 0 {
+		o.Lease = d.Lease
+	}
+	return o
+}
+
 func (o *WorkerOptions) defaults() error {
 	if o.MaxAsyncTasks <= 0 {
 		o.MaxAsyncTasks = 100
@@ -120,8 +146,10 @@ type stream struct {
 // RunWorker consumes tasks until ctx ends, then stops fetching, drains
 // running tasks within ShutdownTimeout and returns. Worker startup and
 // shutdown events fire around it. A broken stream (for example a broker
-// plugin that died) is reopened with backoff; the worker goes on.
+// plugin that died) is reopened with backoff; the worker goes on. Fields of
+// opts left zero take the App's worker defaults (taskiq.hcl's worker block).
 func (a *App) RunWorker(ctx context.Context, opts WorkerOptions) error {
+	opts = opts.or(a.settings)
 	if err := opts.defaults(); err != nil {
 		return err
 	}

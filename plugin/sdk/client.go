@@ -355,6 +355,27 @@ func (c *Client) Tasks(window int) TaskModule {
 // Exited reports whether the plugin process has exited.
 func (c *Client) Exited() bool { return c.pc.Exited() }
 
+// Alive reports whether the plugin process answers a health check. A call
+// that failed with ErrUnavailable while the plugin is alive failed inside the
+// plugin (its backing service is down, say), not at the process boundary.
+func (c *Client) Alive() bool {
+	if c.pc.Exited() {
+		return false
+	}
+	proto, err := c.pc.Client()
+	if err != nil {
+		return false
+	}
+	done := make(chan error, 1)
+	go func() { done <- proto.Ping() }()
+	select {
+	case err := <-done:
+		return err == nil
+	case <-time.After(time.Second):
+		return false
+	}
+}
+
 // Pid returns the plugin's process id.
 func (c *Client) Pid() int { return c.pid }
 

@@ -212,7 +212,11 @@ func (l *listenSession) readHost(ctx context.Context) error {
 					credits++
 				}
 			}
-			err := l.st.Settle(ctx, ss)
+			// Settlements the host sent are applied even if the host goes
+			// away meanwhile: a lost ack would make the broker redeliver.
+			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), settleTimeout)
+			err := l.st.Settle(sctx, ss)
+			cancel()
 			// The host considers these deliveries finished whatever the
 			// broker said, so their credit comes back either way.
 			l.credit.add(credits)
@@ -241,6 +245,9 @@ type creditWindow struct {
 	// would cost a broker round trip per message.
 	batch int
 }
+
+// settleTimeout bounds applying one batch of settlements.
+const settleTimeout = 30 * time.Second
 
 // creditLinger is how long wait holds a small credit for more to arrive.
 const creditLinger = time.Millisecond

@@ -194,6 +194,16 @@ func (l *listenSession) deliver(ctx context.Context) error {
 // readHost applies the host's settlements and credit until the host closes
 // its side (io.EOF) or the stream breaks.
 func (l *listenSession) readHost(ctx context.Context) error {
+	// Settlements are applied by one goroutine that merges every batch that
+	// arrived while the previous one was being applied: under load that is
+	// one broker round trip for many host messages, not one each.
+	pending := make(chan settleBatch, 1024)
+	applied := make(chan struct{})
+	go func() {
+		defer close(applied)
+		l.applySettlements(ctx, pending)
+	}()
+	defer func() { close(pending); <-applied }()
 	for {
 		m, err := l.gs.Recv()
 		if err != nil {
@@ -201,35 +211,62 @@ func (l *listenSession) readHost(ctx context.Context) error {
 		}
 		switch x := m.Msg.(type) {
 		case *pluginv1.ListenRequest_Settle:
-			ss := make([]Settlement, len(x.Settle.Settlements))
-			credits := 0
+			b := settleBatch{ss: make([]Settlement, len(x.Settle.Settlements))}
 			for i, p := range x.Settle.Settlements {
-				ss[i] = Settlement{
+				b.ss[i] = Settlement{
 					DeliveryID: p.DeliveryId, Kind: SettleKind(p.Kind),
 					Delay: time.Duration(p.DelayMs) * time.Millisecond, Reason: p.Reason,
 				}
 				if p.Credit {
-					credits++
+					b.credits++
 				}
 			}
-			// Settlements the host sent are applied even if the host goes
-			// away meanwhile: a lost ack would make the broker redeliver.
-			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), settleTimeout)
-			err := l.st.Settle(sctx, ss)
-			cancel()
-			// The host considers these deliveries finished whatever the
-			// broker said, so their credit comes back either way.
-			l.credit.add(credits)
-			if err != nil {
-				if serr := l.send(&pluginv1.ListenResponse{Error: err.Error()}); serr != nil {
-					return serr
-				}
-			}
+			pending <- b
 		case *pluginv1.ListenRequest_Credit:
 			l.credit.add(int(x.Credit.N))
 		case *pluginv1.ListenRequest_Start:
 			if err := l.send(&pluginv1.ListenResponse{Error: "ignored a second start message on a Listen stream"}); err != nil {
 				return err
+			}
+		}
+	}
+}
+
+// settleBatch is one Settle message from the host.
+type settleBatch struct {
+	ss      []Settlement
+	credits int
+}
+
+// applySettlements applies batches in arrival order, merging those already
+// waiting, until pending is closed.
+func (l *listenSession) applySettlements(ctx context.Context, pending <-chan settleBatch) {
+	for b := range pending {
+		merged := b
+	more:
+		for {
+			select {
+			case next, ok := <-pending:
+				if !ok {
+					break more
+				}
+				merged.ss = append(merged.ss, next.ss...)
+				merged.credits += next.credits
+			default:
+				break more
+			}
+		}
+		// Settlements the host sent are applied even if the host goes away
+		// meanwhile: a lost ack would make the broker redeliver.
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), settleTimeout)
+		err := l.st.Settle(sctx, merged.ss)
+		cancel()
+		// The host considers these deliveries finished whatever the broker
+		// said, so their credit comes back either way.
+		l.credit.add(merged.credits)
+		if err != nil {
+			if serr := l.send(&pluginv1.ListenResponse{Error: err.Error()}); serr != nil {
+				l.logger.Warn("cannot report a settle failure to the host", "error", err, "send_error", serr)
 			}
 		}
 	}

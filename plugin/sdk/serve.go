@@ -6,7 +6,9 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/pprof"
 	"strconv"
+	"sync"
 	"syscall"
 	"time"
 
@@ -50,6 +52,8 @@ func Serve(p Plugin) {
 		logger.Warn("ignoring "+EnvMaxMessageSize, "error", err, "using", DefaultMaxMessageSize)
 	}
 	srv := newPluginServer(p, logger, maxSize)
+	stopProfile := startCPUProfile(logger)
+	defer stopProfile()
 
 	ignoreStopSignals(logger)
 	go watchParent(context.Background(), parentPollInterval, os.Getppid, func() {
@@ -59,6 +63,7 @@ func Serve(p Plugin) {
 		if err := srv.shutdown(ctx); err != nil {
 			logger.Error("closing the role failed", "error", err)
 		}
+		stopProfile()
 		os.Exit(0)
 	})
 
@@ -78,6 +83,36 @@ func Serve(p Plugin) {
 	defer cancel()
 	if err := srv.shutdown(ctx); err != nil {
 		logger.Error("closing the role failed", "error", err)
+	}
+}
+
+// EnvCPUProfile names a file the plugin writes a CPU profile to while it
+// runs, for `go tool pprof`; set it with `env = { ... }` in the plugin block.
+const EnvCPUProfile = "TASKIQ_PLUGIN_CPUPROFILE"
+
+// startCPUProfile starts profiling when EnvCPUProfile is set and returns
+// the function that writes the profile out (safe to call more than once).
+func startCPUProfile(logger hclog.Logger) func() {
+	path := os.Getenv(EnvCPUProfile)
+	if path == "" {
+		return func() {}
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		logger.Warn("cannot write the CPU profile", "path", path, "error", err)
+		return func() {}
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		logger.Warn("cannot start the CPU profile", "error", err)
+		f.Close()
+		return func() {}
+	}
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			pprof.StopCPUProfile()
+			f.Close()
+		})
 	}
 }
 

@@ -1,0 +1,101 @@
+package bench
+
+import (
+	"os"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+func TestParseWork(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]Work{
+		"noop":        {Kind: "noop"},
+		"sleep:2ms":   {Kind: "sleep", D: 2 * time.Millisecond},
+		"cpu:150us":   {Kind: "cpu", D: 150 * time.Microsecond},
+		"sleep:0s":    {Kind: "sleep"},
+		"cpu:1.5ms":   {Kind: "cpu", D: 1500 * time.Microsecond},
+		"sleep:100ns": {Kind: "sleep", D: 100},
+	} {
+		got, err := ParseWork(in)
+		require.NoError(t, err, in)
+		require.Equal(t, want, got, in)
+	}
+	for _, in := range []string{"", "spin", "sleep", "sleep:", "cpu:-1ms", "noop:1ms", "sleep:1"} {
+		_, err := ParseWork(in)
+		require.Error(t, err, in)
+	}
+	require.Equal(t, "sleep:2ms", Work{Kind: "sleep", D: 2 * time.Millisecond}.String())
+	require.Equal(t, "noop", Work{}.String())
+}
+
+func TestSummarize(t *testing.T) {
+	t.Parallel()
+	require.Nil(t, summarize(nil))
+	ns := make([]int64, 0, 100)
+	for i := 100; i >= 1; i-- { // unsorted on purpose
+		ns = append(ns, int64(i)*int64(time.Millisecond))
+	}
+	l := summarize(ns)
+	require.Equal(t, 100, l.Count)
+	require.Equal(t, 50.0, l.P50)
+	require.Equal(t, 95.0, l.P95)
+	require.Equal(t, 99.0, l.P99)
+	require.Equal(t, 100.0, l.Max)
+	require.InDelta(t, 50.5, l.Mean, 1e-9)
+
+	one := summarize([]int64{int64(1500 * time.Microsecond)})
+	require.Equal(t, 1.5, one.P50)
+	require.Equal(t, 1.5, one.P99)
+}
+
+func TestPlannedIsCappedByTasksAndRate(t *testing.T) {
+	t.Parallel()
+	o := Options{Tasks: 100000, Rate: 1000, Duration: 10 * time.Second}
+	require.EqualValues(t, 10000, o.planned())
+	o = Options{Tasks: 500, Rate: 1000, Duration: 10 * time.Second}
+	require.EqualValues(t, 500, o.planned())
+	o = Options{Tasks: 300}
+	require.EqualValues(t, 300, o.planned())
+}
+
+func TestOptionsDefaultsRejectRateWithoutDuration(t *testing.T) {
+	t.Parallel()
+	o := Options{Rate: 10}
+	require.ErrorContains(t, o.defaults(), "--duration")
+	o = Options{}
+	require.NoError(t, o.defaults())
+	require.Equal(t, "taskiq.hcl", o.Config)
+	require.Equal(t, 100000, o.Tasks)
+	require.Equal(t, 8, o.Concurrency)
+}
+
+func TestSnapshotSeesThisProcess(t *testing.T) {
+	t.Parallel()
+	snap := snapshot()
+	self, ok := snap[os.Getpid()]
+	require.True(t, ok)
+	require.Equal(t, "host", self.Role)
+	require.NotEmpty(t, self.Name)
+	require.Positive(t, self.PeakRSSMB)
+	require.GreaterOrEqual(t, self.CPUSeconds, 0.0)
+}
+
+func TestDiffSnapshots(t *testing.T) {
+	t.Parallel()
+	before := map[int]ProcStat{1: {PID: 1, Role: "host", cpuTicks: 100}}
+	after := map[int]ProcStat{
+		1: {PID: 1, Role: "host", Name: "taskiq", cpuTicks: 350, PeakRSSMB: 30},
+		7: {PID: 7, Role: "plugin", Name: "b", cpuTicks: 20},
+		5: {PID: 5, Role: "plugin", Name: "a", cpuTicks: 10},
+	}
+	got := diffSnapshots(before, after)
+	require.Len(t, got, 3)
+	require.Equal(t, 1, got[0].PID)
+	require.Equal(t, 2.5, got[0].CPUSeconds)
+	require.Equal(t, 30.0, got[0].PeakRSSMB)
+	require.Equal(t, "a", got[1].Name)
+	require.Equal(t, 0.1, got[1].CPUSeconds, "a process born during the run counts from zero")
+	require.Equal(t, "b", got[2].Name)
+}

@@ -218,32 +218,72 @@ func TestRejectDeadLettersWithoutResult(t *testing.T) {
 
 func TestBadInputGoesToDeadLetter(t *testing.T) {
 	t.Parallel()
-	b := setup(t)
-	core.MustTask[int](b.app, "typed", func(n int) (int, error) { return n, nil })
+	b := setup(t, core.WithMaxMessageSize(1024))
+	var ran atomic.Int32
+	core.MustTask[int](b.app, "typed", func(n int) (int, error) { ran.Add(1); return n, nil })
 	b.runWorker(t, core.WorkerOptions{})
-	ctx := context.Background()
-	require.NoError(t, b.broker.Kick(ctx, []sdk.Outgoing{
-		{TaskID: "g", Body: []byte("\x00garbage")},
-		{TaskID: "u", Body: []byte(`{"task_id":"u","task_name":"nobody.home","labels":{},"args":[],"kwargs":{}}`)},
-		{TaskID: "a", Body: []byte(`{"task_id":"a","task_name":"typed","labels":{},"args":["not a number"],"kwargs":{}}`)},
-	}))
-	require.Eventually(t, func() bool { return len(b.broker.DeadLetters()) == 3 }, 10*time.Second, 5*time.Millisecond)
-	reasons := map[string]bool{}
-	for _, d := range b.broker.DeadLetters() {
-		switch {
-		case strings.Contains(d.Reason, "unparseable message"):
-			reasons["garbage"] = true
-		case strings.Contains(d.Reason, `unknown task name "nobody.home"`):
-			reasons["unknown"] = true
-		case strings.Contains(d.Reason, "argument 0"):
-			reasons["args"] = true
-		}
+	cases := map[string]struct{ body, reason string }{
+		"garbage":   {"\x00garbage", "unparseable message"},
+		"truncated": {`{"task_id":"t","task_name":"typed","labels":{}`, "unparseable message"},
+		"args type": {`{"task_id":"w","task_name":"typed","labels":{},"args":{"a":1},"kwargs":{}}`, "unparseable message"},
+		"name type": {`{"task_id":"n","task_name":7,"labels":{},"args":[],"kwargs":{}}`, "unparseable message"},
+		"labels":    {`{"task_id":"l","task_name":"typed","labels":[1,2],"args":[1],"kwargs":{}}`, "unparseable message"},
+		"no name":   {`{"task_id":"x","labels":{},"args":[],"kwargs":{}}`, "task_name is missing"},
+		"unknown":   {`{"task_id":"u","task_name":"nobody.home","labels":{},"args":[],"kwargs":{}}`, `unknown task name "nobody.home"`},
+		"bad arg":   {`{"task_id":"a","task_name":"typed","labels":{},"args":["not a number"],"kwargs":{}}`, "argument 0"},
+		"extra arg": {`{"task_id":"e","task_name":"typed","labels":{},"args":[1,2],"kwargs":{}}`, "takes 1 arguments"},
+		"oversize":  {`{"task_id":"o","task_name":"typed","labels":{},"args":["` + strings.Repeat("x", 2048) + `"],"kwargs":{}}`, "over max_message_size"},
 	}
-	require.Equal(t, map[string]bool{"garbage": true, "unknown": true, "args": true}, reasons)
+	var out []sdk.Outgoing
+	for _, c := range cases {
+		out = append(out, sdk.Outgoing{Body: []byte(c.body)})
+	}
+	require.NoError(t, b.broker.Kick(context.Background(), out))
+	require.Eventually(t, func() bool { return len(b.broker.DeadLetters()) == len(cases) }, 10*time.Second, 5*time.Millisecond)
+	for name, c := range cases {
+		found := false
+		for _, d := range b.broker.DeadLetters() {
+			if string(d.Body) == c.body {
+				found = true
+				require.Contains(t, d.Reason, c.reason, name)
+			}
+		}
+		require.True(t, found, "%s: not dead-lettered with its original bytes", name)
+	}
+	require.Zero(t, ran.Load(), "no bad message may run")
 	// The bad-arguments task also stores an error result for its waiter.
 	res := wait(t, core.ResultOf[int](b.app, "a"))
 	require.True(t, res.IsErr)
 	require.Equal(t, "TypeError", res.Error.ExcType)
+}
+
+// TestHostileLabelsDoNotStopTheWorker: labels with absurd values are ignored
+// where they would have a meaning; the task runs and the worker goes on.
+func TestHostileLabelsDoNotStopTheWorker(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	task := core.MustTask[int](b.app, "typed", func(n int) (int, error) { return n, nil })
+	b.runWorker(t, core.WorkerOptions{})
+	hostile := []map[string]any{
+		{"timeout": "NaN", "delay": "-1e309", "priority": "99999999999999999999"},
+		{"timeout": -5, "ack_type": "<script>", "queue_name": ""},
+		{"X-Taskiq-requeue": "many", "max_retries": []any{1}, "_retries": map[string]any{"a": 1}},
+		{"delay": 1e300, "timeout": 1e300},
+	}
+	for i, labels := range hostile {
+		at, err := task.Kicker().WithLabels(labels).Kiq(context.Background(), i)
+		require.NoError(t, err)
+		if _, huge := labels["delay"].(float64); huge {
+			// A delay of 1e300 s is held as long as a delay can be, not run now.
+			require.Equal(t, 1, b.broker.Delayed())
+			continue
+		}
+		require.Equal(t, i, wait(t, at).ReturnValue)
+	}
+	// A Python producer's typed labels that do not parse as their type.
+	body := `{"task_id": "py", "task_name": "typed", "labels": {"timeout": "soon", "delay": "x"}, "labels_types": {"timeout": 4, "delay": 4}, "args": [7], "kwargs": {}}`
+	require.NoError(t, b.broker.Kick(context.Background(), []sdk.Outgoing{{Body: []byte(body)}}))
+	require.Equal(t, 7, wait(t, core.ResultOf[int](b.app, "py")).ReturnValue)
 }
 
 // gatedResults blocks result writes until released, to observe when acks happen.

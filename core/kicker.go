@@ -116,8 +116,13 @@ func (a *App) outgoing(msg *wire.Message) (sdk.Outgoing, error) {
 	}
 	o := sdk.Outgoing{TaskID: msg.TaskID, TaskName: msg.TaskName, Body: body}
 	o.Queue, _ = msg.LabelString(wire.LabelQueueName)
-	if d, ok := msg.LabelFloat(wire.LabelDelay); ok && d > 0 && d < math.MaxInt64/float64(time.Second) {
-		o.Delay = time.Duration(d * float64(time.Second))
+	if d, ok := msg.LabelFloat(wire.LabelDelay); ok && d > 0 {
+		// A delay past what a Duration holds (~292 years) means "not for a
+		// very long time", never "now".
+		o.Delay = time.Duration(math.MaxInt64)
+		if d < math.MaxInt64/float64(time.Second) {
+			o.Delay = time.Duration(d * float64(time.Second))
+		}
 	}
 	if p, ok := msg.LabelInt(wire.LabelPriority); ok {
 		o.Priority = int(p)

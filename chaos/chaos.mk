@@ -1,0 +1,23 @@
+# Chaos runs, included by the root Makefile (-include chaos/chaos.mk).
+# Each scenario starts its own redis-server on a free port (AOF, appendfsync
+# always) and its own `taskiq worker`; the shared Redis on 6379 is never
+# touched. Needs redis-server in PATH. See docs/chaos.md.
+
+CHAOS_FLAGS ?=
+
+.PHONY: chaos chaos-ci chaos-bins
+
+# The harness and the chaos task module.
+chaos-bins: build
+	$(GO) build -o $(BIN)/chaos-module ./chaos/tasks-module
+	$(GO) build -o $(BIN)/chaos ./chaos/cmd/chaos
+
+# Full size: 20k tasks per scenario.
+chaos: chaos-bins
+	$(BIN)/chaos -bin $(BIN) -tasks 20000 -task-ms 100 -bad 30 \
+		-deadline 6m -total-deadline 20m $(CHAOS_FLAGS)
+
+# Bounded for CI: 3k tasks per scenario, about a minute, hard stop at 150s.
+chaos-ci: chaos-bins
+	$(BIN)/chaos -bin $(BIN) -tasks 3000 -task-ms 100 -bad 10 \
+		-deadline 60s -total-deadline 150s $(CHAOS_FLAGS)

@@ -1,0 +1,111 @@
+// Command chaos runs the chaos scenarios of package chaos and prints a table
+// of lost, duplicated and dead-lettered tasks. It exits 1 when a guarantee
+// was broken, 2 on bad flags. See docs/chaos.md.
+//
+//	make build bin/chaos-module && go run ./chaos/cmd/chaos -bin bin -tasks 3000
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/taskiq-go/taskiq/chaos"
+)
+
+func main() {
+	var (
+		opts      chaos.Options
+		scenarios string
+		total     time.Duration
+	)
+	flag.StringVar(&opts.Bin, "bin", "bin", "directory holding taskiq, taskiq-redis and chaos-module")
+	flag.StringVar(&opts.Dir, "dir", "", "run directory (default: a new directory under $TMPDIR, removed when every scenario passed)")
+	flag.IntVar(&opts.Tasks, "tasks", 3000, "well-behaved tasks kicked per scenario")
+	flag.IntVar(&opts.TaskMS, "task-ms", 100, "mean duration of a well-behaved task in milliseconds")
+	flag.IntVar(&opts.Bad, "bad", 10, "tasks of each bad kind (panic, hang, memhog) in the bad-tasks scenario")
+	flag.IntVar(&opts.Workers, "workers", 2, "worker child processes")
+	flag.IntVar(&opts.MaxAsync, "max-async-tasks", 16, "tasks one worker child runs at once")
+	flag.DurationVar(&opts.Lease, "lease", 3*time.Second, "broker visibility lease")
+	flag.DurationVar(&opts.KillEvery, "kill-every", 3*time.Second, "pace of the kill scenarios")
+	flag.DurationVar(&opts.Deadline, "deadline", 2*time.Minute, "hard bound on one scenario")
+	flag.DurationVar(&total, "total-deadline", 0, "hard bound on the whole run (0: none beyond the per-scenario deadlines)")
+	flag.Uint64Var(&opts.Seed, "seed", 1, "seed of payloads, durations and kill targets")
+	flag.StringVar(&scenarios, "scenarios", "", "comma-separated scenarios to run (default all): "+names())
+	flag.Parse()
+
+	var run []chaos.Scenario
+	if scenarios == "" {
+		run = chaos.Scenarios
+	} else {
+		for _, n := range strings.Split(scenarios, ",") {
+			sc, ok := find(strings.TrimSpace(n))
+			if !ok {
+				fmt.Fprintf(os.Stderr, "chaos: unknown scenario %q; pick from %s\n", n, names())
+				os.Exit(2)
+			}
+			run = append(run, sc)
+		}
+	}
+	keep := opts.Dir != ""
+	if opts.Dir == "" {
+		d, err := os.MkdirTemp("", "taskiq-chaos-")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "chaos:", err)
+			os.Exit(1)
+		}
+		opts.Dir = d
+	}
+	opts.Log = os.Stdout
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if total > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, total)
+		defer cancel()
+	}
+	start := time.Now()
+	reps := chaos.Run(ctx, opts, run)
+	fmt.Printf("\nchaos: %d scenario(s) in %.1fs, run directory %s\n\n", len(reps), time.Since(start).Seconds(), opts.Dir)
+	fmt.Print(chaos.FormatTable(reps))
+	if b, err := json.MarshalIndent(reps, "", "  "); err == nil {
+		_ = os.WriteFile(filepath.Join(opts.Dir, "report.json"), b, 0o644)
+	}
+	if len(reps) < len(run) {
+		fmt.Printf("\nFAIL: only %d of %d scenarios ran (interrupted or past -total-deadline)\n", len(reps), len(run))
+		os.Exit(1)
+	}
+	if !chaos.Passed(reps) {
+		fmt.Printf("\nFAIL: a guarantee was broken; logs and report.json are in %s\n", opts.Dir)
+		os.Exit(1)
+	}
+	fmt.Println("\nPASS")
+	if !keep {
+		_ = os.RemoveAll(opts.Dir)
+	}
+}
+
+func names() string {
+	var n []string
+	for _, s := range chaos.Scenarios {
+		n = append(n, s.Name)
+	}
+	return strings.Join(n, ", ")
+}
+
+func find(name string) (chaos.Scenario, bool) {
+	for _, s := range chaos.Scenarios {
+		if s.Name == name {
+			return s, true
+		}
+	}
+	return chaos.Scenario{}, false
+}

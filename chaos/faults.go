@@ -1,0 +1,201 @@
+package chaos
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// minFaults is what a scenario must have injected to prove anything: a
+// scenario whose tasks all finished before its faults fired fails.
+var minFaults = map[string]map[EventKind]int{
+	"kill-worker":   {KillWorker: 2},
+	"kill-plugins":  {KillBroker: 1, KillResults: 1},
+	"redis-restart": {RedisDown: 2},
+}
+
+// checkFaults reports the faults a scenario failed to inject.
+func checkFaults(scenario string, evs []Event) []string {
+	n := map[EventKind]int{}
+	for _, e := range evs {
+		n[e.Kind]++
+	}
+	var out []string
+	for k, want := range minFaults[scenario] {
+		if n[k] < want {
+			out = append(out, fmt.Sprintf("only %d %s fault(s) injected, want at least %d: the tasks finished too soon (raise -tasks or -task-ms)", n[k], k, want))
+		}
+	}
+	return out
+}
+
+// waitTick waits d or until ctx ends; false when ctx ended.
+func waitTick(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// unfinished reports whether some task still has no outcome: faults after
+// that point would hit an idle worker and prove nothing.
+func (r *run) unfinished() bool { return r.done.Load() < int64(len(r.tasks)) || len(r.tasks) == 0 }
+
+// readyWorkers are the worker children that run their task module and both
+// Redis plugin processes: killing one that is still starting proves little.
+func (r *run) readyWorkers() []proc {
+	ps, err := listProcs()
+	if err != nil {
+		return nil
+	}
+	var out []proc
+	for _, w := range childrenOf(ps, r.supervisorPID(), "") {
+		if len(childrenOf(ps, w.pid, "chaos-module")) == 1 && len(childrenOf(ps, w.pid, "taskiq-redis")) == 2 {
+			out = append(out, w)
+		}
+	}
+	return out
+}
+
+// killWorkers SIGKILLs a random worker child every KillEvery, when every
+// child is ready: the supervisor's restart backoff doubles per death up to
+// 30s, so killing whatever is up every few seconds soon leaves no worker
+// at all and measures the backoff instead of the queue.
+func (r *run) killWorkers(ctx context.Context) {
+	for waitTick(ctx, r.opts.KillEvery) && r.unfinished() {
+		ws := r.readyWorkers()
+		if len(ws) < r.opts.Workers {
+			r.log("%d of %d worker children ready; skipping this tick", len(ws), r.opts.Workers)
+			continue
+		}
+		w := ws[r.rng.IntN(len(ws))]
+		at := time.Now()
+		if err := sigkill(w.pid); err != nil {
+			r.log("kill worker %d: %v", w.pid, err)
+			continue
+		}
+		r.event(Event{Kind: KillWorker, WorkerPID: w.pid, At: at, Detail: fmt.Sprintf("worker child pid %d", w.pid)})
+	}
+}
+
+// pluginRoles tells a worker's two taskiq-redis processes apart. At start
+// the broker is the older one (core.Load starts brokers before the result
+// backend); a process that appears after a kill takes the killed role.
+type pluginRoles struct {
+	broker, results int
+}
+
+// killPlugins SIGKILLs, every KillEvery, the broker plugin or the
+// result-backend plugin of a worker child, in turn: broker of worker 1,
+// result backend of worker 1, broker of worker 2, ...
+func (r *run) killPlugins(ctx context.Context) {
+	roles := map[int]*pluginRoles{}
+	tick := 0
+	for waitTick(ctx, r.opts.KillEvery) && r.unfinished() {
+		ps, err := listProcs()
+		if err != nil {
+			continue
+		}
+		workers := childrenOf(ps, r.supervisorPID(), "")
+		for _, w := range workers {
+			plugins := childrenOf(ps, w.pid, "taskiq-redis")
+			rl := roles[w.pid]
+			alive := map[int]bool{}
+			for _, p := range plugins {
+				alive[p.pid] = true
+			}
+			switch {
+			case rl == nil && len(plugins) == 2:
+				roles[w.pid] = &pluginRoles{broker: plugins[0].pid, results: plugins[1].pid}
+			case rl != nil:
+				for _, p := range plugins {
+					if p.pid == rl.broker || p.pid == rl.results {
+						continue
+					}
+					if !alive[rl.broker] && alive[rl.results] {
+						rl.broker = p.pid
+					} else if !alive[rl.results] && alive[rl.broker] {
+						rl.results = p.pid
+					}
+				}
+			}
+		}
+		if len(workers) == 0 {
+			continue
+		}
+		w := workers[(tick/2)%len(workers)]
+		rl := roles[w.pid]
+		plugins := childrenOf(ps, w.pid, "taskiq-redis")
+		if rl == nil || len(plugins) != 2 {
+			r.log("worker %d does not run both plugins yet; skipping this tick", w.pid)
+			continue
+		}
+		kind, pid := KillBroker, rl.broker
+		if tick%2 == 1 {
+			kind, pid = KillResults, rl.results
+		}
+		tick++
+		at := time.Now()
+		if err := sigkill(pid); err != nil {
+			r.log("kill plugin %d: %v", pid, err)
+			continue
+		}
+		r.event(Event{Kind: kind, WorkerPID: w.pid, At: at, Detail: fmt.Sprintf("taskiq-redis pid %d of worker %d", pid, w.pid)})
+	}
+}
+
+// restartRedis stops the run's Redis twice once the tasks are kicked: with
+// SIGKILL when a quarter of the tasks are done, with SHUTDOWN NOSAVE at 60%,
+// each time for redisDowntime, then starts it again on the same port and
+// directory (AOF, appendfsync always).
+func (r *run) restartRedis(ctx context.Context) {
+	select {
+	case <-r.kicked:
+	case <-ctx.Done():
+		return
+	}
+	for i, at := range []float64{0.25, 0.60} {
+		down := redisDowntime[i]
+		for r.done.Load() < int64(at*float64(len(r.tasks))) {
+			if !waitTick(ctx, 50*time.Millisecond) {
+				return
+			}
+		}
+		start := time.Now()
+		how := "kill -9"
+		if i == 0 {
+			_ = r.redis.kill()
+		} else {
+			how = "SHUTDOWN NOSAVE"
+			sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			_ = r.redis.shutdownNoSave(sctx)
+			cancel()
+		}
+		waitTick(ctx, down)
+		// Always bring it back, even past the deadline: the accounting
+		// reads the outcome from it.
+		sctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		err := r.redis.start(sctx)
+		cancel()
+		detail := fmt.Sprintf("%s at %.0f%% done, down %.1fs", how, at*100, time.Since(start).Seconds())
+		if err != nil {
+			detail += ", " + restartFailed + ": " + err.Error()
+		}
+		r.event(Event{Kind: RedisDown, At: start, Until: time.Now(), Detail: detail})
+		if err != nil {
+			return
+		}
+	}
+}
+
+// restartFailed marks the event of a Redis that did not come back.
+const restartFailed = "restart FAILED"
+
+// redisDowntime is how long Redis stays down at each restart: shorter than
+// the default 3s lease the first time, longer the second, so that leases
+// run out while the workers cannot extend them.
+var redisDowntime = [2]time.Duration{2 * time.Second, 5 * time.Second}

@@ -18,7 +18,9 @@ import (
 )
 
 // Restart backoff of a failing child: doubled on every failure up to the
-// cap, back to the start once a child ran for restartResetAfter.
+// cap, back to the start once a child ran for restartResetAfter or had
+// become ready. Backoff is for crash loops; a child that was serving when it
+// died (killed from outside, say) is replaced after the start delay.
 const (
 	restartBackoffStart = 500 * time.Millisecond
 	restartBackoffMax   = 30 * time.Second
@@ -299,7 +301,7 @@ func (s *supervisor) exited(c *child, state *os.ProcessState) {
 	if s.checkFailures() {
 		return
 	}
-	if time.Since(c.started) > restartResetAfter {
+	if c.ready || time.Since(c.started) > restartResetAfter {
 		s.backoff[c.slot] = restartBackoffStart
 	}
 	s.scheduleRestart(c.slot)

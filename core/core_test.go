@@ -742,3 +742,36 @@ func TestTaskSlotIsFreeWhileTheResultIsSaved(t *testing.T) {
 	require.Equal(t, 1, wait(t, first).ReturnValue)
 	require.Equal(t, 2, wait(t, second).ReturnValue)
 }
+
+// flakyResults fails its first writes, as a backend that is restarting.
+type flakyResults struct {
+	*inmemory.ResultBackend
+	failures atomic.Int32
+}
+
+func (f *flakyResults) SetResults(ctx context.Context, rs []sdk.StoredResult) error {
+	if f.failures.Add(-1) >= 0 {
+		return fmt.Errorf("backend restarting: %w", sdk.ErrUnavailable)
+	}
+	return f.ResultBackend.SetResults(ctx, rs)
+}
+
+// TestResultSaveIsRetriedBeforeRunningTheTaskAgain: a result write that
+// fails for a moment is retried; the task is not run a second time.
+func TestResultSaveIsRetriedBeforeRunningTheTaskAgain(t *testing.T) {
+	t.Parallel()
+	fr := &flakyResults{ResultBackend: inmemory.NewResultBackend(inmemory.ResultOptions{})}
+	fr.failures.Store(2)
+	broker := inmemory.NewBroker(inmemory.BrokerOptions{})
+	app, err := core.New(core.WithBroker("default", broker, brokerCaps()...), core.WithResultBackend(fr), core.WithLogger(hclog.NewNullLogger()))
+	require.NoError(t, err)
+	b := &testBundle{app: app, broker: broker}
+	var runs atomic.Int32
+	task := core.MustTask[int32](app, "once", func() (int32, error) { return runs.Add(1), nil })
+	b.runWorker(t, core.WorkerOptions{})
+	at, err := task.Kiq(context.Background())
+	require.NoError(t, err)
+	require.EqualValues(t, 1, wait(t, at).ReturnValue)
+	require.EqualValues(t, 1, runs.Load())
+	require.Eventually(t, func() bool { return broker.InFlight() == 0 && broker.Len("") == 0 }, 5*time.Second, time.Millisecond)
+}

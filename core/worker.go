@@ -368,7 +368,7 @@ func (w *worker) handle(s *stream, d sdk.Delivery) {
 		_ = tc.Ack()
 	}
 	if !noResult {
-		if err := w.app.saveResult(ctx, tc.Message.TaskID, res); err != nil {
+		if err := w.saveWithRetry(ctx, tc.Message.TaskID, res); err != nil {
 			// Never ack a message whose result was lost: let it run again.
 			w.app.logger.Error("saving the result failed; the message is returned to the queue", "task_id", msg.TaskID, "error", err)
 			if tc.claimSettlement() {
@@ -513,6 +513,26 @@ func (w *worker) run(ctx context.Context, def *taskDef, tc *Context, timeout tim
 		// The function ignores its context; it keeps running, but its result
 		// no longer counts.
 		return nil, &TimeoutError{Timeout: timeout}
+	}
+}
+
+// saveRetryFor bounds how long a worker retries saving a finished task's
+// result (a backend restarting, say) before returning the message to the
+// queue, which runs the task again. The lease is extended meanwhile.
+const saveRetryFor = 10 * time.Second
+
+// saveWithRetry saves a result, retrying with backoff for saveRetryFor: the
+// task has run, and running it again costs more than waiting for the backend.
+func (w *worker) saveWithRetry(ctx context.Context, taskID string, res *wire.Result) error {
+	deadline := time.Now().Add(saveRetryFor)
+	b := newBackoff(100*time.Millisecond, 2*time.Second)
+	for {
+		err := w.app.saveResult(ctx, taskID, res)
+		if err == nil || time.Now().After(deadline) || ctx.Err() != nil {
+			return err
+		}
+		w.app.logger.Warn("saving a result failed; retrying", "task_id", taskID, "error", err)
+		b.wait(ctx)
 	}
 }
 

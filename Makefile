@@ -42,8 +42,11 @@ test:
 
 # The tests that use a real service, against the services on this machine.
 # Packages run one at a time: they share the Redis database they flush.
+# TASKIQ_REDIS_TOPOLOGY=1 adds Sentinel, Cluster, TLS and ACL runs against
+# redis-server processes the tests start themselves on free ports.
 integration:
 	TASKIQ_REDIS_URL=$${TASKIQ_REDIS_URL:-redis://127.0.0.1:6379/15} \
+	TASKIQ_REDIS_TOPOLOGY=$${TASKIQ_REDIS_TOPOLOGY:-1} \
 		$(GO) test -race -count=1 -p 1 -timeout 30m ./plugins/redis/... ./cmd/taskiq/
 
 bench:

@@ -79,5 +79,8 @@ func wrapErr(op, addr string, err error) error {
 	if isUnavailable(err) {
 		return fmt.Errorf("redis %s at %s: %w (is Redis running and reachable? %w)", op, addr, sdk.ErrUnavailable, err)
 	}
+	if msg := err.Error(); strings.HasPrefix(msg, "WRONGPASS") || strings.HasPrefix(msg, "NOAUTH") {
+		return fmt.Errorf("redis %s at %s: %w (check username and password, or the user:password of url)", op, addr, err)
+	}
 	return fmt.Errorf("redis %s at %s: %w", op, addr, err)
 }

@@ -167,18 +167,37 @@ func (b *broker) Kick(ctx context.Context, msgs []sdk.Outgoing) error {
 		}
 	}
 	cmds, err := pipe.Exec(ctx)
-	if err != nil && len(cmds) == 0 {
+	if err := pipelineErr(cmds, err, isBusyGroup); err != nil {
 		return wrapErr("kick", b.addr, err)
 	}
-	for key, c := range groupCmds {
-		if c.Err() == nil || isBusyGroup(c.Err()) {
-			b.groups.Store(key, struct{}{})
+	for key := range groupCmds {
+		b.groups.Store(key, struct{}{})
+	}
+	return nil
+}
+
+// pipelineErr is the outcome of a pipeline: the first command error that
+// ignore does not accept, or, when Exec failed while no command carries an
+// error, Exec's own error. The latter happens when the batch was never sent:
+// go-redis reports a connection it could not set up (WRONGPASS from the
+// HELLO/AUTH handshake, for one) only through Exec, leaving every command
+// without an error, so looking at the commands alone would take a batch that
+// never reached Redis for a success.
+func pipelineErr(cmds []redis.Cmder, err error, ignore func(error) bool) error {
+	if err == nil {
+		return nil
+	}
+	carried := false
+	for _, c := range cmds {
+		if e := c.Err(); e != nil {
+			carried = true
+			if ignore == nil || !ignore(e) {
+				return e
+			}
 		}
 	}
-	for _, c := range cmds {
-		if e := c.Err(); e != nil && !isBusyGroup(e) {
-			return wrapErr("kick", b.addr, e)
-		}
+	if !carried {
+		return err
 	}
 	return nil
 }

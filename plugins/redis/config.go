@@ -2,6 +2,8 @@ package taskiqredis
 
 import (
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -45,6 +47,17 @@ func connectionAttributes() []sdk.Attribute {
 			"addresses (host:port) of a Redis Cluster. When set, the client speaks the cluster " +
 			"protocol and every key of one queue carries the hash tag {queue} so that the queue's " +
 			"scripts run on one slot. Credentials and TLS come from url/username/password."},
+		{Name: "tls_ca_file", Type: sdk.TypeString, Default: "", Description: "PEM file of the " +
+			"certificate authorities that signed the server certificate (rediss:// only). Empty " +
+			"means the system's trust store."},
+		{Name: "tls_cert_file", Type: sdk.TypeString, Default: "", Description: "PEM client " +
+			"certificate presented to a server that requires one (tls-auth-clients yes); set " +
+			"together with tls_key_file (rediss:// only)."},
+		{Name: "tls_key_file", Type: sdk.TypeString, Default: "", Description: "PEM private key " +
+			"of tls_cert_file (rediss:// only)."},
+		{Name: "tls_insecure_skip_verify", Type: sdk.TypeBool, Default: false, Description: "Accept " +
+			"any server certificate without verifying it (rediss:// only). For tests only: it " +
+			"makes the connection open to interception. Use tls_ca_file instead."},
 	}
 }
 
@@ -117,6 +130,15 @@ type connConfig struct {
 	SentinelMaster string   `json:"sentinel_master"`
 	SentinelAddrs  []string `json:"sentinel_addrs"`
 	ClusterAddrs   []string `json:"cluster_addrs"`
+
+	TLSCAFile             string `json:"tls_ca_file"`
+	TLSCertFile           string `json:"tls_cert_file"`
+	TLSKeyFile            string `json:"tls_key_file"`
+	TLSInsecureSkipVerify bool   `json:"tls_insecure_skip_verify"`
+
+	// tls is the TLS configuration built from the url and the tls_*
+	// attributes by validateConn; nil means plain TCP.
+	tls *tls.Config
 }
 
 // brokerConfig is the decoded broker block. Pointers tell "absent" (use the
@@ -229,7 +251,7 @@ func decodeBrokerConfig(cfg sdk.Config) (connConfig, brokerOptions, error) {
 	if c.DeleteAcked != nil {
 		o.deleteAcked = *c.DeleteAcked
 	}
-	errs = append(errs, validateConn(c.connConfig)...)
+	errs = append(errs, validateConn(&c.connConfig)...)
 	if len(errs) > 0 {
 		return connConfig{}, brokerOptions{}, errors.Join(errs...)
 	}
@@ -251,17 +273,20 @@ func decodeResultConfig(cfg sdk.Config) (connConfig, resultOptions, error) {
 	if c.KeepResults != nil {
 		o.keepResults = *c.KeepResults
 	}
-	errs = append(errs, validateConn(c.connConfig)...)
+	errs = append(errs, validateConn(&c.connConfig)...)
 	if len(errs) > 0 {
 		return connConfig{}, resultOptions{}, errors.Join(errs...)
 	}
 	return c.connConfig, o, nil
 }
 
-func validateConn(c connConfig) []error {
+// validateConn checks the connection attributes and builds c.tls.
+func validateConn(c *connConfig) []error {
 	var errs []error
-	if _, err := parseURL(c.URL); err != nil {
+	if opt, err := parseURL(c.URL); err != nil {
 		errs = append(errs, sdk.AttrError("url", "%v", err))
+	} else {
+		c.tls, errs = buildTLS(*c, opt.TLSConfig)
 	}
 	if c.SentinelMaster != "" && len(c.SentinelAddrs) == 0 {
 		errs = append(errs, sdk.AttrError("sentinel_addrs", "sentinel_master is set, so list the sentinels here, e.g. [\"10.0.0.1:26379\"]"))
@@ -273,6 +298,64 @@ func validateConn(c connConfig) []error {
 		errs = append(errs, sdk.AttrError("cluster_addrs", "cannot be combined with sentinel_master; pick one topology"))
 	}
 	return errs
+}
+
+// buildTLS adds the tls_* attributes to base, the TLS configuration that a
+// rediss:// URL yields (nil for redis://). The files are read here, at
+// configuration time, so a wrong path is reported against its attribute
+// instead of as a connection failure later.
+func buildTLS(c connConfig, base *tls.Config) (*tls.Config, []error) {
+	var errs []error
+	set := map[string]bool{"tls_ca_file": c.TLSCAFile != "", "tls_cert_file": c.TLSCertFile != "",
+		"tls_key_file": c.TLSKeyFile != "", "tls_insecure_skip_verify": c.TLSInsecureSkipVerify}
+	if base == nil {
+		// A TLS attribute with a plain URL would silently send everything,
+		// the password included, unencrypted.
+		for _, attr := range []string{"tls_ca_file", "tls_cert_file", "tls_key_file", "tls_insecure_skip_verify"} {
+			if set[attr] {
+				errs = append(errs, sdk.AttrError(attr, "is set, but url does not use TLS; write the url as rediss://host:port/db to enable TLS"))
+			}
+		}
+		return nil, errs
+	}
+	cfg := base.Clone()
+	if c.SentinelMaster != "" || len(c.ClusterAddrs) > 0 {
+		// The url's host is not where the client connects in these modes:
+		// leave the name empty so each sentinel, master or cluster node is
+		// verified under its own address (crypto/tls takes the name from
+		// the address dialed).
+		cfg.ServerName = ""
+	}
+	if c.TLSCAFile != "" {
+		pem, err := os.ReadFile(c.TLSCAFile)
+		switch {
+		case err != nil:
+			errs = append(errs, sdk.AttrError("tls_ca_file", "cannot read the CA file: %v", err))
+		default:
+			pool := x509.NewCertPool()
+			if !pool.AppendCertsFromPEM(pem) {
+				errs = append(errs, sdk.AttrError("tls_ca_file", "%s holds no PEM certificate (\"-----BEGIN CERTIFICATE-----\"); give the CA certificate in PEM form", c.TLSCAFile))
+			}
+			cfg.RootCAs = pool
+		}
+	}
+	switch {
+	case set["tls_cert_file"] && !set["tls_key_file"]:
+		errs = append(errs, sdk.AttrError("tls_key_file", "tls_cert_file is set, so give the file of its private key here"))
+	case set["tls_key_file"] && !set["tls_cert_file"]:
+		errs = append(errs, sdk.AttrError("tls_cert_file", "tls_key_file is set, so give the file of its certificate here"))
+	case set["tls_cert_file"]:
+		pair, err := tls.LoadX509KeyPair(c.TLSCertFile, c.TLSKeyFile)
+		if err != nil {
+			errs = append(errs, sdk.AttrError("tls_cert_file", "cannot load the client certificate %s with key %s: %v", c.TLSCertFile, c.TLSKeyFile, err))
+		} else {
+			cfg.Certificates = []tls.Certificate{pair}
+		}
+	}
+	if c.TLSInsecureSkipVerify {
+		cfg.InsecureSkipVerify = true
+	}
+	return cfg, errs
 }
 
 // parseURL parses a Redis URL. Its errors never contain the password.
@@ -309,6 +392,14 @@ func newClient(c connConfig) (redis.UniversalClient, string, error) {
 	}
 	if c.Password != "" {
 		opt.Password = c.Password
+	}
+	if opt.TLSConfig != nil {
+		// Built by validateConn; a connConfig that never went through it
+		// (a test building one by hand) keeps the URL's defaults.
+		if c.tls == nil {
+			c.tls, _ = buildTLS(c, opt.TLSConfig)
+		}
+		opt.TLSConfig = c.tls
 	}
 	switch {
 	case c.SentinelMaster != "":

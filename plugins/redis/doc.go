@@ -74,7 +74,8 @@
 //
 // # Topologies
 //
-// url may be redis:// or rediss:// (TLS). sentinel_master + sentinel_addrs
+// url may be redis:// or rediss:// (TLS; tls_ca_file, tls_cert_file and
+// tls_key_file configure it). sentinel_master + sentinel_addrs
 // select Redis Sentinel; cluster_addrs selects Redis Cluster, where each
 // queue's keys carry the hash tag {queue} so its scripts stay on one slot.
 //

@@ -53,19 +53,40 @@ func (r *resultBackend) key(taskID string) string {
 // resultChannel is the pub/sub channel announcing that key was stored.
 func resultChannel(key string) string { return "taskiq:result:" + key }
 
-// SetResults stores the batch and announces each result, in one round trip.
+// SetResults stores the batch and announces each result, in one round trip
+// (two in a cluster).
+//
+// A notification must never arrive before its result is readable: a waiter
+// woken by it reads the key once and, finding nothing, would sleep until
+// poll_fallback. One server runs the pipeline in order, so SET precedes
+// PUBLISH. A cluster client sends the commands of one pipeline to their
+// nodes in parallel, and the key and the channel hash to different slots,
+// so there the PUBLISHes are only sent once every SET has been acknowledged.
 func (r *resultBackend) SetResults(ctx context.Context, results []sdk.StoredResult) error {
 	if len(results) == 0 {
 		return nil
 	}
+	_, cluster := r.client.(*redis.ClusterClient)
 	pipe := r.client.Pipeline()
 	for _, res := range results {
-		key := r.key(res.TaskID)
-		pipe.Set(ctx, key, res.Body, r.opts.ttl)
-		pipe.Publish(ctx, resultChannel(key), "1")
+		pipe.Set(ctx, r.key(res.TaskID), res.Body, r.opts.ttl)
+		if !cluster {
+			pipe.Publish(ctx, resultChannel(r.key(res.TaskID)), "1")
+		}
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
 		return wrapErr("set results", r.addr, err)
+	}
+	if !cluster {
+		return nil
+	}
+	pipe = r.client.Pipeline()
+	for _, res := range results {
+		pipe.Publish(ctx, resultChannel(r.key(res.TaskID)), "1")
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		// The results are stored; waiters find them at their next poll.
+		r.log.Warn("result notification failed; waiters fall back to polling", "error", wrapErr("notify results", r.addr, err))
 	}
 	return nil
 }

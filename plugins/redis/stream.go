@@ -49,16 +49,15 @@ func newStreamListener(ctx context.Context, b *broker, queues []*queueSpec, stri
 // the stream arrived after the loss and must not be skipped.
 func (s *streamListener) createGroups(ctx context.Context, start string) error {
 	pipe := s.b.client.Pipeline()
-	cmds := make([]*redis.StatusCmd, len(s.queues))
-	for i, q := range s.queues {
-		cmds[i] = pipe.XGroupCreateMkStream(ctx, q.key, q.group, start)
+	for _, q := range s.queues {
+		pipe.XGroupCreateMkStream(ctx, q.key, q.group, start)
 	}
-	_, _ = pipe.Exec(ctx)
-	for i, c := range cmds {
-		if err := c.Err(); err != nil && !isBusyGroup(err) {
-			return err
-		}
-		s.b.groups.Store(s.queues[i].key, struct{}{})
+	all, err := pipe.Exec(ctx)
+	if err := pipelineErr(all, err, isBusyGroup); err != nil {
+		return err
+	}
+	for _, q := range s.queues {
+		s.b.groups.Store(q.key, struct{}{})
 	}
 	return nil
 }

@@ -25,6 +25,24 @@ end
 return owned
 `)
 
+// ownedScript lists the entries whose pending owner is still this consumer.
+// A nack or dead letter is applied only to those: after a lease expired and
+// another worker reclaimed the entry, a late nack from the first worker
+// (retried through a Redis outage, say) would otherwise put a second live
+// copy of the message in the queue.
+//
+// KEYS[1] stream; ARGV[1] group; ARGV[2] consumer; ARGV[3..] entry ids.
+var ownedScript = redis.NewScript(`
+local owned = {}
+for i = 3, #ARGV do
+  local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1, ARGV[2])
+  if p[1] then
+    owned[#owned + 1] = ARGV[i]
+  end
+end
+return owned
+`)
+
 // reclaimScript takes over entries whose lease expired and reports how often
 // each was delivered.
 //

@@ -399,6 +399,10 @@ func (s *streamListener) Settle(ctx context.Context, ss []sdk.Settlement) error 
 			return fmt.Errorf("redis settle: unknown settlement kind %d for delivery %s", st.Kind, st.DeliveryID)
 		}
 	}
+	ops, err := s.dropStale(ctx, ops)
+	if err != nil {
+		return err
+	}
 	if len(ops) > 0 {
 		err := s.retryLoop(ctx, "settle", func() error {
 			pipe := s.b.client.Pipeline()
@@ -439,6 +443,48 @@ func (s *streamListener) Settle(ctx context.Context, ss []sdk.Settlement) error 
 		}
 	}
 	return nil
+}
+
+// dropStale removes the nacks and dead letters of entries this consumer no
+// longer owns (its lease expired and another worker reclaimed the entry):
+// that worker now decides the entry's fate. Acks are kept: acking an entry
+// someone else runs cannot duplicate it. Checking and then acting leaves a
+// window of one round trip in which a reclaim can still slip in.
+func (s *streamListener) dropStale(ctx context.Context, ops []settleOp) ([]settleOp, error) {
+	ids := map[*queueSpec][]string{}
+	for _, op := range ops {
+		if op.kind != sdk.SettleAck {
+			ids[op.q] = append(ids[op.q], op.entryID)
+		}
+	}
+	if len(ids) == 0 {
+		return ops, nil
+	}
+	owned := map[string]bool{}
+	for q, qids := range ids {
+		var got []string
+		err := s.retryLoop(ctx, "check ownership", func() error {
+			var err error
+			got, err = ownedScript.Run(ctx, s.b.client, []string{q.key}, append([]any{q.group, s.consumer}, toAny(qids)...)...).StringSlice()
+			return err
+		})
+		if err != nil {
+			return nil, err
+		}
+		for _, id := range got {
+			owned[q.key+"|"+id] = true
+		}
+	}
+	kept := ops[:0]
+	for _, op := range ops {
+		if op.kind != sdk.SettleAck && !owned[op.q.key+"|"+op.entryID] {
+			s.b.log.Warn("nack or dead letter ignored: the lease had expired and another worker reclaimed the entry",
+				"queue", op.q.name, "entry", op.entryID, "kind", op.kind.String())
+			continue
+		}
+		kept = append(kept, op)
+	}
+	return kept, nil
 }
 
 // requeueCmd writes a nacked or dead-lettered message back.

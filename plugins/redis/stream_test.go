@@ -159,6 +159,19 @@ func testLeaseExpiryReclaims(t *testing.T, e *testEnv) {
 	require.Len(t, p, 1)
 	require.Equal(t, "b", p[0].Consumer)
 	require.EqualValues(t, 2, p[0].RetryCount, "an extension is not a delivery")
+
+	// Nor may A's late nack or dead letter: B now decides the entry's fate.
+	require.NoError(t, sa.Settle(ctxT(t), []sdk.Settlement{{DeliveryID: da[0].ID, Kind: sdk.SettleNack}}))
+	require.NoError(t, sa.Settle(ctxT(t), []sdk.Settlement{{DeliveryID: da[0].ID, Kind: sdk.SettleDeadLetter, Reason: "late"}}))
+	n, err := e.rdb.XLen(ctxT(t), q).Result()
+	require.NoError(t, err)
+	require.EqualValues(t, 1, n, "a late nack must not add a second copy of the message")
+	requirePending(t, e, q, q, 1)
+	dead, err := e.rdb.XLen(ctxT(t), q+":dead").Result()
+	require.NoError(t, err)
+	require.Zero(t, dead, "a late dead letter must not move an entry another worker runs")
+	require.NoError(t, sb.Settle(ctxT(t), []sdk.Settlement{{DeliveryID: db[0].ID, Kind: sdk.SettleAck}}))
+	requirePending(t, e, q, q, 0)
 }
 
 func testExtendedNotReclaimed(t *testing.T, e *testEnv) {

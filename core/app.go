@@ -68,7 +68,7 @@ func WithBroker(name string, b sdk.Broker, capabilities ...string) Option {
 			return fmt.Errorf("broker %q added twice", name)
 		}
 		e := &brokerEntry{name: name, broker: b, caps: capabilities}
-		e.kicks = coalesce.NewParallel(256, 4, b.Kick)
+		e.kicks = coalesce.New(256, b.Kick)
 		a.brokers[name] = e
 		if a.defaultBroker == "" {
 			a.defaultBroker = name
@@ -135,7 +135,7 @@ func New(opts ...Option) (*App, error) {
 	if a.results == nil {
 		a.results = dummyResults{}
 	}
-	a.resultWriter = coalesce.NewParallel(256, 4, a.results.SetResults)
+	a.resultWriter = coalesce.New(256, a.results.SetResults)
 	a.chain.build()
 	return a, nil
 }

@@ -14,14 +14,13 @@ import (
 // for the next one, so batch size adapts to load: one caller alone pays one
 // call, a thousand concurrent callers share a handful.
 type Coalescer[T any] struct {
-	flush    func(ctx context.Context, items []T) error
-	max      int
-	parallel int
+	flush func(ctx context.Context, items []T) error
+	max   int
 
 	mu      sync.Mutex
 	pending []T
 	waiters []waiter
-	running int // flushes in progress
+	running bool
 }
 
 type waiter struct {
@@ -32,27 +31,12 @@ type waiter struct {
 // FlushTimeout bounds one flush.
 const FlushTimeout = time.Minute
 
-// New returns a Coalescer with one flush in progress at a time, so batches
-// reach flush in the order their items arrived. max ≤ 0 means 512.
+// New returns a Coalescer. max ≤ 0 means 512.
 func New[T any](max int, flush func(ctx context.Context, items []T) error) *Coalescer[T] {
-	return NewParallel(max, 1, flush)
-}
-
-// NewParallel returns a Coalescer with up to parallel flushes in progress at
-// once: when a flush is a round trip, more batches in flight mean more
-// throughput, at the price of batches overtaking each other.
-func NewParallel[T any](max, parallel int, flush func(ctx context.Context, items []T) error) *Coalescer[T] {
 	if max <= 0 {
 		max = 512
 	}
-	return &Coalescer[T]{flush: flush, max: max, parallel: max1(parallel)}
-}
-
-func max1(n int) int {
-	if n < 1 {
-		return 1
-	}
-	return n
+	return &Coalescer[T]{flush: flush, max: max}
 }
 
 var donePool = sync.Pool{New: func() any { return make(chan error, 1) }}
@@ -68,8 +52,8 @@ func (c *Coalescer[T]) Do(ctx context.Context, items ...T) error {
 	c.mu.Lock()
 	c.pending = append(c.pending, items...)
 	c.waiters = append(c.waiters, waiter{n: len(items), done: done})
-	if c.running < c.parallel {
-		c.running++
+	if !c.running {
+		c.running = true
 		go c.run()
 	}
 	c.mu.Unlock()
@@ -87,7 +71,7 @@ func (c *Coalescer[T]) run() {
 	for {
 		c.mu.Lock()
 		if len(c.pending) == 0 {
-			c.running--
+			c.running = false
 			c.mu.Unlock()
 			return
 		}

@@ -90,26 +90,3 @@ func BenchmarkCoalescerParallel(b *testing.B) {
 		}
 	})
 }
-
-func TestParallelCoalescerRunsFlushesConcurrently(t *testing.T) {
-	t.Parallel()
-	entered := make(chan struct{}, 3)
-	release := make(chan struct{})
-	c := NewParallel(1, 3, func(context.Context, []int) error {
-		entered <- struct{}{}
-		<-release
-		return nil
-	})
-	errs := make(chan error, 3)
-	for i := 0; i < 3; i++ {
-		go func(i int) { errs <- c.Do(context.Background(), i) }(i)
-	}
-	// Three flushes are in progress at once before any returns.
-	for i := 0; i < 3; i++ {
-		<-entered
-	}
-	close(release)
-	for i := 0; i < 3; i++ {
-		require.NoError(t, <-errs)
-	}
-}

@@ -66,14 +66,7 @@ func (s *brokerSuite) run(t *testing.T, name string, need []string, f func(t *te
 	t.Helper()
 	t.Run(name, func(t *testing.T) {
 		t.Parallel()
-		if reason, ok := s.o.skips[name]; ok {
-			t.Skip(reason)
-		}
-		for _, c := range need {
-			if !sdk.Has(s.caps, c) {
-				t.Skipf("the broker does not claim capability %q", c)
-			}
-		}
+		skipUnclaimed(t, s.o, s.caps, name, need, "broker")
 		f(t, s.setup(t))
 	})
 }

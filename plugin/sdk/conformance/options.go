@@ -1,6 +1,7 @@
 package conformance
 
 import (
+	"testing"
 	"time"
 
 	"github.com/taskiq-go/taskiq/plugin/sdk"
@@ -74,5 +75,20 @@ func WithSkip(subtest, reason string) Option {
 			o.skips = map[string]string{}
 		}
 		o.skips[subtest] = reason
+	}
+}
+
+// skipUnclaimed skips subtest name when the caller skipped it by name or the
+// plugin (a "broker" or "result backend", for the message) lacks a capability
+// in need.
+func skipUnclaimed(t *testing.T, o options, caps []string, name string, need []string, what string) {
+	t.Helper()
+	if reason, ok := o.skips[name]; ok {
+		t.Skip(reason)
+	}
+	for _, c := range need {
+		if !sdk.Has(caps, c) {
+			t.Skipf("the %s does not claim capability %q", what, c)
+		}
 	}
 }

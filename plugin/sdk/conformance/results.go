@@ -55,14 +55,7 @@ func (s *resultSuite) run(t *testing.T, name string, need []string, f func(t *te
 	t.Helper()
 	t.Run(name, func(t *testing.T) {
 		t.Parallel()
-		if reason, ok := s.o.skips[name]; ok {
-			t.Skip(reason)
-		}
-		for _, c := range need {
-			if !sdk.Has(s.caps, c) {
-				t.Skipf("the result backend does not claim capability %q", c)
-			}
-		}
+		skipUnclaimed(t, s.o, s.caps, name, need, "result backend")
 		rb := s.launch(t)
 		require.NotNil(t, rb, "the launch function returned no result backend")
 		f(t, &resultBundle{t: t, rb: rb, o: s.o, caps: s.caps, prefix: "conf-" + randomHex(6)})

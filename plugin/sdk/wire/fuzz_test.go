@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math"
 	"reflect"
 	"testing"
@@ -27,6 +28,7 @@ func FuzzDecodeMessage(f *testing.F) {
 	f.Add([]byte(`{"task_id":"a","task_name":"b","labels":{"i":"12","f":"NaN","b":"TRUE","y":"YWJj"},"labels_types":{"i":2,"f":4,"b":5,"y":6}}`))
 	f.Add([]byte(`{"task_id":"a"`))
 	f.Fuzz(func(t *testing.T, data []byte) {
+		requireFastMatchesStd(t, data)
 		m, err := wire.DecodeMessage(data)
 		if err != nil {
 			if !errors.Is(err, wire.ErrMalformed) {
@@ -64,6 +66,44 @@ func FuzzDecodeMessage(f *testing.F) {
 			m.LabelInt(k)
 			m.LabelFloat(k)
 			m.LabelBool(k)
+		}
+	})
+}
+
+// requireFastMatchesStd checks DecodeMessage's fast path against the
+// encoding/json path: when the fast path accepts a body, encoding/json must
+// accept it too and decode the same message, nil and empty collections
+// alike.
+func requireFastMatchesStd(t *testing.T, data []byte) {
+	t.Helper()
+	fast, ok := wire.DecodeMessageFast(data)
+	if !ok {
+		return
+	}
+	std, err := wire.DecodeMessageStd(data)
+	if err != nil {
+		t.Fatalf("the fast path accepted a body encoding/json rejects (%v): %q", err, data)
+	}
+	requireSameMessage(t, std, fast, data, nil)
+	if (std.Labels == nil) != (fast.Labels == nil) || (std.Args == nil) != (fast.Args == nil) ||
+		(std.Kwargs == nil) != (fast.Kwargs == nil) {
+		t.Fatalf("nil vs empty differs:\nstd:  %#v\nfast: %#v\ninput: %q", std, fast, data)
+	}
+	for k, v := range std.Labels {
+		if fmt.Sprintf("%T", v) != fmt.Sprintf("%T", fast.Labels[k]) {
+			t.Fatalf("label %q: std %#v, fast %#v\ninput: %q", k, v, fast.Labels[k], data)
+		}
+	}
+}
+
+// FuzzValidJSON checks the raw-value validator against json.Valid.
+func FuzzValidJSON(f *testing.F) {
+	for _, s := range []string{`1`, `-0.5e+3`, `"a\u00e9"`, `[1,{"a":[null,true,false]}]`, `{"a":1,}`, `01`, "\"\x01\"", ` [ ] `, `1 2`, ``} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if got, want := wire.ValidJSON(data), json.Valid(data); got != want {
+			t.Fatalf("validJSON(%q) = %v, json.Valid = %v", data, got, want)
 		}
 	})
 }
@@ -277,4 +317,25 @@ func sameJSON(a, b json.RawMessage) bool {
 		b = json.RawMessage("null")
 	}
 	return bytes.Equal(a, b)
+}
+
+// FuzzEncodeResult holds EncodeResult's fast path to json.Marshal's bytes
+// for results built from arbitrary return values, times and labels.
+func FuzzEncodeResult(f *testing.F) {
+	f.Add(false, []byte(`{"a":[1,2.5,"x"]}`), 0.000123, "queue_name", "default", int64(30), 1.5, true)
+	f.Add(true, []byte(` 1 `), 1e-7, "k<", "v&", int64(-1), 1e21, false)
+	f.Add(false, []byte(``), 0.0, "", "caf\u00e9", int64(0), -0.0, true)
+	f.Add(false, []byte("\"\u2028\""), 3.0, "a", "\"", int64(1), math.NaN(), false)
+	f.Fuzz(func(t *testing.T, isErr bool, ret []byte, exec float64, key, val string, i int64, fl float64, b bool) {
+		r := &wire.Result{IsErr: isErr, ReturnValue: ret, ExecutionTime: exec,
+			Labels: map[string]any{key: val, key + "_i": i, key + "_f": fl, key + "_b": b}}
+		if len(key)%2 == 1 {
+			r.Labels = nil
+		}
+		got, gotErr := wire.EncodeResult(r)
+		want, wantErr := json.Marshal(r)
+		if (gotErr != nil) != (wantErr != nil) || !bytes.Equal(got, want) {
+			t.Fatalf("EncodeResult = %s (%v)\njson.Marshal = %s (%v)", got, gotErr, want, wantErr)
+		}
+	})
 }

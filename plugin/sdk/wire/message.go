@@ -259,15 +259,20 @@ func writeRaw(buf *bytes.Buffer, r json.RawMessage) error {
 		buf.WriteString("null")
 		return nil
 	}
-	if !json.Valid(r) {
+	if !validJSON(r) {
 		return errors.New("invalid JSON value")
 	}
 	buf.Write(r)
 	return nil
 }
 
+// writeJSONString writes s as json.Marshal does; printable ASCII without
+// characters it escapes is copied as it is.
 func writeJSONString(buf *bytes.Buffer, s string) {
-	b, _ := json.Marshal(s)
+	b, ok := appendPlainString(buf.AvailableBuffer(), s)
+	if !ok {
+		b, _ = json.Marshal(s)
+	}
 	buf.Write(b)
 }
 
@@ -285,6 +290,15 @@ func (m *Message) UnmarshalJSON(b []byte) error {
 // labels with or without a labels_types entry, and a missing or null
 // labels_types. Errors wrap ErrMalformed and say what is wrong.
 func DecodeMessage(b []byte) (*Message, error) {
+	if m, ok := decodeMessageFast(b); ok {
+		return m, nil
+	}
+	return decodeMessageStd(b)
+}
+
+// decodeMessageStd is DecodeMessage by encoding/json: every body the fast
+// path gives up on, and the reference the fast path is tested against.
+func decodeMessageStd(b []byte) (*Message, error) {
 	var raw rawMessage
 	// json.Unmarshal rejects trailing data itself.
 	if err := json.Unmarshal(b, &raw); err != nil {

@@ -313,3 +313,70 @@ func TestInvalidUTF8LabelDecodesLikeOtherFields(t *testing.T) {
 	require.Equal(t, "\uFFFD", m.Labels["a"])
 	require.Equal(t, "\n\uFFFD", m.Labels["b"])
 }
+
+// The fast path of DecodeMessage must take what producers actually send,
+// or it buys nothing: our own encoding, Python taskiq's (spaces, escaped
+// non-ASCII label values) and the odd legal variants below. Each must also
+// decode exactly as encoding/json decodes it.
+func TestDecodeMessageFastPathTakesProducerLayouts(t *testing.T) {
+	t.Parallel()
+	ours := &wire.Message{TaskID: "id", TaskName: "pkg:task",
+		Labels: map[string]any{"n": int64(3), "f": 1.5, "b": true, "s": "x", "raw": []byte{0, 1}},
+		Args:   []json.RawMessage{json.RawMessage(`{"a":[1,"\u00e9",null]}`), json.RawMessage(`-1.5e3`)},
+		Kwargs: map[string]json.RawMessage{"k": json.RawMessage(`"v"`)}}
+	enc, err := ours.MarshalJSON()
+	require.NoError(t, err)
+	for name, body := range map[string]string{
+		"ours":        string(enc),
+		"python":      pythonMessage,
+		"minimal":     `{"task_id":"a","task_name":"b"}`,
+		"nulls":       `{"task_id":"a","task_name":"b","labels":null,"args":null,"kwargs":null}`,
+		"empty":       "\n{ \"task_id\" : \"a\" , \"task_name\":\"b\",\"labels\":{},\"labels_types\":{},\"args\":[],\"kwargs\":{} }\t",
+		"reordered":   `{"kwargs":{"x":[[]]},"args":[true,false],"labels_types":{"l":2},"labels":{"l":"7"},"task_name":"b","task_id":"a"}`,
+		"untyped":     `{"task_id":"a","task_name":"b","labels":{"x":1,"y":[1,{"z":null}],"n":null}}`,
+		"unicode_ids": "{\"task_id\":\"caf\u00e9\",\"task_name\":\"t\u2603\"}",
+	} {
+		_, ok := wire.DecodeMessageFast([]byte(body))
+		require.True(t, ok, "%s: the fast path gave up on %s", name, body)
+		fast, _ := wire.DecodeMessageFast([]byte(body))
+		std, err := wire.DecodeMessageStd([]byte(body))
+		require.NoError(t, err, name)
+		require.Equal(t, std, fast, name)
+	}
+	// And it leaves what it cannot vouch for to encoding/json, which decides.
+	for name, body := range map[string]string{
+		"escaped key":   `{"task_\u0069d":"a","task_name":"b"}`,
+		"case":          `{"Task_ID":"a","task_name":"b"}`,
+		"duplicate":     `{"task_id":"a","task_id":"b","task_name":"b"}`,
+		"escaped id":    `{"task_id":"a\nb","task_name":"b"}`,
+		"bad utf8":      "{\"task_id\":\"\xff\",\"task_name\":\"b\"}",
+		"trailing":      `{"task_id":"a","task_name":"b"} x`,
+		"float type":    `{"task_id":"a","task_name":"b","labels":{"l":"1"},"labels_types":{"l":2.0}}`,
+		"missing name":  `{"task_id":"a"}`,
+		"bad arg":       `{"task_id":"a","task_name":"b","args":[01]}`,
+		"unknown field": `{"task_id":"a","task_name":"b","extra":1}`,
+	} {
+		_, ok := wire.DecodeMessageFast([]byte(body))
+		require.False(t, ok, "%s: the fast path took %s", name, body)
+	}
+}
+
+func BenchmarkDecodeMessage(b *testing.B) {
+	m := &wire.Message{TaskID: "0123456789abcdef0123456789abcdef", TaskName: "bench:noop",
+		Labels: map[string]any{"timeout": int64(30), "queue_name": "default"},
+		Args:   []json.RawMessage{json.RawMessage(`12345`)}, Kwargs: map[string]json.RawMessage{}}
+	body, err := m.MarshalJSON()
+	require.NoError(b, err)
+	for name, decode := range map[string]func([]byte) (*wire.Message, error){
+		"DecodeMessage": wire.DecodeMessage, "encoding-json": wire.DecodeMessageStd,
+	} {
+		b.Run(name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := decode(body); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

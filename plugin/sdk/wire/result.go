@@ -4,8 +4,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"reflect"
 	"sort"
+	"strconv"
 	"strings"
 )
 
@@ -119,7 +121,108 @@ func typeName(err error) (string, string) {
 
 // EncodeResult marshals a result.
 func EncodeResult(r *Result) ([]byte, error) {
+	if b, ok := appendResultFast(make([]byte, 0, 128+len(r.ReturnValue)), r); ok {
+		return b, nil
+	}
 	return json.Marshal(r)
+}
+
+// appendResultFast writes what json.Marshal writes for the common result:
+// no log, no error, labels of plain types and a compact return value
+// without characters json.Marshal would escape. Anything else returns false
+// and takes json.Marshal; the fuzz test holds the two to the same bytes.
+func appendResultFast(b []byte, r *Result) ([]byte, bool) {
+	if r.Log != nil || r.Error != nil || math.IsNaN(r.ExecutionTime) || math.IsInf(r.ExecutionTime, 0) {
+		return nil, false
+	}
+	ret := r.ReturnValue
+	if ret == nil { // json.Marshal writes nil as null but fails on empty
+		ret = json.RawMessage("null")
+	}
+	for _, c := range ret {
+		switch c {
+		case ' ', '\t', '\n', '\r', '<', '>', '&', 0xE2: // 0xE2 starts U+2028 and U+2029
+			return nil, false
+		}
+	}
+	if !validJSON(ret) {
+		return nil, false
+	}
+	if r.IsErr {
+		b = append(b, `{"is_err":true,"log":null,"return_value":`...)
+	} else {
+		b = append(b, `{"is_err":false,"log":null,"return_value":`...)
+	}
+	b = append(b, ret...)
+	b = append(b, `,"execution_time":`...)
+	b = appendJSONFloat(b, r.ExecutionTime)
+	b = append(b, `,"labels":`...)
+	if r.Labels == nil {
+		b = append(b, "null"...)
+	} else {
+		b = append(b, '{')
+		for i, k := range sortedKeys(r.Labels) {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			var ok bool
+			if b, ok = appendPlainString(b, k); !ok {
+				return nil, false
+			}
+			b = append(b, ':')
+			switch v := r.Labels[k].(type) {
+			case string:
+				if b, ok = appendPlainString(b, v); !ok {
+					return nil, false
+				}
+			case int64:
+				b = strconv.AppendInt(b, v, 10)
+			case int:
+				b = strconv.AppendInt(b, int64(v), 10)
+			case bool:
+				b = strconv.AppendBool(b, v)
+			case float64:
+				if math.IsNaN(v) || math.IsInf(v, 0) {
+					return nil, false
+				}
+				b = appendJSONFloat(b, v)
+			default:
+				return nil, false
+			}
+		}
+		b = append(b, '}')
+	}
+	return append(b, `,"error":null}`...), true
+}
+
+// appendPlainString appends s quoted when json.Marshal would write it
+// without escapes.
+func appendPlainString(b []byte, s string) ([]byte, bool) {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			return b, false
+		}
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"'), true
+}
+
+// appendJSONFloat formats a finite float as encoding/json does.
+func appendJSONFloat(b []byte, f float64) []byte {
+	format := byte('f')
+	if abs := math.Abs(f); abs != 0 && (abs < 1e-6 || abs >= 1e21) {
+		format = 'e'
+	}
+	b = strconv.AppendFloat(b, f, format, -1, 64)
+	if format == 'e' {
+		// e-09 becomes e-9, as encoding/json writes it.
+		if n := len(b); n >= 4 && b[n-4] == 'e' && b[n-3] == '-' && b[n-2] == '0' {
+			b[n-2] = b[n-1]
+			b = b[:n-1]
+		}
+	}
+	return b
 }
 
 // DecodeResult parses a stored result; errors wrap ErrMalformed.

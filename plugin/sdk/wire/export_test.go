@@ -1,0 +1,8 @@
+package wire
+
+// Exported for tests.
+var (
+	DecodeMessageStd  = decodeMessageStd
+	DecodeMessageFast = decodeMessageFast
+	ValidJSON         = validJSON
+)

@@ -9,3 +9,9 @@ func PluginPIDs(a *App) map[string]int {
 	}
 	return out
 }
+
+// Exported for the argument codec tests.
+var (
+	DecodeArg   = decodeArg
+	EncodeValue = encodeValue
+)

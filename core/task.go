@@ -190,7 +190,7 @@ func (d *taskDef) encodeArgs(args []any) ([]json.RawMessage, error) {
 		if !argFits(a, d.params[i]) {
 			return nil, fmt.Errorf("%w: task %q: argument %d is %T, want %s", ErrBadArguments, d.name, i, a, d.params[i])
 		}
-		b, err := json.Marshal(a)
+		b, err := encodeValue(a)
 		if err != nil {
 			return nil, fmt.Errorf("%w: task %q: argument %d: %v", ErrBadArguments, d.name, i, err)
 		}
@@ -241,7 +241,7 @@ func (d *taskDef) call(ctx context.Context, msg *wire.Message) (json.RawMessage,
 	if !d.returns {
 		return nil, nil
 	}
-	b, err := json.Marshal(out[0].Interface())
+	b, err := encodeValue(out[0].Interface())
 	if err != nil {
 		return nil, fmt.Errorf("encode result of task %q: %w", d.name, err)
 	}
@@ -281,11 +281,11 @@ func (d *taskDef) decodeArgs(msg *wire.Message) ([]reflect.Value, error) {
 			}
 			return nil, &ArgumentError{d.name, fmt.Sprintf("missing argument %s (%s)", name, p)}
 		}
-		v := reflect.New(p)
-		if err := json.Unmarshal(raw, v.Interface()); err != nil {
+		v, err := decodeArg(raw, p)
+		if err != nil {
 			return nil, &ArgumentError{d.name, fmt.Sprintf("argument %d: %v", i, err)}
 		}
-		vals[i] = v.Elem()
+		vals[i] = v
 	}
 	if used < len(msg.Kwargs) {
 		for k := range msg.Kwargs {

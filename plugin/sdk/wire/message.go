@@ -9,7 +9,8 @@ import (
 	"math"
 	"strconv"
 	"strings"
-	"unicode/utf8"
+
+	"github.com/taskiq-go/taskiq/internal/plainjson"
 )
 
 // Label types of the labels_types field (taskiq's LabelType enum).
@@ -269,7 +270,7 @@ func writeRaw(buf *bytes.Buffer, r json.RawMessage) error {
 // writeJSONString writes s as json.Marshal does; printable ASCII without
 // characters it escapes is copied as it is.
 func writeJSONString(buf *bytes.Buffer, s string) {
-	b, ok := appendPlainString(buf.AvailableBuffer(), s)
+	b, ok := plainjson.AppendString(buf.AvailableBuffer(), s)
 	if !ok {
 		b, _ = json.Marshal(s)
 	}
@@ -358,11 +359,11 @@ func decodeLabel(v json.RawMessage, typ int) any {
 // other field, so a label decodes the same with or without an escape in it
 // and survives re-encoding.
 func jsonString(v json.RawMessage) (string, bool) {
+	if s, ok := plainjson.Text(v); ok {
+		return s, true
+	}
 	if len(v) < 2 || v[0] != '"' {
 		return "", false
-	}
-	if bytes.IndexByte(v, '\\') < 0 && v[len(v)-1] == '"' && utf8.Valid(v) {
-		return string(v[1 : len(v)-1]), true
 	}
 	var s string
 	if err := json.Unmarshal(v, &s); err != nil {

@@ -9,6 +9,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/taskiq-go/taskiq/internal/plainjson"
 )
 
 // Progress states of taskiq.
@@ -166,13 +168,13 @@ func appendResultFast(b []byte, r *Result) ([]byte, bool) {
 				b = append(b, ',')
 			}
 			var ok bool
-			if b, ok = appendPlainString(b, k); !ok {
+			if b, ok = plainjson.AppendString(b, k); !ok {
 				return nil, false
 			}
 			b = append(b, ':')
 			switch v := r.Labels[k].(type) {
 			case string:
-				if b, ok = appendPlainString(b, v); !ok {
+				if b, ok = plainjson.AppendString(b, v); !ok {
 					return nil, false
 				}
 			case int64:
@@ -193,19 +195,6 @@ func appendResultFast(b []byte, r *Result) ([]byte, bool) {
 		b = append(b, '}')
 	}
 	return append(b, `,"error":null}`...), true
-}
-
-// appendPlainString appends s quoted when json.Marshal would write it
-// without escapes.
-func appendPlainString(b []byte, s string) ([]byte, bool) {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
-			return b, false
-		}
-	}
-	b = append(b, '"')
-	b = append(b, s...)
-	return append(b, '"'), true
 }
 
 // appendJSONFloat formats a finite float as encoding/json does.

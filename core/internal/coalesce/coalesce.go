@@ -16,6 +16,8 @@ import (
 type Coalescer[T any] struct {
 	flush func(ctx context.Context, items []T) error
 	max   int
+	pace  time.Duration
+	sleep func(time.Duration) // time.Sleep; tests replace it
 
 	mu      sync.Mutex
 	pending []T
@@ -33,10 +35,21 @@ const FlushTimeout = time.Minute
 
 // New returns a Coalescer. max ≤ 0 means 512.
 func New[T any](max int, flush func(ctx context.Context, items []T) error) *Coalescer[T] {
+	return NewPaced(max, 0, flush)
+}
+
+// NewPaced returns a Coalescer that starts a flush at most once per pace
+// while items keep coming: after each flush it waits out the rest of pace
+// before taking the next batch. A flush after a quiet spell starts at once.
+// It is for flushes so cheap that batches would otherwise stay tiny (a send
+// on a stream): pacing trades up to pace of delay for fewer, larger batches.
+// Go's timers make a pause under a millisecond last about a millisecond on
+// an otherwise idle process.
+func NewPaced[T any](max int, pace time.Duration, flush func(ctx context.Context, items []T) error) *Coalescer[T] {
 	if max <= 0 {
 		max = 512
 	}
-	return &Coalescer[T]{flush: flush, max: max}
+	return &Coalescer[T]{flush: flush, max: max, pace: pace, sleep: time.Sleep}
 }
 
 var donePool = sync.Pool{New: func() any { return make(chan error, 1) }}
@@ -92,11 +105,15 @@ func (c *Coalescer[T]) run() {
 
 		// A flush carries other callers' items, so no caller's context bounds
 		// it; FlushTimeout keeps a hung backend from blocking all later calls.
+		start := time.Now()
 		ctx, cancel := context.WithTimeout(context.Background(), FlushTimeout)
 		err := c.flush(ctx, batch)
 		cancel()
 		for _, wt := range waiters {
 			wt.done <- err
+		}
+		if rest := c.pace - time.Since(start); rest > 0 {
+			c.sleep(rest)
 		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 )
@@ -89,4 +90,50 @@ func BenchmarkCoalescerParallel(b *testing.B) {
 			_ = c.Do(context.Background(), 1)
 		}
 	})
+}
+
+// A paced coalescer flushes the first item at once, then pauses; what
+// arrives during the pause leaves in one batch when it ends.
+func TestPacedCoalescerBatchesWhatArrivesDuringThePause(t *testing.T) {
+	t.Parallel()
+	var (
+		mu      sync.Mutex
+		batches [][]int
+	)
+	c := NewPaced(64, time.Hour, func(_ context.Context, items []int) error {
+		mu.Lock()
+		defer mu.Unlock()
+		batches = append(batches, append([]int(nil), items...))
+		return nil
+	})
+	paused, resume := make(chan struct{}), make(chan struct{})
+	c.sleep = func(time.Duration) {
+		paused <- struct{}{}
+		<-resume
+	}
+
+	require.NoError(t, c.Do(context.Background(), 0), "the first item is flushed before any pause")
+	<-paused
+	var wg sync.WaitGroup
+	for i := 1; i <= 9; i++ {
+		wg.Add(1)
+		go func() { defer wg.Done(); require.NoError(t, c.Do(context.Background(), i)) }()
+	}
+	require.Eventually(t, func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return len(c.pending) == 9
+	}, 10*time.Second, time.Millisecond)
+	close(resume) // every later pause returns at once
+	go func() {
+		for range paused {
+		}
+	}()
+	wg.Wait()
+
+	mu.Lock()
+	defer mu.Unlock()
+	require.Len(t, batches, 2)
+	require.Equal(t, []int{0}, batches[0])
+	require.ElementsMatch(t, []int{1, 2, 3, 4, 5, 6, 7, 8, 9}, batches[1])
 }

@@ -187,6 +187,7 @@ func inspectPlugin(ctx context.Context, f *config.File, b *config.PluginBlock, h
 }
 
 func startPlugin(ctx context.Context, f *config.File, b *config.PluginBlock, host sdk.Host, logger hclog.Logger) (*pluginProc, hcl.Diagnostics) {
+	begin := time.Now()
 	c, info, raw, diags := inspectPlugin(ctx, f, b, host, logger)
 	if c == nil {
 		return nil, diags
@@ -208,8 +209,39 @@ func startPlugin(ctx context.Context, f *config.File, b *config.PluginBlock, hos
 			Detail: err.Error(), Subject: b.DeclRange.Ptr(),
 		})
 	}
-	p.client, p.info = c, info
+	p.client, p.info, p.startDur = c, info, time.Since(begin)
 	return p, diags
+}
+
+// PluginProcess describes one plugin process started by Load, as it is now.
+type PluginProcess struct {
+	// Kind and Name are the taskiq.hcl block the process serves.
+	Kind sdk.Kind
+	Name string
+	// Path is the plugin binary.
+	Path string
+	// PID is the process id, 0 when no process runs (after Close).
+	PID int
+	// StartDuration is the time the current process took from launch to
+	// configured and ready: binary checks, handshake, Info and Configure.
+	// After a restart it is the restarted process's.
+	StartDuration time.Duration
+}
+
+// PluginProcesses lists the plugin processes Load started, in start order
+// (brokers, the result backend, middlewares); nil for an App built with New.
+func (a *App) PluginProcesses() []PluginProcess {
+	var out []PluginProcess
+	for _, p := range a.plugins {
+		p.mu.Lock()
+		pp := PluginProcess{Kind: p.kind, Name: p.name, Path: p.launch.Path, StartDuration: p.startDur}
+		if p.client != nil {
+			pp.PID = p.client.Pid()
+		}
+		p.mu.Unlock()
+		out = append(out, pp)
+	}
+	return out
 }
 
 // stopClient stops a plugin process that was started only to be inspected

@@ -32,10 +32,14 @@ type pluginProc struct {
 	restarts int
 	lastOK   time.Time
 	closed   bool
+	// startDur is how long the current process took from launch to
+	// configured (binary checks, handshake, Info and Configure).
+	startDur time.Duration
 }
 
 // start launches and configures the process; the caller holds p.mu or owns p.
 func (p *pluginProc) start(ctx context.Context) error {
+	begin := time.Now()
 	c, err := sdk.Launch(ctx, p.launch)
 	if err != nil {
 		return err
@@ -55,6 +59,7 @@ func (p *pluginProc) start(ctx context.Context) error {
 		return &PluginConfigError{Path: p.launch.Path, Errors: cerrs}
 	}
 	p.client, p.info, p.lastOK = c, info, time.Now()
+	p.startDur = p.lastOK.Sub(begin)
 	return nil
 }
 

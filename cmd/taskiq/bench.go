@@ -25,6 +25,8 @@ type benchFlags struct {
 	work       string
 	asJSON     bool
 	cpuProfile string
+	// changed reports whether a flag was set on the command line.
+	changed func(name string) bool
 }
 
 func newBenchCmd(g *globals) *cobra.Command { return benchCommand(g, &benchFlags{}) }
@@ -44,10 +46,18 @@ worker in this process, kick a benchmark task and report:
 Closed loop by default: --concurrency goroutines kick --tasks tasks as fast as
 they can. With --rate R --duration D it kicks open loop at R tasks per second
 for D, which is how latency at a given load is measured. --kick-only runs no
-worker, to measure kicking alone.`,
+worker, to measure kicking alone.
+
+--idle kicks nothing: it starts the plugins and the worker, waits --duration
+(default 5s) and reports each plugin process's start time (launch →
+configured: handshake, Info, Configure), the time core.Load took, and the
+resident memory (VmRSS) of this process, after a GC, and of each plugin.
+The idle worker still takes whatever arrives on its queue: point it at a
+queue nobody else kicks to.`,
 		Example: `  taskiq bench --config taskiq.hcl --tasks 100000 --concurrency 64
   taskiq bench --rate 1000 --duration 10s --results
-  taskiq bench --work sleep:5ms --max-async-tasks 1000 --json`,
+  taskiq bench --work sleep:5ms --max-async-tasks 1000 --json
+  taskiq bench --idle --duration 10s`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runBench(cmd.Context(), g, f)
@@ -62,17 +72,32 @@ worker, to measure kicking alone.`,
 	fl.BoolVar(&f.opts.Results, "results", false, "wait for results and report kick → result latency (needs a result_backend)")
 	fl.IntVar(&f.opts.WaitEvery, "wait-every", 1, "with --results, wait for the result of every Nth task only")
 	fl.Float64Var(&f.opts.Rate, "rate", 0, "open loop: kick this many tasks per second (needs --duration)")
-	fl.DurationVar(&f.opts.Duration, "duration", 0, "how long to kick (open loop), or a cap on a closed-loop run")
+	fl.DurationVar(&f.opts.Duration, "duration", 0, "how long to kick (open loop), or a cap on a closed-loop run; with --idle, how long to wait idle (default 5s)")
 	fl.IntVar(&f.opts.MaxAsyncTasks, "max-async-tasks", 0, "tasks the worker runs at once (default: worker.max_async_tasks of taskiq.hcl)")
 	fl.BoolVar(&f.opts.KickOnly, "kick-only", false, "run no worker: measure kicking alone (messages stay in the broker)")
+	fl.BoolVar(&f.opts.Idle, "idle", false, "kick nothing: report plugin start times and the idle RSS of this process and each plugin after --duration")
 	fl.DurationVar(&f.opts.Timeout, "timeout", 10*time.Minute, "bound on the whole run")
 	fl.BoolVar(&f.asJSON, "json", false, "print one JSON object")
 	fl.StringVar(&f.cpuProfile, "cpuprofile", "", "write a CPU profile of this process (the host) to this file")
+	f.changed = fl.Changed
 	return cmd
 }
 
+// kickFlags shape the kicking and make no sense with --idle.
+var kickFlags = []string{"tasks", "concurrency", "payload", "work", "results", "wait-every", "rate", "kick-only"}
+
 // finish checks and completes the options after flag parsing.
 func (f *benchFlags) finish() error {
+	if f.opts.Idle {
+		for _, name := range kickFlags {
+			if f.changed != nil && f.changed(name) {
+				return fmt.Errorf("--idle kicks nothing: drop --%s", name)
+			}
+		}
+		if f.opts.Duration < 0 {
+			return fmt.Errorf("--duration must be ≥ 0, got %v", f.opts.Duration)
+		}
+	}
 	w, err := bench.ParseWork(f.work)
 	if err != nil {
 		return fmt.Errorf("--work: %w", err)
@@ -107,7 +132,7 @@ func runBench(ctx context.Context, g *globals, f *benchFlags) error {
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	f.opts.Logger = g.logger()
-	if isTerminal(g.stderr) && !f.asJSON {
+	if isTerminal(g.stderr) && !f.asJSON && !f.opts.Idle {
 		f.opts.Progress = progressBar(g.stderr)
 	}
 	if f.cpuProfile != "" {

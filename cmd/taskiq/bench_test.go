@@ -74,10 +74,31 @@ func TestBenchFlagErrors(t *testing.T) {
 		{[]string{"--rate", "100"}, "--rate needs --duration"},
 		{[]string{"--wait-every", "0"}, "--wait-every"},
 		{[]string{"--results", "--kick-only"}, "drop --kick-only"},
+		{[]string{"--idle", "--tasks", "10"}, "--idle kicks nothing: drop --tasks"},
+		{[]string{"--idle", "--rate", "10", "--duration", "1s"}, "drop --rate"},
+		{[]string{"--idle", "--results"}, "drop --results"},
+		{[]string{"--idle", "--kick-only"}, "drop --kick-only"},
+		{[]string{"--idle", "--work", "sleep:1ms"}, "drop --work"},
+		{[]string{"--idle", "--duration", "-1s"}, "--duration must be ≥ 0"},
 	} {
 		_, err := parseBenchFlags(t, tc.args...)
 		require.ErrorContains(t, err, tc.want, "args %v", tc.args)
 	}
+}
+
+func TestBenchIdleFlags(t *testing.T) {
+	t.Parallel()
+	f, err := parseBenchFlags(t, "--idle", "-c", "x.hcl", "--duration", "2s", "--max-async-tasks", "64", "--json")
+	require.NoError(t, err)
+	require.True(t, f.opts.Idle)
+	require.Equal(t, "x.hcl", f.opts.Config)
+	require.Equal(t, 2*time.Second, f.opts.Duration)
+	require.Equal(t, 64, f.opts.MaxAsyncTasks)
+	require.True(t, f.asJSON)
+
+	f, err = parseBenchFlags(t)
+	require.NoError(t, err)
+	require.False(t, f.opts.Idle, "idle is not the default mode")
 }
 
 // benchReport mirrors the JSON fields the test checks.
@@ -97,12 +118,18 @@ type benchReport struct {
 		Count         int
 		P50, P95, P99 float64
 	} `json:"latency_result"`
-	Processes []struct {
+	LoadMS        float64 `json:"load_ms"`
+	WorkerReadyMS float64 `json:"worker_ready_ms"`
+	IdleSeconds   float64 `json:"idle_seconds"`
+	Processes     []struct {
 		PID        int     `json:"pid"`
 		Name       string  `json:"name"`
 		Role       string  `json:"role"`
+		Plugin     string  `json:"plugin"`
+		StartMS    float64 `json:"start_ms"`
 		CPUSeconds float64 `json:"cpu_seconds"`
 		PeakRSSMB  float64 `json:"peak_rss_mb"`
+		RSSMB      float64 `json:"rss_mb"`
 	} `json:"processes"`
 }
 
@@ -148,8 +175,83 @@ worker { max_async_tasks = 32 }
 	for _, p := range rep.Processes {
 		require.Positive(t, p.PID)
 		require.Positive(t, p.PeakRSSMB)
+		require.Positive(t, p.RSSMB)
 		require.GreaterOrEqual(t, p.CPUSeconds, 0.0)
 	}
+	require.Positive(t, rep.LoadMS)
+	require.ElementsMatch(t, []string{"", "broker.default", "result_backend.default"},
+		[]string{rep.Processes[0].Plugin, rep.Processes[1].Plugin, rep.Processes[2].Plugin})
+	for _, p := range rep.Processes[1:] {
+		require.Positive(t, p.StartMS, p.Plugin)
+	}
+}
+
+func TestBenchIdleReportsEveryPluginProcess(t *testing.T) {
+	dir := builtPlugins(t)
+	path := writeConfig(t, `plugin_dir = "`+dir+`"
+broker "default" { plugin = "taskiq-inmemory" }
+result_backend "default" { plugin = "taskiq-inmemory" }
+middleware "retry" { plugin = "taskiq-retry-middleware" }
+`)
+	code, out, errOut := runCLI("bench", "--idle", "-c", path, "--duration", "300ms", "--json", "--timeout", "2m")
+	require.Equal(t, 0, code, errOut)
+
+	var rep benchReport
+	dec := json.NewDecoder(bytes.NewReader([]byte(out)))
+	require.NoError(t, dec.Decode(&rep), out)
+	require.False(t, dec.More(), "--json prints exactly one object")
+	require.Equal(t, "idle", rep.Mode)
+	require.Zero(t, rep.Kicked, "an idle run kicks nothing")
+	require.Zero(t, rep.Executed)
+	require.Positive(t, rep.LoadMS)
+	require.Positive(t, rep.WorkerReadyMS)
+	require.GreaterOrEqual(t, rep.IdleSeconds, 0.3)
+	for _, field := range []string{`"load_ms"`, `"worker_ready_ms"`, `"idle_seconds"`, `"rss_mb"`, `"peak_rss_mb"`, `"start_ms"`, `"plugin"`} {
+		require.Contains(t, out, field)
+	}
+
+	// The host, then one entry per plugin process: broker, result backend
+	// and middleware each run in their own.
+	require.Len(t, rep.Processes, 4)
+	host := rep.Processes[0]
+	require.Equal(t, "host", host.Role)
+	require.Empty(t, host.Plugin)
+	require.Zero(t, host.StartMS)
+	plugins := map[string]string{}
+	pids := map[int]bool{host.PID: true}
+	for _, p := range rep.Processes[1:] {
+		require.Equal(t, "plugin", p.Role)
+		require.Positive(t, p.StartMS, p.Plugin)
+		plugins[p.Plugin] = p.Name
+		require.False(t, pids[p.PID], "pid %d reported twice", p.PID)
+		pids[p.PID] = true
+	}
+	require.Equal(t, map[string]string{
+		"broker.default":         "taskiq-inmemory",
+		"result_backend.default": "taskiq-inmemory",
+		"middleware.retry":       "taskiq-retry-middleware",
+	}, plugins)
+	for _, p := range rep.Processes {
+		require.Positive(t, p.PID)
+		require.Positive(t, p.RSSMB, p.Name)
+		require.Positive(t, p.PeakRSSMB, p.Name)
+		require.GreaterOrEqual(t, p.CPUSeconds, 0.0)
+	}
+}
+
+func TestBenchIdleText(t *testing.T) {
+	dir := builtPlugins(t)
+	path := writeConfig(t, `plugin_dir = "`+dir+`"
+broker "default" { plugin = "taskiq-inmemory" }
+`)
+	code, out, errOut := runCLI("bench", "--idle", "-c", path, "--duration", "100ms", "--timeout", "2m")
+	require.Equal(t, 0, code, errOut)
+	require.Contains(t, out, "idle mode")
+	require.Contains(t, out, "core.Load")
+	require.Contains(t, out, "1 plugin process started")
+	require.Contains(t, out, "broker.default")
+	require.Contains(t, out, "rss")
+	require.NotContains(t, out, "kicks/s")
 }
 
 func TestBenchOpenLoopAndText(t *testing.T) {

@@ -2,8 +2,10 @@
 // plugin as a child process, as in production), runs a worker in this
 // process, kicks a benchmark task and reports kick and task throughput,
 // latency percentiles, and the CPU time and peak memory of the host and of
-// every plugin process. `taskiq bench` is its command line; the comparison
-// with other queues in bench/ runs that command.
+// every plugin process. Its idle mode kicks nothing and reports how long
+// each plugin took to start and the resident memory of an idle worker host
+// and its plugins. `taskiq bench` is its command line; the comparison with
+// other queues in bench/ runs that command.
 package bench
 
 import (
@@ -108,9 +110,15 @@ type Options struct {
 	// WaitEvery picks which tasks get a waiter with Results (default 1: all).
 	WaitEvery int
 	// Rate > 0 kicks open-loop at Rate tasks per second for Duration. With
-	// Rate 0, Duration (if set) caps a closed-loop run.
+	// Rate 0, Duration (if set) caps a closed-loop run. With Idle it is the
+	// idle wait (default 5s).
 	Rate     float64
 	Duration time.Duration
+	// Idle kicks nothing: the worker starts, waits Duration, and the report
+	// has each plugin's start time and the resident memory of every process.
+	// The worker still takes what arrives on its queue: use a queue nobody
+	// else kicks to.
+	Idle bool
 	// MaxAsyncTasks overrides the worker block's max_async_tasks.
 	MaxAsyncTasks int
 	// KickOnly measures kicking alone: no worker runs, messages stay queued.
@@ -143,7 +151,7 @@ type Latency struct {
 type Report struct {
 	Config        string  `json:"config"`
 	Brokers       string  `json:"broker"`
-	Mode          string  `json:"mode"` // closed, open or kick-only
+	Mode          string  `json:"mode"` // closed, open, kick-only or idle
 	Planned       int64   `json:"planned"`
 	Kicked        int64   `json:"kicked"`
 	Executed      int64   `json:"executed"`
@@ -162,6 +170,15 @@ type Report struct {
 	TasksPerSec float64 `json:"tasks_per_sec"`
 	// ResultSeconds runs from the first kick to the last awaited result.
 	ResultSeconds float64 `json:"result_seconds,omitempty"`
+	// LoadMS is the time core.Load took: reading taskiq.hcl and starting
+	// and configuring every plugin process, one after another.
+	LoadMS float64 `json:"load_ms"`
+	// WorkerReadyMS (idle mode) runs from starting the worker to its
+	// delivery stream being open.
+	WorkerReadyMS float64 `json:"worker_ready_ms,omitempty"`
+	// IdleSeconds (idle mode) is how long the ready worker waited before
+	// memory was read.
+	IdleSeconds float64 `json:"idle_seconds,omitempty"`
 	// LatencyStart is kick call → task function entered.
 	LatencyStart *Latency `json:"latency_start,omitempty"`
 	// LatencyResult is kick call → WaitResult returned the result.
@@ -170,7 +187,8 @@ type Report struct {
 	// result save (batched) plus the notification to the waiter.
 	LatencyVisible *Latency `json:"latency_visible,omitempty"`
 	// Processes is the host (this process) and every plugin process, with
-	// CPU used from just before the first kick to the end of the run.
+	// CPU used from just before the first kick to the end of the run (idle
+	// mode: during the idle wait).
 	Processes       []ProcStat `json:"processes"`
 	TotalCPUSeconds float64    `json:"total_cpu_seconds"`
 	NumCPU          int        `json:"num_cpu"`
@@ -208,6 +226,16 @@ func (o *Options) defaults() error {
 	}
 	if o.Rate > 0 && o.Duration <= 0 {
 		return errors.New("--rate needs --duration (for example --rate 1000 --duration 10s)")
+	}
+	if o.Idle {
+		switch {
+		case o.Rate > 0, o.KickOnly, o.Results:
+			return errors.New("--idle kicks nothing: drop --rate, --kick-only and --results")
+		case o.Duration < 0:
+			return errors.New("--duration must be ≥ 0")
+		case o.Duration == 0:
+			o.Duration = DefaultIdle
+		}
 	}
 	if o.Logger == nil {
 		o.Logger = hclog.New(&hclog.LoggerOptions{Name: "taskiq", Level: hclog.Warn})
@@ -301,15 +329,20 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	ctx, cancelAll := context.WithTimeout(ctx, opts.Timeout)
 	defer cancelAll()
 
+	loadBegin := time.Now()
 	app, err := core.Load(ctx, opts.Config, core.WithLogger(opts.Logger))
 	if err != nil {
 		return nil, err
 	}
+	loadTime := time.Since(loadBegin)
 	defer func() {
 		cctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 		defer cancel()
 		_ = app.Close(cctx)
 	}()
+	if opts.Idle {
+		return runIdle(ctx, opts, app, loadTime)
+	}
 
 	r := &run{opts: opts, planned: opts.planned(), done: make(chan struct{})}
 	r.seen = make([]atomic.Uint32, r.planned)
@@ -331,27 +364,13 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	defer cancelRun()
 	r.cancel = cancelRun
 
-	wo := app.WorkerDefaults()
-	if opts.MaxAsyncTasks > 0 {
-		wo.MaxAsyncTasks = opts.MaxAsyncTasks
-	}
-	if wo.MaxAsyncTasks <= 0 {
-		wo.MaxAsyncTasks = 100
-	}
-	wo.ShutdownTimeout = 10 * time.Second
+	wo := workerOptions(app, opts)
 	workerDone := make(chan error, 1)
 	workerCtx, stopWorker := context.WithCancel(ctx)
 	defer stopWorker()
 	if !opts.KickOnly {
-		ready := make(chan struct{})
-		wo.Ready = func() { close(ready) }
-		go func() { workerDone <- app.RunWorker(workerCtx, wo) }()
-		select {
-		case <-ready:
-		case err := <-workerDone:
-			return nil, fmt.Errorf("worker stopped before it was ready: %w", err)
-		case <-ctx.Done():
-			return nil, fmt.Errorf("worker not ready within --timeout %v: %w", opts.Timeout, ctx.Err())
+		if err := startWorker(ctx, workerCtx, app, wo, opts, workerDone); err != nil {
+			return nil, err
 		}
 	}
 
@@ -429,6 +448,8 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	}
 
 	rep := r.report(kickEnd, before, after)
+	labelPlugins(rep.Processes, app.PluginProcesses())
+	rep.LoadMS = msDur(loadTime)
 	rep.Config = opts.Config
 	rep.Brokers = strings.Join(app.BrokerNames(), ",")
 	rep.MaxAsyncTasks = wo.MaxAsyncTasks
@@ -614,8 +635,14 @@ func summarize(ns []int64) *Latency {
 
 func ms(ns int64) float64 { return math.Round(float64(ns)/1e3) / 1e3 }
 
+func msDur(d time.Duration) float64 { return ms(int64(d)) }
+
 // WriteText prints the report for people.
 func (rep *Report) WriteText(w io.Writer) {
+	if rep.Mode == "idle" {
+		rep.writeIdleText(w)
+		return
+	}
 	fmt.Fprintf(w, "config        %s (broker %s), %s mode, work %s, payload %d B\n", rep.Config, rep.Brokers, rep.Mode, rep.Work, rep.PayloadBytes)
 	fmt.Fprintf(w, "tasks         %d kicked of %d planned, %d executed, %d duplicate executions\n", rep.Kicked, rep.Planned, rep.Executed, rep.Duplicates)
 	fmt.Fprintf(w, "kicks         %.0f kicks/s (%d kicking goroutines, %.3fs)\n", rep.KicksPerSec, rep.Concurrency, rep.KickSeconds)
@@ -637,5 +664,40 @@ func (rep *Report) WriteText(w io.Writer) {
 	fmt.Fprintf(w, "  total cpu %.2fs\n", rep.TotalCPUSeconds)
 	if rep.CPUPressure > 5 {
 		fmt.Fprintf(w, "warning: CPU pressure was %.0f%% before the run (/proc/pressure/cpu): other work competed for the CPUs\n", rep.CPUPressure)
+	}
+}
+
+// workerOptions are the worker settings of a benchmark run: taskiq.hcl's,
+// with --max-async-tasks applied (100 when neither sets it).
+func workerOptions(app *core.App, opts Options) core.WorkerOptions {
+	wo := app.WorkerDefaults()
+	if opts.MaxAsyncTasks > 0 {
+		wo.MaxAsyncTasks = opts.MaxAsyncTasks
+	}
+	if wo.MaxAsyncTasks <= 0 {
+		wo.MaxAsyncTasks = 100
+	}
+	wo.ShutdownTimeout = 10 * time.Second
+	return wo
+}
+
+// startWorker runs the worker in the background, its result going to done,
+// and waits until it is ready.
+func startWorker(ctx, workerCtx context.Context, app *core.App, wo core.WorkerOptions, opts Options, done chan<- error) error {
+	ready := make(chan struct{})
+	wo.Ready = func() { close(ready) }
+	exited := make(chan error, 1)
+	go func() {
+		err := app.RunWorker(workerCtx, wo)
+		exited <- err
+		done <- err
+	}()
+	select {
+	case <-ready:
+		return nil
+	case err := <-exited:
+		return fmt.Errorf("worker stopped before it was ready: %w", err)
+	case <-ctx.Done():
+		return fmt.Errorf("worker not ready within --timeout %v: %w", opts.Timeout, ctx.Err())
 	}
 }

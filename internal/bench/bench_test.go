@@ -2,10 +2,13 @@ package bench
 
 import (
 	"os"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/taskiq-go/taskiq/core"
 )
 
 func TestParseWork(t *testing.T) {
@@ -98,4 +101,79 @@ func TestDiffSnapshots(t *testing.T) {
 	require.Equal(t, "a", got[1].Name)
 	require.Equal(t, 0.1, got[1].CPUSeconds, "a process born during the run counts from zero")
 	require.Equal(t, "b", got[2].Name)
+}
+
+func TestSnapshotReadsCurrentRSS(t *testing.T) {
+	t.Parallel()
+	self := snapshot()[os.Getpid()]
+	require.Positive(t, self.RSSMB)
+	require.GreaterOrEqual(t, self.PeakRSSMB, self.RSSMB, "the peak is never below the current resident set")
+}
+
+func TestStatusMB(t *testing.T) {
+	t.Parallel()
+	status := []byte("Name:\ttaskiq\nVmHWM:\t   20480 kB\nVmRSS:\t   10240 kB\n")
+	require.Equal(t, 20.0, statusMB(status, "VmHWM:"))
+	require.Equal(t, 10.0, statusMB(status, "VmRSS:"))
+	require.Equal(t, 0.0, statusMB(status, "VmSwap:"))
+}
+
+func TestOptionsDefaultsIdle(t *testing.T) {
+	t.Parallel()
+	o := Options{Idle: true}
+	require.NoError(t, o.defaults())
+	require.Equal(t, DefaultIdle, o.Duration)
+	o = Options{Idle: true, Duration: 2 * time.Second}
+	require.NoError(t, o.defaults())
+	require.Equal(t, 2*time.Second, o.Duration)
+	for _, o := range []Options{
+		{Idle: true, KickOnly: true},
+		{Idle: true, Results: true},
+		{Idle: true, Rate: 10, Duration: time.Second},
+		{Idle: true, Duration: -time.Second},
+	} {
+		require.Error(t, o.defaults(), "%+v", o)
+	}
+}
+
+func TestLabelPlugins(t *testing.T) {
+	t.Parallel()
+	ps := []ProcStat{{PID: 1, Role: "host"}, {PID: 7, Role: "plugin"}, {PID: 9, Role: "plugin"}}
+	labelPlugins(ps, []core.PluginProcess{
+		{Kind: "broker", Name: "default", PID: 7, StartDuration: 12500 * time.Microsecond},
+		{Kind: "result_backend", Name: "default", PID: 0},
+	})
+	require.Empty(t, ps[0].Plugin)
+	require.Equal(t, "broker.default", ps[1].Plugin)
+	require.Equal(t, 12.5, ps[1].StartMS)
+	require.Empty(t, ps[2].Plugin, "a process the App did not start stays unlabelled")
+}
+
+func TestIdleReportText(t *testing.T) {
+	t.Parallel()
+	rep := &Report{
+		Config: "taskiq.hcl", Brokers: "default", Mode: "idle", IdleSeconds: 5, LoadMS: 40,
+		WorkerReadyMS: 1.5, MaxAsyncTasks: 100, NumCPU: 2, GoVersion: "go1",
+		Processes: []ProcStat{
+			{PID: 1, Name: "taskiq", Role: "host", RSSMB: 14, PeakRSSMB: 16},
+			{PID: 2, Name: "taskiq-inmemory", Role: "plugin", Plugin: "broker.default", StartMS: 18.5, RSSMB: 9, PeakRSSMB: 9},
+			{PID: 3, Name: "taskiq-inmemory", Role: "plugin", Plugin: "result_backend.default", StartMS: 17.5, RSSMB: 8, PeakRSSMB: 8},
+		},
+	}
+	var b strings.Builder
+	rep.WriteText(&b)
+	out := b.String()
+	require.Contains(t, out, "idle mode")
+	require.Contains(t, out, "core.Load 40.0 ms (2 plugin processes started one after another, 36.0 ms of it)")
+	require.Contains(t, out, "broker.default")
+	require.Contains(t, out, "start   18.5 ms")
+	require.Contains(t, out, "rss   14.0 MB")
+	require.Contains(t, out, "total rss 31.0 MB")
+	require.NotContains(t, out, "kicks/s", "an idle run kicks nothing")
+	require.NotContains(t, out, "was not idle")
+
+	rep.Executed = 3
+	b.Reset()
+	rep.WriteText(&b)
+	require.Contains(t, b.String(), "3 benchmark tasks arrived and ran during the idle wait")
 }

@@ -14,17 +14,27 @@ import (
 // needs cgo (sysconf), so it is a constant.
 const clockTicks = 100
 
-// ProcStat is one process's CPU time and peak memory as read from /proc.
+// ProcStat is one process's CPU time and memory as read from /proc.
 type ProcStat struct {
 	PID int `json:"pid"`
 	// Name is the executable's base name (the plugin binary for a plugin).
 	Name string `json:"name"`
 	// Role is "host" for this process, "plugin" for a child process.
 	Role string `json:"role"`
+	// Plugin is the taskiq.hcl block a plugin process serves, as
+	// "<kind>.<name>" (broker.default); empty for the host.
+	Plugin string `json:"plugin,omitempty"`
+	// StartMS is how long a plugin process took from launch to configured
+	// and ready (binary checks, handshake, Info and Configure).
+	StartMS float64 `json:"start_ms,omitempty"`
 	// CPUSeconds is user+system CPU time used during the measured phase.
 	CPUSeconds float64 `json:"cpu_seconds"`
 	// PeakRSSMB is VmHWM: the largest resident set the process ever had.
 	PeakRSSMB float64 `json:"peak_rss_mb"`
+	// RSSMB is VmRSS: the resident set when read, at the end of the run
+	// (idle mode: after the idle wait, the host after a GC that returned
+	// free memory to the OS).
+	RSSMB float64 `json:"rss_mb"`
 	// cpuTicks is the cumulative utime+stime at the time of reading.
 	cpuTicks int64
 }
@@ -59,14 +69,21 @@ func readProc(pid int) (ProcStat, int, error) {
 		st.Name = s[start+1 : end]
 	}
 	if status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid)); err == nil {
-		for _, line := range strings.Split(string(status), "\n") {
-			if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
-				kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
-				st.PeakRSSMB = kb / 1024
-			}
-		}
+		st.PeakRSSMB, st.RSSMB = statusMB(status, "VmHWM:"), statusMB(status, "VmRSS:")
 	}
 	return st, ppid, nil
+}
+
+// statusMB reads a "kB" field of /proc/<pid>/status (VmRSS:, VmHWM:) in MB;
+// 0 when it is absent.
+func statusMB(status []byte, field string) float64 {
+	for _, line := range strings.Split(string(status), "\n") {
+		if v, ok := strings.CutPrefix(line, field); ok {
+			kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
+			return kb / 1024
+		}
+	}
+	return 0
 }
 
 // descendants returns the pids of every live process below root, found by

@@ -277,9 +277,10 @@ func writeJSONString(buf *bytes.Buffer, s string) {
 	buf.Write(b)
 }
 
-// UnmarshalJSON implements json.Unmarshaler with DecodeMessage's rules.
+// UnmarshalJSON implements json.Unmarshaler with DecodeMessage's rules. It
+// copies b, as json.Unmarshaler requires.
 func (m *Message) UnmarshalJSON(b []byte) error {
-	d, err := DecodeMessage(b)
+	d, err := DecodeMessage(bytes.Clone(b))
 	if err != nil {
 		return err
 	}
@@ -290,6 +291,10 @@ func (m *Message) UnmarshalJSON(b []byte) error {
 // DecodeMessage parses a message body. It accepts any valid JSON spelling,
 // labels with or without a labels_types entry, and a missing or null
 // labels_types. Errors wrap ErrMalformed and say what is wrong.
+//
+// The message's Args and Kwargs values may be slices of b, not copies: b
+// must not be modified while the message is in use. (A delivery's body is
+// never modified, so the worker decodes it in place.)
 func DecodeMessage(b []byte) (*Message, error) {
 	if m, ok := decodeMessageFast(b); ok {
 		return m, nil

@@ -1,6 +1,7 @@
 package wire_test
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"math"
@@ -379,4 +380,22 @@ func BenchmarkDecodeMessage(b *testing.B) {
 			}
 		})
 	}
+}
+
+// DecodeMessage may slice args out of the body; appending to one must not
+// overwrite the next, and UnmarshalJSON, whose caller may reuse its buffer,
+// keeps nothing of it.
+func TestDecodedArgsDoNotShareWritableMemory(t *testing.T) {
+	t.Parallel()
+	body := []byte(`{"task_id":"a","task_name":"b","args":[1,2],"kwargs":{"k":3}}`)
+	m, err := wire.DecodeMessage(body)
+	require.NoError(t, err)
+	_ = append(m.Args[0], '9', '9')
+	require.Equal(t, "2", string(m.Args[1]))
+
+	var u wire.Message
+	require.NoError(t, json.Unmarshal(body, &u))
+	copy(body, bytes.Repeat([]byte{'x'}, len(body)))
+	require.Equal(t, "1", string(u.Args[0]))
+	require.Equal(t, "3", string(u.Kwargs["k"]))
 }

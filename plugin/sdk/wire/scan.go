@@ -7,7 +7,7 @@ import (
 
 // This file is the fast path of DecodeMessage: a scanner for the layout that
 // taskiq and this package write (six known lowercase keys, integer label
-// types), with no reflection and one copy of the body. Anything it is not sure about (an unknown or escaped key, a duplicate
+// types), with no reflection and no copy of the body. Anything it is not sure about (an unknown or escaped key, a duplicate
 // field, an escape or invalid UTF-8 in task_id or task_name, nesting deeper
 // than maxScanDepth) makes it give up, and DecodeMessage decodes the body
 // with encoding/json instead. The fuzz test checks that whenever the fast
@@ -25,11 +25,13 @@ type scanner struct {
 // decodeMessageFast returns the message and true, or false when the body
 // must go through encoding/json.
 func decodeMessageFast(body []byte) (*Message, bool) {
-	// One copy: args, kwargs and strings are sliced out of it, as
-	// encoding/json copies them out of the caller's buffer.
-	s := scanner{b: append([]byte(nil), body...)}
+	// Args, kwargs and raw labels are slices of body (DecodeMessage's
+	// contract); strings are copies.
+	s := scanner{b: body}
 	var (
 		m      Message
+		labBuf [8]rawLabel // labels and types of a typical message stay on the stack
+		typBuf [8]rawLabel
 		labels []rawLabel
 		types  []rawLabel
 		seen   uint8
@@ -49,10 +51,10 @@ func decodeMessageFast(body []byte) (*Message, bool) {
 			m.TaskName, ok = s.plainString()
 		case "labels":
 			bit = 4
-			labels, ok = s.labels()
+			labels, ok = s.labels(labBuf[:0])
 		case "labels_types":
 			bit = 8
-			types, ok = s.labelTypes()
+			types, ok = s.labelTypes(typBuf[:0])
 		case "args":
 			bit = 16
 			m.Args, ok = s.args()
@@ -196,13 +198,12 @@ func (s *scanner) key() ([]byte, bool) {
 	return k, ok && s.byte(':')
 }
 
-// labels reads the labels object as raw values, which decodeLabel converts
+// labels reads the labels object into out as raw values, which decodeLabel converts
 // as the encoding/json path does; null means none.
-func (s *scanner) labels() ([]rawLabel, bool) {
+func (s *scanner) labels(out []rawLabel) ([]rawLabel, bool) {
 	if s.null() {
 		return nil, true
 	}
-	out := make([]rawLabel, 0, 4)
 	ok := s.members('{', '}', func() bool {
 		k, ok := s.key()
 		if !ok {
@@ -215,9 +216,8 @@ func (s *scanner) labels() ([]rawLabel, bool) {
 	return out, ok
 }
 
-// labelTypes reads labels_types: small non-negative integers only.
-func (s *scanner) labelTypes() ([]rawLabel, bool) {
-	out := make([]rawLabel, 0, 4)
+// labelTypes reads labels_types into out: small non-negative integers only.
+func (s *scanner) labelTypes(out []rawLabel) ([]rawLabel, bool) {
 	ok := s.members('{', '}', func() bool {
 		k, ok := s.key()
 		if !ok {

@@ -4,8 +4,11 @@ package main
 
 import (
 	"os"
+
+	"github.com/taskiq-go/taskiq/internal/gctune"
 )
 
 func main() {
+	gctune.Apply()
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }

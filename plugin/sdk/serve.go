@@ -15,6 +15,8 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
+
+	"github.com/taskiq-go/taskiq/internal/gctune"
 )
 
 // parentPollInterval is how often a plugin checks that its host is alive.
@@ -39,6 +41,7 @@ func Serve(p Plugin) {
 		fmt.Fprintf(os.Stderr, "%s: this is a taskiq-go plugin; point a broker/result_backend/middleware block of taskiq.hcl at it\n", name)
 		os.Exit(1)
 	}
+	gctune.Apply()
 
 	// The logger must exist before plugin.Serve: Serve replaces os.Stderr,
 	// and only this original stderr reaches the host's logger.

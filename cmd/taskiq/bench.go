@@ -40,7 +40,8 @@ func benchCommand(g *globals, f *benchFlags) *cobra.Command {
 worker in this process, kick a benchmark task and report:
 
   kicks/s, tasks/s end to end (first kick → last task done),
-  latency kick → task start and, with --results, kick → result read by a waiter
+  latency kick → task start and, with --results, kick → result read by a waiter,
+  task done → result read and result saved (post_save) → result read
   (p50/p95/p99), CPU seconds and peak RSS of this process and of each plugin.
 
 Closed loop by default: --concurrency goroutines kick --tasks tasks as fast as

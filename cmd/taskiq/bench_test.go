@@ -118,6 +118,10 @@ type benchReport struct {
 		Count         int
 		P50, P95, P99 float64
 	} `json:"latency_result"`
+	SavedVisible *struct {
+		Count         int
+		P50, P95, P99 float64
+	} `json:"latency_saved_visible"`
 	LoadMS        float64 `json:"load_ms"`
 	WorkerReadyMS float64 `json:"worker_ready_ms"`
 	IdleSeconds   float64 `json:"idle_seconds"`
@@ -158,9 +162,9 @@ worker { max_async_tasks = 32 }
 	for _, l := range []*struct {
 		Count         int
 		P50, P95, P99 float64
-	}{rep.Start, rep.Result} {
+	}{rep.Start, rep.Result, rep.SavedVisible} {
 		require.NotNil(t, l)
-		require.Equal(t, 200, l.Count)
+		require.Equal(t, 200, l.Count, "every task has each latency, saved → visible included")
 		require.GreaterOrEqual(t, l.P50, 0.0)
 		require.LessOrEqual(t, l.P50, l.P95)
 		require.LessOrEqual(t, l.P95, l.P99)

@@ -16,6 +16,7 @@ import (
 	"math"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -24,6 +25,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/taskiq-go/taskiq/core"
+	"github.com/taskiq-go/taskiq/plugin/sdk/wire"
 )
 
 // TaskName is the name the benchmark task is registered under.
@@ -186,6 +188,11 @@ type Report struct {
 	// LatencyVisible is task function returned → WaitResult returned: the
 	// result save (batched) plus the notification to the waiter.
 	LatencyVisible *Latency `json:"latency_visible,omitempty"`
+	// LatencySavedVisible is result saved (the worker's post_save hook ran)
+	// → WaitResult returned: the notification path alone, DESIGN.md §9's
+	// "visible to a waiter within 1 ms of being saved". 0 when the waiter
+	// woke before the worker heard the save succeeded.
+	LatencySavedVisible *Latency `json:"latency_saved_visible,omitempty"`
 	// Processes is the host (this process) and every plugin process, with
 	// CPU used from just before the first kick to the end of the run (idle
 	// mode: during the idle wait).
@@ -262,6 +269,8 @@ type run struct {
 	startLat   []int64         // per task index, ns; written by the first execution
 	resultLat  []int64         // per task index, ns; -1 = not awaited
 	visibleLat []int64
+	visibleAt  []int64        // per task index: ns since base when WaitResult returned
+	savedAt    []atomic.Int64 // per task index: ns since base when post_save ran; 0 = not yet
 
 	kicked     atomic.Int64
 	executed   atomic.Int64
@@ -301,6 +310,21 @@ func storeMax(v *atomic.Int64, x int64) {
 	}
 }
 
+// saveClock is a post_save middleware that records when each benchmark
+// task's result was saved, for the saved → visible latency.
+type saveClock struct{ r *run }
+
+func (c saveClock) PostSave(_ context.Context, msg *wire.Message, _ *wire.Result) error {
+	if msg.TaskName != TaskName || len(msg.Args) == 0 {
+		return nil
+	}
+	idx, err := strconv.ParseInt(string(msg.Args[0]), 10, 64)
+	if err == nil && idx >= 0 && idx < c.r.planned {
+		c.r.savedAt[idx].CompareAndSwap(0, c.r.since())
+	}
+	return nil
+}
+
 // task is the benchmark task: idx identifies the kick, at is its time.
 func (r *run) task(ctx context.Context, idx, at int64, _ string) (int64, error) {
 	now := r.since()
@@ -329,8 +353,13 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	ctx, cancelAll := context.WithTimeout(ctx, opts.Timeout)
 	defer cancelAll()
 
+	r := &run{opts: opts, planned: opts.planned(), done: make(chan struct{})}
+	loadOpts := []core.Option{core.WithLogger(opts.Logger)}
+	if opts.Results && !opts.Idle {
+		loadOpts = append(loadOpts, core.WithMiddleware(saveClock{r}))
+	}
 	loadBegin := time.Now()
-	app, err := core.Load(ctx, opts.Config, core.WithLogger(opts.Logger))
+	app, err := core.Load(ctx, opts.Config, loadOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -344,13 +373,14 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		return runIdle(ctx, opts, app, loadTime)
 	}
 
-	r := &run{opts: opts, planned: opts.planned(), done: make(chan struct{})}
 	r.seen = make([]atomic.Uint32, r.planned)
 	r.startLat = make([]int64, r.planned)
 	r.target.Store(math.MaxInt64)
 	if opts.Results {
 		r.resultLat = make([]int64, r.planned)
 		r.visibleLat = make([]int64, r.planned)
+		r.visibleAt = make([]int64, r.planned)
+		r.savedAt = make([]atomic.Int64, r.planned)
 		for i := range r.resultLat {
 			r.resultLat[i], r.visibleLat[i] = -1, -1
 		}
@@ -403,6 +433,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 				now := r.since()
 				r.resultLat[idx] = now - at
 				r.visibleLat[idx] = now - res.ReturnValue
+				r.visibleAt[idx] = now
 				storeMax(&r.lastResult, now)
 				r.results.Add(1)
 			}()
@@ -588,7 +619,7 @@ func (r *run) report(kickEnd int64, before, after map[int]ProcStat) *Report {
 	if end := r.lastResult.Load(); end > 0 {
 		rep.ResultSeconds = float64(end) / 1e9
 	}
-	var start, res, vis []int64
+	var start, res, vis, saved []int64
 	for i := range r.planned {
 		if r.seen[i].Load() == 0 {
 			continue
@@ -597,11 +628,17 @@ func (r *run) report(kickEnd int64, before, after map[int]ProcStat) *Report {
 		if o.Results && r.resultLat[i] >= 0 {
 			res = append(res, r.resultLat[i])
 			vis = append(vis, r.visibleLat[i])
+			if at := r.savedAt[i].Load(); at > 0 {
+				// The waiter can wake before the host hears that the save
+				// succeeded: visible at once.
+				saved = append(saved, max(0, r.visibleAt[i]-at))
+			}
 		}
 	}
 	rep.LatencyStart = summarize(start)
 	rep.LatencyResult = summarize(res)
 	rep.LatencyVisible = summarize(vis)
+	rep.LatencySavedVisible = summarize(saved)
 	rep.Processes = diffSnapshots(before, after)
 	for _, p := range rep.Processes {
 		rep.TotalCPUSeconds += p.CPUSeconds
@@ -657,6 +694,7 @@ func (rep *Report) WriteText(w io.Writer) {
 	lat("kick→start", rep.LatencyStart)
 	lat("kick→result", rep.LatencyResult)
 	lat("done→visible", rep.LatencyVisible)
+	lat("saved→visible", rep.LatencySavedVisible)
 	fmt.Fprintf(w, "processes     %d CPUs, %s; CPU seconds from first kick to end, peak RSS:\n", rep.NumCPU, rep.GoVersion)
 	for _, p := range rep.Processes {
 		fmt.Fprintf(w, "  %-6s %-24s pid %-7d cpu %7.2fs  peak rss %7.1f MB\n", p.Role, p.Name, p.PID, p.CPUSeconds, p.PeakRSSMB)

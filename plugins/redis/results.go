@@ -53,6 +53,21 @@ func (r *resultBackend) key(taskID string) string {
 // resultChannel is the pub/sub channel announcing that key was stored.
 func resultChannel(key string) string { return "taskiq:result:" + key }
 
+// maxNotifyBody is the largest result sent in its notification; a larger
+// one is announced with the token "1" and read with GET.
+const maxNotifyBody = 16 << 10
+
+// notification is what SetResults publishes for a result: the result itself
+// when it is small, so a waiter needs no GET (one round trip less between
+// the save and the waiter), else "1". A result body is a JSON object, never
+// "1".
+func notification(body []byte) any {
+	if len(body) > 0 && len(body) <= maxNotifyBody {
+		return body
+	}
+	return "1"
+}
+
 // SetResults stores the batch and announces each result, in one round trip
 // (two in a cluster).
 //
@@ -71,7 +86,7 @@ func (r *resultBackend) SetResults(ctx context.Context, results []sdk.StoredResu
 	for _, res := range results {
 		pipe.Set(ctx, r.key(res.TaskID), res.Body, r.opts.ttl)
 		if !cluster {
-			pipe.Publish(ctx, resultChannel(r.key(res.TaskID)), "1")
+			pipe.Publish(ctx, resultChannel(r.key(res.TaskID)), notification(res.Body))
 		}
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
@@ -82,7 +97,7 @@ func (r *resultBackend) SetResults(ctx context.Context, results []sdk.StoredResu
 	}
 	pipe = r.client.Pipeline()
 	for _, res := range results {
-		pipe.Publish(ctx, resultChannel(r.key(res.TaskID)), "1")
+		pipe.Publish(ctx, resultChannel(r.key(res.TaskID)), notification(res.Body))
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
 		// The results are stored; waiters find them at their next poll.
@@ -171,7 +186,12 @@ func (r *resultBackend) WaitResult(ctx context.Context, taskID string) ([]byte, 
 		}
 		t.Reset(r.opts.pollFallback)
 		select {
-		case <-w.fired:
+		case body := <-w.fired:
+			// The notification carries the result; with keep_results off
+			// GetResult must read it, to delete it.
+			if r.opts.keepResults && body != "1" && body != "" {
+				return []byte(body), nil
+			}
 		case <-t.C:
 		case <-ctx.Done():
 			return nil, ctx.Err()
@@ -204,7 +224,7 @@ type notifier struct {
 type waiter struct {
 	channel string
 	live    chan struct{} // closed once the subscription is confirmed
-	fired   chan struct{} // receives a token per notification
+	fired   chan string   // receives each notification's payload (see notification)
 	isLive  bool
 }
 
@@ -214,7 +234,7 @@ func newNotifier(client redis.UniversalClient, log hclog.Logger) *notifier {
 }
 
 func (n *notifier) subscribe(channel string) *waiter {
-	w := &waiter{channel: channel, live: make(chan struct{}), fired: make(chan struct{}, 1)}
+	w := &waiter{channel: channel, live: make(chan struct{}), fired: make(chan string, 1)}
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.closed {
@@ -278,7 +298,7 @@ func (n *notifier) run(ps *redis.PubSub) {
 		case *redis.Message:
 			for w := range n.waiters[m.Channel] {
 				select {
-				case w.fired <- struct{}{}:
+				case w.fired <- m.Payload:
 				default:
 				}
 			}

@@ -30,6 +30,7 @@ func TestResultBackend(t *testing.T) {
 		"TTL":                testResultTTL,
 		"Progress":           testResultProgress,
 		"WaitNotified":       testWaitNotified,
+		"WaitTakesNotified":  testWaitTakesNotifiedResult,
 		"WaitAlreadyStored":  testWaitAlreadyStored,
 		"WaitPollFallback":   testWaitPollFallback,
 		"WaitManyConcurrent": testWaitManyConcurrent,
@@ -145,19 +146,9 @@ func testWaitNotified(t *testing.T, e *testEnv) {
 	r := e.results(t, map[string]any{"poll_fallback": "1h"})
 	w := e.results(t, nil)
 	id := taskID(e)
-	got := make(chan []byte, 1)
-	go func() {
-		b, err := r.WaitResult(ctxT(t), id)
-		if err == nil {
-			got <- b
-		}
-	}()
 	// Store once the waiter is subscribed (otherwise the test could pass
 	// through the initial read alone).
-	require.Eventually(t, func() bool {
-		n, err := e.rdb.PubSubNumSub(ctxT(t), resultChannel(id)).Result()
-		return err == nil && n[resultChannel(id)] == 1
-	}, 10*time.Second, 5*time.Millisecond)
+	got := waitSubscribed(t, e, r, id)
 	require.NoError(t, w.SetResults(ctxT(t), []sdk.StoredResult{{TaskID: id, Body: []byte(`"done"`)}}))
 	select {
 	case b := <-got:
@@ -165,6 +156,56 @@ func testWaitNotified(t *testing.T, e *testEnv) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("WaitResult was not woken by the notification")
 	}
+}
+
+// waitSubscribed starts WaitResult on r and returns once its subscription
+// is live on the server.
+func waitSubscribed(t *testing.T, e *testEnv, r *resultBackend, id string) <-chan []byte {
+	t.Helper()
+	got := make(chan []byte, 1)
+	go func() {
+		b, err := r.WaitResult(ctxT(t), id)
+		if err == nil {
+			got <- b
+		}
+	}()
+	require.Eventually(t, func() bool {
+		n, err := e.rdb.PubSubNumSub(ctxT(t), resultChannel(id)).Result()
+		return err == nil && n[resultChannel(id)] == 1
+	}, 10*time.Second, 5*time.Millisecond)
+	return got
+}
+
+// A notification carries a small result: the waiter returns it without a
+// GET. Published here with nothing stored, the waiter can only have it from
+// the notification. With keep_results off the waiter must GETDEL, so it
+// ignores the payload and returns what is stored.
+func testWaitTakesNotifiedResult(t *testing.T, e *testEnv) {
+	r := e.results(t, map[string]any{"poll_fallback": "1h"})
+	id := taskID(e)
+	got := waitSubscribed(t, e, r, id)
+	require.NoError(t, e.rdb.Publish(ctxT(t), resultChannel(id), `{"from":"notification"}`).Err())
+	select {
+	case b := <-got:
+		require.Equal(t, `{"from":"notification"}`, string(b))
+	case <-time.After(10 * time.Second):
+		t.Fatal("WaitResult did not take the result from its notification")
+	}
+
+	del := e.results(t, map[string]any{"poll_fallback": "1h", "keep_results": false})
+	id2 := id + "-getdel"
+	got = waitSubscribed(t, e, del, id2)
+	require.NoError(t, e.rdb.Publish(ctxT(t), resultChannel(id2), `{"from":"notification"}`).Err())
+	require.NoError(t, del.SetResults(ctxT(t), []sdk.StoredResult{{TaskID: id2, Body: []byte(`{"from":"store"}`)}}))
+	select {
+	case b := <-got:
+		require.Equal(t, `{"from":"store"}`, string(b))
+	case <-time.After(10 * time.Second):
+		t.Fatal("WaitResult was not woken")
+	}
+	n, err := e.rdb.Exists(ctxT(t), id2).Result()
+	require.NoError(t, err)
+	require.Zero(t, n, "read with keep_results off, the result is deleted")
 }
 
 func testWaitAlreadyStored(t *testing.T, e *testEnv) {

@@ -9,7 +9,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/taskiq-go/taskiq/core/internal/coalesce"
+	"github.com/taskiq-go/taskiq/internal/coalesce"
 	"github.com/taskiq-go/taskiq/plugin/sdk"
 	"github.com/taskiq-go/taskiq/plugin/sdk/wire"
 )

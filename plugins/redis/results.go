@@ -10,6 +10,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/taskiq-go/taskiq/internal/coalesce"
 	"github.com/taskiq-go/taskiq/plugin/sdk"
 )
 
@@ -25,6 +26,16 @@ type resultBackend struct {
 	opts   resultOptions
 	log    hclog.Logger
 	notify *notifier
+	// reads batches concurrent GetResult calls (every waiter starts with
+	// one) into one pipeline.
+	reads *coalesce.Coalescer[*resultRead]
+}
+
+// resultRead is one GetResult in a batch.
+type resultRead struct {
+	taskID string
+	body   []byte
+	err    error
 }
 
 func newResultBackend(_ context.Context, cfg sdk.Config) (*resultBackend, error) {
@@ -40,7 +51,9 @@ func newResultBackend(_ context.Context, cfg sdk.Config) (*resultBackend, error)
 	if log == nil {
 		log = hclog.NewNullLogger()
 	}
-	return &resultBackend{client: client, addr: addr, opts: opts, log: log, notify: newNotifier(client, log)}, nil
+	r := &resultBackend{client: client, addr: addr, opts: opts, log: log, notify: newNotifier(client, log)}
+	r.reads = coalesce.New(256, r.readBatch)
+	return r, nil
 }
 
 func (r *resultBackend) key(taskID string) string {
@@ -108,21 +121,47 @@ func (r *resultBackend) SetResults(ctx context.Context, results []sdk.StoredResu
 
 // GetResult reads a result (and deletes it when keep_results is false).
 func (r *resultBackend) GetResult(ctx context.Context, taskID string) ([]byte, error) {
-	key := r.key(taskID)
-	var cmd *redis.StringCmd
-	if r.opts.keepResults {
-		cmd = r.client.Get(ctx, key)
-	} else {
-		cmd = r.client.GetDel(ctx, key)
-	}
-	b, err := cmd.Bytes()
-	if errors.Is(err, redis.Nil) {
-		return nil, fmt.Errorf("task %s: %w", taskID, sdk.ErrNotFound)
-	}
-	if err != nil {
+	rd := &resultRead{taskID: taskID}
+	if err := r.reads.Do(ctx, rd); err != nil {
 		return nil, wrapErr("get result", r.addr, err)
 	}
-	return b, nil
+	if errors.Is(rd.err, redis.Nil) {
+		return nil, fmt.Errorf("task %s: %w", taskID, sdk.ErrNotFound)
+	}
+	if rd.err != nil {
+		return nil, wrapErr("get result", r.addr, rd.err)
+	}
+	return rd.body, nil
+}
+
+// readBatch reads a batch of results in one pipeline (GETDEL with
+// keep_results off). A missing key is that read's redis.Nil.
+func (r *resultBackend) readBatch(ctx context.Context, reads []*resultRead) error {
+	pipe := r.client.Pipeline()
+	cmds := make([]*redis.StringCmd, len(reads))
+	for i, rd := range reads {
+		if r.opts.keepResults {
+			cmds[i] = pipe.Get(ctx, r.key(rd.taskID))
+		} else {
+			cmds[i] = pipe.GetDel(ctx, r.key(rd.taskID))
+		}
+	}
+	// A failed command carries its own error (and Exec returns the first);
+	// a failure before any command ran (no connection, authentication)
+	// leaves the commands without one and is the whole batch's.
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		own := false
+		for _, c := range cmds {
+			own = own || c.Err() != nil
+		}
+		if !own {
+			return err
+		}
+	}
+	for i, rd := range reads {
+		rd.body, rd.err = cmds[i].Bytes()
+	}
+	return nil
 }
 
 // IsReady reports whether a result is stored.
@@ -217,8 +256,18 @@ type notifier struct {
 	// unconfirmed counts SUBSCRIBEs sent per channel whose confirmation has
 	// not arrived; a channel is live when it drops to zero.
 	unconfirmed map[string]int
-	closed      bool
-	done        chan struct{}
+	// ops are SUBSCRIBEs and UNSUBSCRIBEs not yet sent, in order; one
+	// goroutine at a time (flushing) sends them, a run of one kind as one
+	// command, so a thousand waiters arriving together cost a few commands.
+	ops      []subOp
+	flushing bool
+	closed   bool
+	done     chan struct{}
+}
+
+type subOp struct {
+	unsubscribe bool
+	channel     string
 }
 
 type waiter struct {
@@ -249,9 +298,7 @@ func (n *notifier) subscribe(channel string) *waiter {
 		set = map[*waiter]struct{}{}
 		n.waiters[channel] = set
 		n.unconfirmed[channel]++
-		if err := n.ps.Subscribe(context.Background(), channel); err != nil {
-			n.log.Warn("subscribing for a result failed; falling back to polling", "channel", channel, "error", err)
-		}
+		n.queue(subOp{channel: channel})
 	} else if n.unconfirmed[channel] == 0 {
 		w.isLive = true
 		close(w.live)
@@ -268,7 +315,46 @@ func (n *notifier) unsubscribe(w *waiter) {
 	if len(set) == 0 && set != nil {
 		delete(n.waiters, w.channel)
 		if n.ps != nil && !n.closed {
-			_ = n.ps.Unsubscribe(context.Background(), w.channel)
+			n.queue(subOp{unsubscribe: true, channel: w.channel})
+		}
+	}
+}
+
+// queue adds an op and starts a flusher if none runs; n.mu is held.
+func (n *notifier) queue(op subOp) {
+	n.ops = append(n.ops, op)
+	if !n.flushing {
+		n.flushing = true
+		go n.flush(n.ps)
+	}
+}
+
+// flush sends queued ops until there are none, each run of one kind as one
+// SUBSCRIBE or UNSUBSCRIBE.
+func (n *notifier) flush(ps *redis.PubSub) {
+	for {
+		n.mu.Lock()
+		if len(n.ops) == 0 || n.closed {
+			n.ops, n.flushing = nil, false
+			n.mu.Unlock()
+			return
+		}
+		unsub := n.ops[0].unsubscribe
+		k := 1
+		for k < len(n.ops) && n.ops[k].unsubscribe == unsub {
+			k++
+		}
+		channels := make([]string, k)
+		for i, op := range n.ops[:k] {
+			channels[i] = op.channel
+		}
+		n.ops = n.ops[k:]
+		n.mu.Unlock()
+
+		if unsub {
+			_ = ps.Unsubscribe(context.Background(), channels...)
+		} else if err := ps.Subscribe(context.Background(), channels...); err != nil {
+			n.log.Warn("subscribing for results failed; their waiters fall back to polling", "channels", len(channels), "error", err)
 		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
 	"github.com/taskiq-go/taskiq/plugin/sdk"
@@ -31,6 +32,7 @@ func TestResultBackend(t *testing.T) {
 		"Progress":           testResultProgress,
 		"WaitNotified":       testWaitNotified,
 		"WaitTakesNotified":  testWaitTakesNotifiedResult,
+		"ReadBatch":          testResultReadBatch,
 		"WaitAlreadyStored":  testWaitAlreadyStored,
 		"WaitPollFallback":   testWaitPollFallback,
 		"WaitManyConcurrent": testWaitManyConcurrent,
@@ -156,6 +158,25 @@ func testWaitNotified(t *testing.T, e *testEnv) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("WaitResult was not woken by the notification")
 	}
+}
+
+// One pipelined batch of reads gives each read its own outcome: a stored
+// result, a missing one, and a key of the wrong type.
+func testResultReadBatch(t *testing.T, e *testEnv) {
+	r := e.results(t, nil)
+	id := taskID(e)
+	require.NoError(t, r.SetResults(ctxT(t), []sdk.StoredResult{{TaskID: id, Body: []byte(`{"a":1}`)}}))
+	require.NoError(t, e.rdb.LPush(ctxT(t), id+"-list", "x").Err())
+	reads := []*resultRead{{taskID: id}, {taskID: id + "-missing"}, {taskID: id + "-list"}}
+	require.NoError(t, r.readBatch(ctxT(t), reads))
+	require.NoError(t, reads[0].err)
+	require.Equal(t, `{"a":1}`, string(reads[0].body))
+	require.ErrorIs(t, reads[1].err, redis.Nil)
+	require.Error(t, reads[2].err)
+	require.NotErrorIs(t, reads[2].err, redis.Nil)
+
+	_, err := r.GetResult(ctxT(t), id+"-missing")
+	require.ErrorIs(t, err, sdk.ErrNotFound)
 }
 
 // waitSubscribed starts WaitResult on r and returns once its subscription

@@ -90,6 +90,9 @@ type Client struct {
 	host     Host
 	hostOnce sync.Once
 
+	watchOnce sync.Once
+	watch     *resultWatcher // every WaitResult of this plugin, on one stream
+
 	mu     sync.Mutex
 	caps   []string   // reported by Configure
 	tasks  []TaskInfo // reported by Configure for KindTasks
@@ -332,7 +335,9 @@ func (c *Client) Broker() Broker {
 // Configure(KindResultBackend, ...). The value also implements ResultWaiter,
 // whose WaitResult returns ErrUnsupported when the plugin cannot wait.
 func (c *Client) ResultBackend() ResultBackend {
-	return &remoteResults{c: c, rpc: pluginv1.NewResultBackendClient(c.conn)}
+	rpc := pluginv1.NewResultBackendClient(c.conn)
+	c.watchOnce.Do(func() { c.watch = &resultWatcher{c: c, rpc: rpc} })
+	return &remoteResults{c: c, rpc: rpc}
 }
 
 // Middleware returns the plugin's middleware; valid after

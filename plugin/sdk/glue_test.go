@@ -406,6 +406,67 @@ func TestResultBackend(t *testing.T) {
 	require.ErrorIs(t, err, context.DeadlineExceeded)
 }
 
+// Every waiter of a host shares one WatchResults stream: many task ids,
+// two waiters of one id, and a waiter that gave up followed by a new one
+// for the same id (its cancel must not undo the new watch) all get their
+// result.
+func TestWaitResultsShareOneStream(t *testing.T) {
+	t.Parallel()
+	ctx := testCtx(t)
+	c := sdktest.Launch(t, sdk.KindResultBackend, `{}`)
+	rb := c.ResultBackend()
+	w := rb.(sdk.ResultWaiter)
+
+	short, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+	_, err := w.WaitResult(short, "gone")
+	cancel()
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+
+	ids := []string{"dup", "dup", "gone"}
+	for i := range 200 {
+		ids = append(ids, fmt.Sprintf("t%d", i))
+	}
+	type answer struct {
+		id   string
+		body string
+		err  error
+	}
+	answers := make(chan answer, len(ids))
+	for _, id := range ids {
+		go func() {
+			b, err := w.WaitResult(ctx, id)
+			answers <- answer{id, string(b), err}
+		}()
+	}
+	var results []sdk.StoredResult
+	for _, id := range ids[1:] {
+		results = append(results, sdk.StoredResult{TaskID: id, Body: []byte(`"` + id + `"`)})
+	}
+	require.NoError(t, rb.SetResults(ctx, results))
+	for range ids {
+		a := <-answers
+		require.NoError(t, a.err, a.id)
+		require.Equal(t, `"`+a.id+`"`, a.body)
+	}
+}
+
+// A waiter on the shared stream learns that the plugin died.
+func TestWaitResultPluginDeath(t *testing.T) {
+	t.Parallel()
+	ctx := testCtx(t)
+	c := sdktest.Launch(t, sdk.KindResultBackend, `{}`)
+	w := c.ResultBackend().(sdk.ResultWaiter)
+	done := make(chan error, 1)
+	go func() {
+		_, err := w.WaitResult(ctx, "never")
+		done <- err
+	}()
+	// Whether the waiter's watch was sent before the kill or not, it ends
+	// with ErrUnavailable, not by its context.
+	c.Kill()
+	require.ErrorIs(t, <-done, sdk.ErrUnavailable)
+}
+
 func TestWaitResultUnsupported(t *testing.T) {
 	t.Parallel()
 	ctx := testCtx(t)

@@ -162,6 +162,11 @@ func (r *remoteResults) IsReady(ctx context.Context, taskID string) (bool, error
 }
 
 func (r *remoteResults) WaitResult(ctx context.Context, taskID string) ([]byte, error) {
+	// All waiters share one WatchResults stream; a plugin built before it
+	// existed gets a unary WaitResult per waiter.
+	if b, err := r.c.watch.wait(ctx, taskID); !errors.Is(err, errWatchUnsupported) {
+		return b, err
+	}
 	resp, err := r.rpc.WaitResult(ctx, &pluginv1.TaskRef{TaskId: taskID})
 	return r.body(ctx, "wait result", taskID, resp, err)
 }

@@ -24,6 +24,10 @@ type ResultBackend interface {
 // ResultWaiter is implemented by backends that can block until a result is
 // saved instead of being polled (capability "wait"). WaitResult returns as
 // soon as the result is stored, or ctx's error.
+//
+// Across the process boundary every waiter of a host shares one stream: the
+// SDK calls WaitResult once per task id being waited for, each call in its
+// own goroutine, and cancels its context when no waiter is left.
 type ResultWaiter interface {
 	WaitResult(ctx context.Context, taskID string) ([]byte, error)
 }

@@ -1600,6 +1600,180 @@ func (x *IsReadyResponse) GetReady() bool {
 	return false
 }
 
+type WatchRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Watch         []string               `protobuf:"bytes,1,rep,name=watch,proto3" json:"watch,omitempty"`   // task ids to wait for
+	Cancel        []string               `protobuf:"bytes,2,rep,name=cancel,proto3" json:"cancel,omitempty"` // task ids nobody waits for any more
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchRequest) Reset() {
+	*x = WatchRequest{}
+	mi := &file_plugin_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchRequest) ProtoMessage() {}
+
+func (x *WatchRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_plugin_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchRequest.ProtoReflect.Descriptor instead.
+func (*WatchRequest) Descriptor() ([]byte, []int) {
+	return file_plugin_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *WatchRequest) GetWatch() []string {
+	if x != nil {
+		return x.Watch
+	}
+	return nil
+}
+
+func (x *WatchRequest) GetCancel() []string {
+	if x != nil {
+		return x.Cancel
+	}
+	return nil
+}
+
+type WatchResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Results       []*WatchedResult       `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchResponse) Reset() {
+	*x = WatchResponse{}
+	mi := &file_plugin_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchResponse) ProtoMessage() {}
+
+func (x *WatchResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_plugin_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchResponse.ProtoReflect.Descriptor instead.
+func (*WatchResponse) Descriptor() ([]byte, []int) {
+	return file_plugin_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *WatchResponse) GetResults() []*WatchedResult {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
+// One watched task's outcome: found with its body, not found (found false,
+// code 0), or the waiter's error as a gRPC status code and message.
+type WatchedResult struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	TaskId        string                 `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	Found         bool                   `protobuf:"varint,2,opt,name=found,proto3" json:"found,omitempty"`
+	Body          []byte                 `protobuf:"bytes,3,opt,name=body,proto3" json:"body,omitempty"`
+	Code          int32                  `protobuf:"varint,4,opt,name=code,proto3" json:"code,omitempty"`
+	Message       string                 `protobuf:"bytes,5,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchedResult) Reset() {
+	*x = WatchedResult{}
+	mi := &file_plugin_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchedResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchedResult) ProtoMessage() {}
+
+func (x *WatchedResult) ProtoReflect() protoreflect.Message {
+	mi := &file_plugin_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchedResult.ProtoReflect.Descriptor instead.
+func (*WatchedResult) Descriptor() ([]byte, []int) {
+	return file_plugin_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *WatchedResult) GetTaskId() string {
+	if x != nil {
+		return x.TaskId
+	}
+	return ""
+}
+
+func (x *WatchedResult) GetFound() bool {
+	if x != nil {
+		return x.Found
+	}
+	return false
+}
+
+func (x *WatchedResult) GetBody() []byte {
+	if x != nil {
+		return x.Body
+	}
+	return nil
+}
+
+func (x *WatchedResult) GetCode() int32 {
+	if x != nil {
+		return x.Code
+	}
+	return 0
+}
+
+func (x *WatchedResult) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
 type SetProgressRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	TaskId        string                 `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
@@ -1610,7 +1784,7 @@ type SetProgressRequest struct {
 
 func (x *SetProgressRequest) Reset() {
 	*x = SetProgressRequest{}
-	mi := &file_plugin_proto_msgTypes[27]
+	mi := &file_plugin_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1622,7 +1796,7 @@ func (x *SetProgressRequest) String() string {
 func (*SetProgressRequest) ProtoMessage() {}
 
 func (x *SetProgressRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[27]
+	mi := &file_plugin_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1635,7 +1809,7 @@ func (x *SetProgressRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetProgressRequest.ProtoReflect.Descriptor instead.
 func (*SetProgressRequest) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{27}
+	return file_plugin_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *SetProgressRequest) GetTaskId() string {
@@ -1660,7 +1834,7 @@ type SetProgressResponse struct {
 
 func (x *SetProgressResponse) Reset() {
 	*x = SetProgressResponse{}
-	mi := &file_plugin_proto_msgTypes[28]
+	mi := &file_plugin_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1672,7 +1846,7 @@ func (x *SetProgressResponse) String() string {
 func (*SetProgressResponse) ProtoMessage() {}
 
 func (x *SetProgressResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[28]
+	mi := &file_plugin_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1685,7 +1859,7 @@ func (x *SetProgressResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetProgressResponse.ProtoReflect.Descriptor instead.
 func (*SetProgressResponse) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{28}
+	return file_plugin_proto_rawDescGZIP(), []int{31}
 }
 
 type HookRequest struct {
@@ -1699,7 +1873,7 @@ type HookRequest struct {
 
 func (x *HookRequest) Reset() {
 	*x = HookRequest{}
-	mi := &file_plugin_proto_msgTypes[29]
+	mi := &file_plugin_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1711,7 +1885,7 @@ func (x *HookRequest) String() string {
 func (*HookRequest) ProtoMessage() {}
 
 func (x *HookRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[29]
+	mi := &file_plugin_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1724,7 +1898,7 @@ func (x *HookRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HookRequest.ProtoReflect.Descriptor instead.
 func (*HookRequest) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{29}
+	return file_plugin_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *HookRequest) GetHook() string {
@@ -1760,7 +1934,7 @@ type HookResponse struct {
 
 func (x *HookResponse) Reset() {
 	*x = HookResponse{}
-	mi := &file_plugin_proto_msgTypes[30]
+	mi := &file_plugin_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1772,7 +1946,7 @@ func (x *HookResponse) String() string {
 func (*HookResponse) ProtoMessage() {}
 
 func (x *HookResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[30]
+	mi := &file_plugin_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1785,7 +1959,7 @@ func (x *HookResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HookResponse.ProtoReflect.Descriptor instead.
 func (*HookResponse) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{30}
+	return file_plugin_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *HookResponse) GetMessage() []byte {
@@ -1828,7 +2002,7 @@ type TaskInfo struct {
 
 func (x *TaskInfo) Reset() {
 	*x = TaskInfo{}
-	mi := &file_plugin_proto_msgTypes[31]
+	mi := &file_plugin_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1840,7 +2014,7 @@ func (x *TaskInfo) String() string {
 func (*TaskInfo) ProtoMessage() {}
 
 func (x *TaskInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[31]
+	mi := &file_plugin_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1853,7 +2027,7 @@ func (x *TaskInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskInfo.ProtoReflect.Descriptor instead.
 func (*TaskInfo) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{31}
+	return file_plugin_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *TaskInfo) GetName() string {
@@ -1894,7 +2068,7 @@ type TaskParam struct {
 
 func (x *TaskParam) Reset() {
 	*x = TaskParam{}
-	mi := &file_plugin_proto_msgTypes[32]
+	mi := &file_plugin_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1906,7 +2080,7 @@ func (x *TaskParam) String() string {
 func (*TaskParam) ProtoMessage() {}
 
 func (x *TaskParam) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[32]
+	mi := &file_plugin_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1919,7 +2093,7 @@ func (x *TaskParam) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskParam.ProtoReflect.Descriptor instead.
 func (*TaskParam) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{32}
+	return file_plugin_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *TaskParam) GetName() string {
@@ -1951,7 +2125,7 @@ type ExecuteRequest struct {
 
 func (x *ExecuteRequest) Reset() {
 	*x = ExecuteRequest{}
-	mi := &file_plugin_proto_msgTypes[33]
+	mi := &file_plugin_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1963,7 +2137,7 @@ func (x *ExecuteRequest) String() string {
 func (*ExecuteRequest) ProtoMessage() {}
 
 func (x *ExecuteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[33]
+	mi := &file_plugin_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1976,7 +2150,7 @@ func (x *ExecuteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecuteRequest.ProtoReflect.Descriptor instead.
 func (*ExecuteRequest) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{33}
+	return file_plugin_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *ExecuteRequest) GetCallId() uint64 {
@@ -2041,7 +2215,7 @@ type ExecuteResponse struct {
 
 func (x *ExecuteResponse) Reset() {
 	*x = ExecuteResponse{}
-	mi := &file_plugin_proto_msgTypes[34]
+	mi := &file_plugin_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2053,7 +2227,7 @@ func (x *ExecuteResponse) String() string {
 func (*ExecuteResponse) ProtoMessage() {}
 
 func (x *ExecuteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[34]
+	mi := &file_plugin_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2066,7 +2240,7 @@ func (x *ExecuteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecuteResponse.ProtoReflect.Descriptor instead.
 func (*ExecuteResponse) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{34}
+	return file_plugin_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *ExecuteResponse) GetCallId() uint64 {
@@ -2114,7 +2288,7 @@ type HostKickRequest struct {
 
 func (x *HostKickRequest) Reset() {
 	*x = HostKickRequest{}
-	mi := &file_plugin_proto_msgTypes[35]
+	mi := &file_plugin_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2126,7 +2300,7 @@ func (x *HostKickRequest) String() string {
 func (*HostKickRequest) ProtoMessage() {}
 
 func (x *HostKickRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[35]
+	mi := &file_plugin_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2139,7 +2313,7 @@ func (x *HostKickRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HostKickRequest.ProtoReflect.Descriptor instead.
 func (*HostKickRequest) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{35}
+	return file_plugin_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *HostKickRequest) GetBroker() string {
@@ -2165,7 +2339,7 @@ type BrokerInfoRequest struct {
 
 func (x *BrokerInfoRequest) Reset() {
 	*x = BrokerInfoRequest{}
-	mi := &file_plugin_proto_msgTypes[36]
+	mi := &file_plugin_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2177,7 +2351,7 @@ func (x *BrokerInfoRequest) String() string {
 func (*BrokerInfoRequest) ProtoMessage() {}
 
 func (x *BrokerInfoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[36]
+	mi := &file_plugin_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2190,7 +2364,7 @@ func (x *BrokerInfoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BrokerInfoRequest.ProtoReflect.Descriptor instead.
 func (*BrokerInfoRequest) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{36}
+	return file_plugin_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *BrokerInfoRequest) GetBroker() string {
@@ -2209,7 +2383,7 @@ type BrokerInfoResponse struct {
 
 func (x *BrokerInfoResponse) Reset() {
 	*x = BrokerInfoResponse{}
-	mi := &file_plugin_proto_msgTypes[37]
+	mi := &file_plugin_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2221,7 +2395,7 @@ func (x *BrokerInfoResponse) String() string {
 func (*BrokerInfoResponse) ProtoMessage() {}
 
 func (x *BrokerInfoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[37]
+	mi := &file_plugin_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2234,7 +2408,7 @@ func (x *BrokerInfoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BrokerInfoResponse.ProtoReflect.Descriptor instead.
 func (*BrokerInfoResponse) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{37}
+	return file_plugin_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *BrokerInfoResponse) GetCapabilities() []string {
@@ -2355,7 +2529,18 @@ const file_plugin_proto_rawDesc = "" +
 	"\x05found\x18\x01 \x01(\bR\x05found\x12\x12\n" +
 	"\x04body\x18\x02 \x01(\fR\x04body\"'\n" +
 	"\x0fIsReadyResponse\x12\x14\n" +
-	"\x05ready\x18\x01 \x01(\bR\x05ready\"A\n" +
+	"\x05ready\x18\x01 \x01(\bR\x05ready\"<\n" +
+	"\fWatchRequest\x12\x14\n" +
+	"\x05watch\x18\x01 \x03(\tR\x05watch\x12\x16\n" +
+	"\x06cancel\x18\x02 \x03(\tR\x06cancel\"J\n" +
+	"\rWatchResponse\x129\n" +
+	"\aresults\x18\x01 \x03(\v2\x1f.taskiq.plugin.v1.WatchedResultR\aresults\"\x80\x01\n" +
+	"\rWatchedResult\x12\x17\n" +
+	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x14\n" +
+	"\x05found\x18\x02 \x01(\bR\x05found\x12\x12\n" +
+	"\x04body\x18\x03 \x01(\fR\x04body\x12\x12\n" +
+	"\x04code\x18\x04 \x01(\x05R\x04code\x12\x18\n" +
+	"\amessage\x18\x05 \x01(\tR\amessage\"A\n" +
 	"\x12SetProgressRequest\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x12\n" +
 	"\x04body\x18\x02 \x01(\fR\x04body\"\x15\n" +
@@ -2406,14 +2591,15 @@ const file_plugin_proto_rawDesc = "" +
 	"\bShutdown\x12!.taskiq.plugin.v1.ShutdownRequest\x1a\".taskiq.plugin.v1.ShutdownResponse2\xa0\x01\n" +
 	"\x06Broker\x12E\n" +
 	"\x04Kick\x12\x1d.taskiq.plugin.v1.KickRequest\x1a\x1e.taskiq.plugin.v1.KickResponse\x12O\n" +
-	"\x06Listen\x12\x1f.taskiq.plugin.v1.ListenRequest\x1a .taskiq.plugin.v1.ListenResponse(\x010\x012\xee\x03\n" +
+	"\x06Listen\x12\x1f.taskiq.plugin.v1.ListenRequest\x1a .taskiq.plugin.v1.ListenResponse(\x010\x012\xc3\x04\n" +
 	"\rResultBackend\x12W\n" +
 	"\n" +
 	"SetResults\x12#.taskiq.plugin.v1.SetResultsRequest\x1a$.taskiq.plugin.v1.SetResultsResponse\x12H\n" +
 	"\tGetResult\x12\x19.taskiq.plugin.v1.TaskRef\x1a .taskiq.plugin.v1.ResultResponse\x12G\n" +
 	"\aIsReady\x12\x19.taskiq.plugin.v1.TaskRef\x1a!.taskiq.plugin.v1.IsReadyResponse\x12I\n" +
 	"\n" +
-	"WaitResult\x12\x19.taskiq.plugin.v1.TaskRef\x1a .taskiq.plugin.v1.ResultResponse\x12Z\n" +
+	"WaitResult\x12\x19.taskiq.plugin.v1.TaskRef\x1a .taskiq.plugin.v1.ResultResponse\x12S\n" +
+	"\fWatchResults\x12\x1e.taskiq.plugin.v1.WatchRequest\x1a\x1f.taskiq.plugin.v1.WatchResponse(\x010\x01\x12Z\n" +
 	"\vSetProgress\x12$.taskiq.plugin.v1.SetProgressRequest\x1a%.taskiq.plugin.v1.SetProgressResponse\x12J\n" +
 	"\vGetProgress\x12\x19.taskiq.plugin.v1.TaskRef\x1a .taskiq.plugin.v1.ResultResponse2S\n" +
 	"\n" +
@@ -2441,7 +2627,7 @@ func file_plugin_proto_rawDescGZIP() []byte {
 }
 
 var file_plugin_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_plugin_proto_msgTypes = make([]protoimpl.MessageInfo, 38)
+var file_plugin_proto_msgTypes = make([]protoimpl.MessageInfo, 41)
 var file_plugin_proto_goTypes = []any{
 	(Settlement_Kind)(0),        // 0: taskiq.plugin.v1.Settlement.Kind
 	(*InfoRequest)(nil),         // 1: taskiq.plugin.v1.InfoRequest
@@ -2471,24 +2657,27 @@ var file_plugin_proto_goTypes = []any{
 	(*TaskRef)(nil),             // 25: taskiq.plugin.v1.TaskRef
 	(*ResultResponse)(nil),      // 26: taskiq.plugin.v1.ResultResponse
 	(*IsReadyResponse)(nil),     // 27: taskiq.plugin.v1.IsReadyResponse
-	(*SetProgressRequest)(nil),  // 28: taskiq.plugin.v1.SetProgressRequest
-	(*SetProgressResponse)(nil), // 29: taskiq.plugin.v1.SetProgressResponse
-	(*HookRequest)(nil),         // 30: taskiq.plugin.v1.HookRequest
-	(*HookResponse)(nil),        // 31: taskiq.plugin.v1.HookResponse
-	(*TaskInfo)(nil),            // 32: taskiq.plugin.v1.TaskInfo
-	(*TaskParam)(nil),           // 33: taskiq.plugin.v1.TaskParam
-	(*ExecuteRequest)(nil),      // 34: taskiq.plugin.v1.ExecuteRequest
-	(*ExecuteResponse)(nil),     // 35: taskiq.plugin.v1.ExecuteResponse
-	(*HostKickRequest)(nil),     // 36: taskiq.plugin.v1.HostKickRequest
-	(*BrokerInfoRequest)(nil),   // 37: taskiq.plugin.v1.BrokerInfoRequest
-	(*BrokerInfoResponse)(nil),  // 38: taskiq.plugin.v1.BrokerInfoResponse
+	(*WatchRequest)(nil),        // 28: taskiq.plugin.v1.WatchRequest
+	(*WatchResponse)(nil),       // 29: taskiq.plugin.v1.WatchResponse
+	(*WatchedResult)(nil),       // 30: taskiq.plugin.v1.WatchedResult
+	(*SetProgressRequest)(nil),  // 31: taskiq.plugin.v1.SetProgressRequest
+	(*SetProgressResponse)(nil), // 32: taskiq.plugin.v1.SetProgressResponse
+	(*HookRequest)(nil),         // 33: taskiq.plugin.v1.HookRequest
+	(*HookResponse)(nil),        // 34: taskiq.plugin.v1.HookResponse
+	(*TaskInfo)(nil),            // 35: taskiq.plugin.v1.TaskInfo
+	(*TaskParam)(nil),           // 36: taskiq.plugin.v1.TaskParam
+	(*ExecuteRequest)(nil),      // 37: taskiq.plugin.v1.ExecuteRequest
+	(*ExecuteResponse)(nil),     // 38: taskiq.plugin.v1.ExecuteResponse
+	(*HostKickRequest)(nil),     // 39: taskiq.plugin.v1.HostKickRequest
+	(*BrokerInfoRequest)(nil),   // 40: taskiq.plugin.v1.BrokerInfoRequest
+	(*BrokerInfoResponse)(nil),  // 41: taskiq.plugin.v1.BrokerInfoResponse
 }
 var file_plugin_proto_depIdxs = []int32{
 	3,  // 0: taskiq.plugin.v1.InfoResponse.roles:type_name -> taskiq.plugin.v1.RoleInfo
 	4,  // 1: taskiq.plugin.v1.RoleInfo.schema:type_name -> taskiq.plugin.v1.Schema
 	5,  // 2: taskiq.plugin.v1.Schema.attributes:type_name -> taskiq.plugin.v1.Attribute
 	8,  // 3: taskiq.plugin.v1.ConfigureResponse.diagnostics:type_name -> taskiq.plugin.v1.Diagnostic
-	32, // 4: taskiq.plugin.v1.ConfigureResponse.tasks:type_name -> taskiq.plugin.v1.TaskInfo
+	35, // 4: taskiq.plugin.v1.ConfigureResponse.tasks:type_name -> taskiq.plugin.v1.TaskInfo
 	11, // 5: taskiq.plugin.v1.KickRequest.messages:type_name -> taskiq.plugin.v1.Outgoing
 	16, // 6: taskiq.plugin.v1.ListenRequest.start:type_name -> taskiq.plugin.v1.ListenStart
 	18, // 7: taskiq.plugin.v1.ListenRequest.settle:type_name -> taskiq.plugin.v1.Settle
@@ -2498,44 +2687,47 @@ var file_plugin_proto_depIdxs = []int32{
 	17, // 11: taskiq.plugin.v1.Settle.settlements:type_name -> taskiq.plugin.v1.Settlement
 	20, // 12: taskiq.plugin.v1.ListenResponse.deliveries:type_name -> taskiq.plugin.v1.Delivery
 	22, // 13: taskiq.plugin.v1.SetResultsRequest.results:type_name -> taskiq.plugin.v1.StoredResult
-	33, // 14: taskiq.plugin.v1.TaskInfo.params:type_name -> taskiq.plugin.v1.TaskParam
-	1,  // 15: taskiq.plugin.v1.Plugin.Info:input_type -> taskiq.plugin.v1.InfoRequest
-	6,  // 16: taskiq.plugin.v1.Plugin.Configure:input_type -> taskiq.plugin.v1.ConfigureRequest
-	9,  // 17: taskiq.plugin.v1.Plugin.Shutdown:input_type -> taskiq.plugin.v1.ShutdownRequest
-	12, // 18: taskiq.plugin.v1.Broker.Kick:input_type -> taskiq.plugin.v1.KickRequest
-	14, // 19: taskiq.plugin.v1.Broker.Listen:input_type -> taskiq.plugin.v1.ListenRequest
-	23, // 20: taskiq.plugin.v1.ResultBackend.SetResults:input_type -> taskiq.plugin.v1.SetResultsRequest
-	25, // 21: taskiq.plugin.v1.ResultBackend.GetResult:input_type -> taskiq.plugin.v1.TaskRef
-	25, // 22: taskiq.plugin.v1.ResultBackend.IsReady:input_type -> taskiq.plugin.v1.TaskRef
-	25, // 23: taskiq.plugin.v1.ResultBackend.WaitResult:input_type -> taskiq.plugin.v1.TaskRef
-	28, // 24: taskiq.plugin.v1.ResultBackend.SetProgress:input_type -> taskiq.plugin.v1.SetProgressRequest
-	25, // 25: taskiq.plugin.v1.ResultBackend.GetProgress:input_type -> taskiq.plugin.v1.TaskRef
-	30, // 26: taskiq.plugin.v1.Middleware.Hook:input_type -> taskiq.plugin.v1.HookRequest
-	34, // 27: taskiq.plugin.v1.TaskModule.Execute:input_type -> taskiq.plugin.v1.ExecuteRequest
-	36, // 28: taskiq.plugin.v1.Host.Kick:input_type -> taskiq.plugin.v1.HostKickRequest
-	25, // 29: taskiq.plugin.v1.Host.GetResult:input_type -> taskiq.plugin.v1.TaskRef
-	37, // 30: taskiq.plugin.v1.Host.BrokerInfo:input_type -> taskiq.plugin.v1.BrokerInfoRequest
-	2,  // 31: taskiq.plugin.v1.Plugin.Info:output_type -> taskiq.plugin.v1.InfoResponse
-	7,  // 32: taskiq.plugin.v1.Plugin.Configure:output_type -> taskiq.plugin.v1.ConfigureResponse
-	10, // 33: taskiq.plugin.v1.Plugin.Shutdown:output_type -> taskiq.plugin.v1.ShutdownResponse
-	13, // 34: taskiq.plugin.v1.Broker.Kick:output_type -> taskiq.plugin.v1.KickResponse
-	21, // 35: taskiq.plugin.v1.Broker.Listen:output_type -> taskiq.plugin.v1.ListenResponse
-	24, // 36: taskiq.plugin.v1.ResultBackend.SetResults:output_type -> taskiq.plugin.v1.SetResultsResponse
-	26, // 37: taskiq.plugin.v1.ResultBackend.GetResult:output_type -> taskiq.plugin.v1.ResultResponse
-	27, // 38: taskiq.plugin.v1.ResultBackend.IsReady:output_type -> taskiq.plugin.v1.IsReadyResponse
-	26, // 39: taskiq.plugin.v1.ResultBackend.WaitResult:output_type -> taskiq.plugin.v1.ResultResponse
-	29, // 40: taskiq.plugin.v1.ResultBackend.SetProgress:output_type -> taskiq.plugin.v1.SetProgressResponse
-	26, // 41: taskiq.plugin.v1.ResultBackend.GetProgress:output_type -> taskiq.plugin.v1.ResultResponse
-	31, // 42: taskiq.plugin.v1.Middleware.Hook:output_type -> taskiq.plugin.v1.HookResponse
-	35, // 43: taskiq.plugin.v1.TaskModule.Execute:output_type -> taskiq.plugin.v1.ExecuteResponse
-	13, // 44: taskiq.plugin.v1.Host.Kick:output_type -> taskiq.plugin.v1.KickResponse
-	26, // 45: taskiq.plugin.v1.Host.GetResult:output_type -> taskiq.plugin.v1.ResultResponse
-	38, // 46: taskiq.plugin.v1.Host.BrokerInfo:output_type -> taskiq.plugin.v1.BrokerInfoResponse
-	31, // [31:47] is the sub-list for method output_type
-	15, // [15:31] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	30, // 14: taskiq.plugin.v1.WatchResponse.results:type_name -> taskiq.plugin.v1.WatchedResult
+	36, // 15: taskiq.plugin.v1.TaskInfo.params:type_name -> taskiq.plugin.v1.TaskParam
+	1,  // 16: taskiq.plugin.v1.Plugin.Info:input_type -> taskiq.plugin.v1.InfoRequest
+	6,  // 17: taskiq.plugin.v1.Plugin.Configure:input_type -> taskiq.plugin.v1.ConfigureRequest
+	9,  // 18: taskiq.plugin.v1.Plugin.Shutdown:input_type -> taskiq.plugin.v1.ShutdownRequest
+	12, // 19: taskiq.plugin.v1.Broker.Kick:input_type -> taskiq.plugin.v1.KickRequest
+	14, // 20: taskiq.plugin.v1.Broker.Listen:input_type -> taskiq.plugin.v1.ListenRequest
+	23, // 21: taskiq.plugin.v1.ResultBackend.SetResults:input_type -> taskiq.plugin.v1.SetResultsRequest
+	25, // 22: taskiq.plugin.v1.ResultBackend.GetResult:input_type -> taskiq.plugin.v1.TaskRef
+	25, // 23: taskiq.plugin.v1.ResultBackend.IsReady:input_type -> taskiq.plugin.v1.TaskRef
+	25, // 24: taskiq.plugin.v1.ResultBackend.WaitResult:input_type -> taskiq.plugin.v1.TaskRef
+	28, // 25: taskiq.plugin.v1.ResultBackend.WatchResults:input_type -> taskiq.plugin.v1.WatchRequest
+	31, // 26: taskiq.plugin.v1.ResultBackend.SetProgress:input_type -> taskiq.plugin.v1.SetProgressRequest
+	25, // 27: taskiq.plugin.v1.ResultBackend.GetProgress:input_type -> taskiq.plugin.v1.TaskRef
+	33, // 28: taskiq.plugin.v1.Middleware.Hook:input_type -> taskiq.plugin.v1.HookRequest
+	37, // 29: taskiq.plugin.v1.TaskModule.Execute:input_type -> taskiq.plugin.v1.ExecuteRequest
+	39, // 30: taskiq.plugin.v1.Host.Kick:input_type -> taskiq.plugin.v1.HostKickRequest
+	25, // 31: taskiq.plugin.v1.Host.GetResult:input_type -> taskiq.plugin.v1.TaskRef
+	40, // 32: taskiq.plugin.v1.Host.BrokerInfo:input_type -> taskiq.plugin.v1.BrokerInfoRequest
+	2,  // 33: taskiq.plugin.v1.Plugin.Info:output_type -> taskiq.plugin.v1.InfoResponse
+	7,  // 34: taskiq.plugin.v1.Plugin.Configure:output_type -> taskiq.plugin.v1.ConfigureResponse
+	10, // 35: taskiq.plugin.v1.Plugin.Shutdown:output_type -> taskiq.plugin.v1.ShutdownResponse
+	13, // 36: taskiq.plugin.v1.Broker.Kick:output_type -> taskiq.plugin.v1.KickResponse
+	21, // 37: taskiq.plugin.v1.Broker.Listen:output_type -> taskiq.plugin.v1.ListenResponse
+	24, // 38: taskiq.plugin.v1.ResultBackend.SetResults:output_type -> taskiq.plugin.v1.SetResultsResponse
+	26, // 39: taskiq.plugin.v1.ResultBackend.GetResult:output_type -> taskiq.plugin.v1.ResultResponse
+	27, // 40: taskiq.plugin.v1.ResultBackend.IsReady:output_type -> taskiq.plugin.v1.IsReadyResponse
+	26, // 41: taskiq.plugin.v1.ResultBackend.WaitResult:output_type -> taskiq.plugin.v1.ResultResponse
+	29, // 42: taskiq.plugin.v1.ResultBackend.WatchResults:output_type -> taskiq.plugin.v1.WatchResponse
+	32, // 43: taskiq.plugin.v1.ResultBackend.SetProgress:output_type -> taskiq.plugin.v1.SetProgressResponse
+	26, // 44: taskiq.plugin.v1.ResultBackend.GetProgress:output_type -> taskiq.plugin.v1.ResultResponse
+	34, // 45: taskiq.plugin.v1.Middleware.Hook:output_type -> taskiq.plugin.v1.HookResponse
+	38, // 46: taskiq.plugin.v1.TaskModule.Execute:output_type -> taskiq.plugin.v1.ExecuteResponse
+	13, // 47: taskiq.plugin.v1.Host.Kick:output_type -> taskiq.plugin.v1.KickResponse
+	26, // 48: taskiq.plugin.v1.Host.GetResult:output_type -> taskiq.plugin.v1.ResultResponse
+	41, // 49: taskiq.plugin.v1.Host.BrokerInfo:output_type -> taskiq.plugin.v1.BrokerInfoResponse
+	33, // [33:50] is the sub-list for method output_type
+	16, // [16:33] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_plugin_proto_init() }
@@ -2554,7 +2746,7 @@ func file_plugin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_plugin_proto_rawDesc), len(file_plugin_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   38,
+			NumMessages:   41,
 			NumExtensions: 0,
 			NumServices:   6,
 		},

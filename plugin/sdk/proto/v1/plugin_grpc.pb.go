@@ -345,12 +345,13 @@ var Broker_ServiceDesc = grpc.ServiceDesc{
 }
 
 const (
-	ResultBackend_SetResults_FullMethodName  = "/taskiq.plugin.v1.ResultBackend/SetResults"
-	ResultBackend_GetResult_FullMethodName   = "/taskiq.plugin.v1.ResultBackend/GetResult"
-	ResultBackend_IsReady_FullMethodName     = "/taskiq.plugin.v1.ResultBackend/IsReady"
-	ResultBackend_WaitResult_FullMethodName  = "/taskiq.plugin.v1.ResultBackend/WaitResult"
-	ResultBackend_SetProgress_FullMethodName = "/taskiq.plugin.v1.ResultBackend/SetProgress"
-	ResultBackend_GetProgress_FullMethodName = "/taskiq.plugin.v1.ResultBackend/GetProgress"
+	ResultBackend_SetResults_FullMethodName   = "/taskiq.plugin.v1.ResultBackend/SetResults"
+	ResultBackend_GetResult_FullMethodName    = "/taskiq.plugin.v1.ResultBackend/GetResult"
+	ResultBackend_IsReady_FullMethodName      = "/taskiq.plugin.v1.ResultBackend/IsReady"
+	ResultBackend_WaitResult_FullMethodName   = "/taskiq.plugin.v1.ResultBackend/WaitResult"
+	ResultBackend_WatchResults_FullMethodName = "/taskiq.plugin.v1.ResultBackend/WatchResults"
+	ResultBackend_SetProgress_FullMethodName  = "/taskiq.plugin.v1.ResultBackend/SetProgress"
+	ResultBackend_GetProgress_FullMethodName  = "/taskiq.plugin.v1.ResultBackend/GetProgress"
 )
 
 // ResultBackendClient is the client API for ResultBackend service.
@@ -361,6 +362,11 @@ type ResultBackendClient interface {
 	GetResult(ctx context.Context, in *TaskRef, opts ...grpc.CallOption) (*ResultResponse, error)
 	IsReady(ctx context.Context, in *TaskRef, opts ...grpc.CallOption) (*IsReadyResponse, error)
 	WaitResult(ctx context.Context, in *TaskRef, opts ...grpc.CallOption) (*ResultResponse, error)
+	// WatchResults serves every waiter of a host on one stream (capability
+	// "wait"): the host names task ids to watch or to stop watching, the plugin
+	// answers each watched id once, results batched. A plugin without it
+	// answers Unimplemented and the host falls back to WaitResult.
+	WatchResults(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[WatchRequest, WatchResponse], error)
 	SetProgress(ctx context.Context, in *SetProgressRequest, opts ...grpc.CallOption) (*SetProgressResponse, error)
 	GetProgress(ctx context.Context, in *TaskRef, opts ...grpc.CallOption) (*ResultResponse, error)
 }
@@ -413,6 +419,19 @@ func (c *resultBackendClient) WaitResult(ctx context.Context, in *TaskRef, opts 
 	return out, nil
 }
 
+func (c *resultBackendClient) WatchResults(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[WatchRequest, WatchResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &ResultBackend_ServiceDesc.Streams[0], ResultBackend_WatchResults_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[WatchRequest, WatchResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type ResultBackend_WatchResultsClient = grpc.BidiStreamingClient[WatchRequest, WatchResponse]
+
 func (c *resultBackendClient) SetProgress(ctx context.Context, in *SetProgressRequest, opts ...grpc.CallOption) (*SetProgressResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(SetProgressResponse)
@@ -441,6 +460,11 @@ type ResultBackendServer interface {
 	GetResult(context.Context, *TaskRef) (*ResultResponse, error)
 	IsReady(context.Context, *TaskRef) (*IsReadyResponse, error)
 	WaitResult(context.Context, *TaskRef) (*ResultResponse, error)
+	// WatchResults serves every waiter of a host on one stream (capability
+	// "wait"): the host names task ids to watch or to stop watching, the plugin
+	// answers each watched id once, results batched. A plugin without it
+	// answers Unimplemented and the host falls back to WaitResult.
+	WatchResults(grpc.BidiStreamingServer[WatchRequest, WatchResponse]) error
 	SetProgress(context.Context, *SetProgressRequest) (*SetProgressResponse, error)
 	GetProgress(context.Context, *TaskRef) (*ResultResponse, error)
 	mustEmbedUnimplementedResultBackendServer()
@@ -464,6 +488,9 @@ func (UnimplementedResultBackendServer) IsReady(context.Context, *TaskRef) (*IsR
 }
 func (UnimplementedResultBackendServer) WaitResult(context.Context, *TaskRef) (*ResultResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method WaitResult not implemented")
+}
+func (UnimplementedResultBackendServer) WatchResults(grpc.BidiStreamingServer[WatchRequest, WatchResponse]) error {
+	return status.Error(codes.Unimplemented, "method WatchResults not implemented")
 }
 func (UnimplementedResultBackendServer) SetProgress(context.Context, *SetProgressRequest) (*SetProgressResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method SetProgress not implemented")
@@ -564,6 +591,13 @@ func _ResultBackend_WaitResult_Handler(srv interface{}, ctx context.Context, dec
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ResultBackend_WatchResults_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(ResultBackendServer).WatchResults(&grpc.GenericServerStream[WatchRequest, WatchResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type ResultBackend_WatchResultsServer = grpc.BidiStreamingServer[WatchRequest, WatchResponse]
+
 func _ResultBackend_SetProgress_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(SetProgressRequest)
 	if err := dec(in); err != nil {
@@ -632,7 +666,14 @@ var ResultBackend_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _ResultBackend_GetProgress_Handler,
 		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "WatchResults",
+			Handler:       _ResultBackend_WatchResults_Handler,
+			ServerStreams: true,
+			ClientStreams: true,
+		},
+	},
 	Metadata: "plugin.proto",
 }
 

@@ -1,0 +1,306 @@
+package sdk
+
+import (
+	"context"
+	"errors"
+	"io"
+	"sync"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/taskiq-go/taskiq/internal/coalesce"
+	pluginv1 "github.com/taskiq-go/taskiq/plugin/sdk/proto/v1"
+)
+
+// WatchResults is the plugin side of the host's result waiters: one stream
+// per host, one WaitResult call of the backend per watched task id, answers
+// batched into as few messages as arrive together.
+func (s *resultsServer) WatchResults(gs pluginv1.ResultBackend_WatchResultsServer) error {
+	rb, err := s.backend()
+	if err != nil {
+		return err
+	}
+	w, ok := rb.(ResultWaiter)
+	if !ok {
+		return status.Errorf(codes.Unimplemented, "result backend %s cannot wait for results (no %q capability)", s.srv.p.Name, CapWait)
+	}
+	ctx := gs.Context()
+	// The coalescer's one flush at a time is also the one sender a gRPC
+	// stream allows.
+	out := coalesce.New(256, func(_ context.Context, rs []*pluginv1.WatchedResult) error {
+		return gs.Send(&pluginv1.WatchResponse{Results: rs})
+	})
+	type watch struct{ cancel context.CancelFunc }
+	var (
+		mu      sync.Mutex
+		watches = map[string]*watch{}
+		wg      sync.WaitGroup
+	)
+	defer func() {
+		mu.Lock()
+		for _, wt := range watches {
+			wt.cancel()
+		}
+		mu.Unlock()
+		wg.Wait()
+	}()
+	for {
+		req, err := gs.Recv()
+		if err != nil {
+			if err == io.EOF || ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		mu.Lock()
+		for _, id := range req.Cancel {
+			if wt := watches[id]; wt != nil {
+				wt.cancel()
+				delete(watches, id)
+			}
+		}
+		for _, id := range req.Watch {
+			if watches[id] != nil {
+				continue
+			}
+			wctx, cancel := context.WithCancel(ctx)
+			wt := &watch{cancel: cancel}
+			watches[id] = wt
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer cancel()
+				body, err := w.WaitResult(wctx, id)
+				mu.Lock()
+				mine := watches[id] == wt
+				if mine {
+					delete(watches, id)
+				}
+				mu.Unlock()
+				if !mine || wctx.Err() != nil {
+					return // cancelled: nobody waits for this answer
+				}
+				_ = out.Do(ctx, watchedResult(id, body, err))
+			}()
+		}
+		mu.Unlock()
+	}
+}
+
+func watchedResult(id string, body []byte, err error) *pluginv1.WatchedResult {
+	r := &pluginv1.WatchedResult{TaskId: id}
+	switch {
+	case err == nil:
+		r.Found, r.Body = true, body
+	case errors.Is(err, ErrNotFound):
+	default:
+		st := status.Convert(toStatus(err))
+		r.Code, r.Message = int32(st.Code()), st.Message()
+	}
+	return r
+}
+
+// errWatchUnsupported tells WaitResult to use the unary call: the plugin
+// predates WatchResults.
+var errWatchUnsupported = errors.New("plugin cannot watch results")
+
+// resultWatcher is the host side: every WaitResult of a Client shares one
+// WatchResults stream. The first waiter of a task id sends a watch, the last
+// one to give up sends a cancel; the answer goes to all of them.
+type resultWatcher struct {
+	c   *Client
+	rpc pluginv1.ResultBackendClient
+
+	mu          sync.Mutex
+	stream      *watchStream
+	unsupported bool
+}
+
+// watchStream is one open WatchResults stream and its waiters. Its fields
+// are guarded by resultWatcher.mu.
+type watchStream struct {
+	gs      pluginv1.ResultBackend_WatchResultsClient
+	cancel  context.CancelFunc
+	waiters map[string][]chan watchOutcome
+	// ops are watches (true) and cancels (false) not yet sent, queued under
+	// the lock in the order the waiters came and went; one goroutine at a
+	// time sends them, the last op of each id winning.
+	ops      []watchOp
+	flushing bool
+	ended    bool
+}
+
+type watchOp struct {
+	id    string
+	watch bool
+}
+
+type watchOutcome struct {
+	body []byte
+	err  error
+}
+
+// wait waits for taskID's result over the shared stream.
+func (w *resultWatcher) wait(ctx context.Context, taskID string) ([]byte, error) {
+	ch := make(chan watchOutcome, 1)
+	w.mu.Lock()
+	if w.unsupported {
+		w.mu.Unlock()
+		return nil, errWatchUnsupported
+	}
+	st, err := w.openLocked()
+	if err != nil {
+		w.mu.Unlock()
+		return nil, w.c.mapErr(ctx, "wait result", err)
+	}
+	if len(st.waiters[taskID]) == 0 {
+		w.queueLocked(st, watchOp{id: taskID, watch: true})
+	}
+	st.waiters[taskID] = append(st.waiters[taskID], ch)
+	w.mu.Unlock()
+	select {
+	case o := <-ch:
+		return o.body, o.err
+	case <-ctx.Done():
+		w.mu.Lock()
+		chans := st.waiters[taskID]
+		for i, c := range chans {
+			if c == ch {
+				chans = append(chans[:i], chans[i+1:]...)
+				break
+			}
+		}
+		if len(chans) > 0 {
+			st.waiters[taskID] = chans
+		} else if _, waiting := st.waiters[taskID]; waiting {
+			delete(st.waiters, taskID)
+			w.queueLocked(st, watchOp{id: taskID})
+		}
+		w.mu.Unlock()
+		return nil, ctx.Err()
+	}
+}
+
+// queueLocked queues op and starts a sender if none runs.
+func (w *resultWatcher) queueLocked(st *watchStream, op watchOp) {
+	if st.ended {
+		return
+	}
+	st.ops = append(st.ops, op)
+	if !st.flushing {
+		st.flushing = true
+		go w.flush(st)
+	}
+}
+
+// flush sends the queued ops until none are left.
+func (w *resultWatcher) flush(st *watchStream) {
+	for {
+		w.mu.Lock()
+		if len(st.ops) == 0 || st.ended {
+			st.ops, st.flushing = nil, false
+			w.mu.Unlock()
+			return
+		}
+		last := make(map[string]bool, len(st.ops))
+		order := make([]string, 0, len(st.ops))
+		for _, op := range st.ops {
+			if _, seen := last[op.id]; !seen {
+				order = append(order, op.id)
+			}
+			last[op.id] = op.watch
+		}
+		st.ops = st.ops[:0]
+		w.mu.Unlock()
+
+		req := &pluginv1.WatchRequest{}
+		for _, id := range order {
+			if last[id] {
+				req.Watch = append(req.Watch, id)
+			} else {
+				req.Cancel = append(req.Cancel, id)
+			}
+		}
+		if err := st.gs.Send(req); err != nil {
+			// The stream is over; its receive loop answers the waiters.
+			return
+		}
+	}
+}
+
+// openLocked returns the open stream, opening one if needed.
+func (w *resultWatcher) openLocked() (*watchStream, error) {
+	if w.stream != nil {
+		return w.stream, nil
+	}
+	sctx, cancel := context.WithCancel(context.Background())
+	gs, err := w.rpc.WatchResults(sctx)
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	st := &watchStream{gs: gs, cancel: cancel, waiters: map[string][]chan watchOutcome{}}
+	w.stream = st
+	go w.receive(st)
+	return st, nil
+}
+
+// receive hands each answer to its waiters until the stream ends, then
+// fails the waiters left (or sends them to the unary call when the plugin
+// has no WatchResults).
+func (w *resultWatcher) receive(st *watchStream) {
+	for {
+		resp, err := st.gs.Recv()
+		if err != nil {
+			w.end(st, err)
+			return
+		}
+		w.mu.Lock()
+		for _, r := range resp.Results {
+			chans := st.waiters[r.TaskId]
+			if len(chans) == 0 {
+				continue // everyone gave up meanwhile
+			}
+			o := w.outcome(r)
+			for _, ch := range chans {
+				ch <- o
+			}
+			delete(st.waiters, r.TaskId)
+		}
+		w.mu.Unlock()
+	}
+}
+
+func (w *resultWatcher) outcome(r *pluginv1.WatchedResult) watchOutcome {
+	switch {
+	case r.Found:
+		return watchOutcome{body: r.Body}
+	case r.Code == 0:
+		return watchOutcome{err: &remoteError{msg: ErrNotFound.Error() + ": task " + r.TaskId, sentinel: ErrNotFound}}
+	default:
+		err := status.Error(codes.Code(r.Code), r.Message)
+		return watchOutcome{err: w.c.mapErr(context.Background(), "wait result", err)}
+	}
+}
+
+func (w *resultWatcher) end(st *watchStream, err error) {
+	st.cancel()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	st.ended = true
+	if w.stream == st {
+		w.stream = nil
+	}
+	o := watchOutcome{err: w.c.mapErr(context.Background(), "wait result", err)}
+	if status.Code(err) == codes.Unimplemented {
+		w.unsupported = true
+		o.err = errWatchUnsupported
+	}
+	for id, chans := range st.waiters {
+		for _, ch := range chans {
+			ch <- o
+		}
+		delete(st.waiters, id)
+	}
+}

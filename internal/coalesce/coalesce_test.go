@@ -137,3 +137,31 @@ func TestPacedCoalescerBatchesWhatArrivesDuringThePause(t *testing.T) {
 	require.Equal(t, []int{0}, batches[0])
 	require.ElementsMatch(t, []int{1, 2, 3, 4, 5, 6, 7, 8, 9}, batches[1])
 }
+
+// The flushing goroutine parks between batches and exits when idle; work
+// that arrives while it is parked, and after it has exited, is flushed.
+func TestCoalescerRunnerParksAndExits(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	var got []int
+	c := New(8, func(_ context.Context, items []int) error {
+		mu.Lock()
+		defer mu.Unlock()
+		got = append(got, items...)
+		return nil
+	})
+	c.idleFor = time.Hour
+	require.NoError(t, c.Do(context.Background(), 1))
+	require.Eventually(t, func() bool { c.mu.Lock(); defer c.mu.Unlock(); return c.parked }, 10*time.Second, time.Millisecond)
+	require.NoError(t, c.Do(context.Background(), 2), "a parked runner is woken")
+
+	c.mu.Lock()
+	c.idleFor = time.Millisecond
+	c.mu.Unlock()
+	require.NoError(t, c.Do(context.Background(), 3))
+	require.Eventually(t, func() bool { c.mu.Lock(); defer c.mu.Unlock(); return !c.running }, 10*time.Second, time.Millisecond)
+	require.NoError(t, c.Do(context.Background(), 4), "after the runner exited, a new one starts")
+	mu.Lock()
+	defer mu.Unlock()
+	require.Equal(t, []int{1, 2, 3, 4}, got)
+}

@@ -4,8 +4,8 @@ package core
 // keyed by "<kind>.<name>", so tests can kill them.
 func PluginPIDs(a *App) map[string]int {
 	out := map[string]int{}
-	for _, p := range a.plugins {
-		out[string(p.kind)+"."+p.name] = p.pid()
+	for _, p := range a.PluginProcesses() {
+		out[string(p.Kind)+"."+p.Name] = p.PID
 	}
 	return out
 }

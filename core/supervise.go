@@ -179,16 +179,6 @@ func (p *pluginProc) capabilities() []string {
 	return role.Capabilities
 }
 
-// pid returns the current process id (tests kill it).
-func (p *pluginProc) pid() int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.client == nil {
-		return 0
-	}
-	return p.client.Pid()
-}
-
 type supervisedBroker struct{ p *pluginProc }
 
 func (b supervisedBroker) Kick(ctx context.Context, msgs []sdk.Outgoing) error {

@@ -30,8 +30,8 @@ type Coalescer[T any] struct {
 }
 
 type waiter struct {
-	n    int // items of this Do call
-	done chan error
+	n    int        // items of this Do or Post call
+	done chan error // nil for Post
 }
 
 // FlushTimeout bounds one flush.
@@ -66,7 +66,32 @@ func (c *Coalescer[T]) Do(ctx context.Context, items ...T) error {
 		return nil
 	}
 	done := donePool.Get().(chan error)
+	c.enqueue(items, done)
+	select {
+	case err := <-done:
+		donePool.Put(done)
+		return err
+	case <-ctx.Done():
+		// done is written later by run and then dropped with the channel.
+		return ctx.Err()
+	}
+}
+
+// Post queues items without waiting for their flush; the flush's error is
+// the flush function's to report. Items of successive Post and Do calls are
+// flushed in the order they were queued, so a caller that posts under its
+// own lock sends its operations in the order it decided them.
+func (c *Coalescer[T]) Post(items ...T) {
+	if len(items) > 0 {
+		c.enqueue(items, nil)
+	}
+}
+
+// enqueue adds items (and their waiter; done is nil for Post) and makes
+// sure a runner will flush them.
+func (c *Coalescer[T]) enqueue(items []T, done chan error) {
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	c.pending = append(c.pending, items...)
 	c.waiters = append(c.waiters, waiter{n: len(items), done: done})
 	switch {
@@ -76,15 +101,6 @@ func (c *Coalescer[T]) Do(ctx context.Context, items ...T) error {
 	case c.parked:
 		c.parked = false
 		c.wake <- struct{}{} // never blocks: one token per park
-	}
-	c.mu.Unlock()
-	select {
-	case err := <-done:
-		donePool.Put(done)
-		return err
-	case <-ctx.Done():
-		// done is written later by run and then dropped with the channel.
-		return ctx.Err()
 	}
 }
 
@@ -141,7 +157,9 @@ func (c *Coalescer[T]) run() {
 		err := c.flush(ctx, batch)
 		cancel()
 		for _, wt := range waiters {
-			wt.done <- err
+			if wt.done != nil {
+				wt.done <- err
+			}
 		}
 		if rest := c.pace - time.Since(start); rest > 0 {
 			c.sleep(rest)

@@ -94,7 +94,7 @@ func (h *hostClient) GetResult(ctx context.Context, taskID string) (*wire.Result
 		return nil, fromStatus(ctx, "host get result", err)
 	}
 	if !resp.Found {
-		return nil, &remoteError{msg: ErrNotFound.Error() + ": task " + taskID, sentinel: ErrNotFound}
+		return nil, notFound(taskID)
 	}
 	return wire.DecodeResult(resp.Body)
 }

@@ -143,9 +143,14 @@ func (r *remoteResults) body(ctx context.Context, op, taskID string, resp *plugi
 		return nil, r.c.mapErr(ctx, op, err)
 	}
 	if !resp.Found {
-		return nil, &remoteError{msg: ErrNotFound.Error() + ": task " + taskID, sentinel: ErrNotFound}
+		return nil, notFound(taskID)
 	}
 	return resp.Body, nil
+}
+
+// notFound is a plugin's "no result for taskID", on the host side.
+func notFound(taskID string) error {
+	return &remoteError{msg: ErrNotFound.Error() + ": task " + taskID, sentinel: ErrNotFound}
 }
 
 func (r *remoteResults) GetResult(ctx context.Context, taskID string) ([]byte, error) {

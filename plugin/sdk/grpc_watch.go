@@ -123,12 +123,10 @@ type watchStream struct {
 	gs      pluginv1.ResultBackend_WatchResultsClient
 	cancel  context.CancelFunc
 	waiters map[string][]chan watchOutcome
-	// ops are watches (true) and cancels (false) not yet sent, queued under
-	// the lock in the order the waiters came and went; one goroutine at a
-	// time sends them, the last op of each id winning.
-	ops      []watchOp
-	flushing bool
-	ended    bool
+	// sends sends watches and cancels, posted under the lock in the order
+	// the waiters came and went; in a batch the last op of each id wins.
+	sends *coalesce.Coalescer[watchOp]
+	ended bool
 }
 
 type watchOp struct {
@@ -182,51 +180,34 @@ func (w *resultWatcher) wait(ctx context.Context, taskID string) ([]byte, error)
 	}
 }
 
-// queueLocked queues op and starts a sender if none runs.
+// queueLocked posts op unless the stream has ended.
 func (w *resultWatcher) queueLocked(st *watchStream, op watchOp) {
-	if st.ended {
-		return
-	}
-	st.ops = append(st.ops, op)
-	if !st.flushing {
-		st.flushing = true
-		go w.flush(st)
+	if !st.ended {
+		st.sends.Post(op)
 	}
 }
 
-// flush sends the queued ops until none are left.
-func (w *resultWatcher) flush(st *watchStream) {
-	for {
-		w.mu.Lock()
-		if len(st.ops) == 0 || st.ended {
-			st.ops, st.flushing = nil, false
-			w.mu.Unlock()
-			return
+// send sends a batch of ops as one request, the last op of each id winning.
+// A failed send means the stream is over; its receive loop answers the
+// waiters.
+func (st *watchStream) send(_ context.Context, ops []watchOp) error {
+	last := make(map[string]bool, len(ops))
+	order := make([]string, 0, len(ops))
+	for _, op := range ops {
+		if _, seen := last[op.id]; !seen {
+			order = append(order, op.id)
 		}
-		last := make(map[string]bool, len(st.ops))
-		order := make([]string, 0, len(st.ops))
-		for _, op := range st.ops {
-			if _, seen := last[op.id]; !seen {
-				order = append(order, op.id)
-			}
-			last[op.id] = op.watch
-		}
-		st.ops = st.ops[:0]
-		w.mu.Unlock()
-
-		req := &pluginv1.WatchRequest{}
-		for _, id := range order {
-			if last[id] {
-				req.Watch = append(req.Watch, id)
-			} else {
-				req.Cancel = append(req.Cancel, id)
-			}
-		}
-		if err := st.gs.Send(req); err != nil {
-			// The stream is over; its receive loop answers the waiters.
-			return
+		last[op.id] = op.watch
+	}
+	req := &pluginv1.WatchRequest{}
+	for _, id := range order {
+		if last[id] {
+			req.Watch = append(req.Watch, id)
+		} else {
+			req.Cancel = append(req.Cancel, id)
 		}
 	}
+	return st.gs.Send(req)
 }
 
 // openLocked returns the open stream, opening one if needed.
@@ -241,6 +222,7 @@ func (w *resultWatcher) openLocked() (*watchStream, error) {
 		return nil, err
 	}
 	st := &watchStream{gs: gs, cancel: cancel, waiters: map[string][]chan watchOutcome{}}
+	st.sends = coalesce.New(512, st.send)
 	w.stream = st
 	go w.receive(st)
 	return st, nil
@@ -277,7 +259,7 @@ func (w *resultWatcher) outcome(r *pluginv1.WatchedResult) watchOutcome {
 	case r.Found:
 		return watchOutcome{body: r.Body}
 	case r.Code == 0:
-		return watchOutcome{err: &remoteError{msg: ErrNotFound.Error() + ": task " + r.TaskId, sentinel: ErrNotFound}}
+		return watchOutcome{err: notFound(r.TaskId)}
 	default:
 		err := status.Error(codes.Code(r.Code), r.Message)
 		return watchOutcome{err: w.c.mapErr(context.Background(), "wait result", err)}

@@ -39,20 +39,7 @@ func BenchmarkKickRecvAck(b *testing.B) {
 		if err := br.Kick(ctx, batch[:n]); err != nil {
 			b.Fatal(err)
 		}
-		for got := 0; got < n; {
-			ds, err := s.Recv(ctx, benchBatch)
-			if err != nil {
-				b.Fatal(err)
-			}
-			st = st[:0]
-			for _, d := range ds {
-				st = append(st, sdk.Settlement{DeliveryID: d.ID, Kind: sdk.SettleAck})
-			}
-			if err := s.Settle(ctx, st); err != nil {
-				b.Fatal(err)
-			}
-			got += len(ds)
-		}
+		recvAndAck(b, ctx, s, n, st)
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
 }
@@ -137,4 +124,24 @@ func BenchmarkResultSetGet(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "results/s")
+}
+
+// recvAndAck receives n deliveries from s in batches and acks each batch,
+// reusing st for the settlements.
+func recvAndAck(b *testing.B, ctx context.Context, s sdk.Stream, n int, st []sdk.Settlement) {
+	b.Helper()
+	for got := 0; got < n; {
+		ds, err := s.Recv(ctx, benchBatch)
+		if err != nil {
+			b.Fatal(err)
+		}
+		st = st[:0]
+		for _, d := range ds {
+			st = append(st, sdk.Settlement{DeliveryID: d.ID, Kind: sdk.SettleAck})
+		}
+		if err := s.Settle(ctx, st); err != nil {
+			b.Fatal(err)
+		}
+		got += len(ds)
+	}
 }

@@ -169,21 +169,7 @@ func BenchmarkPluginProcessKickRecvAck(b *testing.B) {
 			}
 		}
 	})
-	st := make([]sdk.Settlement, 0, benchBatch)
-	for got := 0; got < b.N; {
-		ds, err := s.Recv(ctx, benchBatch)
-		if err != nil {
-			b.Fatal(err)
-		}
-		st = st[:0]
-		for _, d := range ds {
-			st = append(st, sdk.Settlement{DeliveryID: d.ID, Kind: sdk.SettleAck})
-		}
-		if err := s.Settle(ctx, st); err != nil {
-			b.Fatal(err)
-		}
-		got += len(ds)
-	}
+	recvAndAck(b, ctx, s, b.N, make([]sdk.Settlement, 0, benchBatch))
 	wg.Wait()
 	b.StopTimer()
 	close(errc)

@@ -256,13 +256,12 @@ type notifier struct {
 	// unconfirmed counts SUBSCRIBEs sent per channel whose confirmation has
 	// not arrived; a channel is live when it drops to zero.
 	unconfirmed map[string]int
-	// ops are SUBSCRIBEs and UNSUBSCRIBEs not yet sent, in order; one
-	// goroutine at a time (flushing) sends them, a run of one kind as one
-	// command, so a thousand waiters arriving together cost a few commands.
-	ops      []subOp
-	flushing bool
-	closed   bool
-	done     chan struct{}
+	// subs sends SUBSCRIBEs and UNSUBSCRIBEs in the order they are posted
+	// (under mu), a run of one kind as one command, so a thousand waiters
+	// arriving together cost a few commands.
+	subs   *coalesce.Coalescer[subOp]
+	closed bool
+	done   chan struct{}
 }
 
 type subOp struct {
@@ -278,8 +277,10 @@ type waiter struct {
 }
 
 func newNotifier(client redis.UniversalClient, log hclog.Logger) *notifier {
-	return &notifier{client: client, log: log, waiters: map[string]map[*waiter]struct{}{},
+	n := &notifier{client: client, log: log, waiters: map[string]map[*waiter]struct{}{},
 		unconfirmed: map[string]int{}, done: make(chan struct{})}
+	n.subs = coalesce.New(512, n.sendSubs)
+	return n
 }
 
 func (n *notifier) subscribe(channel string) *waiter {
@@ -298,7 +299,7 @@ func (n *notifier) subscribe(channel string) *waiter {
 		set = map[*waiter]struct{}{}
 		n.waiters[channel] = set
 		n.unconfirmed[channel]++
-		n.queue(subOp{channel: channel})
+		n.subs.Post(subOp{channel: channel})
 	} else if n.unconfirmed[channel] == 0 {
 		w.isLive = true
 		close(w.live)
@@ -315,48 +316,34 @@ func (n *notifier) unsubscribe(w *waiter) {
 	if len(set) == 0 && set != nil {
 		delete(n.waiters, w.channel)
 		if n.ps != nil && !n.closed {
-			n.queue(subOp{unsubscribe: true, channel: w.channel})
+			n.subs.Post(subOp{unsubscribe: true, channel: w.channel})
 		}
 	}
 }
 
-// queue adds an op and starts a flusher if none runs; n.mu is held.
-func (n *notifier) queue(op subOp) {
-	n.ops = append(n.ops, op)
-	if !n.flushing {
-		n.flushing = true
-		go n.flush(n.ps)
-	}
-}
-
-// flush sends queued ops until there are none, each run of one kind as one
-// SUBSCRIBE or UNSUBSCRIBE.
-func (n *notifier) flush(ps *redis.PubSub) {
-	for {
-		n.mu.Lock()
-		if len(n.ops) == 0 || n.closed {
-			n.ops, n.flushing = nil, false
-			n.mu.Unlock()
-			return
-		}
-		unsub := n.ops[0].unsubscribe
+// sendSubs sends a batch of ops, each run of one kind as one SUBSCRIBE or
+// UNSUBSCRIBE.
+func (n *notifier) sendSubs(ctx context.Context, ops []subOp) error {
+	n.mu.Lock()
+	ps, closed := n.ps, n.closed
+	n.mu.Unlock()
+	for len(ops) > 0 && !closed {
 		k := 1
-		for k < len(n.ops) && n.ops[k].unsubscribe == unsub {
+		for k < len(ops) && ops[k].unsubscribe == ops[0].unsubscribe {
 			k++
 		}
 		channels := make([]string, k)
-		for i, op := range n.ops[:k] {
+		for i, op := range ops[:k] {
 			channels[i] = op.channel
 		}
-		n.ops = n.ops[k:]
-		n.mu.Unlock()
-
-		if unsub {
-			_ = ps.Unsubscribe(context.Background(), channels...)
-		} else if err := ps.Subscribe(context.Background(), channels...); err != nil {
+		if ops[0].unsubscribe {
+			_ = ps.Unsubscribe(ctx, channels...)
+		} else if err := ps.Subscribe(ctx, channels...); err != nil {
 			n.log.Warn("subscribing for results failed; their waiters fall back to polling", "channels", len(channels), "error", err)
 		}
+		ops = ops[k:]
 	}
+	return nil
 }
 
 // run dispatches confirmations and notifications. go-redis reconnects the

@@ -165,3 +165,27 @@ func TestCoalescerRunnerParksAndExits(t *testing.T) {
 	defer mu.Unlock()
 	require.Equal(t, []int{1, 2, 3, 4}, got)
 }
+
+// Post does not wait, and its items leave in order with Do's.
+func TestCoalescerPostKeepsOrder(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	var got []int
+	c := New(64, func(_ context.Context, items []int) error {
+		mu.Lock()
+		defer mu.Unlock()
+		got = append(got, items...)
+		return nil
+	})
+	for i := range 50 {
+		c.Post(i)
+	}
+	require.NoError(t, c.Do(context.Background(), 50), "Do returns once everything queued before it is flushed")
+	mu.Lock()
+	defer mu.Unlock()
+	want := make([]int, 51)
+	for i := range want {
+		want[i] = i
+	}
+	require.Equal(t, want, got)
+}

@@ -3,7 +3,7 @@ BIN := bin
 PLUGINS := taskiq-inmemory taskiq-redis taskiq-retry-middleware
 export PATH := $(shell $(GO) env GOPATH)/bin:$(PATH)
 
-.PHONY: all build plugins demo demo-worker test proto integration bench clean
+.PHONY: all build plugins demo demo-worker test lint proto integration bench clean
 
 all: build
 
@@ -39,6 +39,13 @@ demo-worker: build $(BIN)/example-tasks
 # their env var is set (TASKIQ_REDIS_URL, see .ci/run).
 test:
 	$(GO) test -race -count=1 -timeout 15m ./...
+
+# go vet and staticcheck, at a pinned version (installed with go install).
+STATICCHECK_VERSION := v0.8.2
+lint:
+	$(GO) vet ./...
+	$(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+	staticcheck ./...
 
 # The tests that use a real service, against the services on this machine.
 # Packages run one at a time: they share the Redis database they flush.

@@ -17,7 +17,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 )
 
@@ -49,7 +48,6 @@ type Line struct {
 
 // Writer appends lines to the log. It is safe for concurrent use.
 type Writer struct {
-	mu        sync.Mutex
 	f         *os.File
 	workerPID int
 	modulePID int

@@ -237,8 +237,10 @@ func (l *listenerBase) retryLoop(ctx context.Context, what string, op func() err
 func (l *listenerBase) closeBase() {
 	l.closeOnce.Do(func() {
 		l.stop()
+		// A barrier: once it is passed, no Recv is starting a fetch.
 		l.recvMu.Lock()
-		l.recvMu.Unlock() //nolint:staticcheck // barrier: no Recv is starting a fetch now
+		//lint:ignore SA2001 the empty critical section is the barrier
+		l.recvMu.Unlock()
 		l.wg.Wait()
 	})
 }

@@ -116,7 +116,7 @@ func FuzzValidJSON(f *testing.F) {
 func FuzzLabels(f *testing.F) {
 	f.Add(uint8(0), "hello", int64(3), 1.5, true, 2)
 	f.Add(uint8(1), "", int64(-1), math.Inf(1), false, 4)
-	f.Add(uint8(2), "True", int64(math.MaxInt64), -0.0, true, 5)
+	f.Add(uint8(2), "True", int64(math.MaxInt64), math.Copysign(0, -1), true, 5)
 	f.Add(uint8(3), "caf\u00e9 \U0001F600 \"q\" \\ \x00", int64(math.MinInt64), 1e-300, false, 6)
 	f.Add(uint8(4), "aGVsbG8=", int64(0), math.NaN(), true, 1)
 	f.Fuzz(func(t *testing.T, kind uint8, s string, i int64, fl float64, b bool, typ int) {
@@ -324,7 +324,7 @@ func sameJSON(a, b json.RawMessage) bool {
 func FuzzEncodeResult(f *testing.F) {
 	f.Add(false, []byte(`{"a":[1,2.5,"x"]}`), 0.000123, "queue_name", "default", int64(30), 1.5, true)
 	f.Add(true, []byte(` 1 `), 1e-7, "k<", "v&", int64(-1), 1e21, false)
-	f.Add(false, []byte(``), 0.0, "", "caf\u00e9", int64(0), -0.0, true)
+	f.Add(false, []byte(``), 0.0, "", "caf\u00e9", int64(0), math.Copysign(0, -1), true)
 	f.Add(false, []byte("\"\u2028\""), 3.0, "a", "\"", int64(1), math.NaN(), false)
 	f.Fuzz(func(t *testing.T, isErr bool, ret []byte, exec float64, key, val string, i int64, fl float64, b bool) {
 		r := &wire.Result{IsErr: isErr, ReturnValue: ret, ExecutionTime: exec,

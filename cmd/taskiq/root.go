@@ -27,6 +27,11 @@ var version = "dev"
 var errQuiet = errors.New("reported")
 
 func run(args []string, stdout, stderr io.Writer) int {
+	// Everything on stderr (errors, diagnostics, the host's and the plugins'
+	// logs) loses URL passwords: an error quoted from a library or a plugin
+	// may hold a whole URL. stdout carries task results, user data that is
+	// printed as it is.
+	stderr = sdk.RedactingWriter(stderr)
 	root := newRoot(stdout, stderr)
 	root.SetArgs(args)
 	if err := root.Execute(); err != nil {

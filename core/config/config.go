@@ -66,6 +66,9 @@ type File struct {
 
 	// files keeps the parsed sources so diagnostics can show snippets.
 	files map[string]*hcl.File
+	// unparsed is set when the file has syntax errors: no plugin block was
+	// decoded, so which values are sensitive is unknown.
+	unparsed bool
 }
 
 // PluginBlock is one broker, result_backend or middleware block.
@@ -108,6 +111,9 @@ type PluginBlock struct {
 	// DecodePluginConfig so later diagnostics and snippets can hide them.
 	secrets      []string
 	secretRanges []hcl.Range
+	// src is the file the block is in, to read the source of sensitive
+	// expressions (nil for blocks built by hand).
+	src *hcl.File
 }
 
 // Worker holds the `worker {}` block.
@@ -154,7 +160,10 @@ type Security struct {
 
 // Sources returns the parsed files by name, for WriteDiagnostics. The
 // expressions of sensitive plugin attributes that DecodePluginConfig has
-// seen are blanked out, so a snippet never shows a secret written in the file.
+// seen are blanked out (to the end of their line, so a trailing comment
+// goes too), so a snippet never shows a secret written in the file. A file
+// with syntax errors has every attribute value blanked out: its plugin
+// blocks were never decoded, so nothing tells a secret from the rest.
 func (f *File) Sources() map[string]*hcl.File {
 	var secret []hcl.Range
 	for _, blocks := range [][]*PluginBlock{f.Brokers, f.ResultBackends, f.Middlewares} {
@@ -164,7 +173,11 @@ func (f *File) Sources() map[string]*hcl.File {
 	}
 	out := make(map[string]*hcl.File, len(f.files))
 	for name, file := range f.files {
-		out[name] = redactFile(name, file, secret)
+		ranges := secret
+		if f.unparsed {
+			ranges = append(valueRanges(name, file.Bytes), ranges...)
+		}
+		out[name] = redactFile(name, file, ranges)
 	}
 	return out
 }
@@ -217,6 +230,7 @@ func parse(src []byte, filename string, lookupEnv func(string) (string, bool)) (
 	hf, diags := parser.ParseHCL(src, filename)
 	f := &File{Path: filename, files: parser.Files()}
 	if diags.HasErrors() {
+		f.unparsed = true
 		return f, diags
 	}
 	dir, err := filepath.Abs(filepath.Dir(filename))

@@ -152,6 +152,7 @@ func (d *decoder) pluginBlock(kind sdk.Kind, blk *hcl.Block) *PluginBlock {
 		SHA256Range: blk.DefRange,
 		pluginDir:   d.file.PluginDir,
 		ctx:         d.ctx,
+		src:         d.file.files[blk.DefRange.Filename],
 		// An empty body whose missing-item range is the block header, so
 		// "missing required argument" for a plugin without config points at
 		// the block rather than at nothing.

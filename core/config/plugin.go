@@ -58,7 +58,7 @@ func DecodePluginConfig(b *PluginBlock, schema sdk.Schema) (json.RawMessage, hcl
 	val, diags := hcldec.Decode(body, spec, ctx)
 	diags = fixFuncDiags(diags)
 	rememberSecrets(b, body, schema, val)
-	diags = scrubDiags(diags, b.secrets)
+	diags = scrubDiags(b, diags)
 	if diags.HasErrors() {
 		return nil, diags
 	}
@@ -190,8 +190,11 @@ func durationValidator(a sdk.Attribute) func(cty.Value) hcl.Diagnostics {
 
 // rememberSecrets records, for the sensitive attributes of the schema, their
 // decoded string values (to scrub from messages) and the source ranges of
-// values written literally in the file (to blank out of snippets). A bare
-// function call such as env("X") is left visible: the secret is not in it.
+// values written literally in the file, to the end of their line (to blank
+// out of snippets). A bare function call such as env("X") is left visible:
+// the secret is not in it. A value that failed to decode (a list where a
+// string belongs, a broken template) is remembered all the same: it is on
+// the very line the error points at.
 func rememberSecrets(b *PluginBlock, body hcl.Body, schema sdk.Schema, val cty.Value) {
 	b.secrets, b.secretRanges = nil, nil
 	for _, a := range schema.Attributes {
@@ -201,7 +204,11 @@ func rememberSecrets(b *PluginBlock, body hcl.Body, schema sdk.Schema, val cty.V
 		content, _, _ := body.PartialContent(&hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: a.Name}}})
 		if attr := content.Attributes[a.Name]; attr != nil {
 			if _, isCall := attr.Expr.(*hclsyntax.FunctionCallExpr); !isCall {
-				b.secretRanges = append(b.secretRanges, attr.Expr.Range())
+				r := attr.Expr.Range()
+				if b.src != nil {
+					r = toLineEnd(r, b.src.Bytes)
+				}
+				b.secretRanges = append(b.secretRanges, r)
 			}
 		}
 		if val.IsNull() || !val.IsKnown() || !val.Type().IsObjectType() || !val.Type().HasAttribute(a.Name) {
@@ -232,23 +239,44 @@ func stringsIn(v cty.Value) []string {
 	return nil
 }
 
-// scrubDiags replaces every secret in the diagnostics' text.
-func scrubDiags(diags hcl.Diagnostics, secrets []string) hcl.Diagnostics {
-	if len(secrets) == 0 {
-		return diags
-	}
+// scrubDiags hides b's sensitive values in diags: the decoded values
+// anywhere in the text, quoted pieces of a sensitive expression in the
+// diagnostics on it, and (through the diagnostics' Extra) the expressions in
+// snippets.
+func scrubDiags(b *PluginBlock, diags hcl.Diagnostics) hcl.Diagnostics {
 	for _, d := range diags {
-		d.Summary = scrub(d.Summary, secrets)
-		d.Detail = scrub(d.Detail, secrets)
+		d.Summary = scrub(d.Summary, b.secrets)
+		d.Detail = scrub(d.Detail, b.secrets)
+		if sources := b.secretSources(d.Subject); len(sources) > 0 {
+			d.Summary = scrubQuoted(d.Summary, sources)
+			d.Detail = scrubQuoted(d.Detail, sources)
+		}
 	}
+	markSecrets(diags, b.secretRanges)
 	return diags
 }
 
+// secretSources returns the source text of b's sensitive expressions that
+// subject overlaps.
+func (b *PluginBlock) secretSources(subject *hcl.Range) [][]byte {
+	if subject == nil || b.src == nil {
+		return nil
+	}
+	var out [][]byte
+	for _, r := range b.secretRanges {
+		if r.Filename == subject.Filename && r.Overlaps(*subject) && r.End.Byte <= len(b.src.Bytes) {
+			out = append(out, b.src.Bytes[r.Start.Byte:r.End.Byte])
+		}
+	}
+	return out
+}
+
+// scrub replaces every secret in s, and the password of every URL in it.
 func scrub(s string, secrets []string) string {
 	for _, secret := range secrets {
 		s = strings.ReplaceAll(s, secret, "(sensitive)")
 	}
-	return s
+	return sdk.RedactURLs(s)
 }
 
 // pluginBug reports a malformed schema: the user cannot fix it in taskiq.hcl.
@@ -267,7 +295,9 @@ func pluginBug(b *PluginBlock, problem string) *hcl.Diagnostic {
 // block header when the error names no attribute or one not written in the
 // file (its default was used). A path such as "tls.ca" points at its first
 // segment. Values of sensitive attributes that DecodePluginConfig saw are
-// replaced by "(sensitive)" in the messages.
+// replaced by "(sensitive)" in the messages, and URL passwords by "xxxxx":
+// a plugin's message is text from another process, and it may quote a
+// library's error that holds the whole URL.
 func PluginDiagnostics(b *PluginBlock, errs []*sdk.ConfigError) hcl.Diagnostics {
 	var diags hcl.Diagnostics
 	for _, e := range errs {
@@ -296,6 +326,7 @@ func PluginDiagnostics(b *PluginBlock, errs []*sdk.ConfigError) hcl.Diagnostics 
 		}
 		diags = append(diags, d)
 	}
+	markSecrets(diags, b.secretRanges)
 	return diags
 }
 

@@ -10,7 +10,6 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strconv"
@@ -80,9 +79,12 @@ type Client struct {
 	gbroker *plugin.GRPCBroker
 	base    pluginv1.PluginClient
 
-	path     string
-	name     string
-	pid      int
+	path string
+	name string
+	pid  int
+	// launch holds the private directory (0700) of the plugin's and the
+	// host's sockets for this process, removed when it is stopped.
+	launch   *launcher
 	logger   hclog.Logger
 	maxSize  int
 	prefetch int
@@ -153,15 +155,15 @@ func Launch(ctx context.Context, cfg LaunchConfig) (*Client, error) {
 		EnvMaxMessageSize+"="+strconv.Itoa(maxSize),
 	)
 	env = append(env, cfg.Env...)
-	cmd := exec.Command(path)
-	cmd.Env = env
 
+	l := &launcher{path: path, env: env}
 	tail := &tailBuffer{max: stderrTailSize}
 	limit := grpcLimit(maxSize)
 	pc := plugin.NewClient(&plugin.ClientConfig{
+		UnixSocketConfig: l.socketConfig(),
+		RunnerFunc:       l.run,
 		HandshakeConfig:  handshake(),
 		VersionedPlugins: pluginSets(nil),
-		Cmd:              cmd,
 		SkipHostEnv:      true,
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
 		Logger:           logger,
@@ -174,22 +176,22 @@ func Launch(ctx context.Context, cfg LaunchConfig) (*Client, error) {
 	proto, err := pc.Client()
 	if err != nil {
 		pc.Kill()
+		l.cleanup()
 		return nil, launchError(path, timeout, err, tail.String())
 	}
 	raw, err := proto.Dispense(pluginSetName)
 	if err != nil {
 		pc.Kill()
+		l.cleanup()
 		return nil, fmt.Errorf("launch plugin %s: %w", path, err)
 	}
 	rc := raw.(*remoteConn)
 	c := &Client{
 		pc: pc, conn: rc.conn, gbroker: rc.broker, base: pluginv1.NewPluginClient(rc.conn),
 		path: path, name: filepath.Base(path), logger: logger,
-		maxSize: maxSize, prefetch: prefetch, host: cfg.Host,
+		maxSize: maxSize, prefetch: prefetch, host: cfg.Host, launch: l,
 	}
-	if rcfg := pc.ReattachConfig(); rcfg != nil {
-		c.pid = rcfg.Pid
-	}
+	c.pid = l.pid()
 	return c, nil
 }
 
@@ -402,6 +404,7 @@ func (c *Client) Close(ctx context.Context) error {
 		err = c.shutdownRole(ctx)
 	}
 	c.pc.Kill()
+	c.launch.cleanup()
 	return err
 }
 
@@ -413,6 +416,7 @@ func (c *Client) Kill() {
 		}
 	}
 	c.pc.Kill()
+	c.launch.cleanup()
 }
 
 // mapErr maps an RPC error to the SDK's sentinels and, when the process is

@@ -6,11 +6,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -24,6 +26,7 @@ import (
 	"github.com/taskiq-go/taskiq/plugin/sdk"
 	pluginv1 "github.com/taskiq-go/taskiq/plugin/sdk/proto/v1"
 	"github.com/taskiq-go/taskiq/plugin/sdk/sdktest"
+	"github.com/taskiq-go/taskiq/plugin/sdk/wire"
 )
 
 // These tests check the security promises of DESIGN.md §6 end to end, with
@@ -254,4 +257,50 @@ func TestAutoMTLS(t *testing.T) {
 
 	plain := sdktest.Launch(t, sdk.KindBroker, `{"queue":"plain"}`)
 	require.NoError(t, plainInfo(t, listeningSocket(t, plain.Pid())), "control: without AutoMTLS the same client gets through")
+}
+
+// TestPluginSocketsArePrivateUnderAnyUmask: under umask 000 the plugin's
+// socket is still 0600, in a directory of mode 0700 that also holds the
+// host's socket for Host callbacks, and the directory is gone once the
+// plugin is stopped. Before, the sockets
+// were made in the shared temp directory with mode 0777 less the umask, and
+// any local user could call Broker.Kick. Not parallel: the umask is the
+// process's.
+func TestPluginSocketsArePrivateUnderAnyUmask(t *testing.T) {
+	requireLinux(t)
+	old := syscall.Umask(0)
+	restored := false
+	restore := func() {
+		if !restored {
+			syscall.Umask(old)
+			restored = true
+		}
+	}
+	defer restore()
+
+	host := &fakeHost{kicks: make(chan kickCall, 4)}
+	c := sdktest.Launch(t, sdk.KindMiddleware, `{}`, sdktest.WithHost(host))
+	// A callback makes the host listen on its own socket for the plugin.
+	mw := c.Middleware([]sdk.Hook{sdk.HookPreSend}).(sdk.PreSender)
+	require.NoError(t, mw.PreSend(testCtx(t), &wire.Message{TaskID: "t", TaskName: "callback"}))
+	<-host.kicks
+	restore()
+
+	socket := listeningSocket(t, c.Pid())
+	mode := func(path string) os.FileMode {
+		fi, err := os.Stat(path)
+		require.NoError(t, err)
+		return fi.Mode()
+	}
+	require.Equal(t, os.ModeSocket|0o600, mode(socket), "the plugin's socket")
+	dir := filepath.Dir(socket)
+	require.Equal(t, os.ModeDir|0o700, mode(dir), "the socket's directory")
+	require.Equal(t, dir, processEnv(t, c.Pid())["PLUGIN_UNIX_SOCKET_DIR"])
+	entries, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	require.Len(t, entries, 2, "the plugin's socket and the host's, for Host callbacks")
+
+	require.NoError(t, c.Close(testCtx(t)))
+	_, err = os.Stat(dir)
+	require.ErrorIs(t, err, fs.ErrNotExist, "the directory is removed when the plugin stops")
 }

@@ -71,11 +71,17 @@ func Serve(p Plugin) {
 		os.Exit(0)
 	})
 
+	// A socket made under the inherited umask may be open to every local
+	// user (umask 000 gives srwxrwxrwx): make it 0600, and give the plugin
+	// its umask back as soon as the socket exists.
+	restoreUmask := sync.OnceFunc(privateUmask())
+	defer restoreUmask()
 	limit := grpcLimit(maxSize)
 	plugin.Serve(&plugin.ServeConfig{
 		HandshakeConfig:  handshake(),
 		VersionedPlugins: pluginSets(srv),
 		GRPCServer: func(opts []grpc.ServerOption) *grpc.Server {
+			restoreUmask() // the listener exists by now
 			// Stream workers reuse the goroutines that run calls: a new one
 			// per call grew its stack through the role's code every time
 			// (8-12% of a plugin's CPU at 1k tasks/s). Long calls (the

@@ -365,17 +365,11 @@ func parseURL(raw string) (*redis.Options, error) {
 	}
 	opt, err := redis.ParseURL(raw)
 	if err != nil {
-		shown := "(unparseable URL)"
-		if u, uerr := url.Parse(raw); uerr == nil {
-			shown = u.Redacted()
-		}
-		msg := err.Error()
-		if u, uerr := url.Parse(raw); uerr == nil && u.User != nil {
-			if p, ok := u.User.Password(); ok && p != "" {
-				msg = strings.ReplaceAll(msg, p, "xxxxx")
-			}
-		}
-		return nil, fmt.Errorf("%s is not a valid Redis URL (%s); write it like redis://host:6379/0 or rediss://host:6380/0", shown, msg)
+		// go-redis returns net/url's *url.Error, which quotes the whole URL,
+		// password included, and a URL net/url rejects has no Redacted form:
+		// so the text is redacted, not the parsed URL.
+		return nil, fmt.Errorf("%s is not a valid Redis URL (%s); write it like redis://host:6379/0 or rediss://host:6380/0",
+			sdk.RedactURLs(raw), sdk.RedactURLs(err.Error()))
 	}
 	if u, err := url.Parse(raw); err == nil && !u.Query().Has("protocol") {
 		// RESP2 unless the URL asks for another protocol: the plugin uses

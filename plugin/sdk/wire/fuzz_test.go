@@ -27,6 +27,8 @@ func FuzzDecodeMessage(f *testing.F) {
 	f.Add([]byte(`{"task_id":"a","task_name":"b","labels":{"x":1,"y":[1,{"z":null}],"n":null},"args":null,"kwargs":null}`))
 	f.Add([]byte(`{"task_id":"a","task_name":"b","labels":{"i":"12","f":"NaN","b":"TRUE","y":"YWJj"},"labels_types":{"i":2,"f":4,"b":5,"y":6}}`))
 	f.Add([]byte(`{"task_id":"a"`))
+	f.Add([]byte("{\"task_id\":\"a\xff\",\"task_name\":\"b\"}"))
+	f.Add([]byte(`{"task_id":"\ud800\udc00\udcff","task_name":"b\ufffd"}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		requireFastMatchesStd(t, data)
 		m, err := wire.DecodeMessage(data)

@@ -9,6 +9,8 @@ import (
 	"math"
 	"strconv"
 	"strings"
+	"unicode/utf16"
+	"unicode/utf8"
 
 	"github.com/taskiq-go/taskiq/internal/plainjson"
 )
@@ -40,6 +42,13 @@ const (
 
 // ErrMalformed is wrapped by every decoding error of a message or result.
 var ErrMalformed = errors.New("malformed message")
+
+// ErrInvalidUTF8 is wrapped, with ErrMalformed, by the error for a task_id
+// or task_name that is not valid UTF-8 (raw bytes, or an escaped lone
+// surrogate such as "\udcff"). Decoding would replace the bad part with
+// U+FFFD, and the task's result would be stored under an id the producer
+// never asks for.
+var ErrInvalidUTF8 = errors.New("invalid UTF-8")
 
 // Message is one task invocation, as carried by a broker.
 //
@@ -202,8 +211,16 @@ func (m *Message) MarshalJSON() ([]byte, error) {
 	return m.AppendJSON(nil)
 }
 
-// AppendJSON appends the encoded message to dst.
+// AppendJSON appends the encoded message to dst. A task_id or task_name
+// that is not valid UTF-8 is an error wrapping ErrInvalidUTF8: JSON would
+// carry it as U+FFFD, and the result would be stored under another id.
 func (m *Message) AppendJSON(dst []byte) ([]byte, error) {
+	if !utf8.ValidString(m.TaskID) {
+		return nil, fmt.Errorf("%w: task_id %q is not valid UTF-8", ErrInvalidUTF8, m.TaskID)
+	}
+	if !utf8.ValidString(m.TaskName) {
+		return nil, fmt.Errorf("%w: task_name %q is not valid UTF-8", ErrInvalidUTF8, m.TaskName)
+	}
 	buf := bytes.NewBuffer(dst)
 	buf.WriteString(`{"task_id":`)
 	writeJSONString(buf, m.TaskID)
@@ -316,6 +333,11 @@ func decodeMessageStd(b []byte) (*Message, error) {
 	if raw.TaskID == "" {
 		return nil, fmt.Errorf("%w: task_id is missing or empty", ErrMalformed)
 	}
+	if strings.ContainsRune(raw.TaskID, utf8.RuneError) || strings.ContainsRune(raw.TaskName, utf8.RuneError) {
+		if err := checkExactIDs(b); err != nil {
+			return nil, err
+		}
+	}
 	m := &Message{TaskID: raw.TaskID, TaskName: raw.TaskName, Args: raw.Args, Kwargs: raw.Kwargs}
 	if len(raw.Labels) > 0 {
 		m.Labels = make(map[string]any, len(raw.Labels))
@@ -324,6 +346,77 @@ func decodeMessageStd(b []byte) (*Message, error) {
 		}
 	}
 	return m, nil
+}
+
+// checkExactIDs fails when task_id or task_name of body is not the text it
+// spells: invalid UTF-8 that encoding/json turned into U+FFFD. It is called
+// only when one of them holds U+FFFD, which a valid one may too (written as
+// is or as "\ufffd"). The fields are read again as raw JSON with the same
+// key matching as the first decoding, so they are the same members.
+func checkExactIDs(body []byte) error {
+	var ids struct {
+		TaskID   json.RawMessage `json:"task_id"`
+		TaskName json.RawMessage `json:"task_name"`
+	}
+	if err := json.Unmarshal(body, &ids); err != nil {
+		return fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	for _, f := range []struct {
+		name string
+		raw  json.RawMessage
+	}{{"task_id", ids.TaskID}, {"task_name", ids.TaskName}} {
+		if !exactJSONString(f.raw) {
+			return fmt.Errorf("%w: %w: %s %q is not valid UTF-8; it would be changed to U+FFFD and the task's result stored under another id",
+				ErrMalformed, ErrInvalidUTF8, f.name, f.raw[1:len(f.raw)-1])
+		}
+	}
+	return nil
+}
+
+// exactJSONString reports whether the JSON string s (quotes included)
+// decodes without replacement: its bytes are valid UTF-8 and every \u
+// escape of a surrogate is half of a pair.
+func exactJSONString(s []byte) bool {
+	if !utf8.Valid(s) {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] != '\\' {
+			continue
+		}
+		i++
+		if i >= len(s) || s[i] != 'u' {
+			continue // a one-letter escape
+		}
+		r, ok := hex4(s, i+1)
+		if !ok {
+			return false
+		}
+		i += 4
+		switch {
+		case utf16.IsSurrogate(r) && r < 0xdc00: // high half: a low half must follow
+			if i+6 >= len(s) || s[i+1] != '\\' || s[i+2] != 'u' {
+				return false
+			}
+			lo, ok := hex4(s, i+3)
+			if !ok || utf16.DecodeRune(r, lo) == utf8.RuneError {
+				return false
+			}
+			i += 6
+		case utf16.IsSurrogate(r): // a low half alone
+			return false
+		}
+	}
+	return true
+}
+
+// hex4 reads the four hex digits at s[i:].
+func hex4(s []byte, i int) (rune, bool) {
+	if i+4 > len(s) {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(string(s[i:i+4]), 16, 16)
+	return rune(n), err == nil
 }
 
 // decodeLabel converts one label. A typed string that does not parse as its

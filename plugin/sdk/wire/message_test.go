@@ -304,15 +304,61 @@ func TestLabelAccessors(t *testing.T) {
 
 // TestInvalidUTF8LabelDecodesLikeOtherFields is the fuzzer's first find: a
 // label with invalid UTF-8 and no escape kept its raw bytes (a fast path
-// skipped the JSON decoder), while the same label with an escape, or any
-// other field, had them replaced by U+FFFD; re-encoding then changed it.
+// skipped the JSON decoder), while the same label with an escape had them
+// replaced by U+FFFD; re-encoding then changed it. Labels are user data, and
+// U+FFFD is what every JSON decoder makes of such bytes (see WIRE.md).
 func TestInvalidUTF8LabelDecodesLikeOtherFields(t *testing.T) {
 	t.Parallel()
-	m, err := wire.DecodeMessage([]byte("{\"task_id\":\"\xe0\",\"task_name\":\"n\",\"labels\":{\"a\":\"\xe0\",\"b\":\"\\n\xe0\"}}"))
+	m, err := wire.DecodeMessage([]byte("{\"task_id\":\"i\",\"task_name\":\"n\",\"labels\":{\"a\":\"\xe0\",\"b\":\"\\n\xe0\"}}"))
 	require.NoError(t, err)
-	require.Equal(t, "\uFFFD", m.TaskID)
 	require.Equal(t, "\uFFFD", m.Labels["a"])
 	require.Equal(t, "\n\uFFFD", m.Labels["b"])
+}
+
+// A task_id or task_name that is not valid UTF-8 would decode to another
+// string (U+FFFD in place of the bad part), and the result would land under
+// a key the producer never reads: it is an error, on the fast path and the
+// encoding/json path alike, whether the bytes are raw or an escaped lone
+// surrogate. A real U+FFFD, written as is or escaped, is valid.
+func TestInvalidUTF8TaskIDIsAnError(t *testing.T) {
+	t.Parallel()
+	for name, body := range map[string]string{
+		"raw byte in id":          "{\"task_id\":\"ab\xff\",\"task_name\":\"n\"}",
+		"raw byte in name":        "{\"task_id\":\"i\",\"task_name\":\"n\xc3\"}",
+		"truncated rune, escaped": "{\"task_id\":\"\\n\xe2\x82\",\"task_name\":\"n\"}",
+		"lone low surrogate":      `{"task_id":"a\udcff","task_name":"n"}`,
+		"lone high surrogate":     `{"task_id":"a\ud800b","task_name":"n"}`,
+		"high then non-low":       `{"task_id":"\ud800\u0041","task_name":"n"}`,
+		"high at the end":         `{"task_id":"i","task_name":"\uD800"}`,
+		"upper-case key":          "{\"TASK_ID\":\"\xff\",\"task_name\":\"n\"}",
+	} {
+		_, err := wire.DecodeMessage([]byte(body))
+		require.ErrorIs(t, err, wire.ErrInvalidUTF8, name)
+		require.ErrorIs(t, err, wire.ErrMalformed, name)
+		require.Contains(t, err.Error(), "is not valid UTF-8", name)
+		_, err = wire.DecodeMessageStd([]byte(body))
+		require.ErrorIs(t, err, wire.ErrInvalidUTF8, name)
+	}
+	for body, id := range map[string]string{
+		"{\"task_id\":\"a\uFFFD\",\"task_name\":\"n\"}":       "a\uFFFD",
+		`{"task_id":"a\ufffd","task_name":"n"}`:               "a\uFFFD",
+		`{"task_id":"\ud83d\ude00\uFFFD","task_name":"n"}`:    "\U0001F600\uFFFD",
+		"{\"task_id\":\"\\u00e9\uFFFD\",\"task_name\":\"n\"}": "\u00e9\uFFFD",
+	} {
+		m, err := wire.DecodeMessage([]byte(body))
+		require.NoError(t, err, body)
+		require.Equal(t, id, m.TaskID, body)
+	}
+}
+
+// A producer cannot send what a worker would have to refuse: encoding a
+// task_id or task_name that is not valid UTF-8 fails.
+func TestEncodeRefusesInvalidUTF8TaskID(t *testing.T) {
+	t.Parallel()
+	for _, m := range []*wire.Message{{TaskID: "a\xff", TaskName: "n"}, {TaskID: "i", TaskName: "\xc3"}} {
+		_, err := m.MarshalJSON()
+		require.ErrorIs(t, err, wire.ErrInvalidUTF8)
+	}
 }
 
 // The fast path of DecodeMessage must take what producers actually send,

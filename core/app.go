@@ -42,6 +42,7 @@ type App struct {
 	closers        []func(context.Context) error
 	plugins        []*pluginProc // started by Load
 	settings       WorkerOptions
+	clock          clock
 
 	mu        sync.RWMutex
 	tasks     map[string]*taskDef
@@ -149,6 +150,7 @@ func newApp() *App {
 		tasks:          map[string]*taskDef{},
 		providers:      map[providerKey]provider{},
 		events:         map[Event][]EventHandler{},
+		clock:          realClock{},
 	}
 }
 

@@ -1,0 +1,260 @@
+package core_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/stretchr/testify/require"
+
+	"github.com/taskiq-go/taskiq/core"
+	"github.com/taskiq-go/taskiq/plugin/sdk"
+	"github.com/taskiq-go/taskiq/plugin/sdk/wire"
+	"github.com/taskiq-go/taskiq/plugins/inmemory"
+)
+
+// syncLog collects log output from many goroutines.
+type syncLog struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *syncLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *syncLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+func (l *syncLog) logger() hclog.Logger {
+	return hclog.New(&hclog.LoggerOptions{Output: l, Level: hclog.Debug})
+}
+
+// scriptedBroker hands the worker the streams its listen function returns
+// and records the requests.
+type scriptedBroker struct {
+	listen func(req sdk.ListenRequest) (sdk.Stream, error)
+	mu     sync.Mutex
+	reqs   []sdk.ListenRequest
+}
+
+func (b *scriptedBroker) Kick(context.Context, []sdk.Outgoing) error { return sdk.ErrUnsupported }
+func (b *scriptedBroker) Close(context.Context) error                { return nil }
+func (b *scriptedBroker) Listen(_ context.Context, req sdk.ListenRequest) (sdk.Stream, error) {
+	b.mu.Lock()
+	b.reqs = append(b.reqs, req)
+	b.mu.Unlock()
+	return b.listen(req)
+}
+
+// scriptedStream delivers what the test sends on deliveries, breaks with
+// what it sends on broken, and records settlements; refuse, when set, fails
+// the settlements it returns an error for.
+type scriptedStream struct {
+	deliveries chan sdk.Delivery
+	broken     chan error
+	refuse     func(sdk.Settlement) error
+	mu         sync.Mutex
+	settled    []sdk.Settlement
+}
+
+func newScriptedStream() *scriptedStream {
+	return &scriptedStream{deliveries: make(chan sdk.Delivery, 16), broken: make(chan error, 1)}
+}
+
+func (s *scriptedStream) Recv(ctx context.Context, _ int) ([]sdk.Delivery, error) {
+	select {
+	case d := <-s.deliveries:
+		return []sdk.Delivery{d}, nil
+	case err := <-s.broken:
+		return nil, err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+func (s *scriptedStream) Settle(_ context.Context, ss []sdk.Settlement) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var errs []error
+	for _, st := range ss {
+		if s.refuse != nil {
+			if err := s.refuse(st); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+		}
+		s.settled = append(s.settled, st)
+	}
+	return errors.Join(errs...)
+}
+
+func (s *scriptedStream) Close() error { return nil }
+
+// kinds lists the settlements applied to a delivery, in order.
+func (s *scriptedStream) kinds(id string) []sdk.SettleKind {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []sdk.SettleKind
+	for _, st := range s.settled {
+		if st.DeliveryID == id {
+			out = append(out, st.Kind)
+		}
+	}
+	return out
+}
+
+// scriptedApp is an App whose default broker is a scriptedBroker handing out
+// one stream, with an in-memory result backend.
+func scriptedApp(t *testing.T, st *scriptedStream, opts ...core.Option) (*core.App, *scriptedBroker, *syncLog) {
+	t.Helper()
+	logs := &syncLog{}
+	b := &scriptedBroker{listen: func(sdk.ListenRequest) (sdk.Stream, error) { return st, nil }}
+	base := []core.Option{
+		core.WithBroker("default", b, sdk.CapAckable, sdk.CapLease, sdk.CapDeadLetter),
+		core.WithResultBackend(inmemory.NewResultBackend(inmemory.ResultOptions{})),
+		core.WithLogger(logs.logger()),
+	}
+	app, err := core.New(append(base, opts...)...)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = app.Close(context.Background()) })
+	return app, b, logs
+}
+
+// delivery returns a delivery of a message of the named task.
+func delivery(t *testing.T, id, task string, attempt int, deadline time.Time) sdk.Delivery {
+	t.Helper()
+	body, err := (&wire.Message{TaskID: "task-" + id, TaskName: task, Labels: map[string]any{}}).AppendJSON(nil)
+	require.NoError(t, err)
+	return sdk.Delivery{ID: id, Body: body, Attempt: attempt, LeaseDeadline: deadline}
+}
+
+// TestCopyOfARunningDeliveryIsDropped: a broker that hands out again a
+// delivery the worker is running (same id) must not get it run a second time
+// beside the first, nor settled twice.
+func TestCopyOfARunningDeliveryIsDropped(t *testing.T) {
+	t.Parallel()
+	st := newScriptedStream()
+	app, _, logs := scriptedApp(t, st)
+	var runs atomic.Int32
+	started, release := make(chan struct{}, 4), make(chan struct{})
+	core.MustTask[int32](app, "slow", func() (int32, error) {
+		n := runs.Add(1)
+		started <- struct{}{}
+		<-release
+		return n, nil
+	})
+	(&testBundle{app: app}).runWorker(t, core.WorkerOptions{MaxAsyncTasks: 4})
+	deadline := time.Now().Add(time.Hour)
+	st.deliveries <- delivery(t, "1-0", "slow", 1, deadline)
+	<-started
+	st.deliveries <- delivery(t, "1-0", "slow", 2, deadline)
+	st.deliveries <- delivery(t, "1-0", "slow", 3, deadline)
+	require.Eventually(t, func() bool {
+		return strings.Count(logs.String(), "[WARN]  the broker delivered again a message this worker is running; dropping the copy") == 2
+	}, 10*time.Second, time.Millisecond)
+	require.Contains(t, logs.String(), "running_attempt=1")
+	require.EqualValues(t, 1, runs.Load())
+	require.Empty(t, st.kinds("1-0"), "a dropped copy settled the running delivery")
+	close(release)
+	require.Eventually(t, func() bool { return len(st.kinds("1-0")) == 1 }, 10*time.Second, time.Millisecond)
+	require.Equal(t, []sdk.SettleKind{sdk.SettleAck}, st.kinds("1-0"))
+	require.EqualValues(t, 1, runs.Load())
+}
+
+// frozenWorker runs one delivery of a task that blocks until released, with
+// a 5s lease, then moves the fake clock 20s on as if the process had been
+// stopped (SIGSTOP) that long, until the extender has acted on it.
+func frozenWorker(t *testing.T, st *scriptedStream, outcome func(ctx context.Context) (int, error)) (logs *syncLog, release func()) {
+	t.Helper()
+	clk := core.NewFakeClock()
+	app, _, logs := scriptedApp(t, st, core.WithClock(clk))
+	started, released := make(chan struct{}), make(chan struct{})
+	core.MustTask[int](app, "slow", func(ctx context.Context) (int, error) {
+		close(started)
+		<-released
+		return outcome(ctx)
+	})
+	(&testBundle{app: app}).runWorker(t, core.WorkerOptions{})
+	st.deliveries <- delivery(t, "7-0", "slow", 1, clk.Now().Add(5*time.Second))
+	<-started
+	clk.Advance(20 * time.Second)
+	// The extender may have been between two waits when the clock moved;
+	// nudging it on finds it waiting.
+	require.Eventually(t, func() bool {
+		if strings.Contains(logs.String(), "lease expired before the worker extended it") {
+			return true
+		}
+		clk.Advance(100 * time.Millisecond)
+		return false
+	}, 10*time.Second, time.Millisecond)
+	return logs, func() { close(released) }
+}
+
+// TestLeaseExpiredWhileFrozenIsExtendedAtOnce: the extender notices a lease
+// whose deadline passed while the process could not run, says how late it
+// is, and extends it at once.
+func TestLeaseExpiredWhileFrozenIsExtendedAtOnce(t *testing.T) {
+	t.Parallel()
+	st := newScriptedStream()
+	logs, release := frozenWorker(t, st, func(context.Context) (int, error) { return 1, nil })
+	require.Eventually(t, func() bool { return len(st.kinds("7-0")) > 0 }, 10*time.Second, time.Millisecond)
+	require.Equal(t, sdk.SettleExtend, st.kinds("7-0")[0])
+	require.Regexp(t, `\[WARN\]  lease expired before the worker extended it .* delivery=7-0 overdue=15(\.\d+)?s`, logs.String())
+	require.NotContains(t, logs.String(), "lease lost")
+	release()
+	require.Eventually(t, func() bool {
+		k := st.kinds("7-0")
+		return k[len(k)-1] == sdk.SettleAck
+	}, 10*time.Second, time.Millisecond)
+}
+
+// TestLeaseLostRunOnlyAcks: when the broker refuses to extend an expired
+// lease (another worker reclaimed the message), the worker says "lease lost";
+// the run goes on, but it never sends the message back or to the dead-letter
+// store (the new owner decides that), while a completed run still acks.
+func TestLeaseLostRunOnlyAcks(t *testing.T) {
+	t.Parallel()
+	for name, tc := range map[string]struct {
+		outcome func(ctx context.Context) (int, error)
+		want    []sdk.SettleKind
+	}{
+		"completed": {func(context.Context) (int, error) { return 1, nil }, []sdk.SettleKind{sdk.SettleAck}},
+		"rejected":  {func(ctx context.Context) (int, error) { return 0, core.ContextFrom(ctx).Reject() }, nil},
+		"requeued":  {func(ctx context.Context) (int, error) { return 0, core.ContextFrom(ctx).Requeue() }, nil},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			st := newScriptedStream()
+			st.refuse = func(s sdk.Settlement) error {
+				if s.Kind == sdk.SettleExtend {
+					return fmt.Errorf("extend %s: %w", s.DeliveryID, inmemory.ErrUnknownDelivery)
+				}
+				return nil
+			}
+			logs, release := frozenWorker(t, st, tc.outcome)
+			require.Eventually(t, func() bool {
+				return strings.Contains(logs.String(), "[WARN]  lease lost: the broker did not extend the expired lease")
+			}, 10*time.Second, time.Millisecond)
+			release()
+			require.Eventually(t, func() bool {
+				if tc.want == nil {
+					return strings.Contains(logs.String(), "[WARN]  lease lost: this run does not send its")
+				}
+				return len(st.kinds("7-0")) > 0
+			}, 10*time.Second, time.Millisecond)
+			require.Equal(t, tc.want, st.kinds("7-0"))
+		})
+	}
+}

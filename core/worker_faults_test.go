@@ -258,3 +258,21 @@ func TestLeaseLostRunOnlyAcks(t *testing.T) {
 		})
 	}
 }
+
+// TestWorkerWithoutLeaseTakesTheBrokers: with no lease in the worker block,
+// a delivery carries the lease of the broker's config block (5s in
+// loadProc), not a worker default.
+func TestWorkerWithoutLeaseTakesTheBrokers(t *testing.T) {
+	t.Parallel()
+	b := loadProc(t, "")
+	require.Zero(t, b.app.WorkerDefaults().Lease)
+	task := core.MustTask[float64](b.app, "lease.left", func(ctx context.Context) (float64, error) {
+		return time.Until(core.ContextFrom(ctx).Delivery.LeaseDeadline).Seconds(), nil
+	})
+	b.runWorker(t, core.WorkerOptions{})
+	at, err := task.Kiq(context.Background())
+	require.NoError(t, err)
+	left := wait(t, at).ReturnValue
+	require.Greater(t, left, 0.0)
+	require.LessOrEqual(t, left, 5.0, "the delivery's lease is not the broker's 5s")
+}

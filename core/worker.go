@@ -148,7 +148,15 @@ type stream struct {
 	// the lease extender so it ticks fast enough.
 	minLease  time.Duration
 	leaseWake chan struct{}
+	// opened is when the stream opened; delivered is set (by consume) once
+	// it handed out a delivery. Either shows the stream was healthy.
+	opened    time.Time
+	delivered bool
 }
+
+// streamHealthyAfter is how long a stream that delivers nothing must stay
+// open to count as healthy, so that its break resets the reconnect backoff.
+const streamHealthyAfter = 10 * time.Second
 
 // RunWorker consumes tasks until ctx ends, then stops fetching, drains
 // running tasks within ShutdownTimeout and returns. Worker startup and
@@ -186,7 +194,7 @@ func (a *App) RunWorker(ctx context.Context, opts WorkerOptions) error {
 	defer close(w.jobs)
 
 	var streams []*stream
-	backoff := newBackoff(50*time.Millisecond, 5*time.Second)
+	backoff := newBackoff(a.clock, 50*time.Millisecond, 5*time.Second)
 	ready := opts.Ready
 	for ctx.Err() == nil {
 		s, err := w.listen(ctx, streamCtx)
@@ -207,6 +215,11 @@ func (a *App) RunWorker(ctx context.Context, opts WorkerOptions) error {
 		stopLease()
 		if ctx.Err() != nil {
 			break
+		}
+		if s.delivered || a.clock.Now().Sub(s.opened) >= streamHealthyAfter {
+			// The broker worked until this break: reopen quickly, as after a
+			// first failure, instead of where an earlier outage left off.
+			backoff.reset()
 		}
 		a.logger.Error("delivery stream broke; reopening", "broker", e.name, "error", err)
 		backoff.wait(ctx)
@@ -241,7 +254,7 @@ func (w *worker) listen(ctx, streamCtx context.Context) (*stream, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &stream{Stream: st, inflight: map[string]*Context{}, leaseWake: make(chan struct{}, 1)}
+	s := &stream{Stream: st, inflight: map[string]*Context{}, leaseWake: make(chan struct{}, 1), opened: w.app.clock.Now()}
 	s.settler = coalesce.NewPaced(256, settlePace, st.Settle)
 	return s, nil
 }
@@ -272,6 +285,7 @@ func (w *worker) consume(ctx context.Context, s *stream) error {
 		if err != nil {
 			return err
 		}
+		s.delivered = s.delivered || len(ds) > 0
 		for _, d := range ds {
 			w.wg.Add(1)
 			w.jobs <- job{s, d}
@@ -567,7 +581,7 @@ const saveRetryFor = 10 * time.Second
 // task has run, and running it again costs more than waiting for the backend.
 func (w *worker) saveWithRetry(ctx context.Context, taskID string, res *wire.Result) error {
 	deadline := time.Now().Add(saveRetryFor)
-	b := newBackoff(100*time.Millisecond, 2*time.Second)
+	b := newBackoff(realClock{}, 100*time.Millisecond, 2*time.Second)
 	for {
 		err := w.app.saveResult(ctx, taskID, res)
 		if err == nil || time.Now().After(deadline) || ctx.Err() != nil {
@@ -767,17 +781,21 @@ func (c *Context) renewedLocked(now time.Time) {
 
 // backoff is a capped exponential wait for reconnect loops.
 type backoff struct {
+	clk           clock
 	cur, min, max time.Duration
 }
 
-func newBackoff(min, max time.Duration) *backoff { return &backoff{cur: min, min: min, max: max} }
+func newBackoff(clk clock, min, max time.Duration) *backoff {
+	return &backoff{clk: clk, cur: min, min: min, max: max}
+}
 
 func (b *backoff) wait(ctx context.Context) {
-	t := time.NewTimer(b.cur)
-	defer t.Stop()
 	select {
 	case <-ctx.Done():
-	case <-t.C:
+	case <-b.clk.After(b.cur):
 	}
 	b.cur = min(b.cur*2, b.max)
 }
+
+// reset starts the waits from the shortest again.
+func (b *backoff) reset() { b.cur = b.min }

@@ -65,6 +65,7 @@ type scriptedStream struct {
 	deliveries chan sdk.Delivery
 	broken     chan error
 	refuse     func(sdk.Settlement) error
+	onRecv     func() // called as Recv starts, when set
 	mu         sync.Mutex
 	settled    []sdk.Settlement
 }
@@ -74,6 +75,14 @@ func newScriptedStream() *scriptedStream {
 }
 
 func (s *scriptedStream) Recv(ctx context.Context, _ int) ([]sdk.Delivery, error) {
+	if s.onRecv != nil {
+		s.onRecv()
+	}
+	select { // deliveries queued before a break come first
+	case d := <-s.deliveries:
+		return []sdk.Delivery{d}, nil
+	default:
+	}
 	select {
 	case d := <-s.deliveries:
 		return []sdk.Delivery{d}, nil
@@ -119,17 +128,24 @@ func (s *scriptedStream) kinds(id string) []sdk.SettleKind {
 // one stream, with an in-memory result backend.
 func scriptedApp(t *testing.T, st *scriptedStream, opts ...core.Option) (*core.App, *scriptedBroker, *syncLog) {
 	t.Helper()
-	logs := &syncLog{}
 	b := &scriptedBroker{listen: func(sdk.ListenRequest) (sdk.Stream, error) { return st, nil }}
+	app, logs := scriptedBrokerApp(t, b, []string{sdk.CapAckable, sdk.CapLease, sdk.CapDeadLetter}, opts...)
+	return app, b, logs
+}
+
+// scriptedBrokerApp is an App whose default broker is b, with caps.
+func scriptedBrokerApp(t *testing.T, b *scriptedBroker, caps []string, opts ...core.Option) (*core.App, *syncLog) {
+	t.Helper()
+	logs := &syncLog{}
 	base := []core.Option{
-		core.WithBroker("default", b, sdk.CapAckable, sdk.CapLease, sdk.CapDeadLetter),
+		core.WithBroker("default", b, caps...),
 		core.WithResultBackend(inmemory.NewResultBackend(inmemory.ResultOptions{})),
 		core.WithLogger(logs.logger()),
 	}
 	app, err := core.New(append(base, opts...)...)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = app.Close(context.Background()) })
-	return app, b, logs
+	return app, logs
 }
 
 // delivery returns a delivery of a message of the named task.
@@ -275,4 +291,66 @@ func TestWorkerWithoutLeaseTakesTheBrokers(t *testing.T) {
 	left := wait(t, at).ReturnValue
 	require.Greater(t, left, 0.0)
 	require.LessOrEqual(t, left, 5.0, "the delivery's lease is not the broker's 5s")
+}
+
+// TestReconnectBackoffResetsAfterAHealthyStream: the wait before reopening a
+// broken stream grows while streams fail at once, and starts again from the
+// shortest after a stream that delivered or stayed open for a while.
+func TestReconnectBackoffResetsAfterAHealthyStream(t *testing.T) {
+	t.Parallel()
+	clk := core.NewFakeClock()
+	type plan struct {
+		deliver bool
+		openFor time.Duration
+	}
+	// 8 streams that deliver and break (each would double the wait before
+	// the fix: 50ms ... 5s), 3 that break at once, 1 that stays open a
+	// minute, and a last one that stays open.
+	var plans []plan
+	for range 8 {
+		plans = append(plans, plan{deliver: true})
+	}
+	plans = append(plans, plan{}, plan{}, plan{}, plan{openFor: time.Minute})
+	var mu sync.Mutex
+	opened := 0
+	b := &scriptedBroker{listen: func(sdk.ListenRequest) (sdk.Stream, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		st := newScriptedStream()
+		if opened < len(plans) {
+			p := plans[opened]
+			if p.deliver {
+				st.deliveries <- delivery(t, fmt.Sprint(opened), "quick", 1, time.Time{})
+			}
+			if p.openFor > 0 {
+				st.onRecv = func() { clk.Advance(p.openFor) } // open while the clock moves
+			}
+			st.broken <- fmt.Errorf("stream %d: %w", opened, sdk.ErrUnavailable)
+		}
+		opened++
+		return st, nil
+	}}
+	app, _ := scriptedBrokerApp(t, b, []string{sdk.CapAckable}, core.WithClock(clk))
+	core.MustTask[int](app, "quick", func() (int, error) { return 1, nil })
+	(&testBundle{app: app}).runWorker(t, core.WorkerOptions{})
+	require.Eventually(t, func() bool {
+		mu.Lock()
+		done := opened > len(plans)
+		mu.Unlock()
+		if !done {
+			clk.Advance(10 * time.Millisecond)
+		}
+		return done
+	}, 20*time.Second, time.Millisecond)
+	var waits []time.Duration
+	for _, d := range clk.Afters() {
+		if d >= 50*time.Millisecond && d <= 5*time.Second {
+			waits = append(waits, d)
+		}
+	}
+	ms := time.Millisecond
+	want := []time.Duration{50 * ms, 50 * ms, 50 * ms, 50 * ms, 50 * ms, 50 * ms, 50 * ms, 50 * ms, // after delivering
+		100 * ms, 200 * ms, 400 * ms, // broke at once: backing off
+		50 * ms} // stayed open a minute
+	require.Equal(t, want, waits)
 }

@@ -25,6 +25,13 @@ var (
 	ErrBadArguments = errors.New("arguments do not match the task")
 	// ErrDuplicateTask is returned when a task name is registered twice.
 	ErrDuplicateTask = errors.New("task name already registered")
+	// ErrMaybeSent is wrapped by a kick error from the broker: the kick
+	// failed, yet the message may have been enqueued and its task may run.
+	// Concurrent kicks reach the broker in one batch, and a batch that fails
+	// part way can have landed in part; every kick of it gets the error.
+	// Errors found before sending (bad arguments, a message over the size
+	// limit, an unknown broker) do not wrap it: nothing was sent.
+	ErrMaybeSent = errors.New("the message may have been enqueued anyway")
 )
 
 // App ties together brokers, a result backend, middlewares, tasks and state.

@@ -354,3 +354,43 @@ func TestReconnectBackoffResetsAfterAHealthyStream(t *testing.T) {
 		50 * ms} // stayed open a minute
 	require.Equal(t, want, waits)
 }
+
+// halfKicker enqueues the first half of every batch, then fails, as a
+// broker connection lost part way through a pipeline does.
+type halfKicker struct{ *inmemory.Broker }
+
+func (h halfKicker) Kick(ctx context.Context, msgs []sdk.Outgoing) error {
+	if err := h.Broker.Kick(ctx, msgs[:(len(msgs)+1)/2]); err != nil {
+		return err
+	}
+	return fmt.Errorf("connection reset: %w", sdk.ErrUnavailable)
+}
+
+// TestFailedKickSaysTheMessageMayHaveLanded: a kick whose batch failed
+// after the broker had taken its message reports an error that says so
+// (ErrMaybeSent, wrapping the broker's error), and the task runs; an error
+// found before sending does not say so.
+func TestFailedKickSaysTheMessageMayHaveLanded(t *testing.T) {
+	t.Parallel()
+	inner := inmemory.NewBroker(inmemory.BrokerOptions{})
+	app, err := core.New(core.WithBroker("default", halfKicker{inner}, brokerCaps()...),
+		core.WithResultBackend(inmemory.NewResultBackend(inmemory.ResultOptions{})),
+		core.WithLogger(hclog.NewNullLogger()), core.WithMaxMessageSize(1024))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = app.Close(context.Background()) })
+	ran := make(chan string, 1)
+	task := core.MustTask[int](app, "landed", func(ctx context.Context) (int, error) {
+		ran <- core.ContextFrom(ctx).Message.TaskID
+		return 1, nil
+	})
+	(&testBundle{app: app, broker: inner}).runWorker(t, core.WorkerOptions{})
+	_, err = task.Kicker().WithTaskID("kicked-once").Kiq(context.Background())
+	require.ErrorIs(t, err, core.ErrMaybeSent)
+	require.ErrorIs(t, err, sdk.ErrUnavailable)
+	require.Equal(t, "kicked-once", <-ran, "the message whose kick failed was not enqueued")
+
+	big := core.MustTask[int](app, "big", func(string) (int, error) { return 0, nil })
+	_, err = big.Kiq(context.Background(), strings.Repeat("x", 2048))
+	require.ErrorIs(t, err, sdk.ErrMessageTooLarge)
+	require.NotErrorIs(t, err, core.ErrMaybeSent)
+}

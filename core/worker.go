@@ -65,6 +65,16 @@ type WorkerOptions struct {
 	Lease time.Duration
 	// Ready, when set, is called once the first delivery stream is open.
 	Ready func()
+	// Readiness, when set, is told each change of whether the worker can
+	// take tasks: true once a delivery stream is open; false, with why, once
+	// the broker has been failing (its stream broken, and reopening it
+	// failing) for UnreadyAfter; true again when a stream opens. A broker
+	// that is unreachable but keeps its stream open and retries inside the
+	// plugin is not seen (see docs/worker.md, readiness).
+	Readiness func(ready bool, reason string)
+	// UnreadyAfter is how long the broker may fail before Readiness is told
+	// false (default DefaultUnreadyAfter).
+	UnreadyAfter time.Duration
 }
 
 // or fills o's zero fields from d (the worker block of taskiq.hcl).
@@ -109,6 +119,9 @@ func (o *WorkerOptions) defaults() error {
 	}
 	if o.ShutdownTimeout <= 0 {
 		o.ShutdownTimeout = 30 * time.Second
+	}
+	if o.UnreadyAfter <= 0 {
+		o.UnreadyAfter = DefaultUnreadyAfter
 	}
 	return nil
 }
@@ -196,16 +209,20 @@ func (a *App) RunWorker(ctx context.Context, opts WorkerOptions) error {
 	var streams []*stream
 	backoff := newBackoff(a.clock, 50*time.Millisecond, 5*time.Second)
 	ready := opts.Ready
+	health := newReadiness(a.clock, opts.UnreadyAfter, e.name, opts.Readiness)
+	defer health.stop()
 	for ctx.Err() == nil {
 		s, err := w.listen(ctx, streamCtx)
 		if err != nil {
 			if ctx.Err() == nil {
+				health.down(err)
 				a.logger.Error("cannot open delivery stream; retrying", "broker", e.name, "error", err)
 				backoff.wait(ctx)
 			}
 			continue
 		}
 		streams = append(streams, s)
+		health.up()
 		if ready != nil {
 			ready()
 			ready = nil
@@ -221,6 +238,7 @@ func (a *App) RunWorker(ctx context.Context, opts WorkerOptions) error {
 			// first failure, instead of where an earlier outage left off.
 			backoff.reset()
 		}
+		health.down(err)
 		a.logger.Error("delivery stream broke; reopening", "broker", e.name, "error", err)
 		backoff.wait(ctx)
 	}

@@ -394,3 +394,80 @@ func TestFailedKickSaysTheMessageMayHaveLanded(t *testing.T) {
 	require.ErrorIs(t, err, sdk.ErrMessageTooLarge)
 	require.NotErrorIs(t, err, core.ErrMaybeSent)
 }
+
+// TestReadinessFollowsTheBrokerStream: a worker is ready once its stream is
+// open, stays ready through a short failure, is not ready once its broker
+// has failed (stream broken, reopening refused) for UnreadyAfter, and is
+// ready again when a stream opens.
+func TestReadinessFollowsTheBrokerStream(t *testing.T) {
+	t.Parallel()
+	clk := core.NewFakeClock()
+	first := newScriptedStream()
+	var mu sync.Mutex
+	listens, refuse := 0, false
+	b := &scriptedBroker{listen: func(sdk.ListenRequest) (sdk.Stream, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		listens++
+		switch {
+		case listens == 1:
+			return first, nil
+		case refuse:
+			return nil, fmt.Errorf("dial tcp 127.0.0.1:6379: connection refused: %w", sdk.ErrUnavailable)
+		}
+		return newScriptedStream(), nil
+	}}
+	app, logs := scriptedBrokerApp(t, b, []string{sdk.CapAckable}, core.WithClock(clk))
+	type change struct {
+		ready  bool
+		reason string
+		at     time.Duration
+	}
+	start := clk.Now()
+	changes := make(chan change, 8)
+	(&testBundle{app: app}).runWorker(t, core.WorkerOptions{
+		UnreadyAfter: 10 * time.Second,
+		Readiness: func(ready bool, reason string) {
+			changes <- change{ready, reason, clk.Now().Sub(start)}
+		},
+	})
+	require.Equal(t, change{true, "", 0}, <-changes)
+
+	// The stream breaks and reopening fails for 9.5s: still ready.
+	mu.Lock()
+	refuse = true
+	mu.Unlock()
+	first.broken <- fmt.Errorf("broker stream: %w", sdk.ErrUnavailable)
+	require.Eventually(t, func() bool { return strings.Contains(logs.String(), "delivery stream broke") }, 10*time.Second, time.Millisecond)
+	for clk.Now().Sub(start) < 9500*time.Millisecond {
+		clk.Advance(50 * time.Millisecond)
+	}
+	require.Eventually(t, func() bool { return strings.Contains(logs.String(), "cannot open delivery stream") }, 10*time.Second, time.Millisecond)
+	require.Empty(t, changes, "not ready after a failure shorter than UnreadyAfter")
+
+	// next moves the clock on until the readiness changes.
+	next := func() (c change) {
+		require.Eventually(t, func() bool {
+			select {
+			case c = <-changes:
+				return true
+			default:
+				clk.Advance(50 * time.Millisecond)
+				return false
+			}
+		}, 10*time.Second, time.Millisecond)
+		return c
+	}
+
+	// Past 10s: not ready, with the broker's error.
+	down := next()
+	require.False(t, down.ready)
+	require.GreaterOrEqual(t, down.at, 10*time.Second)
+	require.Regexp(t, `^broker "default" unavailable for 1\ds: .*connection refused`, down.reason)
+
+	// The broker is back: the next stream that opens makes it ready.
+	mu.Lock()
+	refuse = false
+	mu.Unlock()
+	require.True(t, next().ready)
+}

@@ -25,6 +25,13 @@ var (
 	ErrBadArguments = errors.New("arguments do not match the task")
 	// ErrDuplicateTask is returned when a task name is registered twice.
 	ErrDuplicateTask = errors.New("task name already registered")
+	// ErrMaybeSent is wrapped by a kick error from the broker: the kick
+	// failed, yet the message may have been enqueued and its task may run.
+	// Concurrent kicks reach the broker in one batch, and a batch that fails
+	// part way can have landed in part; every kick of it gets the error.
+	// Errors found before sending (bad arguments, a message over the size
+	// limit, an unknown broker) do not wrap it: nothing was sent.
+	ErrMaybeSent = errors.New("the message may have been enqueued anyway")
 )
 
 // App ties together brokers, a result backend, middlewares, tasks and state.
@@ -42,6 +49,7 @@ type App struct {
 	closers        []func(context.Context) error
 	plugins        []*pluginProc // started by Load
 	settings       WorkerOptions
+	clock          clock
 
 	mu        sync.RWMutex
 	tasks     map[string]*taskDef
@@ -149,6 +157,7 @@ func newApp() *App {
 		tasks:          map[string]*taskDef{},
 		providers:      map[providerKey]provider{},
 		events:         map[Event][]EventHandler{},
+		clock:          realClock{},
 	}
 }
 

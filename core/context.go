@@ -32,6 +32,9 @@ type Context struct {
 	// worker extends it while the task runs.
 	leaseLen      time.Duration
 	leaseDeadline time.Time
+	// leaseLost is set when an expired lease could not be extended: the
+	// broker may have handed the message to another worker.
+	leaseLost bool
 }
 
 type outcome int

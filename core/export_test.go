@@ -1,5 +1,7 @@
 package core
 
+import "time"
+
 // PluginPIDs returns the current process id of each plugin Load started,
 // keyed by "<kind>.<name>", so tests can kill them.
 func PluginPIDs(a *App) map[string]int {
@@ -15,3 +17,12 @@ var (
 	DecodeArg   = decodeArg
 	EncodeValue = encodeValue
 )
+
+// WithClock replaces the time source of the worker's lease extender,
+// reconnect backoff and readiness.
+func WithClock(c interface {
+	Now() time.Time
+	After(d time.Duration) <-chan time.Time
+}) Option {
+	return func(a *App) error { a.clock = c; return nil }
+}

@@ -44,6 +44,15 @@ func (k Kicker[R]) WithLabels(labels map[string]any) Kicker[R] {
 func (k Kicker[R]) WithTaskID(id string) Kicker[R] { k.taskID = id; return k }
 
 // Kiq sends the task with args and returns a handle to its result.
+//
+// An error wrapping ErrMaybeSent means the broker reported a failure after
+// the message left: concurrent Kiq calls are sent to the broker together, in
+// one batch, and a batch that fails part way (a connection lost after Redis
+// applied some of its commands, an early chunk of a large batch already
+// sent) may have enqueued some of its messages, this one included. Its task
+// may then run although Kiq failed; a caller that kicks it again may have it
+// run twice. Make tasks idempotent, or kick with a task id of your own
+// (WithTaskID) and look for its result before kicking again.
 func (k Kicker[R]) Kiq(ctx context.Context, args ...any) (*AsyncTask[R], error) {
 	d := k.task.def
 	encoded, err := d.encodeArgs(args)
@@ -99,7 +108,9 @@ func (a *App) kick(ctx context.Context, broker string, msgs ...*wire.Message) er
 		}
 	}
 	if err := e.kicks.Do(ctx, out...); err != nil {
-		return fmt.Errorf("taskiq: kick through broker %q: %w", e.name, err)
+		// The broker does not say which messages of a failed batch it
+		// enqueued, so none of them is known not to be.
+		return fmt.Errorf("taskiq: kick through broker %q failed (%w): %w", e.name, ErrMaybeSent, err)
 	}
 	return nil
 }

@@ -29,9 +29,10 @@ type RawKick struct {
 }
 
 // KickByName sends k through the client middlewares and the broker, like
-// Kiq, and returns a handle to the result. Arguments are not checked here:
-// the worker that runs the task dead-letters a message whose arguments do
-// not fit.
+// Kiq, and returns a handle to the result; an error wrapping ErrMaybeSent
+// may have enqueued the message anyway (see Kicker.Kiq). Arguments are not
+// checked here: the worker that runs the task dead-letters a message whose
+// arguments do not fit.
 func (a *App) KickByName(ctx context.Context, k RawKick) (*AsyncTask[json.RawMessage], error) {
 	if strings.TrimSpace(k.TaskName) == "" {
 		return nil, fmt.Errorf("%w: the task name is empty", ErrBadArguments)

@@ -175,7 +175,9 @@ func checkJSONType(t reflect.Type) error {
 // Name returns the task name.
 func (t *Task[R]) Name() string { return t.def.name }
 
-// Kiq kicks the task on the default broker with the task's labels.
+// Kiq kicks the task on the default broker with the task's labels. See
+// Kicker.Kiq for what an error means: one wrapping ErrMaybeSent leaves the
+// message possibly enqueued.
 func (t *Task[R]) Kiq(ctx context.Context, args ...any) (*AsyncTask[R], error) {
 	return t.Kicker().Kiq(ctx, args...)
 }

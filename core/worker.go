@@ -65,6 +65,16 @@ type WorkerOptions struct {
 	Lease time.Duration
 	// Ready, when set, is called once the first delivery stream is open.
 	Ready func()
+	// Readiness, when set, is told each change of whether the worker can
+	// take tasks: true once a delivery stream is open; false, with why, once
+	// the broker has been failing (its stream broken, and reopening it
+	// failing) for UnreadyAfter; true again when a stream opens. A broker
+	// that is unreachable but keeps its stream open and retries inside the
+	// plugin is not seen (see docs/worker.md, readiness).
+	Readiness func(ready bool, reason string)
+	// UnreadyAfter is how long the broker may fail before Readiness is told
+	// false (default DefaultUnreadyAfter).
+	UnreadyAfter time.Duration
 }
 
 // or fills o's zero fields from d (the worker block of taskiq.hcl).
@@ -110,6 +120,9 @@ func (o *WorkerOptions) defaults() error {
 	if o.ShutdownTimeout <= 0 {
 		o.ShutdownTimeout = 30 * time.Second
 	}
+	if o.UnreadyAfter <= 0 {
+		o.UnreadyAfter = DefaultUnreadyAfter
+	}
 	return nil
 }
 
@@ -148,7 +161,15 @@ type stream struct {
 	// the lease extender so it ticks fast enough.
 	minLease  time.Duration
 	leaseWake chan struct{}
+	// opened is when the stream opened; delivered is set (by consume) once
+	// it handed out a delivery. Either shows the stream was healthy.
+	opened    time.Time
+	delivered bool
 }
+
+// streamHealthyAfter is how long a stream that delivers nothing must stay
+// open to count as healthy, so that its break resets the reconnect backoff.
+const streamHealthyAfter = 10 * time.Second
 
 // RunWorker consumes tasks until ctx ends, then stops fetching, drains
 // running tasks within ShutdownTimeout and returns. Worker startup and
@@ -186,18 +207,22 @@ func (a *App) RunWorker(ctx context.Context, opts WorkerOptions) error {
 	defer close(w.jobs)
 
 	var streams []*stream
-	backoff := newBackoff(50*time.Millisecond, 5*time.Second)
+	backoff := newBackoff(a.clock, 50*time.Millisecond, 5*time.Second)
 	ready := opts.Ready
+	health := newReadiness(a.clock, opts.UnreadyAfter, e.name, opts.Readiness)
+	defer health.stop()
 	for ctx.Err() == nil {
 		s, err := w.listen(ctx, streamCtx)
 		if err != nil {
 			if ctx.Err() == nil {
+				health.down(err)
 				a.logger.Error("cannot open delivery stream; retrying", "broker", e.name, "error", err)
 				backoff.wait(ctx)
 			}
 			continue
 		}
 		streams = append(streams, s)
+		health.up()
 		if ready != nil {
 			ready()
 			ready = nil
@@ -208,6 +233,12 @@ func (a *App) RunWorker(ctx context.Context, opts WorkerOptions) error {
 		if ctx.Err() != nil {
 			break
 		}
+		if s.delivered || a.clock.Now().Sub(s.opened) >= streamHealthyAfter {
+			// The broker worked until this break: reopen quickly, as after a
+			// first failure, instead of where an earlier outage left off.
+			backoff.reset()
+		}
+		health.down(err)
 		a.logger.Error("delivery stream broke; reopening", "broker", e.name, "error", err)
 		backoff.wait(ctx)
 	}
@@ -241,7 +272,7 @@ func (w *worker) listen(ctx, streamCtx context.Context) (*stream, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &stream{Stream: st, inflight: map[string]*Context{}, leaseWake: make(chan struct{}, 1)}
+	s := &stream{Stream: st, inflight: map[string]*Context{}, leaseWake: make(chan struct{}, 1), opened: w.app.clock.Now()}
 	s.settler = coalesce.NewPaced(256, settlePace, st.Settle)
 	return s, nil
 }
@@ -272,6 +303,7 @@ func (w *worker) consume(ctx context.Context, s *stream) error {
 		if err != nil {
 			return err
 		}
+		s.delivered = s.delivered || len(ds) > 0
 		for _, d := range ds {
 			w.wg.Add(1)
 			w.jobs <- job{s, d}
@@ -292,43 +324,75 @@ func (w *worker) settle(s *stream, st sdk.Settlement) error {
 	return err
 }
 
-func (w *worker) deadLetter(s *stream, d sdk.Delivery, reason string) {
+func (w *worker) deadLetter(tc *Context, reason string) {
+	if w.leftToNewOwner(tc, "dead letter") {
+		return
+	}
+	d := tc.Delivery
 	w.app.logger.Error("message moved to dead letter", "broker", w.broker.name, "delivery", d.ID, "reason", reason)
 	if !sdk.Has(w.broker.caps, sdk.CapDeadLetter) {
 		w.app.logger.Error("the broker has no dead-letter store; the message is dropped after this log line", "body", string(d.Body))
 	}
-	_ = w.settle(s, sdk.Settlement{DeliveryID: d.ID, Kind: sdk.SettleDeadLetter, Reason: reason})
+	_ = tc.settle(sdk.Settlement{DeliveryID: d.ID, Kind: sdk.SettleDeadLetter, Reason: reason})
+}
+
+// leftToNewOwner reports (and logs) that a run whose lease was lost does not
+// return its message to the queue (nack, requeue) or dead-letter it: the
+// broker may have handed the message to another worker, which now decides
+// its fate; sending it back as well would make a second copy. The run's ack
+// is still sent: the task ran to its end, and acking a message someone else
+// holds cannot duplicate it.
+func (w *worker) leftToNewOwner(tc *Context, what string) bool {
+	tc.mu.Lock()
+	lost := tc.leaseLost
+	tc.mu.Unlock()
+	if lost {
+		w.app.logger.Warn("lease lost: this run does not send its "+what+"; the worker now holding the message settles it",
+			"broker", w.broker.name, "delivery", tc.Delivery.ID)
+	}
+	return lost
 }
 
 // handle is the path of one delivery through the worker.
 func (w *worker) handle(s *stream, d sdk.Delivery) {
 	defer func() { <-w.slots; w.wg.Done() }()
+	tc := &Context{BrokerName: w.broker.name, Delivery: d, app: w.app}
+	w.setLease(s, tc)
+	if running := s.track(tc); running != nil {
+		// The broker handed out a message this worker is running (its lease
+		// looked expired to the broker, say after the process was frozen).
+		// Running the copy would run the task twice at once, and settling it
+		// would settle the running one, whose delivery id it shares.
+		w.app.logger.Warn("the broker delivered again a message this worker is running; dropping the copy",
+			"broker", w.broker.name, "delivery", d.ID, "attempt", d.Attempt, "running_attempt", running.Delivery.Attempt)
+		return
+	}
+	defer s.untrack(tc)
+	tc.settle = func(st sdk.Settlement) error {
+		if st.Kind != sdk.SettleAck && st.Kind != sdk.SettleExtend && w.leftToNewOwner(tc, st.Kind.String()) {
+			return nil
+		}
+		return w.settle(s, st)
+	}
 	if len(d.Body) > w.app.maxMessageSize {
-		w.deadLetter(s, d, fmt.Sprintf("message of %d bytes is over max_message_size (%d)", len(d.Body), w.app.maxMessageSize))
+		w.deadLetter(tc, fmt.Sprintf("message of %d bytes is over max_message_size (%d)", len(d.Body), w.app.maxMessageSize))
 		return
 	}
 	msg, err := wire.DecodeMessage(d.Body)
 	if err != nil {
-		w.deadLetter(s, d, "unparseable message: "+err.Error())
+		w.deadLetter(tc, "unparseable message: "+err.Error())
 		return
 	}
 	def := w.app.task(msg.TaskName)
 	if def == nil {
-		w.deadLetter(s, d, fmt.Sprintf("unknown task name %q: no task of that name is registered on this worker", msg.TaskName))
+		w.deadLetter(tc, fmt.Sprintf("unknown task name %q: no task of that name is registered on this worker", msg.TaskName))
 		return
 	}
 	ackType := w.opts.AckType
 	if l, ok := msg.LabelString(wire.LabelAckType); ok && AckType(l).valid() {
 		ackType = AckType(l)
 	}
-	tc := &Context{Message: msg, BrokerName: w.broker.name, Delivery: d, app: w.app}
-	if !d.LeaseDeadline.IsZero() {
-		tc.leaseDeadline = d.LeaseDeadline
-		tc.leaseLen = time.Until(d.LeaseDeadline)
-	}
-	tc.settle = func(st sdk.Settlement) error { return w.settle(s, st) }
-	s.track(tc)
-	defer s.untrack(tc)
+	tc.Message = msg
 	if ackType == AckWhenReceived {
 		_ = tc.Ack()
 	}
@@ -349,7 +413,7 @@ func (w *worker) handle(s *stream, d sdk.Delivery) {
 	}
 
 	if errors.Is(taskErr, errSettledByTask) {
-		w.finishSettledByTask(ctx, s, tc)
+		w.finishSettledByTask(ctx, tc)
 		return
 	}
 	var noResult bool
@@ -379,7 +443,7 @@ func (w *worker) handle(s *stream, d sdk.Delivery) {
 			// Never ack a message whose result was lost: let it run again.
 			w.app.logger.Error("saving the result failed; the message is returned to the queue", "task_id", msg.TaskID, "error", err)
 			if tc.claimSettlement() {
-				_ = w.settle(s, sdk.Settlement{DeliveryID: d.ID, Kind: sdk.SettleNack, Delay: time.Second, Reason: "result not saved"})
+				_ = tc.settle(sdk.Settlement{DeliveryID: d.ID, Kind: sdk.SettleNack, Delay: time.Second, Reason: "result not saved"})
 			}
 			return
 		}
@@ -387,14 +451,14 @@ func (w *worker) handle(s *stream, d sdk.Delivery) {
 	switch {
 	case deadLetter != "":
 		if tc.claimSettlement() {
-			w.deadLetter(s, d, deadLetter)
+			w.deadLetter(tc, deadLetter)
 		} else {
 			w.app.logger.Warn("task asked for dead letter after its message was acked; nothing to move", "task_id", msg.TaskID, "reason", deadLetter)
 		}
 	case ackType == AckManual:
 		if tc.claimSettlement() {
 			w.app.logger.Warn("task returned without Ack under ack_type manual; its message goes back to the queue", "task_id", msg.TaskID)
-			_ = w.settle(s, sdk.Settlement{DeliveryID: d.ID, Kind: sdk.SettleNack, Reason: "not acked by the task"})
+			_ = tc.settle(sdk.Settlement{DeliveryID: d.ID, Kind: sdk.SettleNack, Reason: "not acked by the task"})
 		}
 	default:
 		_ = tc.Ack()
@@ -407,7 +471,7 @@ func (w *worker) handle(s *stream, d sdk.Delivery) {
 }
 
 // finishSettledByTask carries out Requeue and Reject.
-func (w *worker) finishSettledByTask(ctx context.Context, s *stream, tc *Context) {
+func (w *worker) finishSettledByTask(ctx context.Context, tc *Context) {
 	tc.mu.Lock()
 	out := tc.outcome
 	tc.mu.Unlock()
@@ -418,17 +482,20 @@ func (w *worker) finishSettledByTask(ctx context.Context, s *stream, tc *Context
 	d := tc.Delivery
 	switch out {
 	case outcomeReject:
-		w.deadLetter(s, d, "rejected by the task")
+		w.deadLetter(tc, "rejected by the task")
 	case outcomeRequeue:
+		if w.leftToNewOwner(tc, "requeue") {
+			return
+		}
 		m := tc.Message.Clone()
 		n, _ := m.LabelInt(wire.LabelRequeue)
 		m.SetLabel(wire.LabelRequeue, n+1)
 		if err := w.app.kick(ctx, w.broker.name, m); err != nil {
 			w.app.logger.Error("requeue failed; the message is returned to the queue instead", "task_id", m.TaskID, "error", err)
-			_ = w.settle(s, sdk.Settlement{DeliveryID: d.ID, Kind: sdk.SettleNack, Reason: "requeue failed"})
+			_ = tc.settle(sdk.Settlement{DeliveryID: d.ID, Kind: sdk.SettleNack, Reason: "requeue failed"})
 			return
 		}
-		_ = w.settle(s, sdk.Settlement{DeliveryID: d.ID, Kind: sdk.SettleAck})
+		_ = tc.settle(sdk.Settlement{DeliveryID: d.ID, Kind: sdk.SettleAck})
 	}
 }
 
@@ -532,7 +599,7 @@ const saveRetryFor = 10 * time.Second
 // task has run, and running it again costs more than waiting for the backend.
 func (w *worker) saveWithRetry(ctx context.Context, taskID string, res *wire.Result) error {
 	deadline := time.Now().Add(saveRetryFor)
-	b := newBackoff(100*time.Millisecond, 2*time.Second)
+	b := newBackoff(realClock{}, 100*time.Millisecond, 2*time.Second)
 	for {
 		err := w.app.saveResult(ctx, taskID, res)
 		if err == nil || time.Now().After(deadline) || ctx.Err() != nil {
@@ -557,8 +624,36 @@ func (a *App) saveResult(ctx context.Context, taskID string, res *wire.Result) e
 	return a.resultWriter.Do(ctx, sdk.StoredResult{TaskID: taskID, Body: body})
 }
 
-func (s *stream) track(tc *Context) {
+// setLease records the lease the broker gave d: what is left of it on
+// arrival, which is never longer than the broker's lease. A delivery that
+// arrives with its lease already gone (it waited in a buffer while the
+// process was frozen) takes the lease the worker asked for, or else the
+// shortest lease seen on the stream, so the extender can still renew it.
+func (w *worker) setLease(s *stream, tc *Context) {
+	d := tc.Delivery
+	if d.LeaseDeadline.IsZero() {
+		return
+	}
+	tc.leaseDeadline = d.LeaseDeadline
+	tc.leaseLen = d.LeaseDeadline.Sub(w.app.clock.Now())
+	if tc.leaseLen <= 0 {
+		tc.leaseLen = w.opts.Lease
+	}
+	if tc.leaseLen <= 0 {
+		s.mu.Lock()
+		tc.leaseLen = s.minLease
+		s.mu.Unlock()
+	}
+}
+
+// track adds tc to the stream's deliveries in flight. If a delivery with the
+// same id is already in flight, it returns that one and tracks nothing.
+func (s *stream) track(tc *Context) (running *Context) {
 	s.mu.Lock()
+	if running := s.inflight[tc.Delivery.ID]; running != nil {
+		s.mu.Unlock()
+		return running
+	}
 	s.inflight[tc.Delivery.ID] = tc
 	shorter := tc.leaseLen > 0 && (s.minLease == 0 || tc.leaseLen < s.minLease)
 	if shorter {
@@ -566,24 +661,37 @@ func (s *stream) track(tc *Context) {
 	}
 	s.mu.Unlock()
 	if shorter {
-		select {
-		case s.leaseWake <- struct{}{}:
-		default:
-		}
+		s.wakeExtender()
+	}
+	return nil
+}
+
+func (s *stream) wakeExtender() {
+	select {
+	case s.leaseWake <- struct{}{}:
+	default:
 	}
 }
 
 func (s *stream) untrack(tc *Context) {
 	s.mu.Lock()
-	delete(s.inflight, tc.Delivery.ID)
+	if s.inflight[tc.Delivery.ID] == tc {
+		delete(s.inflight, tc.Delivery.ID)
+	}
 	s.mu.Unlock()
 }
 
 // extendLeases keeps the leases of running deliveries alive. Each delivery
-// keeps the lease length the broker gave it (its deadline minus the time it
-// arrived); once less than half of it is left, it is extended by that length.
-// All extensions due at one tick go in one batch. The tick follows the
-// shortest lease in flight, so a broker's short lease is never outrun.
+// keeps the lease length the broker gave it (see setLease); once less than
+// half of it is left, it is extended by that length. All extensions due at
+// one tick go in one batch. The tick follows the shortest lease in flight, so
+// a broker's short lease is never outrun.
+//
+// A lease found already expired (the process was frozen, or starved of CPU,
+// past the deadline) is logged with how late it is and extended at once, on
+// its own. If the broker does not confirm that extension, the lease is lost:
+// the broker may have given the message to another worker. The run goes on
+// and settles only by ack (see leftToNewOwner).
 func (w *worker) extendLeases(s *stream) (stop func()) {
 	if !sdk.Has(w.broker.caps, sdk.CapLease) {
 		return func() {}
@@ -593,67 +701,119 @@ func (w *worker) extendLeases(s *stream) (stop func()) {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		t := time.NewTimer(time.Second)
-		defer t.Stop()
+		next := time.Second
 		for {
 			select {
 			case <-done:
 				return
 			case <-s.leaseWake:
-				t.Stop()
-			case <-t.C:
+			case <-w.app.clock.After(next):
 			}
-			now := time.Now()
-			next := time.Second
-			s.mu.Lock()
-			if s.minLease > 0 {
-				next = min(next, s.minLease/4)
-			}
-			s.mu.Unlock()
-			var ext []sdk.Settlement
-			var extended []*Context
-			s.mu.Lock()
-			for id, tc := range s.inflight {
-				tc.mu.Lock()
-				if !tc.settled && tc.leaseLen > 0 {
-					if tc.leaseDeadline.Sub(now) < tc.leaseLen/2 {
-						ext = append(ext, sdk.Settlement{DeliveryID: id, Kind: sdk.SettleExtend, Delay: tc.leaseLen})
-						extended = append(extended, tc)
-					}
-				}
-				tc.mu.Unlock()
-			}
-			s.mu.Unlock()
-			if len(ext) > 0 {
-				if err := s.settler.Do(w.taskCtx, ext...); err != nil {
-					w.app.logger.Warn("extending leases failed", "count", len(ext), "error", err)
-				} else {
-					for _, tc := range extended {
-						tc.mu.Lock()
-						tc.leaseDeadline = now.Add(tc.leaseLen)
-						tc.mu.Unlock()
-					}
-				}
-			}
-			t.Reset(max(next, 5*time.Millisecond))
+			next = w.extendDue(s)
 		}
 	}()
 	return func() { close(done); wg.Wait() }
 }
 
+// extendDue extends the leases due on s and returns when to look again.
+func (w *worker) extendDue(s *stream) time.Duration {
+	now := w.app.clock.Now()
+	next := time.Second
+	var due, overdue []*Context
+	s.mu.Lock()
+	if s.minLease > 0 {
+		next = min(next, s.minLease/4)
+	}
+	for _, tc := range s.inflight {
+		tc.mu.Lock()
+		if !tc.settled && !tc.leaseLost && !tc.leaseDeadline.IsZero() {
+			switch left := tc.leaseDeadline.Sub(now); {
+			case left < 0:
+				overdue = append(overdue, tc)
+			case left < tc.leaseLen/2:
+				due = append(due, tc)
+			}
+		}
+		tc.mu.Unlock()
+	}
+	s.mu.Unlock()
+	if len(due) > 0 {
+		ext := make([]sdk.Settlement, len(due))
+		for i, tc := range due {
+			ext[i] = sdk.Settlement{DeliveryID: tc.Delivery.ID, Kind: sdk.SettleExtend, Delay: tc.leaseLen}
+		}
+		if err := s.settler.Do(w.taskCtx, ext...); err != nil {
+			w.app.logger.Warn("extending leases failed", "count", len(ext), "error", err)
+		} else {
+			for _, tc := range due {
+				tc.renewed(now)
+			}
+		}
+	}
+	// One at a time, so that a refusal names its delivery.
+	for _, tc := range overdue {
+		w.extendOverdue(s, tc, now)
+	}
+	return max(next, 5*time.Millisecond)
+}
+
+func (w *worker) extendOverdue(s *stream, tc *Context, now time.Time) {
+	id := tc.Delivery.ID
+	tc.mu.Lock()
+	late := now.Sub(tc.leaseDeadline)
+	tc.mu.Unlock()
+	w.app.logger.Warn("lease expired before the worker extended it (was the process frozen or starved of CPU?); extending it now",
+		"broker", w.broker.name, "delivery", id, "overdue", late.Round(time.Millisecond))
+	err := s.settler.Do(w.taskCtx, sdk.Settlement{DeliveryID: id, Kind: sdk.SettleExtend, Delay: tc.leaseLen})
+	tc.mu.Lock()
+	defer tc.mu.Unlock()
+	if tc.settled {
+		return // it finished meanwhile: a refusal was about a settled delivery
+	}
+	if err != nil {
+		tc.leaseLost = true
+		w.app.logger.Warn("lease lost: the broker did not extend the expired lease and may have given the message to another worker; "+
+			"this run goes on, saves its result and acks, but will not nack, requeue or dead-letter the message",
+			"broker", w.broker.name, "delivery", id, "overdue", late.Round(time.Millisecond), "error", err)
+		return
+	}
+	tc.renewedLocked(now)
+}
+
+// renewed records a granted extension.
+func (c *Context) renewed(now time.Time) {
+	c.mu.Lock()
+	c.renewedLocked(now)
+	c.mu.Unlock()
+}
+
+func (c *Context) renewedLocked(now time.Time) {
+	d := c.leaseLen
+	if d <= 0 {
+		// A lease of unknown length was renewed by the broker's default;
+		// looking again in a second is the best the worker can do.
+		d = time.Second
+	}
+	c.leaseDeadline = now.Add(d)
+}
+
 // backoff is a capped exponential wait for reconnect loops.
 type backoff struct {
+	clk           clock
 	cur, min, max time.Duration
 }
 
-func newBackoff(min, max time.Duration) *backoff { return &backoff{cur: min, min: min, max: max} }
+func newBackoff(clk clock, min, max time.Duration) *backoff {
+	return &backoff{clk: clk, cur: min, min: min, max: max}
+}
 
 func (b *backoff) wait(ctx context.Context) {
-	t := time.NewTimer(b.cur)
-	defer t.Stop()
 	select {
 	case <-ctx.Done():
-	case <-t.C:
+	case <-b.clk.After(b.cur):
 	}
 	b.cur = min(b.cur*2, b.max)
 }
+
+// reset starts the waits from the shortest again.
+func (b *backoff) reset() { b.cur = b.min }

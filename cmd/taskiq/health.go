@@ -48,14 +48,8 @@ func (h *healthState) ready() (bool, string) {
 	return ok, b.String()
 }
 
-// serveHealth serves /livez (200 while the supervisor runs) and /readyz
-// (200 once every worker has its broker stream open, 503 before and while
-// stopping). It listens before returning, so a bad address is an error now.
-func serveHealth(addr string, h *healthState, logger hclog.Logger) (stop func(), err error) {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("--health-addr %s: %w", addr, err)
-	}
+// healthHandler answers /livez and /readyz from h.
+func healthHandler(h *healthState) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/livez", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "ok")
@@ -67,7 +61,19 @@ func serveHealth(addr string, h *healthState, logger hclog.Logger) (stop func(),
 		}
 		fmt.Fprint(w, body)
 	})
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	return mux
+}
+
+// serveHealth serves /livez (200 while the supervisor runs) and /readyz
+// (200 once every worker has its broker stream open; 503 before, while
+// stopping, and while a worker's broker has been failing for longer than
+// core.DefaultUnreadyAfter). It listens before returning, so a bad address is an error now.
+func serveHealth(addr string, h *healthState, logger hclog.Logger) (stop func(), err error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("--health-addr %s: %w", addr, err)
+	}
+	srv := &http.Server{Handler: healthHandler(h), ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		if err := srv.Serve(ln); err != nil && err != http.ErrServerClosed {
 			logger.Error("health endpoint stopped", "error", err)

@@ -106,17 +106,19 @@ type child struct {
 	cmd        *exec.Cmd
 	started    time.Time
 	oomAtStart int
-	ready      bool
+	ready      bool   // it became ready once (its first delivery stream opened)
+	unready    string // why it is not ready now (its broker failing), or ""
 	retiring   bool   // replaced (rolling restart) or stopping: its exit is expected
 	replaces   *child // during a rolling restart, the child this one replaces once ready
 }
 
 type supervisorEvent struct {
-	kind  eventKind
-	c     *child
-	state *os.ProcessState
-	err   error
-	slot  int
+	kind   eventKind
+	c      *child
+	state  *os.ProcessState
+	err    error
+	slot   int
+	reason string // evUnready
 }
 
 type eventKind int
@@ -124,8 +126,21 @@ type eventKind int
 const (
 	evExit eventKind = iota
 	evReady
+	evUnready
 	evRestart
 )
+
+// statusEvent turns a child's status line into an event.
+func statusEvent(c *child, line string) (supervisorEvent, bool) {
+	word, reason, _ := strings.Cut(strings.TrimSpace(line), " ")
+	switch word {
+	case statusReady:
+		return supervisorEvent{kind: evReady, c: c}, true
+	case statusUnready:
+		return supervisorEvent{kind: evUnready, c: c, reason: strings.TrimSpace(reason)}, true
+	}
+	return supervisorEvent{}, false
+}
 
 func (s *supervisor) run(ctx context.Context) int {
 	if ctx == nil {
@@ -219,8 +234,8 @@ func (s *supervisor) start(slot int, replaces *child) {
 	go func() {
 		sc := bufio.NewScanner(r)
 		for sc.Scan() {
-			if strings.TrimSpace(sc.Text()) == "ready" {
-				s.events <- supervisorEvent{kind: evReady, c: c}
+			if ev, ok := statusEvent(c, sc.Text()); ok {
+				s.events <- ev
 			}
 		}
 		_ = r.Close()
@@ -238,6 +253,13 @@ func (s *supervisor) handle(ev supervisorEvent) {
 		if !s.live[c] {
 			return
 		}
+		if c.ready { // ready again: its broker is back
+			if c.unready != "" {
+				c.unready = ""
+				s.logger.Info("worker ready again", "worker", c.slot+1, "pid", c.cmd.Process.Pid)
+			}
+			return
+		}
 		c.ready = true
 		s.everUp = true
 		s.logger.Info("worker ready", "worker", c.slot+1, "pid", c.cmd.Process.Pid)
@@ -249,6 +271,13 @@ func (s *supervisor) handle(ev supervisorEvent) {
 			}
 			s.rollNext()
 		}
+	case evUnready:
+		c := ev.c
+		if !s.live[c] {
+			return
+		}
+		c.unready = ev.reason
+		s.logger.Warn("worker not ready", "worker", c.slot+1, "pid", c.cmd.Process.Pid, "reason", ev.reason)
 	case evRestart:
 		if !s.stopping && s.slots[ev.slot] == nil {
 			s.start(ev.slot, nil)
@@ -384,6 +413,8 @@ func (s *supervisor) publishHealth() {
 			states[i] = "restarting"
 		case !c.ready:
 			states[i] = "starting"
+		case c.unready != "":
+			states[i] = "not ready: " + c.unready
 		default:
 			states[i] = "ready"
 		}

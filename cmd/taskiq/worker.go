@@ -39,8 +39,16 @@ const (
 	// once by the supervisor so every child loads the same modules.
 	envWorkerModules = "TASKIQ_WORKER_MODULES"
 	// envWorkerStatusFD is the file descriptor a child writes status lines
-	// to ("ready").
+	// to (statusReady, statusUnready).
 	envWorkerStatusFD = "TASKIQ_WORKER_STATUS_FD"
+)
+
+// Status lines of a child: "ready" once its delivery stream is open (again),
+// "unready <reason>" once its broker has been failing for
+// core.DefaultUnreadyAfter.
+const (
+	statusReady   = "ready"
+	statusUnready = "unready"
 )
 
 // exitStartup is a child's exit status when it cannot start (bad config,
@@ -407,9 +415,14 @@ func runWorkerChild(f *workerFlags, stderr io.Writer) int {
 		wo.Queues = append(wo.Queues, sdk.Queue{Name: q, Weight: 1})
 	}
 	wo.Broker = f.broker
-	wo.Ready = func() {
-		logger.Info("listening for tasks")
-		status("ready")
+	wo.Readiness = func(ready bool, reason string) {
+		if ready {
+			logger.Info("listening for tasks")
+			status(statusReady)
+			return
+		}
+		logger.Warn("not ready: the broker has been failing; /readyz reports this worker unavailable", "reason", reason)
+		status(statusUnready + " " + reason)
 	}
 	err = app.RunWorker(ctx, wo)
 	closeApp()

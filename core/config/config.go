@@ -20,7 +20,6 @@ const (
 	DefaultMaxAsyncTasks     = 100
 	DefaultAckType           = AckWhenSaved
 	DefaultShutdownTimeout   = 30 * time.Second
-	DefaultLease             = 30 * time.Second
 	DefaultMaxMessageSize    = 16 << 20
 	maxMessageSizeUpperBound = 1<<31 - 1 // protobuf cannot carry a larger message
 )
@@ -134,7 +133,7 @@ type Worker struct {
 	// 0 means ShutdownTimeout.
 	WaitTasksTimeout time.Duration
 	// Lease is the visibility lease requested for each delivery and extended
-	// while the task runs (default 30s).
+	// while the task runs; 0 (the default) means the broker's own lease.
 	Lease time.Duration
 	// Queues restricts the queues the worker listens to; empty means the
 	// broker's configured queue.

@@ -204,7 +204,6 @@ func TestDefaults(t *testing.T) {
 		MaxAsyncTasks:   100,
 		AckType:         "when_saved",
 		ShutdownTimeout: 30 * time.Second,
-		Lease:           30 * time.Second,
 	}, f.Worker)
 	require.Equal(t, Client{MaxMessageSize: 16 << 20}, f.Client)
 	require.Equal(t, Security{}, f.Security)

@@ -218,7 +218,6 @@ func (d *decoder) worker(blk *hcl.Block) {
 		MaxAsyncTasks:   DefaultMaxAsyncTasks,
 		AckType:         DefaultAckType,
 		ShutdownTimeout: DefaultShutdownTimeout,
-		Lease:           DefaultLease,
 	}
 	if blk == nil {
 		return
@@ -231,8 +230,9 @@ func (d *decoder) worker(blk *hcl.Block) {
 	d.intAttr(attrs["max_prefetch"], &w.MaxPrefetch, 0, "0 means twice max_async_tasks")
 	d.durationAttr(attrs["shutdown_timeout"], &w.ShutdownTimeout)
 	d.durationAttr(attrs["wait_tasks_timeout"], &w.WaitTasksTimeout)
+	reported := len(d.diags)
 	d.durationAttr(attrs["lease"], &w.Lease)
-	if a := attrs["lease"]; a != nil && w.Lease == 0 {
+	if a := attrs["lease"]; a != nil && w.Lease == 0 && len(d.diags) == reported {
 		d.errorf(a.Expr.Range(), "Invalid lease", "lease must be positive: a delivery needs time to run before it is redelivered.")
 	}
 	if a := attrs["ack_type"]; a != nil {

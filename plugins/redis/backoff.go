@@ -84,3 +84,10 @@ func wrapErr(op, addr string, err error) error {
 	}
 	return fmt.Errorf("redis %s at %s: %w", op, addr, err)
 }
+
+// isOOM reports whether Redis refused a write because it is over maxmemory
+// (policy noeviction, or nothing left to evict).
+func isOOM(err error) bool {
+	var rerr redis.Error
+	return errors.As(err, &rerr) && strings.HasPrefix(rerr.Error(), "OOM ")
+}

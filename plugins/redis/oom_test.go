@@ -214,3 +214,25 @@ func TestOOMListNackRetried(t *testing.T) {
 	again := recvN(t, s, 1)
 	require.Equal(t, "only-copy", string(again[0].Body))
 }
+// TestOOMListenWithExistingGroup: a full Redis refuses XGROUP CREATE even
+// for a group that exists; Listen must not need it then, or a worker
+// cannot start (and report ready) while Redis is full of queued work.
+func TestOOMListenWithExistingGroup(t *testing.T) {
+	o := startOOMServer(t)
+	queue := "oom-listen"
+	b := o.broker(t, map[string]any{"queue": queue})
+	kick(t, b, out("queued")) // creates the stream and the group
+	o.full(t)
+	b2 := o.broker(t, map[string]any{"queue": queue})
+	s, err := b2.Listen(ctxT(t), sdk.ListenRequest{})
+	require.NoError(t, err, "the group exists: Listen must work on a full Redis")
+	t.Cleanup(func() { _ = s.Close() })
+	ds := recvN(t, s, 1)
+	require.Equal(t, "queued", string(ds[0].Body))
+
+	// A group that does not exist yet cannot be created on a full Redis:
+	// Listen says why.
+	b3 := o.broker(t, map[string]any{"queue": queue + "-new"})
+	_, err = b3.Listen(ctxT(t), sdk.ListenRequest{})
+	require.ErrorContains(t, err, "OOM")
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -49,20 +50,44 @@ func newStreamListener(ctx context.Context, b *broker, queues []*queueSpec, stri
 // missing). start is "$" at Listen, as taskiq-redis does, and "0" when a
 // group vanished while listening (Redis lost its data): everything then in
 // the stream arrived after the loss and must not be skipped.
+//
+// Groups that exist are left alone, checked with XINFO GROUPS first: Redis
+// over maxmemory refuses XGROUP CREATE (a deny-oom command) before it looks
+// at whether the group exists, so a worker that always created its group
+// could not start while Redis is full of queued work.
 func (s *streamListener) createGroups(ctx context.Context, start string) error {
 	pipe := s.b.client.Pipeline()
-	for _, q := range s.queues {
-		pipe.XGroupCreateMkStream(ctx, q.key, q.group, start)
+	infos := make([]*redis.XInfoGroupsCmd, len(s.queues))
+	for i, q := range s.queues {
+		infos[i] = pipe.XInfoGroups(ctx, q.key)
 	}
-	all, err := pipe.Exec(ctx)
-	if err := pipelineErr(all, err, isBusyGroup); err != nil {
+	cmds, err := pipe.Exec(ctx)
+	if err := pipelineErr(cmds, err, isNoSuchKey); err != nil {
 		return err
+	}
+	pipe = s.b.client.Pipeline()
+	creating := 0
+	for i, q := range s.queues {
+		groups, _ := infos[i].Result()
+		if !slices.ContainsFunc(groups, func(g redis.XInfoGroup) bool { return g.Name == q.group }) {
+			pipe.XGroupCreateMkStream(ctx, q.key, q.group, start)
+			creating++
+		}
+	}
+	if creating > 0 {
+		all, err := pipe.Exec(ctx)
+		if err := pipelineErr(all, err, isBusyGroup); err != nil {
+			return err
+		}
 	}
 	for _, q := range s.queues {
 		s.b.groups.Store(q.key, struct{}{})
 	}
 	return nil
 }
+
+// isNoSuchKey is XINFO's answer for a stream that does not exist yet.
+func isNoSuchKey(err error) bool { return err != nil && strings.Contains(err.Error(), "no such key") }
 
 func (s *streamListener) deliveryID(q *queueSpec, entryID string) string {
 	if len(s.queues) == 1 {

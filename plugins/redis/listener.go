@@ -18,6 +18,8 @@ type held struct {
 	entryID string
 	body    []byte
 	attempt int
+	// expired is set once a reclaim found the lease run out while held.
+	expired bool
 }
 
 type fetchResult struct {
@@ -126,6 +128,19 @@ func (l *listenerBase) release(id string) *held {
 	h := l.held[id]
 	delete(l.held, id)
 	return h
+}
+
+// markExpired records that a held delivery's lease ran out; it reports
+// whether this is the first time.
+func (l *listenerBase) markExpired(id string) bool {
+	l.heldMu.Lock()
+	defer l.heldMu.Unlock()
+	h := l.held[id]
+	if h == nil || h.expired {
+		return false
+	}
+	h.expired = true
+	return true
 }
 
 func (l *listenerBase) lookup(id string) *held {

@@ -10,15 +10,26 @@ import "github.com/redis/go-redis/v9"
 // would then take it from each other on every extension. So the script
 // claims only entries whose pending owner is still this consumer, and keeps
 // the delivery counter as it is (RETRYCOUNT): an extension is not a delivery.
+// With ARGV[3] = an idle time in ms it puts back an entry that a reclaim of
+// this consumer took although this consumer still runs it (see
+// (*streamListener).keepOwn): the idle time is set to ARGV[3] (the lease:
+// still expired, so another worker can take it over) and the delivery
+// counter is lowered by the one delivery the claim counted.
 //
-// KEYS[1] stream; ARGV[1] group; ARGV[2] consumer; ARGV[3..] entry ids.
-// Returns the ids whose lease was extended.
+// KEYS[1] stream; ARGV[1] group; ARGV[2] consumer; ARGV[3] "" (extend) or
+// idle ms (put back); ARGV[4..] entry ids.
+// Returns the ids that were still owned by this consumer.
 var extendScript = redis.NewScript(`
 local owned = {}
-for i = 3, #ARGV do
+for i = 4, #ARGV do
   local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1, ARGV[2])
   if p[1] then
-    redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[i], 'RETRYCOUNT', p[1][4], 'JUSTID')
+    if ARGV[3] == '' then
+      redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[i], 'RETRYCOUNT', p[1][4], 'JUSTID')
+    else
+      redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[i], 'IDLE', ARGV[3],
+        'RETRYCOUNT', math.max(p[1][4] - 1, 0), 'JUSTID')
+    end
     owned[#owned + 1] = ARGV[i]
   end
 end
@@ -31,10 +42,11 @@ return owned
 // (retried through a Redis outage, say) would otherwise put a second live
 // copy of the message in the queue.
 //
-// KEYS[1] stream; ARGV[1] group; ARGV[2] consumer; ARGV[3..] entry ids.
+// KEYS[1] stream; ARGV[1] group; ARGV[2] consumer; ARGV[3] unused (the
+// argument layout of extendScript); ARGV[4..] entry ids.
 var ownedScript = redis.NewScript(`
 local owned = {}
-for i = 3, #ARGV do
+for i = 4, #ARGV do
   local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1, ARGV[2])
   if p[1] then
     owned[#owned + 1] = ARGV[i]

@@ -352,6 +352,7 @@ func (s *streamListener) reclaim(ctx context.Context, q *queueSpec, minIdle time
 		q.cursor = c
 	}
 	entries := make([]streamEntry, 0, len(res)-1)
+	var mine []string
 	for _, r := range res[1:] {
 		e, ok := r.([]any)
 		if !ok || len(e) != 3 {
@@ -366,9 +367,41 @@ func (s *streamListener) reclaim(ctx context.Context, q *queueSpec, minIdle time
 				values[k] = flat[i+1]
 			}
 		}
+		if s.lookup(s.deliveryID(q, id)) != nil {
+			mine = append(mine, id)
+			continue
+		}
 		entries = append(entries, streamEntry{id: id, values: values, count: int(count)})
 	}
+	if len(mine) > 0 {
+		s.keepOwn(ctx, q, mine)
+	}
 	return s.admit(ctx, q, entries), nil
+}
+
+// keepOwn handles entries a reclaim gave back to this listener while it
+// still holds them: their lease ran out although the worker has not
+// settled them (it stopped extending: frozen, starved of CPU, or cut off
+// from Redis longer than the lease). Delivering them again would run the
+// task a second time beside the first, in the same worker, so they are not
+// delivered. The claim is undone as far as Redis allows: the idle time is
+// set back to the lease (still expired, so another worker's reclaim can
+// take the entry over: a worker that froze for good does not keep its
+// tasks), and the delivery counter is lowered by the delivery the claim
+// counted (a worker that froze does not use up max_attempts for deliveries
+// that never happened). Logged once per delivery.
+func (s *streamListener) keepOwn(ctx context.Context, q *queueSpec, ids []string) {
+	for _, id := range ids {
+		if s.markExpired(s.deliveryID(q, id)) {
+			s.b.log.Warn("lease of an entry expired while it was still held by this worker; kept, not redelivered to it (the worker stopped extending its leases: was it frozen or cut off from Redis?); another worker may take it over",
+				"queue", q.name, "entry", id, "lease", s.lease.String())
+		}
+	}
+	idle := strconv.FormatInt(s.lease.Milliseconds(), 10)
+	if _, err := s.runOnIDs(ctx, "put back an entry held by this worker", extendScript, q, idle, ids); err != nil {
+		s.b.log.Warn("could not put back entries this worker still holds; their lease counts as extended and their next attempt number is one too high",
+			"queue", q.name, "entries", len(ids), "error", err)
+	}
 }
 
 func (s *streamListener) ackCmds(ctx context.Context, pipe redis.Pipeliner, q *queueSpec, ids []string) {
@@ -464,7 +497,7 @@ func (s *streamListener) extend(ctx context.Context, q *queueSpec, ids []string)
 	if len(ids) == 0 {
 		return nil
 	}
-	owned, err := s.runOnIDs(ctx, "extend lease", extendScript, q, ids)
+	owned, err := s.runOnIDs(ctx, "extend lease", extendScript, q, "", ids)
 	if err != nil {
 		return err
 	}
@@ -476,12 +509,13 @@ func (s *streamListener) extend(ctx context.Context, q *queueSpec, ids []string)
 }
 
 // runOnIDs runs one of the scripts that take "KEYS[1] stream; ARGV[1]
-// group; ARGV[2] consumer; ARGV[3..] entry ids" and return entry ids.
-func (s *streamListener) runOnIDs(ctx context.Context, what string, script *redis.Script, q *queueSpec, ids []string) ([]string, error) {
+// group; ARGV[2] consumer; ARGV[3] arg; ARGV[4..] entry ids" and return
+// entry ids.
+func (s *streamListener) runOnIDs(ctx context.Context, what string, script *redis.Script, q *queueSpec, arg string, ids []string) ([]string, error) {
 	var got []string
 	err := s.retryLoop(ctx, what, func() error {
 		var err error
-		got, err = script.Run(ctx, s.b.client, []string{q.key}, append([]any{q.group, s.consumer}, toAny(ids)...)...).StringSlice()
+		got, err = script.Run(ctx, s.b.client, []string{q.key}, append([]any{q.group, s.consumer, arg}, toAny(ids)...)...).StringSlice()
 		return err
 	})
 	return got, err
@@ -694,7 +728,7 @@ func (s *streamListener) dropStale(ctx context.Context, ops []settleOp) ([]settl
 	for i, op := range ops {
 		ids[i] = op.entryID
 	}
-	got, err := s.runOnIDs(ctx, "check ownership", ownedScript, q, ids)
+	got, err := s.runOnIDs(ctx, "check ownership", ownedScript, q, "", ids)
 	if err != nil {
 		return ops, err
 	}

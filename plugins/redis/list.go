@@ -41,6 +41,10 @@ func (l *listListener) fetchBatch(ctx context.Context, max int) ([]sdk.Delivery,
 			if ctx.Err() != nil {
 				return nil, sdk.ErrClosed
 			}
+			if isAuthError(err) {
+				l.authFailed("pop", err)
+				return nil, l.endErr("pop", err)
+			}
 			l.b.log.Warn("redis call failed; retrying", "op", "pop", "error", wrapErr("pop", l.b.addr, err))
 			if !bo.wait(ctx) {
 				return nil, sdk.ErrClosed

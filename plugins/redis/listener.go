@@ -309,6 +309,22 @@ func (l *listenerBase) pushBack(ctx context.Context, ops []pushOp) error {
 	return nil
 }
 
+// authFailed logs that Redis refused the credentials while listening.
+func (l *listenerBase) authFailed(op string, err error) {
+	l.b.log.Error("redis authentication failed; the delivery stream ends (retrying cannot help: fix the credentials or the ACL)",
+		"op", op, "error", wrapErr(op, l.b.addr, err))
+}
+
+// endErr is what a fetch loop returns when it stops on err: the
+// authentication error itself (permanent, see ErrAuthFailed), else
+// sdk.ErrClosed (the listener closed).
+func (l *listenerBase) endErr(op string, err error) error {
+	if isAuthError(err) {
+		return wrapErr(op, l.b.addr, err)
+	}
+	return sdk.ErrClosed
+}
+
 // pause waits for bo's next delay; false when ctx ends or the listener
 // closes first.
 func (l *listenerBase) pause(ctx context.Context, bo *backoff) bool {

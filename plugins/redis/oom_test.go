@@ -214,6 +214,7 @@ func TestOOMListNackRetried(t *testing.T) {
 	again := recvN(t, s, 1)
 	require.Equal(t, "only-copy", string(again[0].Body))
 }
+
 // TestOOMListenWithExistingGroup: a full Redis refuses XGROUP CREATE even
 // for a group that exists; Listen must not need it then, or a worker
 // cannot start (and report ready) while Redis is full of queued work.

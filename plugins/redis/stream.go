@@ -130,7 +130,7 @@ func (s *streamListener) fetchBatch(ctx context.Context, max int) ([]sdk.Deliver
 			ds, err := s.reclaimAll(ctx, max)
 			if err != nil {
 				if !s.recover(ctx, "reclaim", err, bo) {
-					return nil, sdk.ErrClosed
+					return nil, s.endErr("reclaim", err)
 				}
 				continue
 			}
@@ -150,7 +150,7 @@ func (s *streamListener) fetchBatch(ctx context.Context, max int) ([]sdk.Deliver
 		ds, err := s.read(ctx, min(max, s.b.opts.count))
 		if err != nil {
 			if !s.recover(ctx, "read", err, bo) {
-				return nil, sdk.ErrClosed
+				return nil, s.endErr("read", err)
 			}
 			continue
 		}
@@ -177,6 +177,10 @@ func (s *streamListener) reclaimScanDone() bool {
 // the listener closed.
 func (s *streamListener) recover(ctx context.Context, op string, err error, bo *backoff) bool {
 	if ctx.Err() != nil {
+		return false
+	}
+	if isAuthError(err) {
+		s.authFailed(op, err)
 		return false
 	}
 	if isNoGroup(err) {

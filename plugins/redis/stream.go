@@ -674,7 +674,7 @@ func (s *streamListener) writeExternal(ctx context.Context, q *queueSpec, ops []
 		stored = append(stored, settleOp{kind: sdk.SettleAck, q: q, entryID: op.entryID})
 	}
 	if len(failed) > 0 {
-		return stored, s.notApplied(q, failed, firstErr)
+		return stored, s.notApplied(q, failed, wrapErr("dead letter or delay", s.b.addr, firstErr))
 	}
 	return stored, nil
 }
@@ -696,13 +696,17 @@ func (s *streamListener) notApplied(q *queueSpec, ops []settleOp, err error) err
 	if isOOM(err) {
 		hint = " (Redis is over maxmemory and refuses writes: free memory, raise maxmemory or pick an eviction policy)"
 	}
-	kinds := map[string]int{}
+	nacks, dead := 0, 0
 	for _, op := range ops {
-		kinds[op.kind.String()]++
+		if op.kind == sdk.SettleDeadLetter {
+			dead++
+		} else {
+			nacks++
+		}
 	}
-	werr := wrapErr("settle", s.b.addr, err)
+	werr := err // wrapped by retryLoop or writeExternal
 	s.b.log.Error("nack or dead letter not applied; the entries stay pending and are redelivered once their lease expires"+hint,
-		"queue", q.name, "entries", len(ops), "kinds", fmt.Sprint(kinds), "lease", s.lease.String(), "error", werr)
+		"queue", q.name, "nacks", nacks, "dead_letters", dead, "lease", s.lease.String(), "error", werr)
 	return fmt.Errorf("%d nack/dead-letter settlement(s) of queue %s not applied; their entries stay pending and are redelivered once their lease (%s) expires%s: %w",
 		len(ops), q.name, s.lease, hint, werr)
 }

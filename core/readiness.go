@@ -62,10 +62,13 @@ func (r *readiness) down(err error) {
 	}
 	r.failing, r.since = true, r.clk.Now()
 	episode := r.episode
+	// The timer starts here, not in the goroutine: a goroutine scheduled
+	// late would start it late and report the failure late.
+	expired := r.clk.After(r.after)
 	r.mu.Unlock()
 	go func() {
 		select {
-		case <-r.clk.After(r.after):
+		case <-expired:
 			r.expire(episode)
 		case <-r.done:
 		}

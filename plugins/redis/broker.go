@@ -217,14 +217,42 @@ func (b *broker) xaddArgs(key string, body []byte, attempt int) *redis.XAddArgs 
 	return a
 }
 
-// addDeadLetter queues the dead-letter XADD on pipe.
-func (b *broker) addDeadLetter(ctx context.Context, pipe redis.Pipeliner, queue, originalID string, body []byte, reason string, attempt int) {
-	pipe.XAdd(ctx, &redis.XAddArgs{Stream: b.deadKey(queue), Values: []any{
+// addDeadLetter queues the dead-letter XADD on pipe. The caller logs the
+// dead letter once the write succeeded.
+func (b *broker) addDeadLetter(ctx context.Context, pipe redis.Pipeliner, queue, originalID string, body []byte, reason string, attempt int) *redis.StringCmd {
+	return pipe.XAdd(ctx, &redis.XAddArgs{Stream: b.deadKey(queue), Values: []any{
 		"data", body, "reason", reason, "queue", queue, "attempt", attempt,
 		"failed_at", b.now().UnixMilli(), "original_id", originalID,
 	}})
-	b.log.Warn("message moved to dead-letter queue", "queue", queue, "dead_letter_queue", b.deadKey(queue),
-		"original_id", originalID, "attempt", attempt, "reason", reason)
+}
+
+// sameSlot reports whether keys a and b may be used in one script or
+// transaction: always outside a cluster, else when they hash to one slot.
+func (b *broker) sameSlot(a, c string) bool {
+	return !b.opts.clusterHashes || keySlot(a) == keySlot(c)
+}
+
+// keySlot is the Redis Cluster hash slot of key: CRC16 (XMODEM) of its hash
+// tag (the part between the first "{" and the next "}", when not empty) or
+// of the whole key, modulo 16384.
+func keySlot(key string) uint16 {
+	if i := strings.IndexByte(key, '{'); i >= 0 {
+		if j := strings.IndexByte(key[i+1:], '}'); j > 0 {
+			key = key[i+1 : i+1+j]
+		}
+	}
+	var crc uint16
+	for i := 0; i < len(key); i++ {
+		crc ^= uint16(key[i]) << 8
+		for range 8 {
+			if crc&0x8000 != 0 {
+				crc = crc<<1 ^ 0x1021
+			} else {
+				crc <<= 1
+			}
+		}
+	}
+	return crc % 16384
 }
 
 func isBusyGroup(err error) bool { return err != nil && strings.HasPrefix(err.Error(), "BUSYGROUP") }

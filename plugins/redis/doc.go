@@ -36,7 +36,15 @@
 // field of entries re-added by a nack). XAUTOCLAIM checks idleness and
 // changes the owner in one atomic step, so concurrent reclaimers never claim
 // the same entry twice: the reclaim cannot cause a double execution, unlike
-// the lock-based reclaim of Python taskiq-redis.
+// the lock-based reclaim of Python taskiq-redis. A listener never delivers
+// again an entry it still holds (its worker stopped extending, say because
+// it was frozen): it logs it and puts the entry back, still expired and
+// with its delivery count, for another worker to take over.
+//
+// Nacks and dead letters are one Lua script per queue that writes before it
+// acks, entry by entry, so a Redis over maxmemory (which refuses the write
+// but would run XACK and XDEL) leaves the entries pending: they come back
+// when their lease expires.
 //
 // An entry delivered more than max_attempts times is moved to the
 // dead-letter stream instead of being delivered again; so is an entry with

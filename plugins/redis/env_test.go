@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/url"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -17,7 +18,8 @@ import (
 )
 
 // testEnv is one Redis a test runs against: a private miniredis, or the
-// real Redis named by TASKIQ_REDIS_URL (database 15, which the tests own).
+// real Redis named by TASKIQ_REDIS_URL (the database it names, or 15 when it
+// names none or 0; the tests own that database and flush it).
 type testEnv struct {
 	url string
 	mr  *miniredis.Miniredis // nil for real Redis
@@ -27,7 +29,10 @@ type testEnv struct {
 	clock time.Time
 }
 
-// realRedisURL returns TASKIQ_REDIS_URL pointed at database 15, or "".
+// realRedisURL returns TASKIQ_REDIS_URL, or "". A URL without a database
+// or with database 0 (the one applications use) is pointed at database 15;
+// any other database is kept, so runs that share one server can each flush
+// their own.
 func realRedisURL(t testing.TB) string {
 	raw := os.Getenv("TASKIQ_REDIS_URL")
 	if raw == "" {
@@ -35,7 +40,9 @@ func realRedisURL(t testing.TB) string {
 	}
 	u, err := url.Parse(raw)
 	require.NoError(t, err, "TASKIQ_REDIS_URL")
-	u.Path = "/15"
+	if db := strings.Trim(u.Path, "/"); db == "" || db == "0" {
+		u.Path = "/15"
+	}
 	return u.String()
 }
 
@@ -129,7 +136,7 @@ func runSuite(t *testing.T, suite map[string]func(t *testing.T, e *testEnv)) {
 	t.Run("redis", func(t *testing.T) {
 		u := realRedisURL(t)
 		if u == "" {
-			t.Skip("set TASKIQ_REDIS_URL (e.g. redis://127.0.0.1:6379/0; database 15 is used) to run against real Redis")
+			t.Skip("set TASKIQ_REDIS_URL (e.g. redis://127.0.0.1:6379/0; database 0 becomes 15) to run against real Redis")
 		}
 		for name, f := range suite {
 			t.Run(name, func(t *testing.T) { f(t, newRealEnv(t, u)) })

@@ -41,6 +41,10 @@ func (l *listListener) fetchBatch(ctx context.Context, max int) ([]sdk.Delivery,
 			if ctx.Err() != nil {
 				return nil, sdk.ErrClosed
 			}
+			if isAuthError(err) {
+				l.authFailed("pop", err)
+				return nil, l.endErr("pop", err)
+			}
 			l.b.log.Warn("redis call failed; retrying", "op", "pop", "error", wrapErr("pop", l.b.addr, err))
 			if !bo.wait(ctx) {
 				return nil, sdk.ErrClosed
@@ -136,11 +140,7 @@ func (l *listListener) deliver(q *queueSpec, vals []string) []sdk.Delivery {
 // Redis when it was popped); a nack pushes the body back (or into the
 // delayed set); a dead letter goes to the dead-letter stream.
 func (l *listListener) Settle(ctx context.Context, ss []sdk.Settlement) error {
-	type op struct {
-		h  *held
-		st sdk.Settlement
-	}
-	var ops []op
+	var ops []pushOp
 	for _, st := range ss {
 		switch st.Kind {
 		case sdk.SettleAck:
@@ -152,34 +152,12 @@ func (l *listListener) Settle(ctx context.Context, ss []sdk.Settlement) error {
 				l.b.log.Warn("settlement for an unknown delivery ignored", "delivery_id", st.DeliveryID, "kind", st.Kind.String())
 				continue
 			}
-			ops = append(ops, op{h, st})
+			ops = append(ops, pushOp{h: h, st: st})
 		default:
 			return fmt.Errorf("redis settle: unknown settlement kind %d for delivery %s", st.Kind, st.DeliveryID)
 		}
 	}
-	if len(ops) == 0 {
-		return nil
-	}
-	return l.retryLoop(ctx, "settle", func() error {
-		pipe := l.b.client.Pipeline()
-		for _, o := range ops {
-			switch {
-			case o.st.Kind == sdk.SettleDeadLetter:
-				reason := o.st.Reason
-				if reason == "" {
-					reason = "dead-lettered by the worker"
-				}
-				l.b.addDeadLetter(ctx, pipe, o.h.queue.name, "", o.h.body, reason, o.h.attempt)
-			case o.st.Delay > 0:
-				pipe.ZAdd(ctx, l.b.delayedKey(o.h.queue.name), redis.Z{Score: unixMilli(l.b.now().Add(o.st.Delay)),
-					Member: delayedMember(0, o.h.body)})
-			default:
-				pipe.LPush(ctx, o.h.queue.key, o.h.body)
-			}
-		}
-		_, err := pipe.Exec(ctx)
-		return err
-	})
+	return l.pushBack(ctx, ops)
 }
 
 // Close stops the listener. Messages already popped and not settled are lost

@@ -6,6 +6,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/taskiq-go/taskiq/plugin/sdk"
 )
 
@@ -16,6 +18,8 @@ type held struct {
 	entryID string
 	body    []byte
 	attempt int
+	// expired is set once a reclaim found the lease run out while held.
+	expired bool
 }
 
 type fetchResult struct {
@@ -126,6 +130,19 @@ func (l *listenerBase) release(id string) *held {
 	return h
 }
 
+// markExpired records that a held delivery's lease ran out; it reports
+// whether this is the first time.
+func (l *listenerBase) markExpired(id string) bool {
+	l.heldMu.Lock()
+	defer l.heldMu.Unlock()
+	h := l.held[id]
+	if h == nil || h.expired {
+		return false
+	}
+	h.expired = true
+	return true
+}
+
 func (l *listenerBase) lookup(id string) *held {
 	l.heldMu.Lock()
 	defer l.heldMu.Unlock()
@@ -218,18 +235,104 @@ func (l *listenerBase) retryLoop(ctx context.Context, what string, op func() err
 			return wrapErr(what, l.b.addr, err)
 		}
 		l.b.log.Warn("redis unavailable; retrying", "op", what, "error", wrapErr(what, l.b.addr, err))
-		wctx, cancel := context.WithCancel(ctx)
-		stop := context.AfterFunc(l.ctx, cancel)
-		ok := bo.wait(wctx)
-		stop()
-		cancel()
-		if !ok {
+		if !l.pause(ctx, bo) {
 			if ctx.Err() != nil {
 				return fmt.Errorf("redis %s: %w", what, ctx.Err())
 			}
 			return fmt.Errorf("redis %s: %w", what, sdk.ErrClosed)
 		}
 	}
+}
+
+// pushOp is a nack or dead letter of a message that exists only in this
+// process: list mode popped it, pub/sub mode received a broadcast.
+type pushOp struct {
+	h  *held
+	st sdk.Settlement
+}
+
+// pushBack writes nacked messages back to their queue (or delayed set) and
+// dead letters to the dead-letter stream. No copy is left in Redis, so
+// giving up loses the message: each write that failed because Redis is
+// unreachable or over maxmemory is retried (that write only: the others
+// are not sent twice) until it succeeds or the listener closes.
+func (l *listenerBase) pushBack(ctx context.Context, ops []pushOp) error {
+	bo := newBackoff()
+	for len(ops) > 0 {
+		pipe := l.b.client.Pipeline()
+		cmds := make([]redis.Cmder, len(ops))
+		now := l.b.now()
+		for i, o := range ops {
+			switch {
+			case o.st.Kind == sdk.SettleDeadLetter:
+				cmds[i] = l.b.addDeadLetter(ctx, pipe, o.h.queue.name, "", o.h.body, deadReason(o.st.Reason), o.h.attempt)
+			case o.st.Delay > 0:
+				cmds[i] = pipe.ZAdd(ctx, l.b.delayedKey(o.h.queue.name), redis.Z{Score: unixMilli(now.Add(o.st.Delay)),
+					Member: delayedMember(0, o.h.body)})
+			default:
+				cmds[i] = pipe.LPush(ctx, o.h.queue.key, o.h.body)
+			}
+		}
+		_, execErr := pipe.Exec(ctx)
+		unsent := execErr != nil && cmdsCarryNoError(cmds)
+		var failed []pushOp
+		var lastErr error
+		for i, o := range ops {
+			err := cmds[i].Err()
+			if unsent {
+				err = execErr
+			}
+			if err != nil {
+				failed, lastErr = append(failed, o), err
+				continue
+			}
+			if o.st.Kind == sdk.SettleDeadLetter {
+				l.b.log.Warn("message moved to dead-letter queue", "queue", o.h.queue.name,
+					"dead_letter_queue", l.b.deadKey(o.h.queue.name), "attempt", o.h.attempt, "reason", deadReason(o.st.Reason))
+			}
+		}
+		if len(failed) == 0 {
+			return nil
+		}
+		werr := wrapErr("settle", l.b.addr, lastErr)
+		if !isUnavailable(lastErr) && !isOOM(lastErr) {
+			l.b.log.Error("nack or dead letter failed; the message is lost (it existed only in this worker)", "messages", len(failed), "error", werr)
+			return fmt.Errorf("%d nack/dead-letter settlement(s) failed and their messages are lost: %w", len(failed), werr)
+		}
+		l.b.log.Warn("nack or dead letter failed; the message exists only in this worker, retrying", "messages", len(failed), "error", werr)
+		ops = failed
+		if !l.pause(ctx, bo) {
+			l.b.log.Error("listener closed while nacks or dead letters were being retried; the messages are lost", "messages", len(failed), "error", werr)
+			return fmt.Errorf("%d nack/dead-letter settlement(s) not written before the listener closed; their messages are lost: %w", len(failed), werr)
+		}
+	}
+	return nil
+}
+
+// authFailed logs that Redis refused the credentials while listening.
+func (l *listenerBase) authFailed(op string, err error) {
+	l.b.log.Error("redis authentication failed; the delivery stream ends (retrying cannot help: fix the credentials or the ACL)",
+		"op", op, "error", wrapErr(op, l.b.addr, err))
+}
+
+// endErr is what a fetch loop returns when it stops on err: the
+// authentication error itself (permanent, see ErrAuthFailed), else
+// sdk.ErrClosed (the listener closed).
+func (l *listenerBase) endErr(op string, err error) error {
+	if isAuthError(err) {
+		return wrapErr(op, l.b.addr, err)
+	}
+	return sdk.ErrClosed
+}
+
+// pause waits for bo's next delay; false when ctx ends or the listener
+// closes first.
+func (l *listenerBase) pause(ctx context.Context, bo *backoff) bool {
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := context.AfterFunc(l.ctx, cancel)
+	defer stop()
+	return bo.wait(wctx)
 }
 
 // closeBase stops the goroutines and waits for them; a blocking read in

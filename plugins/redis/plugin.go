@@ -3,6 +3,8 @@ package taskiqredis
 import (
 	"context"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/taskiq-go/taskiq/plugin/sdk"
 )
 
@@ -23,16 +25,51 @@ func Plugin() sdk.Plugin {
 			Schema:       brokerSchema(),
 			Capabilities: capabilitiesFor(modeStream),
 			New: func(ctx context.Context, cfg sdk.Config) (sdk.Broker, error) {
-				return newBroker(ctx, cfg)
+				b, err := credentialChecked[*broker](ctx)(newBroker(ctx, cfg))
+				if err != nil {
+					return nil, err // not a typed nil in the interface
+				}
+				return b, nil
 			},
 		},
 		ResultBackend: &sdk.Factory[sdk.ResultBackend]{
 			Schema:       resultSchema(),
 			Capabilities: []string{sdk.CapWait, sdk.CapProgress},
 			New: func(ctx context.Context, cfg sdk.Config) (sdk.ResultBackend, error) {
-				return newResultBackend(ctx, cfg)
+				r, err := credentialChecked[*resultBackend](ctx)(newResultBackend(ctx, cfg))
+				if err != nil {
+					return nil, err
+				}
+				return r, nil
 			},
 		},
+	}
+}
+
+// connected is a role with a Redis connection.
+type connected interface {
+	conn() (redis.UniversalClient, string)
+	Close(context.Context) error
+}
+
+func (b *broker) conn() (redis.UniversalClient, string)        { return b.client, b.addr }
+func (r *resultBackend) conn() (redis.UniversalClient, string) { return r.client, r.addr }
+
+// credentialChecked runs checkCredentials on a role just built and closes
+// it when the credentials are refused. It returns a function so that it
+// takes the constructor's two results as they are.
+func credentialChecked[R connected](ctx context.Context) func(R, error) (R, error) {
+	return func(r R, err error) (R, error) {
+		var none R
+		if err != nil {
+			return none, err
+		}
+		client, addr := r.conn()
+		if err := checkCredentials(ctx, client, addr); err != nil {
+			_ = r.Close(ctx)
+			return none, err
+		}
+		return r, nil
 	}
 }
 

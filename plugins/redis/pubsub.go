@@ -87,8 +87,7 @@ func (l *pubsubListener) deliver(m *redis.Message) sdk.Delivery {
 // dropped with a warning, because re-publishing would hand the message to
 // every subscriber again; acks and extensions have nothing to do.
 func (l *pubsubListener) Settle(ctx context.Context, ss []sdk.Settlement) error {
-	var dead []*held
-	var reasons []string
+	var dead []pushOp
 	for _, st := range ss {
 		h := l.release(st.DeliveryID)
 		switch st.Kind {
@@ -97,28 +96,13 @@ func (l *pubsubListener) Settle(ctx context.Context, ss []sdk.Settlement) error 
 			l.b.log.Warn("nack in pubsub mode drops the message: a broadcast cannot be redelivered to one worker", "delivery_id", st.DeliveryID)
 		case sdk.SettleDeadLetter:
 			if h != nil {
-				dead = append(dead, h)
-				reasons = append(reasons, st.Reason)
+				dead = append(dead, pushOp{h: h, st: st})
 			}
 		default:
 			return fmt.Errorf("redis settle: unknown settlement kind %d for delivery %s", st.Kind, st.DeliveryID)
 		}
 	}
-	if len(dead) == 0 {
-		return nil
-	}
-	return l.retryLoop(ctx, "settle", func() error {
-		pipe := l.b.client.Pipeline()
-		for i, h := range dead {
-			reason := reasons[i]
-			if reason == "" {
-				reason = "dead-lettered by the worker"
-			}
-			l.b.addDeadLetter(ctx, pipe, h.queue.name, "", h.body, reason, h.attempt)
-		}
-		_, err := pipe.Exec(ctx)
-		return err
-	})
+	return l.pushBack(ctx, dead)
 }
 
 // Close unsubscribes. It is safe to call more than once.

@@ -2,7 +2,10 @@ package taskiqredis
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"math/rand/v2"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -47,20 +50,44 @@ func newStreamListener(ctx context.Context, b *broker, queues []*queueSpec, stri
 // missing). start is "$" at Listen, as taskiq-redis does, and "0" when a
 // group vanished while listening (Redis lost its data): everything then in
 // the stream arrived after the loss and must not be skipped.
+//
+// Groups that exist are left alone, checked with XINFO GROUPS first: Redis
+// over maxmemory refuses XGROUP CREATE (a deny-oom command) before it looks
+// at whether the group exists, so a worker that always created its group
+// could not start while Redis is full of queued work.
 func (s *streamListener) createGroups(ctx context.Context, start string) error {
 	pipe := s.b.client.Pipeline()
-	for _, q := range s.queues {
-		pipe.XGroupCreateMkStream(ctx, q.key, q.group, start)
+	infos := make([]*redis.XInfoGroupsCmd, len(s.queues))
+	for i, q := range s.queues {
+		infos[i] = pipe.XInfoGroups(ctx, q.key)
 	}
-	all, err := pipe.Exec(ctx)
-	if err := pipelineErr(all, err, isBusyGroup); err != nil {
+	cmds, err := pipe.Exec(ctx)
+	if err := pipelineErr(cmds, err, isNoSuchKey); err != nil {
 		return err
+	}
+	pipe = s.b.client.Pipeline()
+	creating := 0
+	for i, q := range s.queues {
+		groups, _ := infos[i].Result()
+		if !slices.ContainsFunc(groups, func(g redis.XInfoGroup) bool { return g.Name == q.group }) {
+			pipe.XGroupCreateMkStream(ctx, q.key, q.group, start)
+			creating++
+		}
+	}
+	if creating > 0 {
+		all, err := pipe.Exec(ctx)
+		if err := pipelineErr(all, err, isBusyGroup); err != nil {
+			return err
+		}
 	}
 	for _, q := range s.queues {
 		s.b.groups.Store(q.key, struct{}{})
 	}
 	return nil
 }
+
+// isNoSuchKey is XINFO's answer for a stream that does not exist yet.
+func isNoSuchKey(err error) bool { return err != nil && strings.Contains(err.Error(), "no such key") }
 
 func (s *streamListener) deliveryID(q *queueSpec, entryID string) string {
 	if len(s.queues) == 1 {
@@ -103,7 +130,7 @@ func (s *streamListener) fetchBatch(ctx context.Context, max int) ([]sdk.Deliver
 			ds, err := s.reclaimAll(ctx, max)
 			if err != nil {
 				if !s.recover(ctx, "reclaim", err, bo) {
-					return nil, sdk.ErrClosed
+					return nil, s.endErr("reclaim", err)
 				}
 				continue
 			}
@@ -123,7 +150,7 @@ func (s *streamListener) fetchBatch(ctx context.Context, max int) ([]sdk.Deliver
 		ds, err := s.read(ctx, min(max, s.b.opts.count))
 		if err != nil {
 			if !s.recover(ctx, "read", err, bo) {
-				return nil, sdk.ErrClosed
+				return nil, s.endErr("read", err)
 			}
 			continue
 		}
@@ -150,6 +177,10 @@ func (s *streamListener) reclaimScanDone() bool {
 // the listener closed.
 func (s *streamListener) recover(ctx context.Context, op string, err error, bo *backoff) bool {
 	if ctx.Err() != nil {
+		return false
+	}
+	if isAuthError(err) {
+		s.authFailed(op, err)
 		return false
 	}
 	if isNoGroup(err) {
@@ -281,17 +312,14 @@ func (s *streamListener) admit(ctx context.Context, q *queueSpec, entries []stre
 		}
 	}
 	if len(deads) > 0 {
-		pipe := s.b.client.Pipeline()
-		ids := make([]string, len(deads))
+		ops := make([]settleOp, len(deads))
 		for i, d := range deads {
-			s.b.addDeadLetter(ctx, pipe, q.name, d.id, d.body, d.reason, d.attempt)
-			ids[i] = d.id
+			ops[i] = settleOp{kind: sdk.SettleDeadLetter, q: q, entryID: d.id, reason: d.reason,
+				h: &held{queue: q, entryID: d.id, body: d.body, attempt: d.attempt}}
 		}
-		s.ackCmds(ctx, pipe, q, ids)
-		if _, err := pipe.Exec(ctx); err != nil {
-			// The entries stay pending; the next reclaim retries them.
-			s.b.log.Warn("dead-lettering failed; will retry after the lease", "queue", q.name, "error", wrapErr("dead letter", s.b.addr, err))
-		}
+		// A failure is logged by applyRequeues: the entries stay pending
+		// and the reclaim after their lease tries them again.
+		_ = s.applyRequeues(ctx, q, ops)
 	}
 	return out
 }
@@ -328,6 +356,7 @@ func (s *streamListener) reclaim(ctx context.Context, q *queueSpec, minIdle time
 		q.cursor = c
 	}
 	entries := make([]streamEntry, 0, len(res)-1)
+	var mine []string
 	for _, r := range res[1:] {
 		e, ok := r.([]any)
 		if !ok || len(e) != 3 {
@@ -342,9 +371,41 @@ func (s *streamListener) reclaim(ctx context.Context, q *queueSpec, minIdle time
 				values[k] = flat[i+1]
 			}
 		}
+		if s.lookup(s.deliveryID(q, id)) != nil {
+			mine = append(mine, id)
+			continue
+		}
 		entries = append(entries, streamEntry{id: id, values: values, count: int(count)})
 	}
+	if len(mine) > 0 {
+		s.keepOwn(ctx, q, mine)
+	}
 	return s.admit(ctx, q, entries), nil
+}
+
+// keepOwn handles entries a reclaim gave back to this listener while it
+// still holds them: their lease ran out although the worker has not
+// settled them (it stopped extending: frozen, starved of CPU, or cut off
+// from Redis longer than the lease). Delivering them again would run the
+// task a second time beside the first, in the same worker, so they are not
+// delivered. The claim is undone as far as Redis allows: the idle time is
+// set back to the lease (still expired, so another worker's reclaim can
+// take the entry over: a worker that froze for good does not keep its
+// tasks), and the delivery counter is lowered by the delivery the claim
+// counted (a worker that froze does not use up max_attempts for deliveries
+// that never happened). Logged once per delivery.
+func (s *streamListener) keepOwn(ctx context.Context, q *queueSpec, ids []string) {
+	for _, id := range ids {
+		if s.markExpired(s.deliveryID(q, id)) {
+			s.b.log.Warn("lease of an entry expired while it was still held by this worker; kept, not redelivered to it (the worker stopped extending its leases: was it frozen or cut off from Redis?); another worker may take it over",
+				"queue", q.name, "entry", id, "lease", s.lease.String())
+		}
+	}
+	idle := strconv.FormatInt(s.lease.Milliseconds(), 10)
+	if _, err := s.runOnIDs(ctx, "put back an entry held by this worker", extendScript, q, idle, ids); err != nil {
+		s.b.log.Warn("could not put back entries this worker still holds; their lease counts as extended and their next attempt number is one too high",
+			"queue", q.name, "entries", len(ids), "error", err)
+	}
 }
 
 func (s *streamListener) ackCmds(ctx context.Context, pipe redis.Pipeliner, q *queueSpec, ids []string) {
@@ -354,71 +415,63 @@ func (s *streamListener) ackCmds(ctx context.Context, pipe redis.Pipeliner, q *q
 	}
 }
 
-// settleOp is one resolved settlement, kept so a failed pipeline can be
-// rebuilt and retried.
+// settleOp is one resolved nack or dead letter.
 type settleOp struct {
 	kind    sdk.SettleKind
 	q       *queueSpec
 	entryID string
-	h       *held
+	h       *held // nil when this listener no longer holds the delivery
 	delay   time.Duration
 	reason  string
 }
 
-// Settle applies a batch: acks, nacks and dead letters in one pipeline (the
-// re-add or dead-letter write comes before the XACK, so a failure between
-// the two duplicates a message rather than losing it), then lease
-// extensions, one script call per queue.
+// Settle applies a batch: the acks of every queue in one pipeline (XACK,
+// XDEL), the nacks and dead letters of each queue in one settleScript call
+// (write, then XACK and XDEL, atomically per entry), then the lease
+// extensions, one script call per queue. A nack or dead letter that Redis
+// refuses (over maxmemory, say) leaves its entry pending: Settle returns an
+// error saying so, and the entry is redelivered once its lease expires.
 func (s *streamListener) Settle(ctx context.Context, ss []sdk.Settlement) error {
 	var (
-		ops     []settleOp
+		acks    = map[*queueSpec][]string{}
+		requeue = map[*queueSpec][]settleOp{}
 		extends = map[*queueSpec][]string{}
+		order   []*queueSpec
 	)
+	seen := map[*queueSpec]bool{}
 	for _, st := range ss {
 		q, entryID, ok := s.resolve(st.DeliveryID)
 		if !ok {
 			s.b.log.Warn("settlement for an unknown delivery ignored", "delivery_id", st.DeliveryID, "kind", st.Kind.String())
 			continue
 		}
+		if !seen[q] {
+			seen[q] = true
+			order = append(order, q)
+		}
 		switch st.Kind {
 		case sdk.SettleAck:
 			s.release(st.DeliveryID)
-			ops = append(ops, settleOp{kind: st.Kind, q: q, entryID: entryID})
+			acks[q] = append(acks[q], entryID)
 		case sdk.SettleExtend:
 			extends[q] = append(extends[q], entryID)
 		case sdk.SettleNack, sdk.SettleDeadLetter:
+			// Released before the outcome is known: if Redis refuses the
+			// write, the entry must come back through reclaim, which skips
+			// the entries this listener holds.
 			h := s.release(st.DeliveryID)
-			if h == nil {
-				var err error
-				if h, err = s.readBack(ctx, q, entryID); err != nil {
-					return err
-				}
-			}
-			ops = append(ops, settleOp{kind: st.Kind, q: q, entryID: entryID, h: h, delay: st.Delay, reason: st.Reason})
+			requeue[q] = append(requeue[q], settleOp{kind: st.Kind, q: q, entryID: entryID, h: h, delay: st.Delay, reason: st.Reason})
 		default:
 			return fmt.Errorf("redis settle: unknown settlement kind %d for delivery %s", st.Kind, st.DeliveryID)
 		}
 	}
-	ops, err := s.dropStale(ctx, ops)
-	if err != nil {
-		return err
-	}
-	if len(ops) > 0 {
-		err := s.retryLoop(ctx, "settle", func() error {
+	if len(acks) > 0 {
+		err := s.retryLoop(ctx, "ack", func() error {
 			pipe := s.b.client.Pipeline()
-			acks := map[*queueSpec][]string{}
-			var order []*queueSpec
-			for _, op := range ops {
-				if op.kind != sdk.SettleAck && op.h != nil {
-					s.requeueCmd(ctx, pipe, op)
-				}
-				if acks[op.q] == nil {
-					order = append(order, op.q)
-				}
-				acks[op.q] = append(acks[op.q], op.entryID)
-			}
 			for _, q := range order {
-				s.ackCmds(ctx, pipe, q, acks[q])
+				if ids := acks[q]; len(ids) > 0 {
+					s.ackCmds(ctx, pipe, q, ids)
+				}
 			}
 			_, err := pipe.Exec(ctx)
 			return err
@@ -427,81 +480,280 @@ func (s *streamListener) Settle(ctx context.Context, ss []sdk.Settlement) error 
 			return err
 		}
 	}
-	for q, ids := range extends {
-		var owned []string
-		err := s.retryLoop(ctx, "extend lease", func() error {
-			var err error
-			owned, err = extendScript.Run(ctx, s.b.client, []string{q.key}, append([]any{q.group, s.consumer}, toAny(ids)...)...).StringSlice()
-			return err
-		})
-		if err != nil {
-			return err
+	var errs []error
+	for _, q := range order {
+		if ops := requeue[q]; len(ops) > 0 {
+			if err := s.applyRequeues(ctx, q, ops); err != nil {
+				errs = append(errs, err)
+			}
 		}
-		if len(owned) < len(ids) {
-			s.b.log.Warn("lease extension refused: the lease had expired and another worker reclaimed the entry",
-				"queue", q.name, "asked", len(ids), "extended", len(owned))
+	}
+	for _, q := range order {
+		if err := s.extend(ctx, q, extends[q]); err != nil {
+			errs = append(errs, err)
 		}
+	}
+	return errors.Join(errs...)
+}
+
+// extend renews the leases of ids, entries of q this consumer still owns.
+func (s *streamListener) extend(ctx context.Context, q *queueSpec, ids []string) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	owned, err := s.runOnIDs(ctx, "extend lease", extendScript, q, "", ids)
+	if err != nil {
+		return err
+	}
+	if len(owned) < len(ids) {
+		s.b.log.Warn("lease extension refused: the lease had expired and another worker reclaimed the entry",
+			"queue", q.name, "asked", len(ids), "extended", len(owned))
 	}
 	return nil
 }
 
+// runOnIDs runs one of the scripts that take "KEYS[1] stream; ARGV[1]
+// group; ARGV[2] consumer; ARGV[3] arg; ARGV[4..] entry ids" and return
+// entry ids.
+func (s *streamListener) runOnIDs(ctx context.Context, what string, script *redis.Script, q *queueSpec, arg string, ids []string) ([]string, error) {
+	var got []string
+	err := s.retryLoop(ctx, what, func() error {
+		var err error
+		got, err = script.Run(ctx, s.b.client, []string{q.key}, append([]any{q.group, s.consumer, arg}, toAny(ids)...)...).StringSlice()
+		return err
+	})
+	return got, err
+}
+
+// applyRequeues carries out the nacks and dead letters of one queue with
+// settleScript. Its keys must share a hash slot in a cluster; the delayed
+// set and the default dead-letter stream always do (they carry the queue's
+// hash tag), a dead_letter_queue of its own usually does not. Such a write
+// is sent first, on its own, and only the entries it stored are then acked
+// (an "a" op of the script): a failure between the two leaves a dead letter
+// and a pending entry, a duplicate rather than a loss.
+func (s *streamListener) applyRequeues(ctx context.Context, q *queueSpec, ops []settleOp) error {
+	delayed, dead := s.b.delayedKey(q.name), s.b.deadKey(q.name)
+	now := s.b.now()
+	var (
+		local    []settleOp
+		external []settleOp
+	)
+	for _, op := range ops {
+		target := dead
+		if op.kind == sdk.SettleNack {
+			if op.delay <= 0 {
+				local = append(local, op)
+				continue
+			}
+			target = delayed
+		}
+		if s.b.sameSlot(q.key, target) {
+			local = append(local, op)
+		} else {
+			external = append(external, op)
+		}
+	}
+	var errs []error
+	if len(external) > 0 {
+		stored, err := s.writeExternal(ctx, q, external)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		local = append(local, stored...)
+	}
+	keys := []string{q.key, q.key, q.key}
+	if s.b.sameSlot(q.key, delayed) {
+		keys[1] = delayed
+	}
+	if s.b.sameSlot(q.key, dead) {
+		keys[2] = dead
+	}
+	deleteAcked := "0"
+	if s.b.opts.deleteAcked {
+		deleteAcked = "1"
+	}
+	args := []any{q.group, s.consumer, deleteAcked, s.b.opts.maxlen, now.UnixMilli(), q.name}
+	for _, op := range local {
+		kind, arg, tag := "x", "", ""
+		switch {
+		case op.kind == sdk.SettleAck:
+			kind = "a"
+		case op.kind == sdk.SettleDeadLetter:
+			kind, arg = "d", deadReason(op.reason)
+		case op.delay > 0:
+			kind, arg, tag = "z", strconv.FormatInt(now.Add(op.delay).UnixMilli(), 10), fmt.Sprintf("%016x", rand.Uint64())
+		}
+		args = append(args, kind, op.entryID, arg, tag)
+	}
+	if len(local) == 0 {
+		return errors.Join(errs...)
+	}
+	var codes []int64
+	err := s.retryLoop(ctx, "settle", func() error {
+		var err error
+		codes, err = settleScript.Run(ctx, s.b.client, keys, args...).Int64Slice()
+		return err
+	})
+	if err != nil {
+		errs = append(errs, s.notApplied(q, local, err))
+		return errors.Join(errs...)
+	}
+	for i, op := range local {
+		if i >= len(codes) {
+			break
+		}
+		switch codes[i] {
+		case 0:
+			s.b.log.Warn("nack or dead letter not applied: the entry is no longer pending for this worker (its lease expired and another worker reclaimed it, or an earlier try applied it)",
+				"queue", q.name, "entry", op.entryID, "kind", op.kind.String())
+		case 2:
+			s.b.log.Warn("nacked or dead-lettered entry was no longer in the stream (trimmed by maxlen?); acked, nothing to re-send",
+				"queue", q.name, "entry", op.entryID, "kind", op.kind.String())
+		case 3:
+			s.logDeadLetter(q, op.entryID, dead, `stream entry has no "data" field`)
+		default:
+			if op.kind == sdk.SettleDeadLetter {
+				s.logDeadLetter(q, op.entryID, dead, deadReason(op.reason))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// writeExternal stores the dead letters and delayed members whose key lies
+// in another hash slot than q's stream, for entries this consumer still
+// owns, and returns ack-only ops for the ones stored.
+func (s *streamListener) writeExternal(ctx context.Context, q *queueSpec, ops []settleOp) ([]settleOp, error) {
+	ops, err := s.dropStale(ctx, ops)
+	if err != nil {
+		return nil, s.notApplied(q, ops, err)
+	}
+	for i := range ops {
+		if ops[i].h == nil {
+			h, err := s.readBack(ctx, q, ops[i].entryID)
+			if err != nil {
+				return nil, s.notApplied(q, ops, err)
+			}
+			ops[i].h = h
+		}
+	}
+	pipe := s.b.client.Pipeline()
+	cmds := make([]redis.Cmder, len(ops))
+	for i, op := range ops {
+		if op.h == nil {
+			continue // acked and deleted meanwhile: nothing to write
+		}
+		if op.kind == sdk.SettleDeadLetter {
+			cmds[i] = s.b.addDeadLetter(ctx, pipe, q.name, op.entryID, op.h.body, deadReason(op.reason), op.h.attempt)
+		} else {
+			cmds[i] = pipe.ZAdd(ctx, s.b.delayedKey(q.name), redis.Z{Score: unixMilli(s.b.now().Add(op.delay)),
+				Member: delayedMember(op.h.attempt, op.h.body)})
+		}
+	}
+	_, execErr := pipe.Exec(ctx)
+	// go-redis reports a batch it could not send only through Exec.
+	unsent := execErr != nil && cmdsCarryNoError(cmds)
+	var stored, failed []settleOp
+	var firstErr error
+	for i, op := range ops {
+		if cmds[i] == nil {
+			continue
+		}
+		e := cmds[i].Err()
+		if unsent {
+			e = execErr
+		}
+		if e != nil {
+			if firstErr == nil {
+				firstErr = e
+			}
+			failed = append(failed, op)
+			continue
+		}
+		stored = append(stored, settleOp{kind: sdk.SettleAck, q: q, entryID: op.entryID})
+	}
+	if len(failed) > 0 {
+		return stored, s.notApplied(q, failed, wrapErr("dead letter or delay", s.b.addr, firstErr))
+	}
+	return stored, nil
+}
+
+func cmdsCarryNoError(cmds []redis.Cmder) bool {
+	for _, c := range cmds {
+		if c != nil && c.Err() != nil {
+			return false
+		}
+	}
+	return true
+}
+
+// notApplied logs and returns the error of nacks and dead letters Redis
+// did not take: their entries stay pending (nothing was acked) and come
+// back when their lease expires, from this listener or another one.
+func (s *streamListener) notApplied(q *queueSpec, ops []settleOp, err error) error {
+	hint := ""
+	if isOOM(err) {
+		hint = " (Redis is over maxmemory and refuses writes: free memory, raise maxmemory or pick an eviction policy)"
+	}
+	nacks, dead := 0, 0
+	for _, op := range ops {
+		if op.kind == sdk.SettleDeadLetter {
+			dead++
+		} else {
+			nacks++
+		}
+	}
+	werr := err // wrapped by retryLoop or writeExternal
+	s.b.log.Error("nack or dead letter not applied; the entries stay pending and are redelivered once their lease expires"+hint,
+		"queue", q.name, "nacks", nacks, "dead_letters", dead, "lease", s.lease.String(), "error", werr)
+	return fmt.Errorf("%d nack/dead-letter settlement(s) of queue %s not applied; their entries stay pending and are redelivered once their lease (%s) expires%s: %w",
+		len(ops), q.name, s.lease, hint, werr)
+}
+
+func (s *streamListener) logDeadLetter(q *queueSpec, entryID, deadKey, reason string) {
+	s.b.log.Warn("message moved to dead-letter queue", "queue", q.name, "dead_letter_queue", deadKey,
+		"original_id", entryID, "reason", reason)
+}
+
+func deadReason(r string) string {
+	if r == "" {
+		return "dead-lettered by the worker"
+	}
+	return r
+}
+
 // dropStale removes the nacks and dead letters of entries this consumer no
 // longer owns (its lease expired and another worker reclaimed the entry):
-// that worker now decides the entry's fate. Acks are kept: acking an entry
-// someone else runs cannot duplicate it. Checking and then acting leaves a
-// window of one round trip in which a reclaim can still slip in.
+// that worker now decides the entry's fate. Only the cross-slot writes of
+// writeExternal need it; settleScript checks ownership itself.
 func (s *streamListener) dropStale(ctx context.Context, ops []settleOp) ([]settleOp, error) {
-	ids := map[*queueSpec][]string{}
-	for _, op := range ops {
-		if op.kind != sdk.SettleAck {
-			ids[op.q] = append(ids[op.q], op.entryID)
-		}
-	}
-	if len(ids) == 0 {
+	if len(ops) == 0 {
 		return ops, nil
 	}
-	owned := map[string]bool{}
-	for q, qids := range ids {
-		var got []string
-		err := s.retryLoop(ctx, "check ownership", func() error {
-			var err error
-			got, err = ownedScript.Run(ctx, s.b.client, []string{q.key}, append([]any{q.group, s.consumer}, toAny(qids)...)...).StringSlice()
-			return err
-		})
-		if err != nil {
-			return nil, err
-		}
-		for _, id := range got {
-			owned[q.key+"|"+id] = true
-		}
+	q := ops[0].q
+	ids := make([]string, len(ops))
+	for i, op := range ops {
+		ids[i] = op.entryID
 	}
-	kept := ops[:0]
+	got, err := s.runOnIDs(ctx, "check ownership", ownedScript, q, "", ids)
+	if err != nil {
+		return ops, err
+	}
+	owned := map[string]bool{}
+	for _, id := range got {
+		owned[id] = true
+	}
+	kept := ops[:0:0]
 	for _, op := range ops {
-		if op.kind != sdk.SettleAck && !owned[op.q.key+"|"+op.entryID] {
+		if !owned[op.entryID] {
 			s.b.log.Warn("nack or dead letter ignored: the lease had expired and another worker reclaimed the entry",
-				"queue", op.q.name, "entry", op.entryID, "kind", op.kind.String())
+				"queue", q.name, "entry", op.entryID, "kind", op.kind.String())
 			continue
 		}
 		kept = append(kept, op)
 	}
 	return kept, nil
-}
-
-// requeueCmd writes a nacked or dead-lettered message back.
-func (s *streamListener) requeueCmd(ctx context.Context, pipe redis.Pipeliner, op settleOp) {
-	switch {
-	case op.kind == sdk.SettleDeadLetter:
-		reason := op.reason
-		if reason == "" {
-			reason = "dead-lettered by the worker"
-		}
-		s.b.addDeadLetter(ctx, pipe, op.q.name, op.entryID, op.h.body, reason, op.h.attempt)
-	case op.delay > 0:
-		pipe.ZAdd(ctx, s.b.delayedKey(op.q.name), redis.Z{Score: unixMilli(s.b.now().Add(op.delay)),
-			Member: delayedMember(op.h.attempt, op.h.body)})
-	default:
-		pipe.XAdd(ctx, s.b.xaddArgs(op.q.key, op.h.body, op.h.attempt))
-	}
 }
 
 // readBack fetches an entry this listener no longer holds in memory. It

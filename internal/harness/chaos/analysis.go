@@ -44,7 +44,11 @@ const (
 	KillBroker  EventKind = "kill-broker-plugin"
 	KillResults EventKind = "kill-result-plugin"
 	RedisDown   EventKind = "redis-restart"
+	RedisOOM    EventKind = "redis-oom"
 )
+
+// faultKinds are every EventKind, in the order reports list them.
+var faultKinds = []EventKind{KillWorker, KillBroker, KillResults, RedisDown, RedisOOM}
 
 // Event is one injected fault. WorkerPID is the worker child it hit (0: all
 // of them, as a Redis restart does). Until is the end of a fault that lasts

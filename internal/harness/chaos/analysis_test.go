@@ -107,6 +107,9 @@ func TestAnalyzeFaultWindows(t *testing.T) {
 		"results killed after grace":      {Event{Kind: KillResults, WorkerPID: 10, At: at(1100 + 5000)}, false},
 		"redis down across the task":      {Event{Kind: RedisDown, At: at(500), Until: at(2500)}, true},
 		"redis down long before":          {Event{Kind: RedisDown, At: at(-9000), Until: at(-5000)}, false},
+		// Full Redis: the result of the first run could not be saved.
+		"redis full across the task": {Event{Kind: RedisOOM, At: at(900), Until: at(1050)}, true},
+		"redis full long after":      {Event{Kind: RedisOOM, At: at(20000), Until: at(30000)}, false},
 	} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
@@ -191,6 +194,8 @@ func TestCheckFaults(t *testing.T) {
 	require.Len(t, checkFaults("kill-plugins", []Event{{Kind: KillBroker}}), 1)
 	require.Empty(t, checkFaults("kill-plugins", []Event{{Kind: KillBroker}, {Kind: KillResults}}))
 	require.Empty(t, checkFaults("bad-tasks", nil))
+	require.Len(t, checkFaults("redis-oom", nil), 1, "a Redis that refused no write proves nothing")
+	require.Empty(t, checkFaults("redis-oom", []Event{{Kind: RedisOOM}}))
 }
 
 func TestPlanSpreadsBadTasks(t *testing.T) {

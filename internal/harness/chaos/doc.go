@@ -6,8 +6,9 @@
 // appendfsync always), a `taskiq worker` supervisor running the chaos task
 // module (chaos/tasks-module), kicks a known set of task ids with unique
 // payloads, injects its faults (SIGKILL of worker children or of plugin
-// processes, Redis restarts, misbehaving tasks) and waits until every task
-// has a result or a dead letter and the queue is empty. It then counts,
+// processes, Redis restarts, a Redis out of memory, misbehaving tasks) and
+// waits until every task has a result or a dead letter and the queue is
+// empty. It then counts,
 // from the result backend, the dead-letter stream and the execution log the
 // module writes (chaos/execlog), what was lost, duplicated and why.
 //

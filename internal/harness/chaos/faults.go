@@ -3,6 +3,8 @@ package chaos
 import (
 	"context"
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -12,6 +14,7 @@ var minFaults = map[string]map[EventKind]int{
 	"kill-worker":   {KillWorker: 2},
 	"kill-plugins":  {KillBroker: 1, KillResults: 1},
 	"redis-restart": {RedisDown: 2},
+	"redis-oom":     {RedisOOM: 1},
 }
 
 // checkFaults reports the faults a scenario failed to inject.
@@ -160,10 +163,8 @@ func (r *run) restartRedis(ctx context.Context) {
 	}
 	for i, at := range []float64{0.25, 0.60} {
 		down := redisDowntime[i]
-		for r.done.Load() < int64(at*float64(len(r.tasks))) {
-			if !waitTick(ctx, 50*time.Millisecond) {
-				return
-			}
+		if !r.waitDone(ctx, at) {
+			return
 		}
 		start := time.Now()
 		how := "kill -9"
@@ -199,3 +200,81 @@ const restartFailed = "restart FAILED"
 // the default 3s lease the first time, longer the second, so that leases
 // run out while the workers cannot extend them.
 var redisDowntime = [2]time.Duration{2 * time.Second, 5 * time.Second}
+
+// waitDone waits until the share frac of the tasks has an outcome; false
+// when ctx ended first.
+func (r *run) waitDone(ctx context.Context, frac float64) bool {
+	for r.done.Load() < int64(frac*float64(len(r.tasks))) {
+		if !waitTick(ctx, 50*time.Millisecond) {
+			return false
+		}
+	}
+	return true
+}
+
+// oomHold is how long Redis stays full. It is longer than the worker's
+// result-save retry (10s, core's saveRetryFor) plus the lease, so that
+// tasks whose result cannot be saved get to the nack, whose write Redis
+// refuses as well: their entries must stay pending and run again once
+// their lease expires, after Redis got room.
+const oomHold = 14 * time.Second
+
+// fillRedis makes the run's Redis full once a quarter of the tasks are
+// done: maxmemory-policy noeviction and maxmemory set to the memory it
+// uses at that moment, so every write that grows memory (result SET, nack
+// XADD/ZADD, kick) is refused with OOM while acks (XACK, XDEL) still run.
+// After oomHold maxmemory is lifted (CONFIG SET maxmemory 0). The fault
+// counts only when Redis did refuse writes (INFO errorstats).
+func (r *run) fillRedis(ctx context.Context) {
+	select {
+	case <-r.kicked:
+	case <-ctx.Done():
+		return
+	}
+	if !r.waitDone(ctx, 0.25) {
+		return
+	}
+	start := time.Now()
+	used, err := r.redisInfo(ctx, "memory", "used_memory")
+	if err == nil {
+		err = r.rdb.ConfigSet(ctx, "maxmemory-policy", "noeviction").Err()
+	}
+	if err == nil {
+		err = r.rdb.ConfigSet(ctx, "maxmemory", used).Err()
+	}
+	if err != nil {
+		r.log("make Redis full: %v", err)
+		return
+	}
+	waitTick(ctx, oomHold)
+	// Always lift the limit, even past the deadline: the accounting
+	// writes nothing, but the worker must finish its tasks.
+	lctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := r.rdb.ConfigSet(lctx, "maxmemory", "0").Err(); err != nil {
+		r.log("lift maxmemory: %v", err)
+	}
+	end := time.Now()
+	stat, _ := r.redisInfo(lctx, "errorstats", "errorstat_OOM")
+	refused, _ := strconv.Atoi(strings.TrimPrefix(stat, "count="))
+	if refused == 0 {
+		r.log("Redis was full for %.1fs but refused no write", end.Sub(start).Seconds())
+		return
+	}
+	r.event(Event{Kind: RedisOOM, At: start, Until: end, Detail: fmt.Sprintf(
+		"maxmemory %s bytes (noeviction) at 25%% done for %.1fs: %d commands refused with OOM", used, end.Sub(start).Seconds(), refused)})
+}
+
+// redisInfo returns one field of an INFO section of the run's Redis.
+func (r *run) redisInfo(ctx context.Context, section, field string) (string, error) {
+	info, err := r.rdb.Info(ctx, section).Result()
+	if err != nil {
+		return "", err
+	}
+	for _, line := range strings.Split(info, "\r\n") {
+		if v, ok := strings.CutPrefix(line, field+":"); ok {
+			return v, nil
+		}
+	}
+	return "", fmt.Errorf("INFO %s has no %s", section, field)
+}

@@ -25,7 +25,7 @@ func faultSummary(evs []Event) string {
 		n[e.Kind]++
 	}
 	var parts []string
-	for _, k := range []EventKind{KillWorker, KillBroker, KillResults, RedisDown} {
+	for _, k := range faultKinds {
 		if n[k] > 0 {
 			parts = append(parts, fmt.Sprintf("%d %s", n[k], k))
 		}
@@ -67,7 +67,7 @@ func FormatDetail(r Report) string {
 	fmt.Fprintf(&b, "\n== %s: %s (%.1fs)\n", r.Scenario, r.Title, r.Duration.Seconds())
 	fmt.Fprintf(&b, "   faults injected: %s\n", faultSummary(r.Events))
 	for _, e := range r.Events {
-		if e.Kind == RedisDown {
+		if e.Kind == RedisDown || e.Kind == RedisOOM {
 			fmt.Fprintf(&b, "     %s: %s\n", e.Kind, e.Detail)
 		}
 	}
@@ -81,7 +81,7 @@ func FormatDetail(r Report) string {
 		s.Executions, s.Duplicates, s.DupKilledRunning, s.DupDisrupted, s.DupKickRetry, s.DupUnexplained)
 	if len(s.DupByFault) > 0 {
 		var parts []string
-		for _, k := range []EventKind{KillWorker, KillBroker, KillResults, RedisDown} {
+		for _, k := range faultKinds {
 			if s.DupByFault[k] > 0 {
 				parts = append(parts, fmt.Sprintf("%s %d", k, s.DupByFault[k]))
 			}

@@ -106,6 +106,7 @@ var Scenarios = []Scenario{
 	{Name: "kill-worker", Title: "SIGKILL a worker child every few seconds", inject: (*run).killWorkers},
 	{Name: "kill-plugins", Title: "SIGKILL the broker and result-backend plugin processes", inject: (*run).killPlugins},
 	{Name: "redis-restart", Title: "restart Redis twice (kill -9, SHUTDOWN NOSAVE), AOF always", inject: (*run).restartRedis},
+	{Name: "redis-oom", Title: "Redis reaches maxmemory (noeviction) for longer than the result-save retry, then gets room again", inject: (*run).fillRedis},
 	{Name: "bad-tasks", Title: "tasks that panic, hang past their timeout, allocate too much", bad: true, checkWorkers: true},
 }
 

@@ -12,6 +12,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/taskiq-go/taskiq/internal/backoff"
+
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/taskiq-go/taskiq/plugin/sdk"
@@ -34,6 +36,7 @@ type Proc struct {
 	client   *sdk.Client
 	info     sdk.Info
 	restarts int
+	backoff  *backoff.Backoff
 	lastOK   time.Time
 	closed   bool
 	// startDur is how long the current process took from launch to
@@ -44,7 +47,8 @@ type Proc struct {
 // New returns a supervised process for the given role and config, not yet
 // started: call Start.
 func New(kind sdk.Kind, name string, launch sdk.LaunchConfig, raw json.RawMessage, logger hclog.Logger) *Proc {
-	return &Proc{kind: kind, name: name, launch: launch, raw: raw, logger: logger}
+	return &Proc{kind: kind, name: name, launch: launch, raw: raw, logger: logger,
+		backoff: backoff.New(200*time.Millisecond, 10*time.Second)}
 }
 
 // Start launches and configures the process; the caller holds p.mu or owns p.
@@ -145,12 +149,14 @@ func (p *Proc) Get(ctx context.Context) (*sdk.Client, error) {
 		p.client.Kill()
 		p.client = nil
 		if time.Since(p.lastOK) > time.Minute {
+			// It served for a while: a new failure, not a crash loop.
 			p.restarts = 0
+			p.backoff.Reset()
 		}
 		p.restarts++
-		wait := min(time.Duration(1<<min(p.restarts-1, 8))*100*time.Millisecond, 10*time.Second)
-		if p.restarts == 1 {
-			wait = 0
+		var wait time.Duration // the first restart is immediate
+		if p.restarts > 1 {
+			wait = p.backoff.Next()
 		}
 		p.logger.Error("plugin process exited; restarting it", "path", p.launch.Path, "restart", p.restarts, "backoff", wait)
 		t := time.NewTimer(wait)

@@ -77,4 +77,4 @@ FORCE:
 -include bench/bench.mk
 
 # Chaos runs live with the chaos harness.
--include chaos/chaos.mk
+-include internal/harness/chaos/chaos.mk

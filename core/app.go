@@ -7,15 +7,13 @@ import (
 	"sort"
 	"sync"
 
+	"github.com/taskiq-go/taskiq/core/internal/supervise"
+
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/taskiq-go/taskiq/internal/coalesce"
 	"github.com/taskiq-go/taskiq/plugin/sdk"
 )
-
-// DefaultMaxMessageSize is the largest message body the host sends or accepts
-// unless configured otherwise (max_message_size in taskiq.hcl).
-const DefaultMaxMessageSize = 16 << 20
 
 // Sentinel errors callers branch on.
 var (
@@ -47,9 +45,14 @@ type App struct {
 	maxMessageSize int
 	state          *State
 	closers        []func(context.Context) error
-	plugins        []*pluginProc // started by Load
+	plugins        []*supervise.Proc // started by Load and LoadModules
 	settings       WorkerOptions
-	clock          clock
+	// moduleName is the name given to NewModule ("" for other Apps).
+	moduleName string
+	// explicit records which settings an option set, so that Load lets the
+	// caller's options win over taskiq.hcl.
+	explicit struct{ defaultBroker, maxMessageSize, workerDefaults bool }
+	clock    clock
 
 	mu        sync.RWMutex
 	tasks     map[string]*taskDef
@@ -70,34 +73,36 @@ type Option func(*App) error
 
 // WithBroker adds a broker under name with the capabilities it declares. The
 // first broker added is the default one unless WithDefaultBroker says otherwise.
-func WithBroker(name string, b sdk.Broker, capabilities ...string) Option {
-	return func(a *App) error {
-		if _, dup := a.brokers[name]; dup {
-			return fmt.Errorf("broker %q added twice", name)
-		}
-		e := &brokerEntry{name: name, broker: b, caps: capabilities}
-		e.kicks = coalesce.New(256, b.Kick)
-		a.brokers[name] = e
-		if a.defaultBroker == "" {
-			a.defaultBroker = name
-		}
-		return nil
+func WithBroker(name string, b Broker, capabilities ...string) Option {
+	return func(a *App) error { return a.addBroker(name, b, capabilities) }
+}
+
+func (a *App) addBroker(name string, b Broker, capabilities []string) error {
+	if _, dup := a.brokers[name]; dup {
+		return fmt.Errorf("broker %q added twice", name)
 	}
+	e := &brokerEntry{name: name, broker: b, caps: capabilities}
+	e.kicks = coalesce.New(256, b.Kick)
+	a.brokers[name] = e
+	if a.defaultBroker == "" {
+		a.defaultBroker = name
+	}
+	return nil
 }
 
 // WithDefaultBroker chooses the broker used when a kicker names none.
 func WithDefaultBroker(name string) Option {
-	return func(a *App) error { a.defaultBroker = name; return nil }
+	return func(a *App) error { a.defaultBroker, a.explicit.defaultBroker = name, true; return nil }
 }
 
 // WithResultBackend sets the result backend. Without one, results are not
 // stored (taskiq's dummy backend) and reading one returns ErrNoResultBackend.
-func WithResultBackend(rb sdk.ResultBackend, capabilities ...string) Option {
+func WithResultBackend(rb ResultBackend, capabilities ...string) Option {
 	return func(a *App) error { a.results = rb; a.resultCaps = capabilities; return nil }
 }
 
 // WithMiddleware appends middlewares; their order is the hook order.
-func WithMiddleware(mws ...sdk.Middleware) Option {
+func WithMiddleware(mws ...Middleware) Option {
 	return func(a *App) error { a.chain.add(mws...); return nil }
 }
 
@@ -108,51 +113,71 @@ func WithLogger(l hclog.Logger) Option {
 
 // WithMaxMessageSize bounds the size of a message body in bytes.
 func WithMaxMessageSize(n int) Option {
-	return func(a *App) error { a.maxMessageSize = n; return nil }
-}
-
-// WithCloser registers a function run by Close after everything else, in
-// reverse order of registration (Load uses it to stop plugin processes).
-func WithCloser(fn func(context.Context) error) Option {
-	return func(a *App) error { a.closers = append(a.closers, fn); return nil }
+	return func(a *App) error { a.maxMessageSize, a.explicit.maxMessageSize = n, true; return nil }
 }
 
 // WithWorkerDefaults sets the options RunWorker uses for the fields its
 // caller leaves zero (Load fills them from the worker block of taskiq.hcl).
 func WithWorkerDefaults(o WorkerOptions) Option {
-	return func(a *App) error { a.settings = o; return nil }
+	return func(a *App) error { a.settings, a.explicit.workerDefaults = o, true; return nil }
 }
 
 // New builds an App in process. At least one broker is required.
 func New(opts ...Option) (*App, error) {
 	a := newApp()
+	if err := a.apply(opts); err != nil {
+		return nil, err
+	}
+	if err := a.checkBrokers(); err != nil {
+		return nil, err
+	}
+	a.finish()
+	return a, nil
+}
+
+// apply runs opts on a, once, in order.
+func (a *App) apply(opts []Option) error {
 	for _, o := range opts {
 		if err := o(a); err != nil {
-			return nil, err
+			return err
 		}
 	}
+	return nil
+}
+
+func (a *App) checkBrokers() error {
 	if len(a.brokers) == 0 {
-		return nil, errors.New("taskiq: an App needs at least one broker (WithBroker, or a broker block in taskiq.hcl)")
+		return errors.New("taskiq: an App needs at least one broker (WithBroker, or a broker block in taskiq.hcl)")
 	}
 	if _, ok := a.brokers[a.defaultBroker]; !ok {
-		return nil, fmt.Errorf("taskiq: default broker %q: %w", a.defaultBroker, ErrUnknownBroker)
+		return fmt.Errorf("taskiq: default broker %q: %w", a.defaultBroker, ErrUnknownBroker)
 	}
+	return nil
+}
+
+// finish completes the set-up New, NewModule and Load share once the
+// options are applied: the defaults of what no option set, the result
+// writer and the middleware chain.
+func (a *App) finish() {
 	if a.logger == nil {
-		a.logger = hclog.New(&hclog.LoggerOptions{Name: "taskiq", Level: hclog.Info})
+		a.logger = defaultLogger()
 	}
 	if a.results == nil {
 		a.results = dummyResults{}
 	}
 	a.resultWriter = coalesce.New(256, a.results.SetResults)
 	a.chain.build()
-	return a, nil
+}
+
+func defaultLogger() hclog.Logger {
+	return hclog.New(&hclog.LoggerOptions{Name: "taskiq", Level: hclog.Info})
 }
 
 func newApp() *App {
 	return &App{
 		brokers:        map[string]*brokerEntry{},
 		chain:          &chain{},
-		maxMessageSize: DefaultMaxMessageSize,
+		maxMessageSize: sdk.DefaultMaxMessageSize,
 		state:          newState(),
 		tasks:          map[string]*taskDef{},
 		providers:      map[providerKey]provider{},

@@ -16,11 +16,11 @@ import (
 // the shared state, and the ways to settle its message early.
 type Context struct {
 	// Message is the task's message after pre_execute middlewares.
-	Message *wire.Message
+	Message *Message
 	// BrokerName is the broker the message came from.
 	BrokerName string
 	// Delivery is the broker's delivery (id, attempt, lease deadline).
-	Delivery sdk.Delivery
+	Delivery Delivery
 
 	app     *App
 	deps    depScope
@@ -67,7 +67,7 @@ func (c *Context) State() *State { return c.app.state }
 func (c *Context) Labels() map[string]any { return c.Message.Labels }
 
 // Broker returns the broker the message came from.
-func (c *Context) Broker() sdk.Broker {
+func (c *Context) Broker() Broker {
 	e, _ := c.app.broker(c.BrokerName)
 	if e == nil {
 		return nil

@@ -4,14 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sort"
 	"sync"
 	"time"
+
+	"github.com/taskiq-go/taskiq/core/internal/supervise"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/hcl/v2"
 
-	"github.com/taskiq-go/taskiq/core/config"
+	"github.com/taskiq-go/taskiq/internal/config"
 	"github.com/taskiq-go/taskiq/plugin/sdk"
 	"github.com/taskiq-go/taskiq/plugin/sdk/wire"
 )
@@ -36,24 +37,23 @@ func Load(ctx context.Context, path string, opts ...Option) (*App, error) {
 	if diags.HasErrors() {
 		return nil, &ConfigError{diags}
 	}
-	// The plugins need the logger before the App exists: learn it from the
-	// options on a scratch App; New applies them for real.
-	logger := hclog.New(&hclog.LoggerOptions{Name: "taskiq", Level: hclog.Info})
-	scratch := newApp()
-	for _, o := range opts {
-		_ = o(scratch)
+	// The caller's options apply once, first: the plugins start with the
+	// caller's logger. What taskiq.hcl configures is wired in under them.
+	a := newApp()
+	if err := a.apply(opts); err != nil {
+		return nil, err
 	}
-	if scratch.logger != nil {
-		logger = scratch.logger
+	if a.logger == nil {
+		a.logger = defaultLogger()
 	}
 	host := &hostService{caps: map[string][]string{}}
-	procs, diags := startPlugins(ctx, f, host, logger)
+	procs, diags := supervise.StartAll(ctx, f, host, a.logger)
 	stopAll := func(ctx context.Context) error {
 		var errs []error
 		// Middlewares first, the result backend, then brokers: a draining
 		// worker may still save results and settle deliveries.
 		for i := len(procs) - 1; i >= 0; i-- {
-			errs = append(errs, procs[i].close(ctx))
+			errs = append(errs, procs[i].Close(ctx))
 		}
 		return errors.Join(errs...)
 	}
@@ -61,35 +61,62 @@ func Load(ctx context.Context, path string, opts ...Option) (*App, error) {
 		_ = stopAll(ctx)
 		return nil, &ConfigError{diags}
 	}
-
-	appOpts := []Option{
-		WithLogger(logger),
-		WithMaxMessageSize(f.Client.MaxMessageSize),
-		WithCloser(stopAll),
-		WithWorkerDefaults(workerDefaults(f.Worker)),
-	}
-	if f.Client.DefaultBroker != "" {
-		appOpts = append(appOpts, WithDefaultBroker(f.Client.DefaultBroker))
-	}
-	for _, p := range procs {
-		role, _ := p.info.Role(p.kind)
-		switch p.kind {
-		case sdk.KindBroker:
-			appOpts = append(appOpts, WithBroker(p.name, supervisedBroker{p}, p.capabilities()...))
-		case sdk.KindResultBackend:
-			appOpts = append(appOpts, WithResultBackend(supervisedResults{p}, p.capabilities()...))
-		case sdk.KindMiddleware:
-			appOpts = append(appOpts, WithMiddleware(supervisedMiddleware{p: p, hooks: role.Hooks}))
-		}
-	}
-	app, err := New(append(appOpts, opts...)...)
-	if err != nil {
+	if err := a.addConfigured(f, procs, stopAll); err != nil {
 		_ = stopAll(ctx)
 		return nil, err
 	}
-	app.plugins = procs
-	host.setApp(app)
-	return app, nil
+	if err := a.checkBrokers(); err != nil {
+		_ = stopAll(ctx)
+		return nil, err
+	}
+	a.finish()
+	host.setApp(a)
+	return a, nil
+}
+
+// addConfigured wires the plugins Load started into a, under the caller's
+// options: configured brokers and middlewares come before the caller's
+// (configured middlewares run first; the first configured broker is the
+// default unless taskiq.hcl or WithDefaultBroker names one), and settings
+// the caller set win over the file's.
+func (a *App) addConfigured(f *config.File, procs []*supervise.Proc, stop func(context.Context) error) error {
+	if !a.explicit.maxMessageSize {
+		a.maxMessageSize = f.Client.MaxMessageSize
+	}
+	if !a.explicit.workerDefaults {
+		a.settings = workerDefaults(f.Worker)
+	}
+	a.closers = append([]func(context.Context) error{stop}, a.closers...)
+	a.plugins = procs
+	var mws []Middleware
+	firstBroker := ""
+	for _, p := range procs {
+		switch p.Kind() {
+		case sdk.KindBroker:
+			if err := a.addBroker(p.Name(), supervise.Broker(p), p.Capabilities()); err != nil {
+				return err
+			}
+			if firstBroker == "" {
+				firstBroker = p.Name()
+			}
+		case sdk.KindResultBackend:
+			if a.results == nil {
+				a.results, a.resultCaps = supervise.Results(p), p.Capabilities()
+			}
+		case sdk.KindMiddleware:
+			mws = append(mws, supervise.Middleware(p))
+		}
+	}
+	a.chain.all = append(mws, a.chain.all...)
+	if !a.explicit.defaultBroker {
+		switch {
+		case f.Client.DefaultBroker != "":
+			a.defaultBroker = f.Client.DefaultBroker
+		case firstBroker != "":
+			a.defaultBroker = firstBroker
+		}
+	}
+	return nil
 }
 
 func workerDefaults(w config.Worker) WorkerOptions {
@@ -104,113 +131,6 @@ func workerDefaults(w config.Worker) WorkerOptions {
 		o.Queues = append(o.Queues, sdk.Queue{Name: q, Weight: 1})
 	}
 	return o
-}
-
-// startPlugins launches and configures every plugin block: brokers and the
-// result backend first, so middlewares can ask the host about them while
-// they configure.
-func startPlugins(ctx context.Context, f *config.File, host *hostService, logger hclog.Logger) ([]*pluginProc, hcl.Diagnostics) {
-	var procs []*pluginProc
-	var diags hcl.Diagnostics
-	groups := [][]*config.PluginBlock{f.Brokers, f.ResultBackends, f.Middlewares}
-	for _, blocks := range groups {
-		for _, b := range blocks {
-			p, d := startPlugin(ctx, f, b, host, logger)
-			diags = append(diags, d...)
-			if p == nil {
-				continue
-			}
-			procs = append(procs, p)
-			if b.Kind == sdk.KindBroker {
-				host.setCaps(b.Name, p.capabilities(), b.Name == f.Client.DefaultBroker)
-			}
-		}
-	}
-	return procs, diags
-}
-
-func launchConfig(f *config.File, b *config.PluginBlock, host sdk.Host, logger hclog.Logger) sdk.LaunchConfig {
-	env := make([]string, 0, len(b.Env))
-	for k, v := range b.Env {
-		env = append(env, k+"="+v)
-	}
-	sort.Strings(env)
-	return sdk.LaunchConfig{
-		Path:           b.Path,
-		SHA256:         b.SHA256,
-		Logger:         logger.Named(string(b.Kind) + "." + b.Name),
-		Env:            env,
-		AutoMTLS:       f.Security.AutoMTLS,
-		MaxMessageSize: f.Client.MaxMessageSize,
-		Host:           host,
-	}
-}
-
-// inspectPlugin checks the binary, launches it, and decodes the block's
-// config against the role's schema. The returned client is running.
-func inspectPlugin(ctx context.Context, f *config.File, b *config.PluginBlock, host sdk.Host, logger hclog.Logger) (*sdk.Client, sdk.Info, []byte, hcl.Diagnostics) {
-	diags := config.ResolvePlugin(b)
-	if diags.HasErrors() {
-		return nil, sdk.Info{}, nil, diags
-	}
-	c, err := sdk.Launch(ctx, launchConfig(f, b, host, logger))
-	if err != nil {
-		return nil, sdk.Info{}, nil, append(diags, &hcl.Diagnostic{
-			Severity: hcl.DiagError, Summary: "Plugin failed to start",
-			Detail: err.Error(), Subject: b.PluginRange.Ptr(),
-		})
-	}
-	info, err := c.Info(ctx)
-	if err != nil {
-		stopClient(c)
-		return nil, info, nil, append(diags, &hcl.Diagnostic{
-			Severity: hcl.DiagError, Summary: "Plugin did not describe itself",
-			Detail: err.Error(), Subject: b.PluginRange.Ptr(),
-		})
-	}
-	role, ok := info.Role(b.Kind)
-	if !ok {
-		stopClient(c)
-		var kinds []string
-		for _, r := range info.Roles {
-			kinds = append(kinds, string(r.Kind))
-		}
-		return nil, info, nil, append(diags, &hcl.Diagnostic{
-			Severity: hcl.DiagError, Summary: "Plugin cannot serve this block",
-			Detail:  fmt.Sprintf("%s (%s) serves %v, not %s", info.Name, b.Path, kinds, b.Kind),
-			Subject: b.PluginRange.Ptr(),
-		})
-	}
-	raw, d := config.DecodePluginConfig(b, role.Schema)
-	diags = append(diags, d...)
-	return c, info, raw, diags
-}
-
-func startPlugin(ctx context.Context, f *config.File, b *config.PluginBlock, host sdk.Host, logger hclog.Logger) (*pluginProc, hcl.Diagnostics) {
-	begin := time.Now()
-	c, info, raw, diags := inspectPlugin(ctx, f, b, host, logger)
-	if c == nil {
-		return nil, diags
-	}
-	if diags.HasErrors() {
-		stopClient(c)
-		return nil, diags
-	}
-	p := &pluginProc{kind: b.Kind, name: b.Name, launch: launchConfig(f, b, host, logger), raw: raw, logger: logger}
-	cerrs, err := c.Configure(ctx, b.Kind, b.Name, raw)
-	if err == nil && len(cerrs) > 0 {
-		stopClient(c)
-		return nil, append(diags, config.PluginDiagnostics(b, cerrs)...)
-	}
-	if err != nil {
-		stopClient(c)
-		return nil, append(diags, &hcl.Diagnostic{
-			Severity: hcl.DiagError, Summary: "Plugin configuration failed",
-			Detail: err.Error(), Subject: b.DeclRange.Ptr(),
-		})
-	}
-	p.client, p.info, p.startDur = c, info, time.Since(begin)
-	return p, diags
 }
 
 // PluginProcess describes one plugin process started by Load, as it is now.
@@ -233,23 +153,10 @@ type PluginProcess struct {
 func (a *App) PluginProcesses() []PluginProcess {
 	var out []PluginProcess
 	for _, p := range a.plugins {
-		p.mu.Lock()
-		pp := PluginProcess{Kind: p.kind, Name: p.name, Path: p.launch.Path, StartDuration: p.startDur}
-		if p.client != nil {
-			pp.PID = p.client.Pid()
-		}
-		p.mu.Unlock()
-		out = append(out, pp)
+		st := p.Status()
+		out = append(out, PluginProcess{Kind: st.Kind, Name: st.Name, Path: st.Path, PID: st.PID, StartDuration: st.StartDuration})
 	}
 	return out
-}
-
-// stopClient stops a plugin process that was started only to be inspected
-// or that failed configuration: asked to shut down, then stopped.
-func stopClient(c *sdk.Client) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	_ = c.Close(ctx)
 }
 
 // Validate checks taskiq.hcl without running anything: host attributes,
@@ -267,11 +174,7 @@ func Validate(ctx context.Context, path string, logger hclog.Logger) hcl.Diagnos
 	}
 	for _, blocks := range [][]*config.PluginBlock{f.Brokers, f.ResultBackends, f.Middlewares} {
 		for _, b := range blocks {
-			c, _, _, d := inspectPlugin(ctx, f, b, nil, logger)
-			if c != nil {
-				stopClient(c)
-			}
-			diags = append(diags, d...)
+			diags = append(diags, supervise.Inspect(ctx, f, b, logger)...)
 		}
 	}
 	return diags
@@ -288,7 +191,9 @@ type hostService struct {
 	defaultBroker string
 }
 
-func (h *hostService) setCaps(name string, caps []string, isDefault bool) {
+// SetBrokerCapabilities records a configured broker's capabilities for the
+// plugins that ask (supervise.Host).
+func (h *hostService) SetBrokerCapabilities(name string, caps []string, isDefault bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.caps[name] = caps
@@ -346,4 +251,4 @@ func (h *hostService) BrokerCapabilities(_ context.Context, broker string) ([]st
 }
 
 // Interface guards
-var _ sdk.Host = (*hostService)(nil)
+var _ supervise.Host = (*hostService)(nil)

@@ -7,19 +7,13 @@ import (
 	"os"
 	"reflect"
 	"sort"
-	"sync"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 
-	"github.com/taskiq-go/taskiq/internal/coalesce"
 	"github.com/taskiq-go/taskiq/plugin/sdk"
 	"github.com/taskiq-go/taskiq/plugin/sdk/wire"
 )
-
-// moduleNames remembers the name NewModule was given for each module App;
-// ServeModule names the plugin after it.
-var moduleNames sync.Map // *App -> string
 
 // NewModule builds the App of a task-module binary: a registry of tasks, and
 // no broker, since the worker that loads the module (`taskiq worker
@@ -38,20 +32,14 @@ var moduleNames sync.Map // *App -> string
 // package-level variables.
 func NewModule(name string, opts ...Option) *App {
 	a := newApp()
+	a.moduleName = name
 	a.logger = hclog.New(&hclog.LoggerOptions{
 		Name: name, Output: os.Stderr, JSONFormat: true, Level: moduleLogLevel(),
 	})
-	for _, o := range opts {
-		if err := o(a); err != nil {
-			panic(fmt.Sprintf("taskiq: task module %s: %v", name, err))
-		}
+	if err := a.apply(opts); err != nil {
+		panic(fmt.Sprintf("taskiq: task module %s: %v", name, err))
 	}
-	if a.results == nil {
-		a.results = dummyResults{}
-	}
-	a.resultWriter = coalesce.New(256, a.results.SetResults)
-	a.chain.build()
-	moduleNames.Store(a, name)
+	a.finish()
 	return a
 }
 
@@ -66,18 +54,16 @@ func moduleLogLevel() hclog.Level {
 // ServeModule serves app's tasks as a task-module plugin: call it from the
 // module binary's main. version is reported by `taskiq plugins info`.
 func ServeModule(app *App, version string) {
-	sdk.Serve(ModulePlugin(app, version))
+	sdk.Serve(modulePlugin(app, version))
 }
 
-// ModulePlugin is the plugin ServeModule serves, for tests that run a
-// module in the test binary (sdk.Serve(core.ModulePlugin(app, "test"))).
+// modulePlugin is the plugin ServeModule serves.
 //
 // Configuring the module fires app's worker startup event and closing it
 // the worker shutdown event, so event handlers prepare the state tasks use
 // as they do in a worker.
-func ModulePlugin(app *App, version string) sdk.Plugin {
-	name, _ := moduleNames.Load(app)
-	n, _ := name.(string)
+func modulePlugin(app *App, version string) sdk.Plugin {
+	n := app.moduleName
 	if n == "" {
 		n = "taskiq-tasks"
 	}

@@ -17,7 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/taskiq-go/taskiq/core"
-	"github.com/taskiq-go/taskiq/core/config"
+	"github.com/taskiq-go/taskiq/internal/config"
 	"github.com/taskiq-go/taskiq/plugin/sdk/wire"
 )
 

@@ -5,12 +5,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
-	"os"
 	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
+
+	"github.com/taskiq-go/taskiq/core/internal/supervise"
+
+	"github.com/taskiq-go/taskiq/internal/execfile"
 
 	"github.com/taskiq-go/taskiq/plugin/sdk"
 	"github.com/taskiq-go/taskiq/plugin/sdk/wire"
@@ -88,7 +90,7 @@ func LoadModules(ctx context.Context, app *App, paths []string, opts ...ModuleOp
 	}
 	for _, m := range mods {
 		for _, t := range m.tasks {
-			if err := app.RegisterExecutor(t.Name, t.Labels, m.execute); err != nil {
+			if err := app.registerExecutor(t.Name, t.Labels, m.execute); err != nil {
 				_ = stopAll(ctx)
 				return fmt.Errorf("task module %s: %w", m.path, err)
 			}
@@ -103,16 +105,15 @@ func LoadModules(ctx context.Context, app *App, paths []string, opts ...ModuleOp
 // missing or cannot be executed, before anything is started; nil when the
 // file looks runnable.
 func CheckModule(path string) error {
-	fi, err := os.Stat(path)
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		return fmt.Errorf("task module %s does not exist; build it first (go build -o %s ./path/to/your/module) or fix the path: %w", path, path, fs.ErrNotExist)
+	switch err := execfile.Check(path); {
+	case execfile.IsNotExist(err):
+		return fmt.Errorf("task module %s does not exist; build it first (go build -o %s ./path/to/your/module) or fix the path: %w", path, path, err)
+	case errors.Is(err, execfile.ErrIsDir):
+		return fmt.Errorf("task module %s is a directory; name the module binary, built with go build -o", path)
+	case errors.Is(err, execfile.ErrNotExecutable):
+		return fmt.Errorf("task module %s is not executable; run chmod +x %s", path, path)
 	case err != nil:
 		return fmt.Errorf("task module %s: %w", path, err)
-	case fi.IsDir():
-		return fmt.Errorf("task module %s is a directory; name the module binary, built with go build -o", path)
-	case fi.Mode().Perm()&0o111 == 0:
-		return fmt.Errorf("task module %s is not executable; run chmod +x %s", path, path)
 	}
 	return nil
 }
@@ -143,7 +144,7 @@ func checkTaskNames(app *App, mods []*remoteModule) error {
 // Execute stream of its current process.
 type remoteModule struct {
 	path   string
-	p      *pluginProc
+	p      *supervise.Proc
 	window int
 	tasks  []sdk.TaskInfo
 
@@ -154,27 +155,25 @@ type remoteModule struct {
 
 func startModule(ctx context.Context, app *App, path string, o moduleOptions) (*remoteModule, error) {
 	name := filepath.Base(path)
-	p := &pluginProc{
-		kind: sdk.KindTasks,
-		name: name,
-		launch: sdk.LaunchConfig{
-			Path:           path,
-			Logger:         app.logger.Named("module"),
-			Env:            o.env,
-			MaxMessageSize: app.maxMessageSize,
-		},
-		raw:    json.RawMessage("{}"),
-		logger: app.logger,
-	}
-	if err := p.start(ctx); err != nil {
-		var ce *PluginConfigError
+	p := supervise.New(sdk.KindTasks, name, sdk.LaunchConfig{
+		Path:           path,
+		Logger:         app.logger.Named("module"),
+		Env:            o.env,
+		MaxMessageSize: app.maxMessageSize,
+	}, json.RawMessage("{}"), app.logger)
+	if err := p.Start(ctx); err != nil {
+		var ce *supervise.ConfigError
 		if errors.As(err, &ce) {
 			return nil, fmt.Errorf("%s is not a task module (built with core.ServeModule or sdk.ServeTasks): %w", path, err)
 		}
 		return nil, fmt.Errorf("task module %s: %w", path, err)
 	}
-	m := &remoteModule{path: path, p: p, window: o.window, client: p.client}
-	m.tm = p.client.Tasks(o.window)
+	c, err := p.Get(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("task module %s: %w", path, err)
+	}
+	m := &remoteModule{path: path, p: p, window: o.window, client: c}
+	m.tm = c.Tasks(o.window)
 	m.tasks = m.tm.Tasks()
 	sort.Slice(m.tasks, func(i, j int) bool { return m.tasks[i].Name < m.tasks[j].Name })
 	return m, nil
@@ -183,7 +182,7 @@ func startModule(ctx context.Context, app *App, path string, o moduleOptions) (*
 // module returns the Execute stream of a live process, restarting the
 // process first when it has exited.
 func (m *remoteModule) module(ctx context.Context) (*sdk.Client, sdk.TaskModule, error) {
-	c, err := m.p.get(ctx)
+	c, err := m.p.Get(ctx)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -198,7 +197,7 @@ func (m *remoteModule) module(ctx context.Context) (*sdk.Client, sdk.TaskModule,
 	return c, m.tm, nil
 }
 
-// execute is the Executor of every task of the module. A task runs at most
+// execute is the executor of every task of the module. A task runs at most
 // once per delivery: a module that dies under it fails it (retry middlewares
 // may run it again) rather than running it a second time behind the
 // worker's back. Only a request that never reached the module is sent again,
@@ -222,7 +221,7 @@ func (m *remoteModule) execute(ctx context.Context, msg *wire.Message) (json.Raw
 			return nil, fmt.Errorf("task module %s: %w", m.path, err)
 		}
 		ret, err = tm.Execute(sdk.WithTaskCall(ctx, call), msg)
-		if !errors.Is(err, sdk.ErrUnavailable) || !died(c, err) {
+		if !errors.Is(err, sdk.ErrUnavailable) || !supervise.Died(c, err) {
 			break
 		}
 		// The process is gone; the next call restarts it.
@@ -266,7 +265,7 @@ func (m *remoteModule) close(ctx context.Context) error {
 		m.tm = nil
 	}
 	m.mu.Unlock()
-	return m.p.close(ctx)
+	return m.p.Close(ctx)
 }
 
 func closeTaskModule(ctx context.Context, tm sdk.TaskModule) error {

@@ -36,12 +36,12 @@ func ResultOf[R any](app *App, taskID string) *AsyncTask[R] {
 type Result[R any] struct {
 	ReturnValue   R
 	IsErr         bool
-	Error         *wire.Error
+	Error         *TaskError
 	ExecutionTime time.Duration
 	Labels        map[string]any
 	Log           string
 	// Raw is the stored result as read from the backend.
-	Raw *wire.Result
+	Raw *TaskResult
 }
 
 // Value returns the return value, or the task's error when it failed.
@@ -93,7 +93,7 @@ func (t *AsyncTask[R]) WaitResult(ctx context.Context, timeout time.Duration) (*
 }
 
 // GetProgress reads the task's last progress report, or ErrResultNotReady.
-func (t *AsyncTask[R]) GetProgress(ctx context.Context) (*wire.Progress, error) {
+func (t *AsyncTask[R]) GetProgress(ctx context.Context) (*Progress, error) {
 	b, err := t.app.results.GetProgress(ctx, t.TaskID)
 	if errors.Is(err, sdk.ErrNotFound) {
 		return nil, fmt.Errorf("task %s progress: %w", t.TaskID, ErrResultNotReady)

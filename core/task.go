@@ -31,17 +31,17 @@ type taskDef struct {
 	timeout    time.Duration
 	// exec runs a task that lives elsewhere (a task-module plugin) instead
 	// of fn; it receives the message and returns the encoded result.
-	exec Executor
+	exec executor
 }
 
-// Executor runs a task given its message and returns the JSON-encoded return
+// executor runs a task given its message and returns the JSON-encoded return
 // value. It reports arguments that do not fit with an *ArgumentError, which
 // dead-letters the message.
-type Executor func(ctx context.Context, msg *wire.Message) (json.RawMessage, error)
+type executor func(ctx context.Context, msg *wire.Message) (json.RawMessage, error)
 
-// RegisterExecutor registers a task whose code runs outside this process,
+// registerExecutor registers a task whose code runs outside this process,
 // for example in a task-module plugin. labels are the task's default labels.
-func (a *App) RegisterExecutor(name string, labels map[string]any, exec Executor) error {
+func (a *App) registerExecutor(name string, labels map[string]any, exec executor) error {
 	if strings.TrimSpace(name) == "" {
 		return fmt.Errorf("task name is empty")
 	}

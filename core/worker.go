@@ -9,6 +9,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/taskiq-go/taskiq/internal/config"
+
 	"github.com/taskiq-go/taskiq/internal/coalesce"
 	"github.com/taskiq-go/taskiq/plugin/sdk"
 	"github.com/taskiq-go/taskiq/plugin/sdk/wire"
@@ -17,34 +19,28 @@ import (
 // AckType says when a worker acknowledges a message.
 type AckType string
 
-// Ack types, as in taskiq.
+// Ack types, as in taskiq (the ack_type of taskiq.hcl's worker block).
 const (
 	// AckWhenReceived acks before the task runs (at-most-once).
-	AckWhenReceived AckType = "when_received"
+	AckWhenReceived AckType = config.AckWhenReceived
 	// AckWhenExecuted acks after the task ran, before its result is saved.
-	AckWhenExecuted AckType = "when_executed"
+	AckWhenExecuted AckType = config.AckWhenExecuted
 	// AckWhenSaved acks after the result is saved (the default): a crash at
 	// any point before that redelivers the message.
-	AckWhenSaved AckType = "when_saved"
+	AckWhenSaved AckType = config.AckWhenSaved
 	// AckManual leaves acking to the task (Context.Ack). A task that returns
 	// without acking has its message returned to the queue.
-	AckManual AckType = "manual"
+	AckManual AckType = config.AckManual
 )
 
-func (t AckType) valid() bool {
-	switch t {
-	case AckWhenReceived, AckWhenExecuted, AckWhenSaved, AckManual:
-		return true
-	}
-	return false
-}
+func (t AckType) valid() bool { return config.ValidAckType(string(t)) }
 
 // WorkerOptions configures RunWorker. Zero values take the defaults.
 type WorkerOptions struct {
 	// Broker to listen to; "" is the default broker.
 	Broker string
 	// Queues to consume, with weights; empty is the broker's default queue.
-	Queues         []sdk.Queue
+	Queues         []Queue
 	StrictPriority bool
 	// MaxAsyncTasks bounds concurrently running tasks (default 100).
 	MaxAsyncTasks int

@@ -13,7 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/taskiq-go/taskiq/internal/bench"
+	"github.com/taskiq-go/taskiq/internal/harness/bench"
 )
 
 func init() { subcommands = append(subcommands, newBenchCmd) }

@@ -8,7 +8,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/taskiq-go/taskiq/internal/bench"
+	"github.com/taskiq-go/taskiq/internal/harness/bench"
 )
 
 func parseBenchFlags(t *testing.T, args ...string) (*benchFlags, error) {

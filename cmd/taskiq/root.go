@@ -16,7 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/taskiq-go/taskiq/core"
-	"github.com/taskiq-go/taskiq/core/config"
+	"github.com/taskiq-go/taskiq/internal/config"
 	"github.com/taskiq-go/taskiq/plugin/sdk"
 )
 

@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/taskiq-go/taskiq/internal/backoff"
+
 	"github.com/hashicorp/go-hclog"
 )
 
@@ -91,7 +93,7 @@ type supervisor struct {
 	nextID   int
 	slots    []*child // the current child of each slot; nil while it waits for a restart
 	live     map[*child]bool
-	backoff  []time.Duration
+	backoff  []*backoff.Backoff // per slot
 	failures int
 	everUp   bool
 	stopping bool
@@ -151,10 +153,10 @@ func (s *supervisor) run(ctx context.Context) int {
 	defer signal.Stop(sigs)
 
 	s.slots = make([]*child, s.workers)
-	s.backoff = make([]time.Duration, s.workers)
+	s.backoff = make([]*backoff.Backoff, s.workers)
 	s.live = map[*child]bool{}
 	for slot := range s.workers {
-		s.backoff[slot] = restartBackoffStart
+		s.backoff[slot] = backoff.New(restartBackoffStart, restartBackoffMax)
 		s.start(slot, nil)
 	}
 	var kill <-chan time.Time
@@ -331,7 +333,7 @@ func (s *supervisor) exited(c *child, state *os.ProcessState) {
 		return
 	}
 	if c.ready || time.Since(c.started) > restartResetAfter {
-		s.backoff[c.slot] = restartBackoffStart
+		s.backoff[c.slot].Reset()
 	}
 	s.scheduleRestart(c.slot)
 }
@@ -347,8 +349,7 @@ func (s *supervisor) checkFailures() bool {
 }
 
 func (s *supervisor) scheduleRestart(slot int) {
-	d := s.backoff[slot]
-	s.backoff[slot] = min(d*2, restartBackoffMax)
+	d := s.backoff[slot].Next()
 	s.logger.Info("restarting worker after backoff", "worker", slot+1, "backoff", d)
 	time.AfterFunc(d, func() { s.events <- supervisorEvent{kind: evRestart, slot: slot} })
 }

@@ -23,7 +23,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/taskiq-go/taskiq/core"
-	"github.com/taskiq-go/taskiq/core/config"
+	"github.com/taskiq-go/taskiq/internal/config"
 	"github.com/taskiq-go/taskiq/plugin/sdk"
 	"github.com/taskiq-go/taskiq/plugin/sdk/wire"
 )
@@ -161,12 +161,8 @@ func (f *workerFlags) parse(cmd *cobra.Command, args []string) ([]string, error)
 	if hclog.LevelFromString(f.logLevel) == hclog.NoLevel {
 		return nil, fmt.Errorf("--log-level %q: use trace, debug, info, warn or error", f.logLevel)
 	}
-	if f.changed("ack-type") {
-		switch f.ackType {
-		case config.AckWhenReceived, config.AckWhenExecuted, config.AckWhenSaved, config.AckManual:
-		default:
-			return nil, fmt.Errorf("--ack-type %q: use when_received, when_executed, when_saved or manual", f.ackType)
-		}
+	if f.changed("ack-type") && !config.ValidAckType(f.ackType) {
+		return nil, fmt.Errorf("--ack-type %q: use when_received, when_executed, when_saved or manual", f.ackType)
 	}
 	for name, v := range map[string]int{"workers": f.workers, "max-async-tasks": f.maxAsyncTasks} {
 		if f.changed(name) && v < 1 {

@@ -22,7 +22,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
-	"github.com/taskiq-go/taskiq/core/config"
+	"github.com/taskiq-go/taskiq/internal/config"
 	"github.com/taskiq-go/taskiq/plugin/sdk"
 	pluginv1 "github.com/taskiq-go/taskiq/plugin/sdk/proto/v1"
 	"github.com/taskiq-go/taskiq/plugin/sdk/sdktest"

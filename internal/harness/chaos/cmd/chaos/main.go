@@ -2,7 +2,7 @@
 // of lost, duplicated and dead-lettered tasks. It exits 1 when a guarantee
 // was broken, 2 on bad flags. See docs/chaos.md.
 //
-//	make build bin/chaos-module && go run ./chaos/cmd/chaos -bin bin -tasks 3000
+//	make build bin/chaos-module && go run ./internal/harness/chaos/cmd/chaos -bin bin -tasks 3000
 package main
 
 import (
@@ -17,7 +17,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/taskiq-go/taskiq/chaos"
+	"github.com/taskiq-go/taskiq/internal/harness/chaos"
 )
 
 func main() {

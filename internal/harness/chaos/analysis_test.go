@@ -7,7 +7,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/taskiq-go/taskiq/chaos/execlog"
+	"github.com/taskiq-go/taskiq/internal/harness/chaos/execlog"
 	"github.com/taskiq-go/taskiq/plugin/sdk/wire"
 )
 

@@ -1,4 +1,4 @@
-# Chaos runs, included by the root Makefile (-include chaos/chaos.mk).
+# Chaos runs, included by the root Makefile (-include internal/harness/chaos/chaos.mk).
 # Each scenario starts its own redis-server on a free port (AOF, appendfsync
 # always) and its own `taskiq worker`; the shared Redis on 6379 is never
 # touched. Needs redis-server in PATH. See docs/chaos.md.
@@ -9,8 +9,8 @@ CHAOS_FLAGS ?=
 
 # The harness and the chaos task module.
 chaos-bins: build
-	$(GO) build -o $(BIN)/chaos-module ./chaos/tasks-module
-	$(GO) build -o $(BIN)/chaos ./chaos/cmd/chaos
+	$(GO) build -o $(BIN)/chaos-module ./internal/harness/chaos/tasks-module
+	$(GO) build -o $(BIN)/chaos ./internal/harness/chaos/cmd/chaos
 
 # Full size: 20k tasks per scenario.
 chaos: chaos-bins

@@ -2,17 +2,15 @@ package config
 
 import (
 	"bytes"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/taskiq-go/taskiq/internal/execfile"
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hcldec"
@@ -367,15 +365,28 @@ func ResolvePlugin(b *PluginBlock) hcl.Diagnostics {
 	if pluginDir == "" {
 		pluginDir = filepath.Dir(b.Path)
 	}
-	st, err := os.Stat(b.Path)
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
+	switch err := execfile.Check(b.Path); {
+	case execfile.IsNotExist(err):
 		return hcl.Diagnostics{{
 			Severity: hcl.DiagError,
 			Summary:  "Plugin binary not found",
 			Detail: fmt.Sprintf("No plugin binary at %s (plugin %q, plugin_dir %s); %s.",
 				b.Path, b.Plugin, pluginDir, buildHint(b.Path)),
 			Subject: b.PluginRange.Ptr(),
+		}}
+	case errors.Is(err, execfile.ErrIsDir):
+		return hcl.Diagnostics{{
+			Severity: hcl.DiagError,
+			Summary:  "Plugin binary is a directory",
+			Detail:   fmt.Sprintf("%s is a directory; plugin must name the binary itself. %s.", b.Path, capitalize(buildHint(b.Path))),
+			Subject:  b.PluginRange.Ptr(),
+		}}
+	case errors.Is(err, execfile.ErrNotExecutable):
+		return hcl.Diagnostics{{
+			Severity: hcl.DiagError,
+			Summary:  "Plugin binary is not executable",
+			Detail:   fmt.Sprintf("%s is not executable; run `chmod +x %s`.", b.Path, b.Path),
+			Subject:  b.PluginRange.Ptr(),
 		}}
 	case err != nil:
 		return hcl.Diagnostics{{
@@ -384,25 +395,11 @@ func ResolvePlugin(b *PluginBlock) hcl.Diagnostics {
 			Detail:   fmt.Sprintf("%v. Check the permissions of %s.", err, b.Path),
 			Subject:  b.PluginRange.Ptr(),
 		}}
-	case st.IsDir():
-		return hcl.Diagnostics{{
-			Severity: hcl.DiagError,
-			Summary:  "Plugin binary is a directory",
-			Detail:   fmt.Sprintf("%s is a directory; plugin must name the binary itself. %s.", b.Path, capitalize(buildHint(b.Path))),
-			Subject:  b.PluginRange.Ptr(),
-		}}
-	case st.Mode().Perm()&0o111 == 0:
-		return hcl.Diagnostics{{
-			Severity: hcl.DiagError,
-			Summary:  "Plugin binary is not executable",
-			Detail:   fmt.Sprintf("%s is not executable; run `chmod +x %s`.", b.Path, b.Path),
-			Subject:  b.PluginRange.Ptr(),
-		}}
 	}
 	if b.SHA256 == "" {
 		return nil
 	}
-	actual, err := fileSHA256(b.Path)
+	actual, err := execfile.SHA256(b.Path)
 	if err != nil {
 		return hcl.Diagnostics{{
 			Severity: hcl.DiagError,
@@ -437,17 +434,4 @@ func capitalize(s string) string {
 		return s
 	}
 	return strings.ToUpper(s[:1]) + s[1:]
-}
-
-func fileSHA256(path string) (string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", fmt.Errorf("read %s: %w", path, err)
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
 }

@@ -1,4 +1,8 @@
-package core
+// Package supervise runs plugin processes for the host: it launches and
+// configures them from taskiq.hcl's plugin blocks, restarts a process that
+// died (go-plugin never does) with backoff, and wraps each role in a shim
+// that retries a call once on a restarted process.
+package supervise
 
 import (
 	"context"
@@ -8,18 +12,20 @@ import (
 	"sync"
 	"time"
 
+	"github.com/taskiq-go/taskiq/internal/backoff"
+
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/taskiq-go/taskiq/plugin/sdk"
 	"github.com/taskiq-go/taskiq/plugin/sdk/wire"
 )
 
-// pluginProc is one configured plugin process under supervision. go-plugin
+// Proc is one configured plugin process under supervision. go-plugin
 // never restarts a plugin; this does: when a call fails because the process
 // has exited, a fresh process is started with backoff, configured the same
 // way, and the call is tried once more. Deliveries in flight on a dead broker
 // process are never acked, so the broker redelivers them.
-type pluginProc struct {
+type Proc struct {
 	kind   sdk.Kind
 	name   string
 	launch sdk.LaunchConfig
@@ -30,6 +36,7 @@ type pluginProc struct {
 	client   *sdk.Client
 	info     sdk.Info
 	restarts int
+	backoff  *backoff.Backoff
 	lastOK   time.Time
 	closed   bool
 	// startDur is how long the current process took from launch to
@@ -37,8 +44,16 @@ type pluginProc struct {
 	startDur time.Duration
 }
 
-// start launches and configures the process; the caller holds p.mu or owns p.
-func (p *pluginProc) start(ctx context.Context) error {
+// New returns a supervised process for the given role and config, not yet
+// started: call Start.
+func New(kind sdk.Kind, name string, launch sdk.LaunchConfig, raw json.RawMessage, logger hclog.Logger) *Proc {
+	return &Proc{kind: kind, name: name, launch: launch, raw: raw, logger: logger,
+		backoff: backoff.New(200*time.Millisecond, 10*time.Second)}
+}
+
+// Start launches and configures the process; the caller holds p.mu or owns p.
+// A plugin that rejects its configuration gives a *ConfigError.
+func (p *Proc) Start(ctx context.Context) error {
 	begin := time.Now()
 	c, err := sdk.Launch(ctx, p.launch)
 	if err != nil {
@@ -49,6 +64,12 @@ func (p *pluginProc) start(ctx context.Context) error {
 		stopClient(c)
 		return fmt.Errorf("plugin %s: info: %w", p.launch.Path, err)
 	}
+	return p.configure(ctx, c, info, begin)
+}
+
+// configure configures a launched process and makes it p's current one; on
+// failure it stops the process.
+func (p *Proc) configure(ctx context.Context, c *sdk.Client, info sdk.Info, begin time.Time) error {
 	cerrs, err := c.Configure(ctx, p.kind, p.name, p.raw)
 	if err != nil {
 		stopClient(c)
@@ -56,20 +77,57 @@ func (p *pluginProc) start(ctx context.Context) error {
 	}
 	if len(cerrs) > 0 {
 		stopClient(c)
-		return &PluginConfigError{Path: p.launch.Path, Errors: cerrs}
+		return &ConfigError{Path: p.launch.Path, Errors: cerrs}
 	}
 	p.client, p.info, p.lastOK = c, info, time.Now()
 	p.startDur = p.lastOK.Sub(begin)
 	return nil
 }
 
-// PluginConfigError carries the errors a plugin's Configure returned.
-type PluginConfigError struct {
+// Kind and Name are the taskiq.hcl block the process serves.
+func (p *Proc) Kind() sdk.Kind { return p.kind }
+
+// Name is the name of the process's taskiq.hcl block (or task module).
+func (p *Proc) Name() string { return p.name }
+
+// Role is what the process reported of its configured role.
+func (p *Proc) Role() sdk.RoleInfo {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	role, _ := p.info.Role(p.kind)
+	return role
+}
+
+// Status describes the process as it is now.
+type Status struct {
+	Kind sdk.Kind
+	Name string
+	Path string
+	// PID is 0 when no process runs (after Close).
+	PID int
+	// StartDuration is how long the current process took from launch to
+	// configured.
+	StartDuration time.Duration
+}
+
+// Status reports the process as it is now.
+func (p *Proc) Status() Status {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	st := Status{Kind: p.kind, Name: p.name, Path: p.launch.Path, StartDuration: p.startDur}
+	if p.client != nil {
+		st.PID = p.client.Pid()
+	}
+	return st
+}
+
+// ConfigError carries the errors a plugin's Configure returned.
+type ConfigError struct {
 	Path   string
 	Errors []*sdk.ConfigError
 }
 
-func (e *PluginConfigError) Error() string {
+func (e *ConfigError) Error() string {
 	msg := fmt.Sprintf("plugin %s rejected its configuration:", e.Path)
 	for _, ce := range e.Errors {
 		msg += "\n  " + ce.Error()
@@ -77,8 +135,8 @@ func (e *PluginConfigError) Error() string {
 	return msg
 }
 
-// get returns a live client, restarting the process if it has exited.
-func (p *pluginProc) get(ctx context.Context) (*sdk.Client, error) {
+// Get returns a live client, restarting the process if it has exited.
+func (p *Proc) Get(ctx context.Context) (*sdk.Client, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed {
@@ -91,12 +149,14 @@ func (p *pluginProc) get(ctx context.Context) (*sdk.Client, error) {
 		p.client.Kill()
 		p.client = nil
 		if time.Since(p.lastOK) > time.Minute {
+			// It served for a while: a new failure, not a crash loop.
 			p.restarts = 0
+			p.backoff.Reset()
 		}
 		p.restarts++
-		wait := min(time.Duration(1<<min(p.restarts-1, 8))*100*time.Millisecond, 10*time.Second)
-		if p.restarts == 1 {
-			wait = 0
+		var wait time.Duration // the first restart is immediate
+		if p.restarts > 1 {
+			wait = p.backoff.Next()
 		}
 		p.logger.Error("plugin process exited; restarting it", "path", p.launch.Path, "restart", p.restarts, "backoff", wait)
 		t := time.NewTimer(wait)
@@ -107,17 +167,17 @@ func (p *pluginProc) get(ctx context.Context) (*sdk.Client, error) {
 		case <-t.C:
 		}
 	}
-	if err := p.start(ctx); err != nil {
+	if err := p.Start(ctx); err != nil {
 		return nil, err
 	}
 	return p.client, nil
 }
 
-// died reports whether c's process is gone, giving the exit a moment to be
+// Died reports whether c's process is gone, giving the exit a moment to be
 // noticed when the error looks like a broken connection. A plugin that still
 // answers a health check failed on its own (its backing service is down, say):
 // that error is returned as it is, without a wait or a restart.
-func died(c *sdk.Client, err error) bool {
+func Died(c *sdk.Client, err error) bool {
 	if c.Exited() {
 		return true
 	}
@@ -136,24 +196,25 @@ func died(c *sdk.Client, err error) bool {
 
 // call runs fn on a live client and, if the process died under it, once more
 // on a restarted one.
-func call[T any](ctx context.Context, p *pluginProc, fn func(*sdk.Client) (T, error)) (T, error) {
-	c, err := p.get(ctx)
+func call[T any](ctx context.Context, p *Proc, fn func(*sdk.Client) (T, error)) (T, error) {
+	c, err := p.Get(ctx)
 	if err != nil {
 		var zero T
 		return zero, err
 	}
 	v, err := fn(c)
-	if err == nil || !died(c, err) {
+	if err == nil || !Died(c, err) {
 		return v, err
 	}
-	if c, err = p.get(ctx); err != nil {
+	if c, err = p.Get(ctx); err != nil {
 		var zero T
 		return zero, err
 	}
 	return fn(c)
 }
 
-func (p *pluginProc) close(ctx context.Context) error {
+// Close stops the process for good: it is not restarted afterwards.
+func (p *Proc) Close(ctx context.Context) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.closed = true
@@ -165,9 +226,9 @@ func (p *pluginProc) close(ctx context.Context) error {
 	return err
 }
 
-// capabilities are the configured role's: those Configure reported, else
+// Capabilities are the configured role's: those Configure reported, else
 // the role's from Info.
-func (p *pluginProc) capabilities() []string {
+func (p *Proc) Capabilities() []string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.client != nil {
@@ -179,7 +240,18 @@ func (p *pluginProc) capabilities() []string {
 	return role.Capabilities
 }
 
-type supervisedBroker struct{ p *pluginProc }
+// Broker is the broker role of p, retried once on a restarted process.
+func Broker(p *Proc) sdk.Broker { return supervisedBroker{p} }
+
+// Results is the result-backend role of p, retried once on a restarted
+// process.
+func Results(p *Proc) sdk.ResultBackend { return supervisedResults{p} }
+
+// Middleware is the middleware role of p: it lists the hooks the plugin
+// declared, so the host calls only those.
+func Middleware(p *Proc) sdk.Middleware { return supervisedMiddleware{p: p, hooks: p.Role().Hooks} }
+
+type supervisedBroker struct{ p *Proc }
 
 func (b supervisedBroker) Kick(ctx context.Context, msgs []sdk.Outgoing) error {
 	_, err := call(ctx, b.p, func(c *sdk.Client) (struct{}, error) {
@@ -196,7 +268,7 @@ func (b supervisedBroker) Listen(ctx context.Context, req sdk.ListenRequest) (sd
 // other plugins had a chance to drain.
 func (b supervisedBroker) Close(context.Context) error { return nil }
 
-type supervisedResults struct{ p *pluginProc }
+type supervisedResults struct{ p *Proc }
 
 func (r supervisedResults) SetResults(ctx context.Context, results []sdk.StoredResult) error {
 	_, err := call(ctx, r.p, func(c *sdk.Client) (struct{}, error) {
@@ -239,7 +311,7 @@ func (r supervisedResults) Close(context.Context) error { return nil }
 // supervisedMiddleware implements every hook and lists the plugin's own, so
 // the chain only calls those.
 type supervisedMiddleware struct {
-	p     *pluginProc
+	p     *Proc
 	hooks []sdk.Hook
 }
 

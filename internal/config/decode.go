@@ -268,7 +268,7 @@ func (d *decoder) worker(blk *hcl.Block) {
 // checks default_broker against the broker blocks.
 func (d *decoder) client(blk *hcl.Block) {
 	c := &d.file.Client
-	c.MaxMessageSize = DefaultMaxMessageSize
+	c.MaxMessageSize = sdk.DefaultMaxMessageSize
 	if len(d.file.Brokers) > 0 {
 		c.DefaultBroker = d.file.Brokers[0].Name
 	}
@@ -283,7 +283,7 @@ func (d *decoder) client(blk *hcl.Block) {
 			if n < 1 || n > maxMessageSizeUpperBound {
 				d.errorf(a.Expr.Range(), "Invalid max_message_size",
 					"max_message_size is in bytes and must be between 1 and %d; the default is %d (16 MiB).",
-					maxMessageSizeUpperBound, DefaultMaxMessageSize)
+					maxMessageSizeUpperBound, sdk.DefaultMaxMessageSize)
 			} else {
 				c.MaxMessageSize = n
 			}

@@ -11,7 +11,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/taskiq-go/taskiq/chaos/execlog"
+	"github.com/taskiq-go/taskiq/internal/harness/chaos/execlog"
 )
 
 func TestFormatParseRoundTrip(t *testing.T) {

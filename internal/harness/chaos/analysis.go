@@ -6,7 +6,7 @@ import (
 	"sort"
 	"time"
 
-	"github.com/taskiq-go/taskiq/chaos/execlog"
+	"github.com/taskiq-go/taskiq/internal/harness/chaos/execlog"
 	"github.com/taskiq-go/taskiq/plugin/sdk/wire"
 )
 

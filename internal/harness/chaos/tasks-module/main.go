@@ -19,7 +19,7 @@
 //
 // Build it as the Makefile does (make chaos-bins):
 //
-//	go build -o bin/chaos-module ./chaos/tasks-module
+//	go build -o bin/chaos-module ./internal/harness/chaos/tasks-module
 package main
 
 import (
@@ -31,7 +31,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/taskiq-go/taskiq/chaos/execlog"
+	"github.com/taskiq-go/taskiq/internal/harness/chaos/execlog"
 	"github.com/taskiq-go/taskiq/core"
 )
 

@@ -3,7 +3,7 @@ package config_test
 import (
 	"fmt"
 
-	"github.com/taskiq-go/taskiq/core/config"
+	"github.com/taskiq-go/taskiq/internal/config"
 )
 
 // A typo in a worker attribute is reported with its position and HCL's

@@ -20,11 +20,12 @@ const (
 	DefaultMaxAsyncTasks     = 100
 	DefaultAckType           = AckWhenSaved
 	DefaultShutdownTimeout   = 30 * time.Second
-	DefaultMaxMessageSize    = 16 << 20
 	maxMessageSizeUpperBound = 1<<31 - 1 // protobuf cannot carry a larger message
 )
 
-// Values of worker.ack_type: when the worker acknowledges a delivery.
+// Values of worker.ack_type: when the worker acknowledges a delivery. These
+// are the one definition of the ack types; core.AckType takes its values
+// from here.
 const (
 	// AckWhenReceived acks as soon as the message is received, before the
 	// task runs: a crash loses the task (at-most-once).
@@ -40,6 +41,9 @@ const (
 
 // ackTypes lists the valid ack types in the order the docs present them.
 var ackTypes = []string{AckWhenReceived, AckWhenExecuted, AckWhenSaved, AckManual}
+
+// ValidAckType reports whether s names an ack type.
+func ValidAckType(s string) bool { return contains(ackTypes, s) }
 
 // File is a decoded taskiq.hcl.
 type File struct {

@@ -20,7 +20,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/taskiq-go/taskiq/chaos/execlog"
+	"github.com/taskiq-go/taskiq/internal/harness/chaos/execlog"
 	"github.com/taskiq-go/taskiq/core"
 	"github.com/taskiq-go/taskiq/plugin/sdk/wire"
 )

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/taskiq-go/taskiq/core"
-	"github.com/taskiq-go/taskiq/plugin/sdk/wire"
 	"github.com/taskiq-go/taskiq/plugins/inmemory"
 )
 
@@ -105,10 +104,10 @@ func ExampleContext_Requeue() {
 
 	flaky := core.MustTask[int64](app, "flaky", func(ctx context.Context) (int64, error) {
 		tc := core.ContextFrom(ctx)
-		if n, _ := tc.Message.LabelInt(wire.LabelRequeue); n < 2 {
+		if n, _ := tc.Message.LabelInt(core.LabelRequeue); n < 2 {
 			return 0, tc.Requeue() // try again later, without storing a result
 		}
-		n, _ := tc.Message.LabelInt(wire.LabelRequeue)
+		n, _ := tc.Message.LabelInt(core.LabelRequeue)
 		return n, nil
 	})
 	defer runExampleWorker(app)()
@@ -155,12 +154,12 @@ func ExampleProvide() {
 // timing is a middleware with two hooks; the host calls only those.
 type timing struct{}
 
-func (timing) PreSend(_ context.Context, m *wire.Message) error {
+func (timing) PreSend(_ context.Context, m *core.Message) error {
 	m.SetLabel("sent_by", "example")
 	return nil
 }
 
-func (timing) PostExecute(_ context.Context, m *wire.Message, r *wire.Result) error {
+func (timing) PostExecute(_ context.Context, m *core.Message, r *core.TaskResult) error {
 	fmt.Println("ran", m.TaskName, "sent by", r.Labels["sent_by"])
 	return nil
 }

@@ -41,7 +41,7 @@ func WithModuleEnv(kv ...string) ModuleOption {
 // ServeModule, or sdk.ServeTasks) as a supervised child process, reads the
 // tasks it declares and registers each on app, so that a worker of app runs
 // them in the module. A module that exits is restarted on the next task;
-// the task that was running fails with an error wrapping sdk.ErrUnavailable.
+// the task that was running fails with an error wrapping ErrUnavailable.
 //
 // Two modules that declare the same task name, or a module task that app
 // already has, are an error naming both. On error nothing is left running.

@@ -56,6 +56,11 @@ type (
 	PostSaver = sdk.PostSaver
 )
 
+// ErrUnavailable is wrapped by errors of a plugin process that is not
+// running or cannot be reached (a task module that exited under its task,
+// say); such calls may work again once the process is restarted.
+var ErrUnavailable = sdk.ErrUnavailable
+
 // ErrNoResult, returned from an on_error hook, skips saving the task's
 // result (a retry middleware returns it for an attempt it will retry).
 var ErrNoResult = sdk.ErrNoResult

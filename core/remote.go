@@ -55,7 +55,7 @@ func LoadModules(ctx context.Context, app *App, paths []string, opts ...ModuleOp
 		o.window = sdk.DefaultTaskWindow
 	}
 	for _, path := range paths {
-		if err := CheckModule(path); err != nil {
+		if err := checkModule(path); err != nil {
 			return err
 		}
 	}
@@ -101,21 +101,10 @@ func LoadModules(ctx context.Context, app *App, paths []string, opts ...ModuleOp
 	return nil
 }
 
-// CheckModule explains what is wrong with a task-module binary that is
-// missing or cannot be executed, before anything is started; nil when the
-// file looks runnable.
-func CheckModule(path string) error {
-	switch err := execfile.Check(path); {
-	case execfile.IsNotExist(err):
-		return fmt.Errorf("task module %s does not exist; build it first (go build -o %s ./path/to/your/module) or fix the path: %w", path, path, err)
-	case errors.Is(err, execfile.ErrIsDir):
-		return fmt.Errorf("task module %s is a directory; name the module binary, built with go build -o", path)
-	case errors.Is(err, execfile.ErrNotExecutable):
-		return fmt.Errorf("task module %s is not executable; run chmod +x %s", path, path)
-	case err != nil:
-		return fmt.Errorf("task module %s: %w", path, err)
-	}
-	return nil
+// checkModule explains what is wrong with a task-module binary that is
+// missing or cannot be executed, before anything is started.
+func checkModule(path string) error {
+	return execfile.Explain("task module", path, fmt.Sprintf("build it first (go build -o %s ./path/to/your/module) or fix the path", path))
 }
 
 // checkTaskNames reports every task name declared twice, naming both

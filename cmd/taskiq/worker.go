@@ -18,6 +18,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/taskiq-go/taskiq/internal/execfile"
+
 	"github.com/hashicorp/go-hclog"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -248,7 +250,7 @@ func resolveModules(f *workerFlags, args []string) ([]string, error) {
 		if seen[abs] {
 			return nil
 		}
-		if err := core.CheckModule(p); err != nil {
+		if err := execfile.Explain("task module", p, fmt.Sprintf("build it first (go build -o %s ./path/to/your/module) or fix the path", p)); err != nil {
 			return err
 		}
 		seen[abs] = true

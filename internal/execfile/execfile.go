@@ -39,6 +39,26 @@ func Check(path string) error {
 	return nil
 }
 
+// Explain returns nil when path is a file the host can execute, and
+// otherwise an error that names what the file is for ("task module",
+// "plugin binary") and says how to fix it; fix is how to get a missing file
+// (for example "build it first (go build -o bin/x ./cmd/x)"). The error wraps
+// what Check returned.
+func Explain(what, path, fix string) error {
+	switch err := Check(path); {
+	case err == nil:
+		return nil
+	case IsNotExist(err):
+		return fmt.Errorf("%s %s does not exist; %s: %w", what, path, fix, err)
+	case errors.Is(err, ErrIsDir):
+		return fmt.Errorf("%s %s is a directory, not an executable; name the binary itself: %w", what, path, err)
+	case errors.Is(err, ErrNotExecutable):
+		return fmt.Errorf("%s %s is not executable; run chmod +x %s: %w", what, path, path, err)
+	default:
+		return fmt.Errorf("%s %s: %w", what, path, err)
+	}
+}
+
 // SHA256 returns the SHA-256 of the file at path, in lower-case hex.
 func SHA256(path string) (string, error) {
 	f, err := os.Open(path)

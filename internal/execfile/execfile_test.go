@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"testing"
 )
 
@@ -48,5 +49,26 @@ func TestSHA256(t *testing.T) {
 	}
 	if _, err := SHA256(path + ".missing"); !IsNotExist(err) {
 		t.Fatalf("missing file: %v", err)
+	}
+}
+
+func TestExplainSaysWhatAndHow(t *testing.T) {
+	dir := t.TempDir()
+	missing := filepath.Join(dir, "mod")
+	err := Explain("task module", missing, "build it first")
+	if !IsNotExist(err) || !strings.Contains(err.Error(), "task module "+missing+" does not exist; build it first") {
+		t.Fatalf("missing: %v", err)
+	}
+	if err := Explain("task module", dir, ""); !errors.Is(err, ErrIsDir) || !strings.Contains(err.Error(), "is a directory") {
+		t.Fatalf("directory: %v", err)
+	}
+	if runtime.GOOS != "windows" {
+		plain := filepath.Join(dir, "plain")
+		if err := os.WriteFile(plain, nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := Explain("task module", plain, ""); !errors.Is(err, ErrNotExecutable) || !strings.Contains(err.Error(), "chmod +x "+plain) {
+			t.Fatalf("not executable: %v", err)
+		}
 	}
 }

@@ -17,11 +17,13 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/taskiq-go/taskiq/internal/execfile"
+
 	"github.com/hashicorp/go-hclog"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/taskiq-go/taskiq/internal/harness/chaos/execlog"
 	"github.com/taskiq-go/taskiq/core"
+	"github.com/taskiq-go/taskiq/internal/harness/chaos/execlog"
 	"github.com/taskiq-go/taskiq/plugin/sdk/wire"
 )
 
@@ -240,8 +242,8 @@ func (r *run) setup(ctx context.Context) error {
 		return err
 	}
 	for _, name := range []string{"taskiq", "taskiq-redis", "chaos-module"} {
-		if err := core.CheckModule(filepath.Join(r.opts.Bin, name)); err != nil {
-			return fmt.Errorf("%w (run make build bin/chaos-module)", err)
+		if err := execfile.Explain("binary", filepath.Join(r.opts.Bin, name), "run make build bin/chaos-module"); err != nil {
+			return err
 		}
 	}
 	var err error

@@ -36,12 +36,10 @@ func TestWrongPasswordFailsKickAndListen(t *testing.T) {
 			require.ErrorContains(t, err, "WRONGPASS")
 			require.ErrorContains(t, err, "check username and password")
 			require.NotContains(t, err.Error(), wrong)
-			if mode == modeStream {
-				_, err = b.Listen(ctxT(t), sdk.ListenRequest{})
-				require.Error(t, err, "Listen could not create its group but reported success")
-				require.ErrorContains(t, err, "WRONGPASS")
-				require.NotContains(t, err.Error(), wrong)
-			}
+			_, err = b.Listen(ctxT(t), sdk.ListenRequest{})
+			require.Error(t, err, "Listen could not reach Redis but reported success")
+			require.ErrorContains(t, err, "WRONGPASS")
+			require.NotContains(t, err.Error(), wrong)
 		})
 	}
 }
@@ -89,10 +87,12 @@ func TestWrongPasswordFailsConfigure(t *testing.T) {
 // TestAuthFailureEndsStream: credentials that stop working while a worker
 // listens (password rotated, user disabled) end the delivery stream with a
 // permanent error (ErrAuthFailed, gRPC code Unauthenticated), where the
-// listener used to retry forever without a word beyond a warning.
+// listener used to retry forever without a word beyond a warning (in
+// pub/sub mode, go-redis's message channel retried forever in silence).
+// It is not an outage: the error does not wrap ErrUnavailable.
 func TestAuthFailureEndsStream(t *testing.T) {
 	t.Parallel()
-	for _, mode := range []string{modeStream, modeList} {
+	for _, mode := range []string{modeStream, modeList, modePubSub} {
 		t.Run(mode, func(t *testing.T) {
 			t.Parallel()
 			mr := miniredis.RunT(t)
@@ -112,6 +112,7 @@ func TestAuthFailureEndsStream(t *testing.T) {
 			require.Error(t, err)
 			require.NotErrorIs(t, err, context.DeadlineExceeded, "the listener kept retrying")
 			require.ErrorIs(t, err, ErrAuthFailed)
+			require.NotErrorIs(t, err, sdk.ErrUnavailable)
 			require.Equal(t, codes.Unauthenticated, status.Code(err))
 			require.NotContains(t, err.Error(), "old-pass")
 		})

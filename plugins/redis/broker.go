@@ -260,7 +260,8 @@ func isNoGroup(err error) bool   { return err != nil && strings.HasPrefix(err.Er
 
 // Listen opens a stream of deliveries for the mode. It fails (with
 // sdk.ErrUnavailable) when Redis cannot be reached at that moment; once
-// open, a stream rides out outages by retrying.
+// open, a stream rides out outages shorter than unavailable_after by
+// retrying, and ends with an error wrapping sdk.ErrUnavailable after that.
 func (b *broker) Listen(ctx context.Context, req sdk.ListenRequest) (sdk.Stream, error) {
 	if b.isClosed() {
 		return nil, fmt.Errorf("redis listen: %w", sdk.ErrClosed)
@@ -291,6 +292,12 @@ func (b *broker) Listen(ctx context.Context, req sdk.ListenRequest) (sdk.Stream,
 		}
 		l, err = newStreamListener(ctx, b, specs, req.StrictPriority, lease)
 	case modeList:
+		// Nothing has to be created, but a Listen that succeeds without
+		// Redis would count as a broker that works: the host would take the
+		// reopened stream for the end of an outage and stay ready.
+		if err := b.client.Ping(ctx).Err(); err != nil {
+			return nil, wrapErr("listen (PING)", b.addr, err)
+		}
 		l, err = newListListener(b, specs, req.StrictPriority), nil
 	default:
 		l, err = newPubSubListener(ctx, b, specs)

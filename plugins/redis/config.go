@@ -27,6 +27,15 @@ const (
 
 const defaultURL = "redis://127.0.0.1:6379/0"
 
+// defaultUnavailableAfter matches the host's core.DefaultUnreadyAfter: an
+// outage shows on /readyz after about twice this (the stream ends, then
+// reopening it fails for the host's bound).
+const defaultUnavailableAfter = 10 * time.Second
+
+// minUnavailableAfter keeps a stream from ending on a single slow dial or
+// failover blip (a Sentinel failover takes a few seconds).
+const minUnavailableAfter = time.Second
+
 // connectionAttributes are shared by the broker and the result backend.
 func connectionAttributes() []sdk.Attribute {
 	return []sdk.Attribute{
@@ -101,6 +110,11 @@ func brokerSchema() sdk.Schema {
 		sdk.Attribute{Name: "delay_poll", Type: sdk.TypeDuration, Default: "100ms", Description: "How " +
 			"often a listener moves due delayed messages to their queue; a delayed message starts " +
 			"at most this late."},
+		sdk.Attribute{Name: "unavailable_after", Type: sdk.TypeDuration, Default: "10s", Description: "How " +
+			"long Redis may stay unreachable (every call of a delivery stream failing, none " +
+			"succeeding) before the stream ends with an error wrapping ErrUnavailable, so that the " +
+			"worker reopens it and reports itself not ready while that fails. Shorter outages are " +
+			"ridden out by retrying. At least 1s."},
 	)
 	return sdk.Schema{Attributes: attrs}
 }
@@ -158,23 +172,27 @@ type brokerConfig struct {
 	DeadLetterQueue string   `json:"dead_letter_queue"`
 	MaxAttempts     *float64 `json:"max_attempts"`
 	DelayPoll       *string  `json:"delay_poll"`
+	UnavailableFor  *string  `json:"unavailable_after"`
 }
 
 // brokerOptions is the validated broker configuration.
 type brokerOptions struct {
-	mode          string
-	queue         string
-	group         string
-	consumer      string
-	lease         time.Duration
-	block         time.Duration
-	count         int
-	maxlen        int64
-	deleteAcked   bool
-	deadLetter    string
-	maxAttempts   int
-	delayPoll     time.Duration
-	clusterHashes bool
+	mode        string
+	queue       string
+	group       string
+	consumer    string
+	lease       time.Duration
+	block       time.Duration
+	count       int
+	maxlen      int64
+	deleteAcked bool
+	deadLetter  string
+	maxAttempts int
+	delayPoll   time.Duration
+	// unavailableAfter is how long a listener's calls may fail without
+	// one succeeding before its stream ends with ErrUnavailable.
+	unavailableAfter time.Duration
+	clusterHashes    bool
 }
 
 type resultConfig struct {
@@ -245,6 +263,7 @@ func decodeBrokerConfig(cfg sdk.Config) (connConfig, brokerOptions, error) {
 	o.lease = parseDuration("lease", c.Lease, 30*time.Second, 10*time.Millisecond, &errs)
 	o.block = parseDuration("block", c.Block, 2*time.Second, time.Millisecond, &errs)
 	o.delayPoll = parseDuration("delay_poll", c.DelayPoll, 100*time.Millisecond, time.Millisecond, &errs)
+	o.unavailableAfter = parseDuration("unavailable_after", c.UnavailableFor, defaultUnavailableAfter, minUnavailableAfter, &errs)
 	o.count = parseCount("count", c.Count, 100, 1, &errs)
 	o.maxlen = int64(parseCount("maxlen", c.MaxLen, 0, 0, &errs))
 	o.maxAttempts = parseCount("max_attempts", c.MaxAttempts, 10, 0, &errs)

@@ -91,5 +91,10 @@
 //
 // Kick returns an error wrapping sdk.ErrUnavailable (with the address, never
 // the password) when Redis cannot be reached. Listener loops and Settle
-// retry with capped exponential backoff and never exit on their own.
+// retry with capped exponential backoff. A delivery stream whose Redis
+// calls have kept failing for unavailable_after (default 10s) ends with
+// an error wrapping sdk.ErrUnavailable, so that the host reopens it and
+// can report the worker not ready; the entries it held stay pending and
+// are reclaimed by the next stream after their lease. Refused credentials
+// end a stream at once with ErrAuthFailed.
 package taskiqredis

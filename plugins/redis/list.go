@@ -45,12 +45,16 @@ func (l *listListener) fetchBatch(ctx context.Context, max int) ([]sdk.Delivery,
 				l.authFailed("pop", err)
 				return nil, l.endErr("pop", err)
 			}
+			if end := l.unreachable("pop", err); end != nil {
+				return nil, end
+			}
 			l.b.log.Warn("redis call failed; retrying", "op", "pop", "error", wrapErr("pop", l.b.addr, err))
 			if !bo.wait(ctx) {
 				return nil, sdk.ErrClosed
 			}
 			continue
 		}
+		l.ok()
 		bo.reset()
 		if len(ds) > 0 {
 			return ds, nil

@@ -54,6 +54,17 @@ type listenerBase struct {
 	rr   []int // smooth weighted round-robin state
 
 	fetch func(ctx context.Context, max int) ([]sdk.Delivery, error)
+	// ended is the error that ended the stream (set once a fetch failed):
+	// every later Recv returns it instead of starting a new fetch.
+	ended error
+
+	// failingSince is when the calls of this listener began to fail as
+	// unreachable, zero while the last one succeeded; see unreachable.
+	// Counting from the first failure, not from the last success, keeps a
+	// listener that made no call for a while (its worker busy, a pub/sub
+	// reader waiting for room) from ending at its first failed call.
+	okMu         sync.Mutex
+	failingSince time.Time
 
 	closeOnce sync.Once
 }
@@ -65,6 +76,52 @@ func (l *listenerBase) init(b *broker, queues []*queueSpec, strict bool) {
 	l.rr = make([]int, len(queues))
 }
 
+// ok records a Redis call of this listener that succeeded: it ends the
+// current outage, if any.
+func (l *listenerBase) ok() {
+	l.okMu.Lock()
+	l.failingSince = time.Time{}
+	l.okMu.Unlock()
+}
+
+// failed records a call of this listener that failed with err and returns
+// for how long Redis has been unreachable (0 when err is an answer of
+// Redis, which is reachable then).
+func (l *listenerBase) failed(err error) time.Duration {
+	if !isUnavailable(err) {
+		l.ok()
+		return 0
+	}
+	now := l.b.now()
+	l.okMu.Lock()
+	defer l.okMu.Unlock()
+	if l.failingSince.IsZero() {
+		l.failingSince = now
+	}
+	return now.Sub(l.failingSince)
+}
+
+// unreachable is called by a fetch loop whose Redis call failed with err.
+// Once the listener's calls have been failing as unreachable for
+// unavailable_after, none succeeding in between, it logs
+// that once at error level and returns the error that ends the stream
+// (wrapping sdk.ErrUnavailable), so the host sees the outage: it reopens
+// the stream, and a Listen that keeps failing makes the worker not ready.
+// Before that, and for errors that do not mean "unreachable", it returns
+// nil and the loop retries. Entries the listener holds stay pending.
+func (l *listenerBase) unreachable(op string, err error) error {
+	down := l.failed(err)
+	if down < l.b.opts.unavailableAfter {
+		return nil
+	}
+	d := down.Round(time.Millisecond).String()
+	l.b.log.Error("redis unreachable; the delivery stream ends so that the worker reopens it (unavailable_after)",
+		"addr", l.b.addr, "unreachable_for", d, "unavailable_after", l.b.opts.unavailableAfter.String(),
+		"op", op, "error", wrapErr(op, l.b.addr, err))
+	return fmt.Errorf("redis at %s unreachable for %s (unavailable_after %s): %w",
+		l.b.addr, d, l.b.opts.unavailableAfter, wrapErr(op, l.b.addr, err))
+}
+
 // Recv returns the next batch, at most max deliveries.
 func (l *listenerBase) Recv(ctx context.Context, max int) ([]sdk.Delivery, error) {
 	if max <= 0 {
@@ -74,6 +131,9 @@ func (l *listenerBase) Recv(ctx context.Context, max int) ([]sdk.Delivery, error
 	defer l.recvMu.Unlock()
 	if len(l.buffer) > 0 {
 		return l.take(nil, max), nil
+	}
+	if l.ended != nil {
+		return nil, l.ended
 	}
 	if l.inflight == nil {
 		if l.ctx.Err() != nil {
@@ -92,6 +152,7 @@ func (l *listenerBase) Recv(ctx context.Context, max int) ([]sdk.Delivery, error
 	case r := <-l.inflight:
 		l.inflight = nil
 		if r.err != nil {
+			l.ended = r.err
 			return nil, r.err
 		}
 		return l.take(r.ds, max), nil
@@ -194,10 +255,12 @@ func (l *listenerBase) runMover() {
 					if l.ctx.Err() != nil {
 						return
 					}
+					l.failed(err)
 					l.b.log.Warn("moving delayed messages failed; retrying", "queue", q.name, "error", wrapErr("move delayed", l.b.addr, err))
 					failed = true
 					continue
 				}
+				l.ok()
 				if !next.IsZero() {
 					if d := next.Sub(l.b.now()); d < wait {
 						wait = max(d, time.Millisecond)
@@ -229,11 +292,14 @@ func (l *listenerBase) retryLoop(ctx context.Context, what string, op func() err
 	for {
 		err := op()
 		if err == nil {
+			l.ok()
 			return nil
 		}
 		if !isUnavailable(err) {
+			l.ok() // Redis answered, if only with an error
 			return wrapErr(what, l.b.addr, err)
 		}
+		l.failed(err)
 		l.b.log.Warn("redis unavailable; retrying", "op", what, "error", wrapErr(what, l.b.addr, err))
 		if !l.pause(ctx, bo) {
 			if ctx.Err() != nil {
@@ -292,6 +358,7 @@ func (l *listenerBase) pushBack(ctx context.Context, ops []pushOp) error {
 			}
 		}
 		if len(failed) == 0 {
+			l.ok()
 			return nil
 		}
 		werr := wrapErr("settle", l.b.addr, lastErr)

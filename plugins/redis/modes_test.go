@@ -201,8 +201,9 @@ func TestConfig(t *testing.T) {
 		}
 		return out
 	}
-	require.ElementsMatch(t, []string{"mode", "lease", "count", "max_attempts"},
-		attrs(bad(`{"mode":"kafka","lease":"soon","count":0,"max_attempts":1.5}`)))
+	require.ElementsMatch(t, []string{"mode", "lease", "count", "max_attempts", "unavailable_after"},
+		attrs(bad(`{"mode":"kafka","lease":"soon","count":0,"max_attempts":1.5,"unavailable_after":"500ms"}`)))
+	require.Contains(t, bad(`{"unavailable_after":"0s"}`)[0].Error(), "at least 1s")
 	require.Equal(t, []string{"sentinel_addrs"}, attrs(bad(`{"sentinel_master":"m"}`)))
 	ces := bad(`{"url":"http://user:hunter2@host:1/0"}`)
 	require.Equal(t, "url", ces[0].Attribute)
@@ -222,6 +223,7 @@ func TestConfig(t *testing.T) {
 	require.Equal(t, 2*time.Second, b.opts.block)
 	require.Equal(t, 100, b.opts.count)
 	require.Equal(t, 10, b.opts.maxAttempts)
+	require.Equal(t, 10*time.Second, b.opts.unavailableAfter)
 	require.True(t, strings.Count(b.opts.consumer, "-") >= 2, "hostname-pid-random: %s", b.opts.consumer)
 
 	c, err := newBroker(context.Background(), sdk.Config{Raw: []byte(`{"cluster_addrs":["127.0.0.1:7000"],"queue":"jobs"}`)})

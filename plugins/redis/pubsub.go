@@ -2,7 +2,9 @@ package taskiqredis
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -20,7 +22,10 @@ type pubsubListener struct {
 	listenerBase
 	ps      *redis.PubSub
 	psClose sync.Once
-	msg     <-chan *redis.Message
+	// msg carries what receive got; it is closed when receive ends, with
+	// the reason in recvErr.
+	msg     chan *redis.Message
+	recvErr error
 	seq     atomic.Uint64
 }
 
@@ -38,11 +43,72 @@ func newPubSubListener(ctx context.Context, b *broker, queues []*queueSpec) (*pu
 			return nil, wrapErr("listen (SUBSCRIBE)", b.addr, err)
 		}
 	}
-	l := &pubsubListener{ps: ps}
+	l := &pubsubListener{ps: ps, msg: make(chan *redis.Message, 1024)}
 	l.init(b, queues, false)
-	l.msg = ps.Channel(redis.WithChannelSize(1024))
 	l.fetch = l.fetchBatch
+	l.wg.Add(1)
+	go func() {
+		defer l.wg.Done()
+		l.recvErr = l.receive()
+		close(l.msg)
+	}()
 	return l, nil
+}
+
+// receive reads the subscription until the listener closes, the
+// credentials are refused or Redis has been unreachable for
+// unavailable_after, and returns why. go-redis's Channel would hide those
+// errors (it retries forever), so the loop is ours: go-redis still
+// reconnects and resubscribes on the next read after a broken connection.
+// A read that hears nothing for one block interval sends a PING; a second
+// silent interval with the PING unanswered counts as a failure, so a
+// connection that went dead without closing is noticed too.
+func (l *pubsubListener) receive() error {
+	bo := newBackoff()
+	pinged := false
+	for {
+		m, err := l.ps.ReceiveTimeout(l.ctx, l.b.opts.block)
+		if l.ctx.Err() != nil || errors.Is(err, redis.ErrClosed) {
+			return sdk.ErrClosed
+		}
+		if isTimeout(err) && !pinged {
+			if err = l.ps.Ping(l.ctx); err == nil {
+				pinged = true
+				continue
+			}
+		}
+		if err != nil {
+			if isAuthError(err) {
+				l.authFailed("receive", err)
+				return l.endErr("receive", err)
+			}
+			if end := l.unreachable("receive", err); end != nil {
+				return end
+			}
+			l.b.log.Warn("redis call failed; retrying", "op", "receive", "error", wrapErr("receive", l.b.addr, err))
+			pinged = false
+			if !bo.wait(l.ctx) {
+				return sdk.ErrClosed
+			}
+			continue
+		}
+		l.ok()
+		bo.reset()
+		pinged = false
+		if msg, ok := m.(*redis.Message); ok {
+			select {
+			case l.msg <- msg:
+			case <-l.ctx.Done():
+				return sdk.ErrClosed
+			}
+		}
+	}
+}
+
+// isTimeout reports a read that hit its deadline.
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }
 
 func (l *pubsubListener) fetchBatch(ctx context.Context, max int) ([]sdk.Delivery, error) {
@@ -53,7 +119,7 @@ func (l *pubsubListener) fetchBatch(ctx context.Context, max int) ([]sdk.Deliver
 		return nil, sdk.ErrClosed
 	}
 	if first == nil {
-		return nil, sdk.ErrClosed
+		return nil, l.recvErr
 	}
 	out := []sdk.Delivery{l.deliver(first)}
 	for len(out) < max {

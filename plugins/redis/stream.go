@@ -129,11 +129,12 @@ func (s *streamListener) fetchBatch(ctx context.Context, max int) ([]sdk.Deliver
 		if s.lastReclaim.IsZero() || now.Sub(s.lastReclaim) >= s.lease/2 {
 			ds, err := s.reclaimAll(ctx, max)
 			if err != nil {
-				if !s.recover(ctx, "reclaim", err, bo) {
-					return nil, s.endErr("reclaim", err)
+				if end := s.recover(ctx, "reclaim", err, bo); end != nil {
+					return nil, end
 				}
 				continue
 			}
+			s.ok()
 			// A pass that filled the batch, or whose XAUTOCLAIM scan has not
 			// reached the end of a pending list, may have left expired
 			// entries behind: the next fetch continues it instead of waiting
@@ -149,11 +150,12 @@ func (s *streamListener) fetchBatch(ctx context.Context, max int) ([]sdk.Deliver
 		}
 		ds, err := s.read(ctx, min(max, s.b.opts.count))
 		if err != nil {
-			if !s.recover(ctx, "read", err, bo) {
-				return nil, s.endErr("read", err)
+			if end := s.recover(ctx, "read", err, bo); end != nil {
+				return nil, end
 			}
 			continue
 		}
+		s.ok()
 		bo.reset()
 		if len(ds) > 0 {
 			return ds, nil
@@ -173,25 +175,38 @@ func (s *streamListener) reclaimScanDone() bool {
 }
 
 // recover handles a failed listener call: a vanished group is re-created,
-// anything else is logged and retried after a backoff. It returns false when
-// the listener closed.
-func (s *streamListener) recover(ctx context.Context, op string, err error, bo *backoff) bool {
+// anything else is logged and retried after a backoff. It returns the
+// error that ends the stream: the listener closed, the credentials were
+// refused, or Redis has been unreachable for unavailable_after; nil to
+// retry.
+func (s *streamListener) recover(ctx context.Context, op string, err error, bo *backoff) error {
 	if ctx.Err() != nil {
-		return false
+		return sdk.ErrClosed
 	}
 	if isAuthError(err) {
 		s.authFailed(op, err)
-		return false
+		return s.endErr(op, err)
+	}
+	if end := s.unreachable(op, err); end != nil {
+		return end
 	}
 	if isNoGroup(err) {
 		s.b.log.Warn("consumer group missing (was Redis flushed or restarted without persistence?); re-creating it", "op", op)
-		if err := s.createGroups(ctx, "0"); err == nil {
-			return true
+		err := s.createGroups(ctx, "0")
+		if err == nil {
+			s.ok()
+			return nil
+		}
+		if end := s.unreachable("listen (XGROUP CREATE)", err); end != nil {
+			return end
 		}
 	} else {
 		s.b.log.Warn("redis call failed; retrying", "op", op, "error", wrapErr(op, s.b.addr, err))
 	}
-	return bo.wait(ctx)
+	if !bo.wait(ctx) {
+		return sdk.ErrClosed
+	}
+	return nil
 }
 
 // read performs one XREADGROUP pass for up to n new entries.

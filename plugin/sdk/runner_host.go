@@ -102,8 +102,6 @@ type cmdRunner struct {
 	stderr io.ReadCloser
 }
 
-var _ runner.Runner = (*cmdRunner)(nil)
-
 func newCmdRunner(logger hclog.Logger, cmd *exec.Cmd) (*cmdRunner, error) {
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -138,8 +136,10 @@ func (r *cmdRunner) Kill(context.Context) error {
 }
 
 func (r *cmdRunner) Stdout() io.ReadCloser { return r.stdout }
+
 func (r *cmdRunner) Stderr() io.ReadCloser { return r.stderr }
-func (r *cmdRunner) Name() string          { return r.cmd.Path }
+
+func (r *cmdRunner) Name() string { return r.cmd.Path }
 
 // ID is the pid, or "" before Start (go-plugin then has nothing to kill).
 func (r *cmdRunner) ID() string {
@@ -161,3 +161,5 @@ func (*cmdRunner) PluginToHost(network, addr string) (string, string, error) {
 func (*cmdRunner) HostToPlugin(network, addr string) (string, string, error) {
 	return network, addr, nil
 }
+
+var _ runner.Runner = (*cmdRunner)(nil)

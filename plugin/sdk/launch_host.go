@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -20,8 +19,6 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
 	pluginv1 "github.com/taskiq-go/taskiq/plugin/sdk/proto/v1"
 )
@@ -70,35 +67,6 @@ type LaunchConfig struct {
 	// deliveries the plugin may hand out before the host settles some.
 	// 0 means DefaultPrefetch.
 	Prefetch int
-}
-
-// Client is a running plugin process, seen from the host.
-type Client struct {
-	pc      *plugin.Client
-	conn    *grpc.ClientConn
-	gbroker *plugin.GRPCBroker
-	base    pluginv1.PluginClient
-
-	path string
-	name string
-	pid  int
-	// launch holds the private directory (0700) of the plugin's and the
-	// host's sockets for this process, removed when it is stopped.
-	launch   *launcher
-	logger   hclog.Logger
-	maxSize  int
-	prefetch int
-
-	host     Host
-	hostOnce sync.Once
-
-	watchOnce sync.Once
-	watch     *resultWatcher // every WaitResult of this plugin, on one stream
-
-	mu     sync.Mutex
-	caps   []string   // reported by Configure
-	tasks  []TaskInfo // reported by Configure for KindTasks
-	hostID uint32
 }
 
 // Launch starts a plugin binary and completes the handshake. The process is
@@ -260,232 +228,6 @@ func firstLine(s string) string {
 	return s
 }
 
-// Info returns the plugin's identity and roles.
-func (c *Client) Info(ctx context.Context) (Info, error) {
-	resp, err := c.base.Info(ctx, &pluginv1.InfoRequest{})
-	if err != nil {
-		return Info{}, c.mapErr(ctx, "info", err)
-	}
-	return infoFromProto(resp), nil
-}
-
-// Configure configures the process for one role. Problems with the config
-// come back as ConfigErrors, with the attribute they concern; err is for
-// transport failures. Configuring again replaces (and closes) the role.
-func (c *Client) Configure(ctx context.Context, kind Kind, name string, raw json.RawMessage) ([]*ConfigError, error) {
-	if len(raw) == 0 {
-		raw = json.RawMessage("{}")
-	}
-	req := &pluginv1.ConfigureRequest{Kind: string(kind), ConfigJson: raw, InstanceName: name}
-	if c.host != nil {
-		req.HostServiceId = c.serveHost()
-	}
-	resp, err := c.base.Configure(ctx, req)
-	if err != nil {
-		return nil, c.mapErr(ctx, "configure", err)
-	}
-	tasks, err := tasksFromProto(resp.Tasks)
-	if err != nil {
-		return nil, fmt.Errorf("plugin %s: configure: %w", c.name, err)
-	}
-	c.mu.Lock()
-	c.caps = resp.Capabilities
-	c.tasks = tasks
-	c.mu.Unlock()
-	var out []*ConfigError
-	for _, d := range resp.Diagnostics {
-		ce := &ConfigError{Attribute: d.Attribute, Message: d.Summary}
-		if d.Detail != "" {
-			ce.Message += ": " + d.Detail
-		}
-		out = append(out, ce)
-	}
-	return out, nil
-}
-
-// Capabilities returns the capabilities the configured role reported, or
-// nil when it reported none (then the role's Info capabilities apply).
-func (c *Client) Capabilities() []string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.caps
-}
-
-// serveHost serves the Host service through the GRPCBroker, once per
-// process; the plugin dials it once and keeps the connection.
-func (c *Client) serveHost() uint32 {
-	c.hostOnce.Do(func() {
-		c.hostID = c.gbroker.NextId()
-		limit := grpcLimit(c.maxSize)
-		hs := newHostServer(c.host)
-		go c.gbroker.AcceptAndServe(c.hostID, func(opts []grpc.ServerOption) *grpc.Server {
-			opts = append(opts, grpc.MaxRecvMsgSize(limit), grpc.MaxSendMsgSize(limit))
-			s := grpc.NewServer(opts...)
-			pluginv1.RegisterHostServer(s, hs)
-			return s
-		})
-	})
-	return c.hostID
-}
-
-// Broker returns the plugin's broker; valid after Configure(KindBroker, ...).
-func (c *Client) Broker() Broker {
-	return &remoteBroker{c: c, rpc: pluginv1.NewBrokerClient(c.conn)}
-}
-
-// ResultBackend returns the plugin's result backend; valid after
-// Configure(KindResultBackend, ...). The value also implements ResultWaiter,
-// whose WaitResult returns ErrUnsupported when the plugin cannot wait.
-func (c *Client) ResultBackend() ResultBackend {
-	rpc := pluginv1.NewResultBackendClient(c.conn)
-	c.watchOnce.Do(func() { c.watch = &resultWatcher{c: c, rpc: rpc} })
-	return &remoteResults{c: c, rpc: rpc}
-}
-
-// Middleware returns the plugin's middleware; valid after
-// Configure(KindMiddleware, ...). It has every hook method; its Hooks
-// method returns hooks (normally the plugin's RoleInfo.Hooks), which are the
-// only ones the host should call.
-func (c *Client) Middleware(hooks []Hook) Middleware {
-	return &remoteMiddleware{c: c, rpc: pluginv1.NewMiddlewareClient(c.conn), hooks: append([]Hook(nil), hooks...)}
-}
-
-// Tasks returns the plugin's task module; valid after Configure(KindTasks,
-// ...). window bounds the executions outstanding at once on the module's
-// stream (0: DefaultTaskWindow); Execute waits for a free slot. Each call
-// returns a new module with its own stream; close it with its Close method
-// (it implements interface{ Close(context.Context) error }).
-func (c *Client) Tasks(window int) TaskModule {
-	return newRemoteTasks(c, window)
-}
-
-// Exited reports whether the plugin process has exited.
-func (c *Client) Exited() bool { return c.pc.Exited() }
-
-// Alive reports whether the plugin process answers a health check. A call
-// that failed with ErrUnavailable while the plugin is alive failed inside the
-// plugin (its backing service is down, say), not at the process boundary.
-func (c *Client) Alive() bool {
-	if c.pc.Exited() {
-		return false
-	}
-	proto, err := c.pc.Client()
-	if err != nil {
-		return false
-	}
-	done := make(chan error, 1)
-	go func() { done <- proto.Ping() }()
-	select {
-	case err := <-done:
-		return err == nil
-	case <-time.After(time.Second):
-		return false
-	}
-}
-
-// Pid returns the plugin's process id.
-func (c *Client) Pid() int { return c.pid }
-
-// shutdownRole asks the plugin to close its role, bounded by ctx.
-func (c *Client) shutdownRole(ctx context.Context) error {
-	req := &pluginv1.ShutdownRequest{}
-	if dl, ok := ctx.Deadline(); ok {
-		req.TimeoutMs = max(1, time.Until(dl).Milliseconds())
-	}
-	_, err := c.base.Shutdown(ctx, req)
-	return c.mapErr(ctx, "shutdown", err)
-}
-
-// Close asks the role to drain (the Shutdown RPC, bounded by ctx), then
-// stops the process. The process is stopped even when draining fails.
-func (c *Client) Close(ctx context.Context) error {
-	var err error
-	if !c.pc.Exited() {
-		err = c.shutdownRole(ctx)
-	}
-	c.pc.Kill()
-	c.launch.cleanup()
-	return err
-}
-
-// Kill stops the process at once, without draining.
-func (c *Client) Kill() {
-	if !c.pc.Exited() && c.pid > 0 {
-		if p, err := os.FindProcess(c.pid); err == nil {
-			_ = p.Kill()
-		}
-	}
-	c.pc.Kill()
-	c.launch.cleanup()
-}
-
-// mapErr maps an RPC error to the SDK's sentinels and, when the process is
-// gone, says so with ErrUnavailable.
-func (c *Client) mapErr(ctx context.Context, op string, err error) error {
-	if err == nil {
-		return nil
-	}
-	e := fromStatus(ctx, "plugin "+c.name+": "+op, err)
-	if ctx.Err() == nil && !errors.Is(e, ErrUnavailable) && c.Exited() {
-		return fmt.Errorf("%w: plugin %s (pid %d) has exited: %w", ErrUnavailable, c.name, c.pid, e)
-	}
-	return e
-}
-
-// remoteError is an error that crossed the process boundary: the remote
-// message, matching the sentinel its status code stands for.
-type remoteError struct {
-	msg      string
-	sentinel error
-}
-
-func (e *remoteError) Error() string { return e.msg }
-func (e *remoteError) Unwrap() error { return e.sentinel }
-
-// fromStatus maps a gRPC status back to the sentinel toStatus started from.
-func fromStatus(ctx context.Context, op string, err error) error {
-	if err == nil {
-		return nil
-	}
-	st, ok := status.FromError(err)
-	if !ok {
-		return fmt.Errorf("%s: %w", op, err)
-	}
-	var sentinel error
-	switch st.Code() {
-	case codes.NotFound:
-		sentinel = ErrNotFound
-	case codes.Unimplemented:
-		sentinel = ErrUnsupported
-	case codes.ResourceExhausted:
-		sentinel = ErrMessageTooLarge
-	case codes.Unavailable:
-		sentinel = ErrUnavailable
-	case codes.Aborted:
-		sentinel = ErrClosed
-	case codes.Canceled, codes.DeadlineExceeded:
-		if ctx.Err() != nil {
-			return fmt.Errorf("%s: %w", op, ctx.Err())
-		}
-		sentinel = context.Canceled
-		if st.Code() == codes.DeadlineExceeded {
-			sentinel = context.DeadlineExceeded
-		}
-	case codes.FailedPrecondition:
-		return fmt.Errorf("%s: %s (configure the plugin first, for the role you use)", op, st.Message())
-	default:
-		return fmt.Errorf("%s: %s", op, st.Message())
-	}
-	msg := st.Message()
-	if !strings.Contains(msg, sentinel.Error()) {
-		msg = sentinel.Error() + ": " + msg
-	}
-	if sentinel == ErrMessageTooLarge && !strings.Contains(msg, "max_message_size") {
-		msg += "; raise max_message_size in taskiq.hcl if such messages are expected"
-	}
-	return &remoteError{msg: op + ": " + msg, sentinel: sentinel}
-}
-
 // tailBuffer keeps the last bytes written to it: a plugin's stderr, quoted
 // when it fails to start.
 type tailBuffer struct {
@@ -516,3 +258,11 @@ func (t *tailBuffer) String() string {
 	}
 	return strings.TrimSpace(s)
 }
+
+// ErrChecksumMismatch is returned by Launch when the plugin binary does not
+// match the pinned SHA-256.
+var ErrChecksumMismatch = errors.New("plugin binary checksum mismatch")
+
+// ErrIncompatiblePlugin is returned by Launch when the binary is not a
+// taskiq-go plugin or speaks another protocol version.
+var ErrIncompatiblePlugin = errors.New("incompatible plugin")

@@ -36,8 +36,16 @@ type Client struct {
 	host     Host
 	hostOnce sync.Once
 
-	watchOnce sync.Once
-	watch     *resultWatcher // every WaitResult of this plugin, on one stream
+	watch *resultWatcher // every WaitResult of this plugin, on one stream
+
+	// The role shims, built on first use and handed out again: a caller
+	// that asks for the broker per call (the supervisor does) costs no
+	// allocation and shares the stub.
+	shimMu      sync.Mutex
+	broker      *remoteBroker
+	results     *remoteResults
+	middlewares map[string]*remoteMiddleware // by hook list
+	modules     map[int]*remoteTasks         // by window
 
 	mu     sync.Mutex
 	caps   []string   // reported by Configure
@@ -114,34 +122,73 @@ func (c *Client) serveHost() uint32 {
 }
 
 // Broker returns the plugin's broker; valid after Configure(KindBroker, ...).
+// Every call returns the same value.
 func (c *Client) Broker() Broker {
-	return &remoteBroker{c: c, rpc: pluginv1.NewBrokerClient(c.conn)}
+	c.shimMu.Lock()
+	defer c.shimMu.Unlock()
+	if c.broker == nil {
+		c.broker = &remoteBroker{c: c, rpc: pluginv1.NewBrokerClient(c.conn)}
+	}
+	return c.broker
 }
 
 // ResultBackend returns the plugin's result backend; valid after
 // Configure(KindResultBackend, ...). The value also implements ResultWaiter,
 // whose WaitResult returns ErrUnsupported when the plugin cannot wait.
+// Every call returns the same value; all its waiters share one stream.
 func (c *Client) ResultBackend() ResultBackend {
-	rpc := pluginv1.NewResultBackendClient(c.conn)
-	c.watchOnce.Do(func() { c.watch = &resultWatcher{c: c, rpc: rpc} })
-	return &remoteResults{c: c, rpc: rpc}
+	c.shimMu.Lock()
+	defer c.shimMu.Unlock()
+	if c.results == nil {
+		rpc := pluginv1.NewResultBackendClient(c.conn)
+		c.watch = &resultWatcher{c: c, rpc: rpc}
+		c.results = &remoteResults{c: c, rpc: rpc}
+	}
+	return c.results
 }
 
 // Middleware returns the plugin's middleware; valid after
 // Configure(KindMiddleware, ...). It has every hook method; its Hooks
 // method returns hooks (normally the plugin's RoleInfo.Hooks), which are the
-// only ones the host should call.
+// only ones the host should call. Calls with the same hooks return the
+// same value.
 func (c *Client) Middleware(hooks []Hook) Middleware {
-	return &remoteMiddleware{c: c, rpc: pluginv1.NewMiddlewareClient(c.conn), hooks: append([]Hook(nil), hooks...)}
+	key := fmt.Sprint(hooks)
+	c.shimMu.Lock()
+	defer c.shimMu.Unlock()
+	if m := c.middlewares[key]; m != nil {
+		return m
+	}
+	if c.middlewares == nil {
+		c.middlewares = map[string]*remoteMiddleware{}
+	}
+	m := &remoteMiddleware{c: c, rpc: pluginv1.NewMiddlewareClient(c.conn), hooks: append([]Hook(nil), hooks...)}
+	c.middlewares[key] = m
+	return m
 }
 
 // Tasks returns the plugin's task module; valid after Configure(KindTasks,
 // ...). window bounds the executions outstanding at once on the module's
-// stream (0: DefaultTaskWindow); Execute waits for a free slot. Each call
-// returns a new module with its own stream; close it with its Close method
-// (it implements interface{ Close(context.Context) error }).
+// stream (0: DefaultTaskWindow); Execute waits for a free slot. There is
+// one module, with its own stream, per window: calls with the same window
+// return the same value until it is closed with its Close method (it
+// implements interface{ Close(context.Context) error }), which ends it for
+// every holder; the next call then returns a new one.
 func (c *Client) Tasks(window int) TaskModule {
-	return newRemoteTasks(c, window)
+	if window <= 0 {
+		window = DefaultTaskWindow
+	}
+	c.shimMu.Lock()
+	defer c.shimMu.Unlock()
+	if t := c.modules[window]; t != nil && !t.isClosed() {
+		return t
+	}
+	if c.modules == nil {
+		c.modules = map[int]*remoteTasks{}
+	}
+	t := newRemoteTasks(c, window)
+	c.modules[window] = t
+	return t
 }
 
 // Exited reports whether the plugin process has exited.

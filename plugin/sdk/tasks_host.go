@@ -214,6 +214,13 @@ func (t *remoteTasks) broken(gs pluginv1.TaskModule_ExecuteClient, err error) {
 	}
 }
 
+// isClosed reports whether Close was called.
+func (t *remoteTasks) isClosed() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.closed
+}
+
 // Close ends the stream: calls still running in the module are cancelled
 // there and fail here with ErrClosed.
 func (t *remoteTasks) Close(context.Context) error {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -176,7 +177,11 @@ func (s *pluginServer) configure(ctx context.Context, req *pluginv1.ConfigureReq
 			var m Middleware
 			m, newErr = f.New(ctx, cfg)
 			if newErr == nil {
-				role = m
+				if newErr = s.checkMiddleware(m); newErr != nil {
+					_ = closeRole(ctx, m)
+				} else {
+					role = m
+				}
 			}
 		}
 	case KindTasks:
@@ -296,3 +301,19 @@ func (p *grpcPlugin) GRPCServer(b *plugin.GRPCBroker, s *grpc.Server) error {
 var (
 	_ pluginv1.PluginServer = (*baseServer)(nil)
 )
+
+// checkMiddleware refuses a middleware the host could not call as meant: one
+// CheckMiddleware refuses, or one lacking a hook Plugin.Hooks declares (the
+// host would call it and fail every time).
+func (s *pluginServer) checkMiddleware(m Middleware) error {
+	if err := CheckMiddleware(m); err != nil {
+		return fmt.Errorf("plugin %s: %w", s.p.Name, err)
+	}
+	has := HooksOf(m)
+	for _, h := range s.p.Hooks {
+		if !slices.Contains(has, h) {
+			return fmt.Errorf("plugin %s: %w: Plugin.Hooks declares %s, which %T does not implement", s.p.Name, ErrInvalidMiddleware, h, m)
+		}
+	}
+	return nil
+}

@@ -48,8 +48,10 @@
 //     implements ResultWaiter (capability CapWait).
 //   - Middleware (middleware.go): a value implementing one or more of the
 //     hook interfaces PreSender, PostSender, PreExecuter, ErrorHandler,
-//     PostExecuter and PostSaver. A middleware reaches the host's brokers
-//     and result backend through Config.Host.
+//     PostExecuter and PostSaver. Serve and the host check it with
+//     CheckMiddleware: a value with no hook, or with a method that looks like
+//     a misspelled hook, is refused with an error naming it. A middleware
+//     reaches the host's brokers and result backend through Config.Host.
 //   - TaskModule (tasks.go): the task functions of a module binary that a
 //     generic worker runs; ServeTasks serves one.
 //

@@ -143,9 +143,10 @@ func Launch(ctx context.Context, cfg LaunchConfig) (*Client, error) {
 	})
 	proto, err := pc.Client()
 	if err != nil {
+		exited, status := l.exitStatus() // before Kill, which ends the process
 		pc.Kill()
 		l.cleanup()
-		return nil, launchError(path, timeout, err, tail.String())
+		return nil, launchError(path, timeout, err, tail.String(), exited, status)
 	}
 	raw, err := proto.Dispense(pluginSetName)
 	if err != nil {
@@ -201,20 +202,44 @@ func checkSHA256(path, want string) error {
 }
 
 // launchError turns go-plugin's start-up errors into ones that say what to do.
-func launchError(path string, timeout time.Duration, err error, stderr string) error {
+// exited and status say whether the process had ended when the start failed.
+//
+// go-plugin v1.8 reports every handshake failure as an errors.New or a
+// fmt.Errorf without %w: no sentinel, no type. What can be known another way
+// is: the process exited (the runner saw it end; go-plugin's "plugin exited
+// before we could connect" comes only after that). The rest is matched on
+// go-plugin's text, each case saying why.
+func launchError(path string, timeout time.Duration, err error, stderr string, exited bool, status error) error {
 	msg := err.Error()
 	if stderr != "" {
 		stderr = "\nplugin stderr (last lines):\n" + stderr
 	}
+	// go-plugin's "Unrecognized remote plugin message: <line>" quotes the
+	// first line the binary printed; an empty line means stdout closed
+	// without one, which is how an early exit shows before it is reaped.
+	printedJunk := strings.Contains(msg, "Unrecognized remote plugin message") &&
+		!strings.Contains(msg, "Failed to read any lines from plugin's stdout")
 	switch {
+	// A version mismatch exists only as text (go-plugin formats the versions
+	// into the message); the process may be alive or gone.
 	case strings.Contains(msg, "incompatible API version"), strings.Contains(msg, "incompatible core API version"):
 		return fmt.Errorf("%w: %s speaks another plugin protocol version (%s); this host speaks taskiq plugin protocol %d: rebuild the plugin against this version of github.com/taskiq-go/taskiq/plugin/sdk",
 			ErrIncompatiblePlugin, path, firstLine(msg), ProtocolVersion)
-	case strings.Contains(msg, "exited before we could connect"), strings.Contains(msg, "Failed to read any lines from plugin's stdout"):
-		return fmt.Errorf("plugin %s exited during start-up; is it a taskiq-go plugin built with plugin/sdk?%s", path, stderr)
-	case strings.Contains(msg, "Unrecognized remote plugin message"), strings.Contains(msg, "unsupported plugin protocol"):
+	// A binary that printed something else and then exited is not a plugin,
+	// whether or not its exit was seen yet: this case comes before the exit
+	// check so the answer does not depend on that race.
+	case printedJunk, strings.Contains(msg, "unsupported plugin protocol"):
 		return fmt.Errorf("%w: %s is not a taskiq-go plugin: it did not answer the plugin handshake (%s); a plugin calls sdk.Serve from main%s",
 			ErrIncompatiblePlugin, path, firstLine(msg), stderr)
+	// The text case: stdout closed without a line, the exit not reaped yet.
+	case exited, strings.Contains(msg, "Failed to read any lines from plugin's stdout"):
+		how := ""
+		if status != nil {
+			how = " (" + status.Error() + ")"
+		}
+		return fmt.Errorf("plugin %s exited during start-up%s; is it a taskiq-go plugin built with plugin/sdk?%s", path, how, stderr)
+	// go-plugin's StartTimeout expiring has no type either; the process is
+	// still running (it is killed after this).
 	case strings.Contains(msg, "timeout while waiting"):
 		return fmt.Errorf("plugin %s did not complete the plugin handshake within %s; is it a taskiq-go plugin, and is the machine overloaded?%s", path, timeout, stderr)
 	}

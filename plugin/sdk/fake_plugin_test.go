@@ -38,6 +38,7 @@ func TestMain(m *testing.M) {
 		runIntermediateHost()
 		os.Exit(0)
 	}
+	serveTasksIfRequested()
 	sdktest.RunPluginIfRequested(fakePlugin())
 	os.Exit(m.Run())
 }

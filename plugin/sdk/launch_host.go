@@ -30,8 +30,11 @@ const defaultStartTimeout = 10 * time.Second
 const stderrTailSize = 4 << 10
 
 // inheritedEnv lists the only host environment variables a plugin inherits:
-// enough to run and find temp space, never the host's secrets.
-var inheritedEnv = []string{"PATH", "HOME", "TMPDIR", "LANG", "TZ"}
+// enough to run and find temp space, never the host's secrets. GOCOVERDIR
+// is where a binary built with -cover writes its coverage: passing it on
+// counts a plugin's code (and a test binary re-executed as a plugin) in the
+// host's coverage; it is unset outside such runs.
+var inheritedEnv = []string{"PATH", "HOME", "TMPDIR", "LANG", "TZ", "GOCOVERDIR"}
 
 // LaunchConfig says how to start a plugin process.
 type LaunchConfig struct {
@@ -45,8 +48,9 @@ type LaunchConfig struct {
 	// logger's level. Nil: hclog.Default().
 	Logger hclog.Logger
 	// Env lists extra KEY=VALUE variables for the plugin. The host's
-	// environment is not inherited, except PATH, HOME, TMPDIR, LANG and TZ,
-	// so that secrets in the host's environment do not leak into plugins.
+	// environment is not inherited, except PATH, HOME, TMPDIR, LANG, TZ and
+	// GOCOVERDIR, so that secrets in the host's environment do not leak into
+	// plugins.
 	// Later entries win over earlier ones and over the SDK's own variables.
 	Env []string
 	// AutoMTLS secures the plugin connection with a throw-away mutual TLS

@@ -3,7 +3,7 @@ BIN := bin
 PLUGINS := taskiq-inmemory taskiq-redis taskiq-retry-middleware
 export PATH := $(shell $(GO) env GOPATH)/bin:$(PATH)
 
-.PHONY: all build plugins demo demo-worker test lint proto integration bench clean
+.PHONY: all build plugins demo demo-worker test lint cover proto integration bench clean
 
 all: build
 
@@ -39,6 +39,14 @@ demo-worker: build $(BIN)/example-tasks
 # their env var is set (TASKIQ_REDIS_URL, see .ci/run).
 test:
 	$(GO) test -race -count=1 -timeout 15m ./...
+
+# Per-package statement coverage of plugin/sdk and core, counting the code
+# that runs in the plugin processes the tests start: go test gives a test
+# binary built with -cover a GOCOVERDIR, the SDK passes it on to the plugins
+# it launches, and a test binary re-executed as a plugin adds its counters to
+# the package's figure when it exits.
+cover:
+	$(GO) test -count=1 -cover ./plugin/sdk/ ./core/
 
 # go vet and staticcheck, at a pinned version (installed with go install).
 STATICCHECK_VERSION := v0.8.2

@@ -101,9 +101,20 @@ func WithResultBackend(rb ResultBackend, capabilities ...string) Option {
 	return func(a *App) error { a.results = rb; a.resultCaps = capabilities; return nil }
 }
 
-// WithMiddleware appends middlewares; their order is the hook order.
+// WithMiddleware appends middlewares; their order is the hook order. A value
+// that implements no hook, or has a method that looks like a misspelled
+// hook, makes New fail (see sdk.CheckMiddleware): such a hook would never
+// run.
 func WithMiddleware(mws ...Middleware) Option {
-	return func(a *App) error { a.chain.add(mws...); return nil }
+	return func(a *App) error {
+		for i, mw := range mws {
+			if err := sdk.CheckMiddleware(mw); err != nil {
+				return fmt.Errorf("taskiq: WithMiddleware: middleware %d of %d: %w", i+1, len(mws), err)
+			}
+		}
+		a.chain.add(mws...)
+		return nil
+	}
 }
 
 // WithLogger sets the logger (default: hclog's default logger named "taskiq").

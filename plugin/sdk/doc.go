@@ -1,21 +1,17 @@
 // Package sdk is what a taskiq-go plugin author imports.
 //
-// A plugin binary implements one or more roles as plain Go interfaces
-// (Broker, ResultBackend, a Middleware with the hooks it wants) and calls
-// Serve once from main. The SDK carries those interfaces across the process
-// boundary with hashicorp/go-plugin and gRPC; plugin authors never import gRPC.
+// A plugin binary implements one or more roles as plain Go interfaces and
+// calls Serve once from main. The SDK carries those interfaces across the
+// process boundary with hashicorp/go-plugin and gRPC; plugin authors never
+// import gRPC.
 //
-// The same interfaces are what the host (package core) programs against: a
-// plugin process is one implementation of sdk.Broker, an in-process value is
-// another, and tests use both.
+// # Writing a plugin
 //
-// The hot path is batched: Broker.Kick takes a batch, deliveries arrive in
-// batches through Stream.Recv, settlements (ack, nack, lease extension, dead
-// letter) go back in batches, and result writes are batched.
-//
-// A minimal plugin binary declares its roles and calls Serve from main; the
-// host (taskiq.hcl's broker, result_backend or middleware block) starts it,
-// configures one role and talks to it over gRPC:
+// Declare the binary's identity and, per role it serves, a Factory: the
+// role's config Schema, its optional Capabilities, and New, which builds the
+// role from the decoded config block of taskiq.hcl. The host (a broker,
+// result_backend or middleware block) starts the binary, configures one role
+// and talks to it over gRPC:
 //
 //	func main() {
 //		sdk.Serve(sdk.Plugin{
@@ -37,6 +33,68 @@
 //		})
 //	}
 //
-// Test it as a real process with package sdktest: call
+// Bad config is returned from New as AttrError values (joined with
+// errors.Join): the host shows each with the attribute it concerns. A role
+// whose capabilities depend on its config implements Capable.
+//
+// # Roles
+//
+//   - Broker (broker.go): Kick takes a batch of Outgoing messages; Listen
+//     opens a Stream whose Recv hands out Delivery batches and whose Settle
+//     takes Settlement batches (ack, nack, lease extension, dead letter).
+//     The host bounds the deliveries outstanding on a stream (its prefetch).
+//   - ResultBackend (results.go): batched SetResults, GetResult, IsReady and
+//     progress; a backend that can block until a result exists also
+//     implements ResultWaiter (capability CapWait).
+//   - Middleware (middleware.go): a value implementing one or more of the
+//     hook interfaces PreSender, PostSender, PreExecuter, ErrorHandler,
+//     PostExecuter and PostSaver. Serve and the host check it with
+//     CheckMiddleware: a value with no hook, or with a method that looks like
+//     a misspelled hook, is refused with an error naming it. A middleware
+//     reaches the host's brokers and result backend through Config.Host.
+//   - TaskModule (tasks.go): the task functions of a module binary that a
+//     generic worker runs; ServeTasks serves one.
+//
+// Errors cross the boundary by sentinel: return (or wrap) ErrNotFound,
+// ErrUnsupported, ErrMessageTooLarge, ErrUnavailable or ErrClosed, and the
+// host sees an error matching the same sentinel with errors.Is.
+//
+// Messages and results are package wire's types (wire.Message, wire.Result),
+// the JSON format taskiq's Python workers speak.
+//
+// # Testing a plugin
+//
+// Package sdktest runs the plugin as a real process from go test: call
 // sdktest.RunPluginIfRequested from TestMain and sdktest.Launch in tests.
+// Package conformance holds the behaviour every broker and result backend
+// must show; run it against your plugin through sdktest.
+//
+// # Which half is which
+//
+// The files of this package are split by side, as go-plugin splits its
+// grpc_client.go and grpc_server.go.
+//
+// The plugin author's files: the role interfaces (broker.go, results.go,
+// middleware.go, tasks.go, host.go), the plugin description (plugin.go,
+// schema.go), the size limits and environment (limits.go, env.go), log
+// redaction (redact.go) and the plugin side of each role, which Serve runs
+// inside the plugin process: serve_plugin.go (Serve, with umask_*.go),
+// base_plugin.go (pluginServer: Info, Configure, Shutdown), broker_plugin.go
+// (brokerServer, listenSession), results_plugin.go (resultsServer),
+// watch_plugin.go (WatchResults), middleware_plugin.go (middlewareServer),
+// tasks_plugin.go (tasksServer) and hostservice_plugin.go (hostClient, the
+// Host a plugin calls).
+//
+// The host's files, used by package core and never by a plugin: Client
+// (client_host.go), Launch and LaunchConfig (launch_host.go, runner_host.go),
+// and the shims that make a plugin process look like a local role:
+// broker_host.go (remoteBroker, remoteStream), results_host.go
+// (remoteResults), watch_host.go (the result watcher), middleware_host.go
+// (remoteMiddleware), tasks_host.go (remoteTasks) and hostservice_host.go
+// (hostServer, which serves the host's Host to a plugin).
+//
+// Shared by both: handshake.go (the go-plugin handshake), pluginset.go (the
+// go-plugin plugin set), protocol.go (the constants both halves agree on
+// beyond the proto) and convert.go (conversions between these types, errors
+// and the proto messages).
 package sdk

@@ -38,6 +38,7 @@ func TestMain(m *testing.M) {
 		runIntermediateHost()
 		os.Exit(0)
 	}
+	serveTasksIfRequested()
 	sdktest.RunPluginIfRequested(fakePlugin())
 	os.Exit(m.Run())
 }
@@ -384,7 +385,20 @@ type memMiddleware struct {
 	logger hclog.Logger
 }
 
+// typoMiddleware's "misspelled" shape: a config {"misspelled": true} builds a
+// middleware whose PreExecute is spelled PreExcute.
 func newMemMiddleware(_ context.Context, cfg sdk.Config) (sdk.Middleware, error) {
+	var c struct {
+		Misspelled bool `json:"misspelled"`
+	}
+	if len(cfg.Raw) > 0 {
+		if err := json.Unmarshal(cfg.Raw, &c); err != nil {
+			return nil, err
+		}
+	}
+	if c.Misspelled {
+		return typoMiddleware{}, nil
+	}
 	cfg.Logger.Debug("mw debug line")
 	cfg.Logger.Info("mw info line", "instance_seen", cfg.Name)
 	cfg.Logger.Warn("mw warn line")

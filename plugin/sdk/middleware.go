@@ -7,13 +7,20 @@ import (
 	"github.com/taskiq-go/taskiq/plugin/sdk/wire"
 )
 
-// Middleware is any value implementing one or more hook interfaces below. The
-// host calls only the hooks a middleware implements (or, for a value with a
-// Hooks method, the hooks it lists).
+// Middleware is a value implementing one or more of the hook interfaces
+// below (PreSender, PostSender, PreExecuter, ErrorHandler, PostExecuter,
+// PostSaver). The host calls only the hooks a middleware implements (or, for
+// a value with a Hooks method, the hooks it lists).
+//
+// Go cannot say "one of these six interfaces" in a type, so Middleware is
+// an interface with no methods and the check happens at registration:
+// core.WithMiddleware and Serve pass every middleware to CheckMiddleware,
+// which refuses a value with no hook, or with a method that looks like a
+// hook under a wrong name or signature, with an error naming it.
 //
 // Order follows taskiq: pre hooks run in the configured order, post hooks
 // (post_send, post_execute, post_save, on_error) in reverse.
-type Middleware any
+type Middleware interface{}
 
 // Hook names a middleware hook.
 type Hook string
@@ -28,8 +35,10 @@ const (
 	HookPostSave    Hook = "post_save"
 )
 
-// AllHooks lists the hooks in the order of a task's life.
-var AllHooks = []Hook{HookPreSend, HookPostSend, HookPreExecute, HookOnError, HookPostExecute, HookPostSave}
+// AllHooks lists the hooks in the order of a task's life, in a new slice.
+func AllHooks() []Hook {
+	return []Hook{HookPreSend, HookPostSend, HookPreExecute, HookOnError, HookPostExecute, HookPostSave}
+}
 
 // PreSender runs on the client before a message is sent; it may change it.
 type PreSender interface {

@@ -98,7 +98,7 @@ func TestPluginEnvironmentIsMinimal(t *testing.T) {
 
 	// Everything present is on purpose: the inherited basics, the SDK's and
 	// go-plugin's own variables, and what the host passed.
-	allowed := map[string]bool{"PATH": true, "HOME": true, "TMPDIR": true, "LANG": true, "TZ": true,
+	allowed := map[string]bool{"PATH": true, "HOME": true, "TMPDIR": true, "LANG": true, "TZ": true, "GOCOVERDIR": true,
 		"TASKIQ_GIVEN": true, sdktest.EnvPlugin: true}
 	for k := range env {
 		if allowed[k] || strings.HasPrefix(k, "TASKIQ_PLUGIN_") || strings.HasPrefix(k, "PLUGIN_") {

@@ -18,11 +18,13 @@ import (
 )
 
 // envTasksModule makes the test binary serve testModule instead of running
-// tests. It is checked in init, before TestMain, so the fake plugin of the
-// other tests is left alone.
+// tests. TestMain checks it before serving the fake plugin of the other
+// tests (not an init function: a test binary built with -cover writes the
+// coverage of a process that exits before its own init ran, as one exiting
+// from init does, nowhere).
 const envTasksModule = "TASKIQ_SDK_TEST_TASKS"
 
-func init() {
+func serveTasksIfRequested() {
 	if os.Getenv(envTasksModule) == "1" {
 		sdk.ServeTasks("taskiq-test-tasks", "0.0.1", newTestModule())
 		os.Exit(0)

@@ -85,6 +85,20 @@ func (l *launcher) cleanup() {
 	}
 }
 
+// exitStatus reports whether the started process has exited and, if so,
+// how (nil: status 0).
+func (l *launcher) exitStatus() (exited bool, status error) {
+	if l.runner == nil {
+		return false, nil
+	}
+	select {
+	case <-l.runner.exited:
+		return true, l.runner.waitErr
+	default:
+		return false, nil
+	}
+}
+
 // pid is the started process's pid, 0 before.
 func (l *launcher) pid() int {
 	if l.runner == nil || l.runner.cmd.Process == nil {
@@ -100,9 +114,13 @@ type cmdRunner struct {
 	cmd    *exec.Cmd
 	stdout io.ReadCloser
 	stderr io.ReadCloser
-}
 
-var _ runner.Runner = (*cmdRunner)(nil)
+	// exited is closed when Wait saw the process end, with waitErr its
+	// exit status: how Launch knows a failed start was an exit without
+	// reading go-plugin's error text.
+	exited  chan struct{}
+	waitErr error
+}
 
 func newCmdRunner(logger hclog.Logger, cmd *exec.Cmd) (*cmdRunner, error) {
 	stdout, err := cmd.StdoutPipe()
@@ -113,7 +131,7 @@ func newCmdRunner(logger hclog.Logger, cmd *exec.Cmd) (*cmdRunner, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &cmdRunner{logger: logger, cmd: cmd, stdout: stdout, stderr: stderr}, nil
+	return &cmdRunner{logger: logger, cmd: cmd, stdout: stdout, stderr: stderr, exited: make(chan struct{})}, nil
 }
 
 func (r *cmdRunner) Start(context.Context) error {
@@ -125,7 +143,12 @@ func (r *cmdRunner) Start(context.Context) error {
 	return nil
 }
 
-func (r *cmdRunner) Wait(context.Context) error { return r.cmd.Wait() }
+func (r *cmdRunner) Wait(context.Context) error {
+	err := r.cmd.Wait()
+	r.waitErr = err
+	close(r.exited)
+	return err
+}
 
 func (r *cmdRunner) Kill(context.Context) error {
 	if r.cmd.Process == nil {
@@ -138,8 +161,10 @@ func (r *cmdRunner) Kill(context.Context) error {
 }
 
 func (r *cmdRunner) Stdout() io.ReadCloser { return r.stdout }
+
 func (r *cmdRunner) Stderr() io.ReadCloser { return r.stderr }
-func (r *cmdRunner) Name() string          { return r.cmd.Path }
+
+func (r *cmdRunner) Name() string { return r.cmd.Path }
 
 // ID is the pid, or "" before Start (go-plugin then has nothing to kill).
 func (r *cmdRunner) ID() string {
@@ -161,3 +186,5 @@ func (*cmdRunner) PluginToHost(network, addr string) (string, string, error) {
 func (*cmdRunner) HostToPlugin(network, addr string) (string, string, error) {
 	return network, addr, nil
 }
+
+var _ runner.Runner = (*cmdRunner)(nil)

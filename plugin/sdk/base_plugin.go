@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -133,34 +134,6 @@ func (s *pluginServer) servedKinds() []string {
 	return kinds
 }
 
-// hostFor returns the Host client for a broker id, dialling it the first
-// time: the host serves its Host service once per plugin process.
-func (s *pluginServer) hostFor(id uint32) (Host, error) {
-	if id == 0 {
-		return nil, nil
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.host != nil && s.hostID == id {
-		return s.host, nil
-	}
-	if s.gbroker == nil {
-		return nil, errors.New("no go-plugin broker to reach the host through")
-	}
-	limit := grpcLimit(s.maxSize)
-	conn, err := s.gbroker.DialWithOptions(id, grpc.WithDefaultCallOptions(
-		grpc.MaxCallRecvMsgSize(limit), grpc.MaxCallSendMsgSize(limit)))
-	if err != nil {
-		return nil, fmt.Errorf("dial the host service: %w", err)
-	}
-	if s.hostConn != nil {
-		_ = s.hostConn.Close()
-	}
-	s.hostConn, s.hostID = conn, id
-	s.host = &hostClient{rpc: pluginv1.NewHostClient(conn), maxSize: s.maxSize}
-	return s.host, nil
-}
-
 func (s *pluginServer) configure(ctx context.Context, req *pluginv1.ConfigureRequest) (*pluginv1.ConfigureResponse, error) {
 	kind := Kind(req.Kind)
 	host, err := s.hostFor(req.HostServiceId)
@@ -204,7 +177,11 @@ func (s *pluginServer) configure(ctx context.Context, req *pluginv1.ConfigureReq
 			var m Middleware
 			m, newErr = f.New(ctx, cfg)
 			if newErr == nil {
-				role = m
+				if newErr = s.checkMiddleware(m); newErr != nil {
+					_ = closeRole(ctx, m)
+				} else {
+					role = m
+				}
 			}
 		}
 	case KindTasks:
@@ -307,104 +284,36 @@ func (b *baseServer) Shutdown(ctx context.Context, req *pluginv1.ShutdownRequest
 	return &pluginv1.ShutdownResponse{}, nil
 }
 
-// toStatus maps an error of a role to a gRPC status whose code the host maps
-// back to the same sentinel; the message is kept as is.
-func toStatus(err error) error {
-	if err == nil {
-		return nil
+func (p *grpcPlugin) GRPCServer(b *plugin.GRPCBroker, s *grpc.Server) error {
+	if p.server == nil {
+		return errors.New("taskiq plugin: no server configured")
 	}
-	if _, ok := status.FromError(err); ok {
-		return err
-	}
-	code := codes.Unknown
-	switch {
-	case errors.Is(err, ErrNotFound):
-		code = codes.NotFound
-	case errors.Is(err, ErrUnsupported):
-		code = codes.Unimplemented
-	case errors.Is(err, ErrMessageTooLarge):
-		code = codes.ResourceExhausted
-	case errors.Is(err, ErrUnavailable):
-		code = codes.Unavailable
-	case errors.Is(err, ErrClosed):
-		code = codes.Aborted
-	case errors.Is(err, context.DeadlineExceeded):
-		code = codes.DeadlineExceeded
-	case errors.Is(err, context.Canceled):
-		code = codes.Canceled
-	}
-	return status.Error(code, err.Error())
+	p.server.setBroker(b)
+	pluginv1.RegisterPluginServer(s, &baseServer{srv: p.server})
+	pluginv1.RegisterBrokerServer(s, &brokerServer{srv: p.server})
+	pluginv1.RegisterResultBackendServer(s, &resultsServer{srv: p.server})
+	pluginv1.RegisterMiddlewareServer(s, &middlewareServer{srv: p.server})
+	pluginv1.RegisterTaskModuleServer(s, &tasksServer{srv: p.server})
+	return nil
 }
 
-func roleToProto(kind Kind, caps []string, hooks []Hook, schema Schema) *pluginv1.RoleInfo {
-	r := &pluginv1.RoleInfo{Kind: string(kind), Capabilities: caps, Schema: &pluginv1.Schema{}}
-	for _, h := range hooks {
-		r.Hooks = append(r.Hooks, string(h))
-	}
-	for _, a := range schema.Attributes {
-		pa := &pluginv1.Attribute{
-			Name: a.Name, Type: string(a.Type), Required: a.Required,
-			Sensitive: a.Sensitive, Description: a.Description,
-		}
-		if a.Default != nil {
-			if b, err := json.Marshal(a.Default); err == nil {
-				pa.DefaultJson = string(b)
-			}
-		}
-		r.Schema.Attributes = append(r.Schema.Attributes, pa)
-	}
-	return r
-}
+// Interface guards
+var (
+	_ pluginv1.PluginServer = (*baseServer)(nil)
+)
 
-func infoFromProto(p *pluginv1.InfoResponse) Info {
-	info := Info{Name: p.Name, Version: p.Version, ProtocolVersion: int(p.ProtocolVersion)}
-	for _, r := range p.Roles {
-		ri := RoleInfo{Kind: Kind(r.Kind), Capabilities: r.Capabilities}
-		for _, h := range r.Hooks {
-			ri.Hooks = append(ri.Hooks, Hook(h))
-		}
-		for _, a := range r.GetSchema().GetAttributes() {
-			attr := Attribute{
-				Name: a.Name, Type: AttrType(a.Type), Required: a.Required,
-				Sensitive: a.Sensitive, Description: a.Description,
-			}
-			if a.DefaultJson != "" {
-				var v any
-				if err := json.Unmarshal([]byte(a.DefaultJson), &v); err == nil {
-					attr.Default = normalizeDefault(v)
-				}
-			}
-			ri.Schema.Attributes = append(ri.Schema.Attributes, attr)
-		}
-		info.Roles = append(info.Roles, ri)
+// checkMiddleware refuses a middleware the host could not call as meant: one
+// CheckMiddleware refuses, or one lacking a hook Plugin.Hooks declares (the
+// host would call it and fail every time).
+func (s *pluginServer) checkMiddleware(m Middleware) error {
+	if err := CheckMiddleware(m); err != nil {
+		return fmt.Errorf("plugin %s: %w", s.p.Name, err)
 	}
-	return info
-}
-
-// normalizeDefault turns JSON-decoded list and map defaults into the Go
-// types the schema types name ([]string, map[string]string) when they fit.
-func normalizeDefault(v any) any {
-	switch x := v.(type) {
-	case []any:
-		out := make([]string, 0, len(x))
-		for _, e := range x {
-			s, ok := e.(string)
-			if !ok {
-				return v
-			}
-			out = append(out, s)
+	has := HooksOf(m)
+	for _, h := range s.p.Hooks {
+		if !slices.Contains(has, h) {
+			return fmt.Errorf("plugin %s: %w: Plugin.Hooks declares %s, which %T does not implement", s.p.Name, ErrInvalidMiddleware, h, m)
 		}
-		return out
-	case map[string]any:
-		out := make(map[string]string, len(x))
-		for k, e := range x {
-			s, ok := e.(string)
-			if !ok {
-				return v
-			}
-			out[k] = s
-		}
-		return out
 	}
-	return v
+	return nil
 }

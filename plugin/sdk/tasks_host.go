@@ -7,177 +7,10 @@ import (
 	"fmt"
 	"io"
 	"sync"
-	"time"
 
 	pluginv1 "github.com/taskiq-go/taskiq/plugin/sdk/proto/v1"
 	"github.com/taskiq-go/taskiq/plugin/sdk/wire"
 )
-
-// Execute response controls: how ErrRequeue and ErrReject cross the boundary.
-const (
-	controlRequeue = "requeue"
-	controlReject  = "reject"
-)
-
-func tasksToProto(ts []TaskInfo) ([]*pluginv1.TaskInfo, error) {
-	out := make([]*pluginv1.TaskInfo, 0, len(ts))
-	for _, t := range ts {
-		p := &pluginv1.TaskInfo{Name: t.Name, Result: t.Result}
-		if len(t.Labels) > 0 {
-			b, err := json.Marshal(t.Labels)
-			if err != nil {
-				return nil, fmt.Errorf("task %q: labels cannot be encoded as JSON: %w", t.Name, err)
-			}
-			p.LabelsJson = b
-		}
-		for _, a := range t.Params {
-			p.Params = append(p.Params, &pluginv1.TaskParam{Name: a.Name, Type: a.Type})
-		}
-		out = append(out, p)
-	}
-	return out, nil
-}
-
-func tasksFromProto(ps []*pluginv1.TaskInfo) ([]TaskInfo, error) {
-	if len(ps) == 0 {
-		return nil, nil
-	}
-	out := make([]TaskInfo, 0, len(ps))
-	for _, p := range ps {
-		t := TaskInfo{Name: p.Name, Result: p.Result}
-		if len(p.LabelsJson) > 0 {
-			if err := json.Unmarshal(p.LabelsJson, &t.Labels); err != nil {
-				return nil, fmt.Errorf("task %q: the module sent labels that are not a JSON object: %w", p.Name, err)
-			}
-		}
-		for _, a := range p.Params {
-			t.Params = append(t.Params, ParamInfo{Name: a.Name, Type: a.Type})
-		}
-		out = append(out, t)
-	}
-	return out, nil
-}
-
-// ---- plugin side ----
-
-// tasksServer serves the TaskModule service over the configured module.
-type tasksServer struct {
-	pluginv1.UnimplementedTaskModuleServer
-	srv *pluginServer
-}
-
-// Execute runs every request of the stream on its own goroutine and answers
-// in completion order. The host bounds how many are outstanding; the plugin
-// trusts it. When the host closes the stream, running calls are cancelled.
-func (s *tasksServer) Execute(gs pluginv1.TaskModule_ExecuteServer) error {
-	r, err := s.srv.configured(KindTasks)
-	if err != nil {
-		return err
-	}
-	m := r.(TaskModule)
-	ctx, cancel := context.WithCancel(gs.Context())
-	defer cancel()
-
-	var (
-		sendMu  sync.Mutex
-		mu      sync.Mutex
-		running = map[uint64]context.CancelFunc{}
-		wg      sync.WaitGroup
-	)
-	send := func(resp *pluginv1.ExecuteResponse) {
-		sendMu.Lock()
-		defer sendMu.Unlock()
-		if err := gs.Send(resp); err != nil && ctx.Err() == nil {
-			s.srv.logger.Warn("sending a task result to the host failed", "call", resp.CallId, "error", err)
-		}
-	}
-	defer wg.Wait()
-	for {
-		req, err := gs.Recv()
-		if err != nil {
-			cancel()
-			if err == io.EOF || ctx.Err() != nil {
-				return nil
-			}
-			return err
-		}
-		if req.Cancel {
-			mu.Lock()
-			if c := running[req.CallId]; c != nil {
-				c()
-			}
-			mu.Unlock()
-			continue
-		}
-		callCtx, callCancel := context.WithCancel(ctx)
-		if req.DeadlineUnixMs > 0 {
-			callCtx, callCancel = context.WithDeadline(ctx, time.UnixMilli(req.DeadlineUnixMs))
-		}
-		mu.Lock()
-		running[req.CallId] = callCancel
-		mu.Unlock()
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			resp := s.run(callCtx, m, req)
-			callCancel()
-			mu.Lock()
-			delete(running, req.CallId)
-			mu.Unlock()
-			send(resp)
-		}()
-	}
-}
-
-// run executes one request; every failure becomes the response's error.
-func (s *tasksServer) run(ctx context.Context, m TaskModule, req *pluginv1.ExecuteRequest) (resp *pluginv1.ExecuteResponse) {
-	resp = &pluginv1.ExecuteResponse{CallId: req.CallId}
-	fail := func(err error) *pluginv1.ExecuteResponse {
-		b, merr := json.Marshal(wire.FromError(err))
-		if merr != nil {
-			b, _ = json.Marshal(wire.FromError(errors.New(err.Error())))
-		}
-		resp.Result, resp.Error = nil, b
-		return resp
-	}
-	if len(req.Message) > s.srv.maxSize {
-		return fail(tooLarge("the message of call "+fmt.Sprint(req.CallId), len(req.Message), s.srv.maxSize))
-	}
-	msg, err := wire.DecodeMessage(req.Message)
-	if err != nil {
-		return fail(fmt.Errorf("task module %s: %w", s.srv.p.Name, err))
-	}
-	call := &TaskCall{Broker: req.Broker, DeliveryID: req.DeliveryId, Attempt: int(req.Attempt)}
-	defer func() {
-		if p := recover(); p != nil {
-			s.srv.logger.Error("task panicked in the module", "task", msg.TaskName, "task_id", msg.TaskID, "panic", p)
-			resp = fail(&modulePanic{value: fmt.Sprint(p)})
-		}
-		resp.Acked = call.Acked()
-	}()
-	ret, err := m.Execute(WithTaskCall(ctx, call), msg)
-	switch {
-	case errors.Is(err, ErrRequeue):
-		resp.Control = controlRequeue
-	case errors.Is(err, ErrReject):
-		resp.Control = controlReject
-	case err != nil:
-		return fail(err)
-	case len(ret) > s.srv.maxSize:
-		return fail(tooLarge(fmt.Sprintf("the result of task %s (%s)", msg.TaskID, msg.TaskName), len(ret), s.srv.maxSize))
-	default:
-		resp.Result = ret
-	}
-	return resp
-}
-
-// modulePanic is a task's error when it panicked inside the module process.
-type modulePanic struct{ value string }
-
-func (e *modulePanic) Error() string     { return "task panicked: " + e.value }
-func (e *modulePanic) ErrorType() string { return "Panic" }
-
-// ---- host side ----
 
 // remoteTasks is a task module served by a plugin process: one Execute
 // stream, opened on first use and again after it broke, with at most window
@@ -381,6 +214,13 @@ func (t *remoteTasks) broken(gs pluginv1.TaskModule_ExecuteClient, err error) {
 	}
 }
 
+// isClosed reports whether Close was called.
+func (t *remoteTasks) isClosed() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.closed
+}
+
 // Close ends the stream: calls still running in the module are cancelled
 // there and fail here with ErrClosed.
 func (t *remoteTasks) Close(context.Context) error {
@@ -398,6 +238,5 @@ func (t *remoteTasks) Close(context.Context) error {
 
 // Interface guards
 var (
-	_ TaskModule                = (*remoteTasks)(nil)
-	_ pluginv1.TaskModuleServer = (*tasksServer)(nil)
+	_ TaskModule = (*remoteTasks)(nil)
 )

@@ -102,10 +102,6 @@ func Serve(p Plugin) {
 	}
 }
 
-// EnvCPUProfile names a file the plugin writes a CPU profile to while it
-// runs, for `go tool pprof`; set it with `env = { ... }` in the plugin block.
-const EnvCPUProfile = "TASKIQ_PLUGIN_CPUPROFILE"
-
 // startCPUProfile starts profiling when EnvCPUProfile is set and returns
 // the function that writes the profile out (safe to call more than once).
 func startCPUProfile(logger hclog.Logger) func() {

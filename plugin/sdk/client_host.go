@@ -1,0 +1,275 @@
+package sdk
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/go-plugin"
+	"google.golang.org/grpc"
+
+	pluginv1 "github.com/taskiq-go/taskiq/plugin/sdk/proto/v1"
+)
+
+// Client is a running plugin process, seen from the host.
+type Client struct {
+	pc      *plugin.Client
+	conn    *grpc.ClientConn
+	gbroker *plugin.GRPCBroker
+	base    pluginv1.PluginClient
+
+	path string
+	name string
+	pid  int
+	// launch holds the private directory (0700) of the plugin's and the
+	// host's sockets for this process, removed when it is stopped.
+	launch   *launcher
+	logger   hclog.Logger
+	maxSize  int
+	prefetch int
+
+	host     Host
+	hostOnce sync.Once
+
+	watch *resultWatcher // every WaitResult of this plugin, on one stream
+
+	// The role shims, built on first use and handed out again: a caller
+	// that asks for the broker per call (the supervisor does) costs no
+	// allocation and shares the stub.
+	shimMu      sync.Mutex
+	broker      *remoteBroker
+	results     *remoteResults
+	middlewares map[string]*remoteMiddleware // by hook list
+	modules     map[int]*remoteTasks         // by window
+
+	mu     sync.Mutex
+	caps   []string   // reported by Configure
+	tasks  []TaskInfo // reported by Configure for KindTasks
+	hostID uint32
+}
+
+// Info returns the plugin's identity and roles.
+func (c *Client) Info(ctx context.Context) (Info, error) {
+	resp, err := c.base.Info(ctx, &pluginv1.InfoRequest{})
+	if err != nil {
+		return Info{}, c.mapErr(ctx, "info", err)
+	}
+	return infoFromProto(resp), nil
+}
+
+// Configure configures the process for one role. Problems with the config
+// come back as ConfigErrors, with the attribute they concern; err is for
+// transport failures. Configuring again replaces (and closes) the role.
+func (c *Client) Configure(ctx context.Context, kind Kind, name string, raw json.RawMessage) ([]*ConfigError, error) {
+	if len(raw) == 0 {
+		raw = json.RawMessage("{}")
+	}
+	req := &pluginv1.ConfigureRequest{Kind: string(kind), ConfigJson: raw, InstanceName: name}
+	if c.host != nil {
+		req.HostServiceId = c.serveHost()
+	}
+	resp, err := c.base.Configure(ctx, req)
+	if err != nil {
+		return nil, c.mapErr(ctx, "configure", err)
+	}
+	tasks, err := tasksFromProto(resp.Tasks)
+	if err != nil {
+		return nil, fmt.Errorf("plugin %s: configure: %w", c.name, err)
+	}
+	c.mu.Lock()
+	c.caps = resp.Capabilities
+	c.tasks = tasks
+	c.mu.Unlock()
+	var out []*ConfigError
+	for _, d := range resp.Diagnostics {
+		ce := &ConfigError{Attribute: d.Attribute, Message: d.Summary}
+		if d.Detail != "" {
+			ce.Message += ": " + d.Detail
+		}
+		out = append(out, ce)
+	}
+	return out, nil
+}
+
+// Capabilities returns the capabilities the configured role reported, or
+// nil when it reported none (then the role's Info capabilities apply).
+func (c *Client) Capabilities() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.caps
+}
+
+// serveHost serves the Host service through the GRPCBroker, once per
+// process; the plugin dials it once and keeps the connection.
+func (c *Client) serveHost() uint32 {
+	c.hostOnce.Do(func() {
+		c.hostID = c.gbroker.NextId()
+		limit := grpcLimit(c.maxSize)
+		hs := newHostServer(c.host)
+		go c.gbroker.AcceptAndServe(c.hostID, func(opts []grpc.ServerOption) *grpc.Server {
+			opts = append(opts, grpc.MaxRecvMsgSize(limit), grpc.MaxSendMsgSize(limit))
+			s := grpc.NewServer(opts...)
+			pluginv1.RegisterHostServer(s, hs)
+			return s
+		})
+	})
+	return c.hostID
+}
+
+// Broker returns the plugin's broker; valid after Configure(KindBroker, ...).
+// Every call returns the same value.
+func (c *Client) Broker() Broker {
+	c.shimMu.Lock()
+	defer c.shimMu.Unlock()
+	if c.broker == nil {
+		c.broker = &remoteBroker{c: c, rpc: pluginv1.NewBrokerClient(c.conn)}
+	}
+	return c.broker
+}
+
+// ResultBackend returns the plugin's result backend; valid after
+// Configure(KindResultBackend, ...). The value also implements ResultWaiter,
+// whose WaitResult returns ErrUnsupported when the plugin cannot wait.
+// Every call returns the same value; all its waiters share one stream.
+func (c *Client) ResultBackend() ResultBackend {
+	c.shimMu.Lock()
+	defer c.shimMu.Unlock()
+	if c.results == nil {
+		rpc := pluginv1.NewResultBackendClient(c.conn)
+		c.watch = &resultWatcher{c: c, rpc: rpc}
+		c.results = &remoteResults{c: c, rpc: rpc}
+	}
+	return c.results
+}
+
+// Middleware returns the plugin's middleware; valid after
+// Configure(KindMiddleware, ...). It has every hook method; its Hooks
+// method returns hooks (normally the plugin's RoleInfo.Hooks), which are the
+// only ones the host should call. Calls with the same hooks return the
+// same value.
+func (c *Client) Middleware(hooks []Hook) Middleware {
+	key := fmt.Sprint(hooks)
+	c.shimMu.Lock()
+	defer c.shimMu.Unlock()
+	if m := c.middlewares[key]; m != nil {
+		return m
+	}
+	if c.middlewares == nil {
+		c.middlewares = map[string]*remoteMiddleware{}
+	}
+	m := &remoteMiddleware{c: c, rpc: pluginv1.NewMiddlewareClient(c.conn), hooks: append([]Hook(nil), hooks...)}
+	c.middlewares[key] = m
+	return m
+}
+
+// Tasks returns the plugin's task module; valid after Configure(KindTasks,
+// ...). window bounds the executions outstanding at once on the module's
+// stream (0: DefaultTaskWindow); Execute waits for a free slot. There is
+// one module, with its own stream, per window: calls with the same window
+// return the same value until it is closed with its Close method (it
+// implements interface{ Close(context.Context) error }), which ends it for
+// every holder; the next call then returns a new one.
+func (c *Client) Tasks(window int) TaskModule {
+	if window <= 0 {
+		window = DefaultTaskWindow
+	}
+	c.shimMu.Lock()
+	defer c.shimMu.Unlock()
+	if t := c.modules[window]; t != nil && !t.isClosed() {
+		return t
+	}
+	if c.modules == nil {
+		c.modules = map[int]*remoteTasks{}
+	}
+	t := newRemoteTasks(c, window)
+	c.modules[window] = t
+	return t
+}
+
+// Exited reports whether the plugin process has exited.
+func (c *Client) Exited() bool { return c.pc.Exited() }
+
+// Alive reports whether the plugin process answers a health check. A call
+// that failed with ErrUnavailable while the plugin is alive failed inside the
+// plugin (its backing service is down, say), not at the process boundary.
+func (c *Client) Alive() bool {
+	if c.pc.Exited() {
+		return false
+	}
+	proto, err := c.pc.Client()
+	if err != nil {
+		return false
+	}
+	done := make(chan error, 1)
+	go func() { done <- proto.Ping() }()
+	select {
+	case err := <-done:
+		return err == nil
+	case <-time.After(time.Second):
+		return false
+	}
+}
+
+// Pid returns the plugin's process id.
+func (c *Client) Pid() int { return c.pid }
+
+// shutdownRole asks the plugin to close its role, bounded by ctx.
+func (c *Client) shutdownRole(ctx context.Context) error {
+	req := &pluginv1.ShutdownRequest{}
+	if dl, ok := ctx.Deadline(); ok {
+		req.TimeoutMs = max(1, time.Until(dl).Milliseconds())
+	}
+	_, err := c.base.Shutdown(ctx, req)
+	return c.mapErr(ctx, "shutdown", err)
+}
+
+// Close asks the role to drain (the Shutdown RPC, bounded by ctx), then
+// stops the process. The process is stopped even when draining fails.
+func (c *Client) Close(ctx context.Context) error {
+	var err error
+	if !c.pc.Exited() {
+		err = c.shutdownRole(ctx)
+	}
+	c.pc.Kill()
+	c.launch.cleanup()
+	return err
+}
+
+// Kill stops the process at once, without draining.
+func (c *Client) Kill() {
+	if !c.pc.Exited() && c.pid > 0 {
+		if p, err := os.FindProcess(c.pid); err == nil {
+			_ = p.Kill()
+		}
+	}
+	c.pc.Kill()
+	c.launch.cleanup()
+}
+
+// mapErr maps an RPC error to the SDK's sentinels and, when the process is
+// gone, says so with ErrUnavailable.
+func (c *Client) mapErr(ctx context.Context, op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	e := fromStatus(ctx, "plugin "+c.name+": "+op, err)
+	if ctx.Err() == nil && !errors.Is(e, ErrUnavailable) && c.Exited() {
+		return fmt.Errorf("%w: plugin %s (pid %d) has exited: %w", ErrUnavailable, c.name, c.pid, e)
+	}
+	return e
+}
+
+// remoteConn is what the host side dispenses.
+type remoteConn struct {
+	conn   *grpc.ClientConn
+	broker *plugin.GRPCBroker
+}
+
+func (p *grpcPlugin) GRPCClient(_ context.Context, b *plugin.GRPCBroker, c *grpc.ClientConn) (any, error) {
+	return &remoteConn{conn: c, broker: b}, nil
+}

@@ -1,0 +1,116 @@
+package sdk
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	pluginv1 "github.com/taskiq-go/taskiq/plugin/sdk/proto/v1"
+	"github.com/taskiq-go/taskiq/plugin/sdk/wire"
+)
+
+// remoteMiddleware is a middleware served by a plugin process. It has every
+// hook method; Hooks lists the ones the plugin declared, which are the only
+// ones the host calls.
+type remoteMiddleware struct {
+	c     *Client
+	rpc   pluginv1.MiddlewareClient
+	hooks []Hook
+}
+
+func (m *remoteMiddleware) Hooks() []Hook { return append([]Hook(nil), m.hooks...) }
+
+// call runs one hook in the plugin and writes the returned message and
+// result back into msg and res.
+func (m *remoteMiddleware) call(ctx context.Context, hook Hook, msg *wire.Message, res *wire.Result) error {
+	if msg == nil {
+		return fmt.Errorf("%s hook: nil message", hook)
+	}
+	req := &pluginv1.HookRequest{Hook: string(hook)}
+	var err error
+	if req.Message, err = msg.AppendJSON(nil); err != nil {
+		return fmt.Errorf("%s hook: encode the message: %w", hook, err)
+	}
+	if res != nil {
+		if req.Result, err = wire.EncodeResult(res); err != nil {
+			return fmt.Errorf("%s hook: encode the result: %w", hook, err)
+		}
+	}
+	resp, err := m.rpc.Hook(ctx, req)
+	if err != nil {
+		return m.c.mapErr(ctx, string(hook)+" hook", err)
+	}
+	if len(resp.Message) > 0 {
+		d, err := wire.DecodeMessage(resp.Message)
+		if err != nil {
+			return fmt.Errorf("%s hook: the plugin returned a bad message: %w", hook, err)
+		}
+		*msg = *d
+	}
+	if len(resp.Result) > 0 && res != nil {
+		d, err := wire.DecodeResult(resp.Result)
+		if err != nil {
+			return fmt.Errorf("%s hook: the plugin returned a bad result: %w", hook, err)
+		}
+		*res = *d
+	}
+	switch resp.Control {
+	case controlNoResult:
+		return ErrNoResult
+	case controlDeadLetter:
+		return DeadLetter(resp.Error)
+	}
+	if resp.Error != "" {
+		return errors.New(resp.Error)
+	}
+	return nil
+}
+
+func (m *remoteMiddleware) PreSend(ctx context.Context, msg *wire.Message) error {
+	return m.call(ctx, HookPreSend, msg, nil)
+}
+
+func (m *remoteMiddleware) PostSend(ctx context.Context, msg *wire.Message) error {
+	return m.call(ctx, HookPostSend, msg, nil)
+}
+
+func (m *remoteMiddleware) PreExecute(ctx context.Context, msg *wire.Message) error {
+	return m.call(ctx, HookPreExecute, msg, nil)
+}
+
+// OnError passes err to the plugin as res.Error; when res carries no error
+// yet, err is converted with wire.FromError and stored there.
+func (m *remoteMiddleware) OnError(ctx context.Context, msg *wire.Message, res *wire.Result, err error) error {
+	if res == nil {
+		res = &wire.Result{IsErr: true}
+	}
+	if res.Error == nil && err != nil {
+		res.Error = wire.FromError(err)
+	}
+	return m.call(ctx, HookOnError, msg, res)
+}
+
+func (m *remoteMiddleware) PostExecute(ctx context.Context, msg *wire.Message, res *wire.Result) error {
+	return m.call(ctx, HookPostExecute, msg, res)
+}
+
+func (m *remoteMiddleware) PostSave(ctx context.Context, msg *wire.Message, res *wire.Result) error {
+	return m.call(ctx, HookPostSave, msg, res)
+}
+
+// Close asks the plugin to close the middleware; the process stays up until
+// Client.Close.
+func (m *remoteMiddleware) Close(ctx context.Context) error {
+	return m.c.shutdownRole(ctx)
+}
+
+// Interface guards
+var (
+	_ PreSender    = (*remoteMiddleware)(nil)
+	_ PostSender   = (*remoteMiddleware)(nil)
+	_ PreExecuter  = (*remoteMiddleware)(nil)
+	_ ErrorHandler = (*remoteMiddleware)(nil)
+	_ PostExecuter = (*remoteMiddleware)(nil)
+	_ PostSaver    = (*remoteMiddleware)(nil)
+	_ HookLister   = (*remoteMiddleware)(nil)
+)

@@ -144,4 +144,9 @@ var (
 	ErrMessageTooLarge = errors.New("message too large")
 	// ErrUnavailable means the backing service cannot be reached; the call may be retried.
 	ErrUnavailable = errors.New("service unavailable")
+	// ErrUnauthenticated means the backing service refused the plugin's
+	// credentials or permissions. Unlike ErrUnavailable it is permanent: the
+	// same call fails the same way until the configuration changes, so the
+	// host does not retry it quickly.
+	ErrUnauthenticated = errors.New("credentials refused")
 )

@@ -33,6 +33,8 @@ func toStatus(err error) error {
 		code = codes.ResourceExhausted
 	case errors.Is(err, ErrUnavailable):
 		code = codes.Unavailable
+	case errors.Is(err, ErrUnauthenticated):
+		code = codes.Unauthenticated
 	case errors.Is(err, ErrClosed):
 		code = codes.Aborted
 	case errors.Is(err, context.DeadlineExceeded):
@@ -146,6 +148,8 @@ func fromStatus(ctx context.Context, op string, err error) error {
 		sentinel = ErrMessageTooLarge
 	case codes.Unavailable:
 		sentinel = ErrUnavailable
+	case codes.Unauthenticated, codes.PermissionDenied:
+		sentinel = ErrUnauthenticated
 	case codes.Aborted:
 		sentinel = ErrClosed
 	case codes.Canceled, codes.DeadlineExceeded:

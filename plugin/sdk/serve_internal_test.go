@@ -105,7 +105,7 @@ func TestTailBufferKeepsLastLines(t *testing.T) {
 func TestStatusRoundTrip(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	for _, sentinel := range []error{ErrNotFound, ErrUnsupported, ErrMessageTooLarge, ErrUnavailable, ErrClosed} {
+	for _, sentinel := range []error{ErrNotFound, ErrUnsupported, ErrMessageTooLarge, ErrUnavailable, ErrUnauthenticated, ErrClosed} {
 		err := fromStatus(ctx, "op", toStatus(fmt.Errorf("wrapped: %w", sentinel)))
 		require.ErrorIs(t, err, sentinel)
 		require.Contains(t, err.Error(), "op: wrapped: "+sentinel.Error())
@@ -117,6 +117,11 @@ func TestStatusRoundTrip(t *testing.T) {
 	err = fromStatus(ctx, "op", status.Error(codes.ResourceExhausted, "grpc: received message larger than max (10 vs. 5)"))
 	require.ErrorIs(t, err, ErrMessageTooLarge)
 	require.ErrorContains(t, err, "raise max_message_size")
+
+	// A plugin that sets the gRPC code itself (a permission refusal) is
+	// understood as well.
+	err = fromStatus(ctx, "op", status.Error(codes.PermissionDenied, "NOPERM this user has no permissions"))
+	require.ErrorIs(t, err, ErrUnauthenticated)
 
 	done, cancel := context.WithCancel(ctx)
 	cancel()

@@ -97,9 +97,10 @@ func isOOM(err error) bool {
 // ErrAuthFailed marks errors of a Redis that refused the credentials
 // (WRONGPASS, NOAUTH) or the user's permissions (NOPERM). It is permanent:
 // the same call fails the same way until the configuration or the ACL
-// changes. Across the plugin boundary it travels as gRPC code
-// Unauthenticated (PermissionDenied for NOPERM), see authError.
-var ErrAuthFailed = errors.New("authentication failed")
+// changes; it wraps sdk.ErrUnauthenticated. Across the plugin boundary it
+// travels as gRPC code Unauthenticated (PermissionDenied for NOPERM), see
+// authError.
+var ErrAuthFailed = fmt.Errorf("authentication failed: %w", sdk.ErrUnauthenticated)
 
 // authPrefixes are the error replies of refused credentials or commands
 // (the last two are the answers of Redis < 6 and of a server without a

@@ -31,8 +31,8 @@ type moduleOptions struct {
 func WithModuleWindow(n int) ModuleOption { return func(o *moduleOptions) { o.window = n } }
 
 // WithModuleEnv adds KEY=VALUE variables to every module's environment.
-// Modules, like every plugin, inherit only PATH, HOME, TMPDIR, LANG and TZ
-// from the host.
+// Modules, like every plugin, inherit only PATH, HOME, TMPDIR, LANG, TZ and
+// GOCOVERDIR from the host.
 func WithModuleEnv(kv ...string) ModuleOption {
 	return func(o *moduleOptions) { o.env = append(o.env, kv...) }
 }

@@ -6,15 +6,14 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
-	"io/fs"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/taskiq-go/taskiq/internal/execfile"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin"
@@ -169,18 +168,7 @@ func Launch(ctx context.Context, cfg LaunchConfig) (*Client, error) {
 }
 
 func checkBinary(path string) error {
-	fi, err := os.Stat(path)
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		return fmt.Errorf("plugin binary %s does not exist; check plugin and plugin_dir in taskiq.hcl: %w", path, fs.ErrNotExist)
-	case err != nil:
-		return fmt.Errorf("plugin binary %s: %w", path, err)
-	case fi.IsDir():
-		return fmt.Errorf("plugin binary %s is a directory, not an executable; point the plugin attribute at the binary inside it", path)
-	case runtime.GOOS != "windows" && fi.Mode().Perm()&0o111 == 0:
-		return fmt.Errorf("plugin binary %s is not executable; run chmod +x %s", path, path)
-	}
-	return nil
+	return execfile.Explain("plugin binary", path, "check plugin and plugin_dir in taskiq.hcl")
 }
 
 func checkSHA256(path, want string) error {
@@ -188,16 +176,10 @@ func checkSHA256(path, want string) error {
 	if b, err := hex.DecodeString(want); err != nil || len(b) != sha256.Size {
 		return fmt.Errorf("sha256 pin %q for plugin %s is not a SHA-256 in hex (64 characters); compute it with sha256sum %s", want, path, path)
 	}
-	f, err := os.Open(path)
+	got, err := execfile.SHA256(path)
 	if err != nil {
 		return fmt.Errorf("checksum plugin %s: %w", path, err)
 	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return fmt.Errorf("checksum plugin %s: %w", path, err)
-	}
-	got := hex.EncodeToString(h.Sum(nil))
 	if got != want {
 		return fmt.Errorf("%w: %s has sha256 %s, taskiq.hcl pins %s; rebuild or reinstall the plugin, or update the sha256 pin if the new binary is trusted",
 			ErrChecksumMismatch, path, got, want)

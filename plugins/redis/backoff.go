@@ -7,6 +7,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/taskiq-go/taskiq/internal/backoff"
+
 	"github.com/redis/go-redis/v9"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -14,37 +16,10 @@ import (
 	"github.com/taskiq-go/taskiq/plugin/sdk"
 )
 
-// backoff is a capped exponential delay for loops that must survive a Redis
-// outage: listeners retry forever instead of exiting, so a Redis restart is
-// a pause, not a crash.
-type backoff struct {
-	min, max time.Duration
-	cur      time.Duration
-}
-
-func newBackoff() *backoff { return &backoff{min: 20 * time.Millisecond, max: 2 * time.Second} }
-
-// wait sleeps for the next delay; it returns false when ctx ends first.
-func (b *backoff) wait(ctx context.Context) bool {
-	if b.cur == 0 {
-		b.cur = b.min
-	} else {
-		b.cur *= 2
-		if b.cur > b.max {
-			b.cur = b.max
-		}
-	}
-	t := time.NewTimer(b.cur)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
-}
-
-func (b *backoff) reset() { b.cur = 0 }
+// newBackoff is the delay of loops that must survive a Redis outage:
+// listeners retry instead of exiting, so a Redis restart is a pause, not a
+// crash.
+func newBackoff() *backoff.Backoff { return backoff.New(20*time.Millisecond, 2*time.Second) }
 
 // serverErrorPrefixes are Redis error replies that mean "try again later"
 // rather than "your command is wrong".

@@ -49,13 +49,13 @@ func (l *listListener) fetchBatch(ctx context.Context, max int) ([]sdk.Delivery,
 				return nil, end
 			}
 			l.b.log.Warn("redis call failed; retrying", "op", "pop", "error", wrapErr("pop", l.b.addr, err))
-			if !bo.wait(ctx) {
+			if !bo.Wait(ctx) {
 				return nil, sdk.ErrClosed
 			}
 			continue
 		}
 		l.ok()
-		bo.reset()
+		bo.Reset()
 		if len(ds) > 0 {
 			return ds, nil
 		}

@@ -6,6 +6,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/taskiq-go/taskiq/internal/backoff"
+
 	"github.com/redis/go-redis/v9"
 
 	"github.com/taskiq-go/taskiq/plugin/sdk"
@@ -268,12 +270,12 @@ func (l *listenerBase) runMover() {
 				}
 			}
 			if failed {
-				if !bo.wait(l.ctx) {
+				if !bo.Wait(l.ctx) {
 					return
 				}
 				continue
 			}
-			bo.reset()
+			bo.Reset()
 			t := time.NewTimer(wait)
 			select {
 			case <-t.C:
@@ -394,12 +396,12 @@ func (l *listenerBase) endErr(op string, err error) error {
 
 // pause waits for bo's next delay; false when ctx ends or the listener
 // closes first.
-func (l *listenerBase) pause(ctx context.Context, bo *backoff) bool {
+func (l *listenerBase) pause(ctx context.Context, bo *backoff.Backoff) bool {
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	stop := context.AfterFunc(l.ctx, cancel)
 	defer stop()
-	return bo.wait(wctx)
+	return bo.Wait(wctx)
 }
 
 // closeBase stops the goroutines and waits for them; a blocking read in

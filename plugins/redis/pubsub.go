@@ -87,13 +87,13 @@ func (l *pubsubListener) receive() error {
 			}
 			l.b.log.Warn("redis call failed; retrying", "op", "receive", "error", wrapErr("receive", l.b.addr, err))
 			pinged = false
-			if !bo.wait(l.ctx) {
+			if !bo.Wait(l.ctx) {
 				return sdk.ErrClosed
 			}
 			continue
 		}
 		l.ok()
-		bo.reset()
+		bo.Reset()
 		pinged = false
 		if msg, ok := m.(*redis.Message); ok {
 			select {

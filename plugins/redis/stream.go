@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/taskiq-go/taskiq/internal/backoff"
+
 	"github.com/redis/go-redis/v9"
 
 	"github.com/taskiq-go/taskiq/plugin/sdk"
@@ -156,7 +158,7 @@ func (s *streamListener) fetchBatch(ctx context.Context, max int) ([]sdk.Deliver
 			continue
 		}
 		s.ok()
-		bo.reset()
+		bo.Reset()
 		if len(ds) > 0 {
 			return ds, nil
 		}
@@ -179,7 +181,7 @@ func (s *streamListener) reclaimScanDone() bool {
 // error that ends the stream: the listener closed, the credentials were
 // refused, or Redis has been unreachable for unavailable_after; nil to
 // retry.
-func (s *streamListener) recover(ctx context.Context, op string, err error, bo *backoff) error {
+func (s *streamListener) recover(ctx context.Context, op string, err error, bo *backoff.Backoff) error {
 	if ctx.Err() != nil {
 		return sdk.ErrClosed
 	}
@@ -203,7 +205,7 @@ func (s *streamListener) recover(ctx context.Context, op string, err error, bo *
 	} else {
 		s.b.log.Warn("redis call failed; retrying", "op", op, "error", wrapErr(op, s.b.addr, err))
 	}
-	if !bo.wait(ctx) {
+	if !bo.Wait(ctx) {
 		return sdk.ErrClosed
 	}
 	return nil

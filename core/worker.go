@@ -341,19 +341,26 @@ func (w *worker) deadLetter(tc *Context, reason string) {
 // broker may have handed the message to another worker, which now decides
 // its fate; sending it back as well would make a second copy. The run's ack
 // is still sent: the task ran to its end, and acking a message someone else
-// holds cannot duplicate it.
+// holds cannot duplicate it. planSettle makes the same decision up front;
+// this check covers a lease lost while the settlement was on its way.
 func (w *worker) leftToNewOwner(tc *Context, what string) bool {
 	tc.mu.Lock()
 	lost := tc.leaseLost
 	tc.mu.Unlock()
 	if lost {
-		w.app.logger.Warn("lease lost: this run does not send its "+what+"; the worker now holding the message settles it",
-			"broker", w.broker.name, "delivery", tc.Delivery.ID)
+		w.logLeftToNewOwner(tc, what)
 	}
 	return lost
 }
 
-// handle is the path of one delivery through the worker.
+func (w *worker) logLeftToNewOwner(tc *Context, what string) {
+	w.app.logger.Warn("lease lost: this run does not send its "+what+"; the worker now holding the message settles it",
+		"broker", w.broker.name, "delivery", tc.Delivery.ID)
+}
+
+// handle is the path of one delivery through the worker: it finds what
+// happened to the delivery (a runOutcome) and settles it as planSettle
+// decides.
 func (w *worker) handle(s *stream, d sdk.Delivery) {
 	defer func() { <-w.slots; w.wg.Done() }()
 	tc := &Context{BrokerName: w.broker.name, Delivery: d, app: w.app}
@@ -374,48 +381,84 @@ func (w *worker) handle(s *stream, d sdk.Delivery) {
 		}
 		return w.settle(s, st)
 	}
-	if len(d.Body) > w.app.maxMessageSize {
-		w.deadLetter(tc, fmt.Sprintf("message of %d bytes is over max_message_size (%d)", len(d.Body), w.app.maxMessageSize))
-		return
-	}
-	msg, err := wire.DecodeMessage(d.Body)
-	if err != nil {
-		w.deadLetter(tc, "unparseable message: "+err.Error())
-		return
-	}
-	def := w.app.task(msg.TaskName)
+	def, reason := w.decode(tc)
 	if def == nil {
-		w.deadLetter(tc, fmt.Sprintf("unknown task name %q: no task of that name is registered on this worker", msg.TaskName))
+		w.apply(w.taskCtx, tc, w.plan(tc, runInvalid, reason, w.opts.AckType).final)
 		return
 	}
 	ackType := w.opts.AckType
-	if l, ok := msg.LabelString(wire.LabelAckType); ok && AckType(l).valid() {
+	if l, ok := tc.Message.LabelString(wire.LabelAckType); ok && AckType(l).valid() {
 		ackType = AckType(l)
 	}
-	tc.Message = msg
-	if ackType == AckWhenReceived {
-		_ = tc.Ack()
-	}
+	w.apply(w.taskCtx, tc, w.plan(tc, runStarting, "", ackType).final)
 
+	ctx := withTaskContext(w.taskCtx, tc)
+	o, reason, res := w.outcome(ctx, def, tc)
+	p := w.plan(tc, o, reason, ackType)
+	w.apply(ctx, tc, p.early)
+	if p.save {
+		if err := w.saveWithRetry(ctx, tc.Message.TaskID, res); err != nil {
+			// Never ack a message whose result was lost: let it run again.
+			w.app.logger.Error("saving the result failed; the message is returned to the queue", "task_id", tc.Message.TaskID, "error", err)
+			w.apply(ctx, tc, w.plan(tc, runUnsaved, "", ackType).final)
+			return
+		}
+	}
+	w.apply(ctx, tc, p.final)
+	if p.save {
+		if err := w.app.chain.postSave(ctx, tc.Message, res); err != nil {
+			w.app.logger.Error("post_save middleware failed", "task_id", tc.Message.TaskID, "error", err)
+		}
+	}
+}
+
+// decode reads tc's message and finds its task; for a message that cannot
+// run it returns a nil task and why.
+func (w *worker) decode(tc *Context) (*taskDef, string) {
+	d := tc.Delivery
+	if len(d.Body) > w.app.maxMessageSize {
+		return nil, fmt.Sprintf("message of %d bytes is over max_message_size (%d)", len(d.Body), w.app.maxMessageSize)
+	}
+	msg, err := wire.DecodeMessage(d.Body)
+	if err != nil {
+		return nil, "unparseable message: " + err.Error()
+	}
+	def := w.app.task(msg.TaskName)
+	if def == nil {
+		return nil, fmt.Sprintf("unknown task name %q: no task of that name is registered on this worker", msg.TaskName)
+	}
+	tc.Message = msg
+	return def, ""
+}
+
+// outcome runs the task in a running slot, with the on_error and
+// post_execute middlewares, and says what happened: the outcome, a
+// dead-letter reason, and the result to save.
+func (w *worker) outcome(ctx context.Context, def *taskDef, tc *Context) (runOutcome, string, *wire.Result) {
+	msg := tc.Message
 	select {
 	case w.running <- struct{}{}:
 	case <-w.taskCtx.Done():
-		return // not started before the shutdown timeout: left to be redelivered
+		return runShutdown, "", nil // not started before the shutdown timeout: left to be redelivered
 	}
-	ctx := withTaskContext(w.taskCtx, tc)
 	res, taskErr := w.execute(ctx, def, tc)
 	<-w.running
 	if w.taskCtx.Err() != nil {
 		// Cut off by the shutdown timeout: its outcome does not count. The
 		// message stays unsettled and the broker redelivers it.
 		w.app.logger.Warn("task cancelled by shutdown; its message is left to be redelivered", "task_id", msg.TaskID)
-		return
+		return runShutdown, "", res
+	}
+	if errors.Is(taskErr, errSettledByTask) {
+		tc.mu.Lock()
+		control := tc.outcome
+		tc.mu.Unlock()
+		if control == outcomeReject {
+			return runReject, "", res
+		}
+		return runRequeue, "", res
 	}
 
-	if errors.Is(taskErr, errSettledByTask) {
-		w.finishSettledByTask(ctx, tc)
-		return
-	}
 	var noResult bool
 	var deadLetter string
 	var argErr *ArgumentError
@@ -423,7 +466,7 @@ func (w *worker) handle(s *stream, d sdk.Delivery) {
 		deadLetter = argErr.Error()
 	}
 	if taskErr != nil {
-		nr, dl, herr := w.app.chain.onError(ctx, tc.Message, res, taskErr)
+		nr, dl, herr := w.app.chain.onError(ctx, msg, res, taskErr)
 		noResult = nr
 		if dl != "" {
 			deadLetter = dl
@@ -432,71 +475,20 @@ func (w *worker) handle(s *stream, d sdk.Delivery) {
 			w.app.logger.Error("on_error middleware failed", "task_id", msg.TaskID, "error", herr)
 		}
 	}
-	if err := w.app.chain.postExecute(ctx, tc.Message, res); err != nil {
+	if err := w.app.chain.postExecute(ctx, msg, res); err != nil {
 		w.app.logger.Error("post_execute middleware failed", "task_id", msg.TaskID, "error", err)
 	}
-	if ackType == AckWhenExecuted && deadLetter == "" {
-		_ = tc.Ack()
-	}
-	if !noResult {
-		if err := w.saveWithRetry(ctx, tc.Message.TaskID, res); err != nil {
-			// Never ack a message whose result was lost: let it run again.
-			w.app.logger.Error("saving the result failed; the message is returned to the queue", "task_id", msg.TaskID, "error", err)
-			if tc.claimSettlement() {
-				_ = tc.settle(sdk.Settlement{DeliveryID: d.ID, Kind: sdk.SettleNack, Delay: time.Second, Reason: "result not saved"})
-			}
-			return
-		}
-	}
 	switch {
+	case deadLetter != "" && noResult:
+		return runDeadLetterNoResult, deadLetter, res
 	case deadLetter != "":
-		if tc.claimSettlement() {
-			w.deadLetter(tc, deadLetter)
-		} else {
-			w.app.logger.Warn("task asked for dead letter after its message was acked; nothing to move", "task_id", msg.TaskID, "reason", deadLetter)
-		}
-	case ackType == AckManual:
-		if tc.claimSettlement() {
-			w.app.logger.Warn("task returned without Ack under ack_type manual; its message goes back to the queue", "task_id", msg.TaskID)
-			_ = tc.settle(sdk.Settlement{DeliveryID: d.ID, Kind: sdk.SettleNack, Reason: "not acked by the task"})
-		}
-	default:
-		_ = tc.Ack()
+		return runDeadLetter, deadLetter, res
+	case noResult:
+		return runNoResult, "", res
+	case taskErr != nil:
+		return runFailed, "", res
 	}
-	if !noResult {
-		if err := w.app.chain.postSave(ctx, tc.Message, res); err != nil {
-			w.app.logger.Error("post_save middleware failed", "task_id", msg.TaskID, "error", err)
-		}
-	}
-}
-
-// finishSettledByTask carries out Requeue and Reject.
-func (w *worker) finishSettledByTask(ctx context.Context, tc *Context) {
-	tc.mu.Lock()
-	out := tc.outcome
-	tc.mu.Unlock()
-	if !tc.claimSettlement() {
-		w.app.logger.Warn("task requeued or rejected a message it had already acked; ignored", "task_id", tc.Message.TaskID)
-		return
-	}
-	d := tc.Delivery
-	switch out {
-	case outcomeReject:
-		w.deadLetter(tc, "rejected by the task")
-	case outcomeRequeue:
-		if w.leftToNewOwner(tc, "requeue") {
-			return
-		}
-		m := tc.Message.Clone()
-		n, _ := m.LabelInt(wire.LabelRequeue)
-		m.SetLabel(wire.LabelRequeue, n+1)
-		if err := w.app.kick(ctx, w.broker.name, m); err != nil {
-			w.app.logger.Error("requeue failed; the message is returned to the queue instead", "task_id", m.TaskID, "error", err)
-			_ = tc.settle(sdk.Settlement{DeliveryID: d.ID, Kind: sdk.SettleNack, Reason: "requeue failed"})
-			return
-		}
-		_ = tc.settle(sdk.Settlement{DeliveryID: d.ID, Kind: sdk.SettleAck})
-	}
+	return runOK, "", res
 }
 
 // execute runs pre_execute middlewares and the task, with its timeout and

@@ -449,10 +449,11 @@ func (w *worker) outcome(ctx context.Context, def *taskDef, tc *Context) (runOut
 		w.app.logger.Warn("task cancelled by shutdown; its message is left to be redelivered", "task_id", msg.TaskID)
 		return runShutdown, "", res
 	}
-	if errors.Is(taskErr, errSettledByTask) {
-		tc.mu.Lock()
-		control := tc.outcome
-		tc.mu.Unlock()
+	tc.mu.Lock()
+	control := tc.outcome
+	tc.mu.Unlock()
+	if control != outcomeNone {
+		w.ignoredReturn(tc, control, res, taskErr)
 		if control == outcomeReject {
 			return runReject, "", res
 		}
@@ -489,6 +490,22 @@ func (w *worker) outcome(ctx context.Context, def *taskDef, tc *Context) (runOut
 		return runFailed, "", res
 	}
 	return runOK, "", res
+}
+
+// ignoredReturn logs what a task returned besides calling Requeue or
+// Reject: the call decides, the return value does not count.
+func (w *worker) ignoredReturn(tc *Context, control outcome, res *wire.Result, taskErr error) {
+	call := "Requeue"
+	if control == outcomeReject {
+		call = "Reject"
+	}
+	switch {
+	case errors.Is(taskErr, errSettledByTask):
+	case taskErr != nil:
+		w.app.logger.Warn("task called "+call+" and returned an error; the error is ignored", "task_id", tc.Message.TaskID, "error", taskErr)
+	case res != nil && len(res.ReturnValue) > 0 && string(res.ReturnValue) != "null":
+		w.app.logger.Debug("task called "+call+" and returned a value; the value is ignored", "task_id", tc.Message.TaskID)
+	}
 }
 
 // execute runs pre_execute middlewares and the task, with its timeout and

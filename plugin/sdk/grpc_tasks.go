@@ -17,6 +17,8 @@ import (
 const (
 	controlRequeue = "requeue"
 	controlReject  = "reject"
+	// errorKindArguments marks an error matching ErrBadArguments.
+	errorKindArguments = "arguments"
 )
 
 func tasksToProto(ts []TaskInfo) ([]*pluginv1.TaskInfo, error) {
@@ -162,6 +164,9 @@ func (s *tasksServer) run(ctx context.Context, m TaskModule, req *pluginv1.Execu
 	case errors.Is(err, ErrReject):
 		resp.Control = controlReject
 	case err != nil:
+		if errors.Is(err, ErrBadArguments) {
+			resp.ErrorKind = errorKindArguments
+		}
 		return fail(err)
 	case len(ret) > s.srv.maxSize:
 		return fail(tooLarge(fmt.Sprintf("the result of task %s (%s)", msg.TaskID, msg.TaskName), len(ret), s.srv.maxSize))
@@ -228,9 +233,9 @@ func (t *remoteTasks) Tasks() []TaskInfo {
 
 // Execute sends msg to the module and waits for its answer. A TaskCall in
 // ctx is sent along and told whether the task acknowledged its message.
-// The module's failure comes back as a *wire.Error (its ExcType is
-// "TypeError" for arguments that do not fit); ErrRequeue and ErrReject come
-// back as themselves.
+// The module's failure comes back as a *wire.Error, which also matches
+// ErrBadArguments for arguments that do not fit; ErrRequeue and ErrReject
+// come back as themselves.
 func (t *remoteTasks) Execute(ctx context.Context, msg *wire.Message) (json.RawMessage, error) {
 	body, err := msg.AppendJSON(make([]byte, 0, 256))
 	if err != nil {
@@ -293,6 +298,9 @@ func decodeExecuteResponse(resp *pluginv1.ExecuteResponse) (json.RawMessage, err
 		var we wire.Error
 		if err := json.Unmarshal(resp.Error, &we); err != nil {
 			return nil, fmt.Errorf("the task module sent an unreadable error (%v): %s", err, resp.Error)
+		}
+		if resp.ErrorKind == errorKindArguments {
+			return nil, fmt.Errorf("%w: %w", ErrBadArguments, &we)
 		}
 		return nil, &we
 	}

@@ -18,8 +18,7 @@ var (
 	EncodeValue = encodeValue
 )
 
-// WithClock replaces the time source of the worker's lease extender,
-// reconnect backoff and readiness.
+// WithClock replaces the time source of the worker (see clock).
 func WithClock(c interface {
 	Now() time.Time
 	After(d time.Duration) <-chan time.Time

@@ -248,7 +248,7 @@ func (a *App) RunWorker(ctx context.Context, opts WorkerOptions) error {
 	go func() { w.wg.Wait(); close(drained) }()
 	select {
 	case <-drained:
-	case <-time.After(opts.ShutdownTimeout):
+	case <-a.clock.After(opts.ShutdownTimeout):
 		a.logger.Warn("shutdown timeout passed with tasks still running; cancelling them, the broker redelivers their messages", "timeout", opts.ShutdownTimeout)
 		cancelTasks()
 	}
@@ -511,7 +511,7 @@ func (w *worker) ignoredReturn(tc *Context, control outcome, res *wire.Result, t
 // execute runs pre_execute middlewares and the task, with its timeout and
 // dependencies, and returns the result to store and the task's error.
 func (w *worker) execute(ctx context.Context, def *taskDef, tc *Context) (*wire.Result, error) {
-	start := time.Now()
+	start := w.app.clock.Now()
 	var ret json.RawMessage
 	err := w.app.chain.preExecute(ctx, tc.Message)
 	if err != nil {
@@ -528,7 +528,7 @@ func (w *worker) execute(ctx context.Context, def *taskDef, tc *Context) (*wire.
 		labels = map[string]any{} // the wire carries an object, as taskiq writes it
 	}
 	res := &wire.Result{
-		ExecutionTime: time.Since(start).Seconds(),
+		ExecutionTime: w.app.clock.Now().Sub(start).Seconds(),
 		Labels:        labels,
 		ReturnValue:   ret,
 	}
@@ -575,7 +575,7 @@ func (w *worker) run(ctx context.Context, def *taskDef, tc *Context, timeout tim
 	if timeout <= 0 {
 		return call(ctx)
 	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
+	ctx, cancel := withTimeout(ctx, w.app.clock, timeout)
 	defer cancel()
 	type outcome struct {
 		ret json.RawMessage
@@ -607,11 +607,11 @@ const saveRetryFor = 10 * time.Second
 // saveWithRetry saves a result, retrying with backoff for saveRetryFor: the
 // task has run, and running it again costs more than waiting for the backend.
 func (w *worker) saveWithRetry(ctx context.Context, taskID string, res *wire.Result) error {
-	deadline := time.Now().Add(saveRetryFor)
-	b := newBackoff(realClock{}, 100*time.Millisecond, 2*time.Second)
+	deadline := w.app.clock.Now().Add(saveRetryFor)
+	b := newBackoff(w.app.clock, 100*time.Millisecond, 2*time.Second)
 	for {
 		err := w.app.saveResult(ctx, taskID, res)
-		if err == nil || time.Now().After(deadline) || ctx.Err() != nil {
+		if err == nil || w.app.clock.Now().After(deadline) || ctx.Err() != nil {
 			return err
 		}
 		w.app.logger.Warn("saving a result failed; retrying", "task_id", taskID, "error", err)

@@ -318,6 +318,7 @@ func TestAckTypes(t *testing.T) {
 			broker := inmemory.NewBroker(inmemory.BrokerOptions{})
 			app, err := core.New(core.WithBroker("default", broker, brokerCaps()...), core.WithResultBackend(gr), core.WithLogger(hclog.NewNullLogger()))
 			require.NoError(t, err)
+			t.Cleanup(func() { _ = app.Close(context.Background()) })
 			b := &testBundle{app: app, broker: broker}
 			running, finish := make(chan struct{}), make(chan struct{})
 			task := core.MustTask[int](app, "ack.probe", func() (int, error) {
@@ -371,6 +372,7 @@ func TestDummyResultBackendSaysSo(t *testing.T) {
 	broker := inmemory.NewBroker(inmemory.BrokerOptions{})
 	app, err := core.New(core.WithBroker("default", broker))
 	require.NoError(t, err)
+	t.Cleanup(func() { _ = app.Close(context.Background()) })
 	task := core.MustTask[int](app, "noop", func() (int, error) { return 1, nil })
 	at, err := task.Kiq(context.Background())
 	require.NoError(t, err)
@@ -711,6 +713,7 @@ func TestTaskSlotIsFreeWhileTheResultIsSaved(t *testing.T) {
 	broker := inmemory.NewBroker(inmemory.BrokerOptions{})
 	app, err := core.New(core.WithBroker("default", broker, brokerCaps()...), core.WithResultBackend(gr), core.WithLogger(hclog.NewNullLogger()))
 	require.NoError(t, err)
+	t.Cleanup(func() { _ = app.Close(context.Background()) })
 	b := &testBundle{app: app, broker: broker}
 	started := make(chan int, 2)
 	task := core.MustTask[int](app, "n", func(n int) (int, error) { started <- n; return n, nil })
@@ -754,6 +757,7 @@ func TestResultSaveIsRetriedBeforeRunningTheTaskAgain(t *testing.T) {
 	broker := inmemory.NewBroker(inmemory.BrokerOptions{})
 	app, err := core.New(core.WithBroker("default", broker, brokerCaps()...), core.WithResultBackend(fr), core.WithLogger(hclog.NewNullLogger()))
 	require.NoError(t, err)
+	t.Cleanup(func() { _ = app.Close(context.Background()) })
 	b := &testBundle{app: app, broker: broker}
 	var runs atomic.Int32
 	task := core.MustTask[int32](app, "once", func() (int32, error) { return runs.Add(1), nil })

@@ -138,7 +138,13 @@ type worker struct {
 	// jobs feeds a pool of MaxPrefetch long-lived goroutines: a task runs on
 	// a warm stack instead of growing a fresh goroutine's every time.
 	jobs chan job
-	wg   sync.WaitGroup
+	// wg counts deliveries being handled; pool counts the pool's
+	// goroutines; calls counts task functions running on a goroutine of
+	// their own (a task with a timeout), which may outlive their delivery.
+	wg, pool, calls sync.WaitGroup
+	// live holds the Context of every task function running, for the log
+	// of those still running when the worker gives up on them.
+	live sync.Map // *Context -> task name
 	// taskCtx is the parent of every task context; it is cancelled when the
 	// shutdown timeout passes.
 	taskCtx context.Context
@@ -171,8 +177,18 @@ type stream struct {
 // open to count as healthy, so that its break resets the reconnect backoff.
 const streamHealthyAfter = 10 * time.Second
 
+// cancelGrace bounds how long RunWorker waits, once the shutdown timeout
+// cancelled the tasks' contexts, for the task functions to return. A
+// function that ignores its context cannot be stopped in Go: after
+// cancelGrace RunWorker logs those still running and returns without them
+// (their messages are not settled, so the broker redelivers them).
+const cancelGrace = 5 * time.Second
+
 // RunWorker consumes tasks until ctx ends, then stops fetching, drains
-// running tasks within ShutdownTimeout and returns. Worker startup and
+// running tasks within ShutdownTimeout and returns. After ShutdownTimeout
+// it cancels the tasks' contexts and returns once every task function has
+// returned, or after cancelGrace more, logging the tasks that ignore their
+// context and still run (see cancelGrace). Worker startup and
 // shutdown events fire around it. A broken stream (for example a broker
 // plugin that died) is reopened with backoff; the worker goes on. Fields of
 // opts left zero take the App's worker defaults (taskiq.hcl's worker block).
@@ -197,20 +213,16 @@ func (a *App) RunWorker(ctx context.Context, opts WorkerOptions) error {
 		slots:   make(chan struct{}, opts.MaxPrefetch),
 		running: make(chan struct{}, opts.MaxAsyncTasks),
 		jobs:    make(chan job, opts.MaxPrefetch)}
-	for i := 0; i < opts.MaxPrefetch; i++ {
-		go func() {
-			for j := range w.jobs {
-				w.handle(j.s, j.d)
-			}
-		}()
-	}
-	defer close(w.jobs)
+	w.startPool(&w.pool)
 
 	var streams []*stream
 	backoff := newBackoff(a.clock, 50*time.Millisecond, 5*time.Second)
 	ready := opts.Ready
+	var parts sync.WaitGroup // the goroutines of the worker's parts but its tasks
+	defer parts.Wait()
 	health := newReadiness(a.clock, opts.UnreadyAfter, e.name, opts.Readiness)
-	defer health.stop()
+	health.start(&parts)
+	defer health.shutdown()
 	for ctx.Err() == nil {
 		s, err := w.listen(ctx, streamCtx)
 		if err != nil {
@@ -227,9 +239,13 @@ func (a *App) RunWorker(ctx context.Context, opts WorkerOptions) error {
 			ready()
 			ready = nil
 		}
-		stopLease := w.extendLeases(s)
+		// The extender of a stream ends with it, before the next one opens.
+		var extending sync.WaitGroup
+		ext := w.leaseExtender(s)
+		ext.start(&extending)
 		err = w.consume(ctx, s)
-		stopLease()
+		ext.shutdown()
+		extending.Wait()
 		if ctx.Err() != nil {
 			break
 		}
@@ -244,18 +260,73 @@ func (a *App) RunWorker(ctx context.Context, opts WorkerOptions) error {
 	}
 
 	a.logger.Debug("worker stopping: draining running tasks", "timeout", opts.ShutdownTimeout)
-	drained := make(chan struct{})
-	go func() { w.wg.Wait(); close(drained) }()
+	w.shutdownPool() // consume has returned: no job comes any more
+	ended := w.tasksEnded()
 	select {
-	case <-drained:
+	case <-ended:
 	case <-a.clock.After(opts.ShutdownTimeout):
 		a.logger.Warn("shutdown timeout passed with tasks still running; cancelling them, the broker redelivers their messages", "timeout", opts.ShutdownTimeout)
 		cancelTasks()
+		select {
+		case <-ended:
+		case <-a.clock.After(cancelGrace):
+			w.logStillRunning()
+		}
 	}
 	for _, s := range streams {
+		s.settler.Close()
 		_ = s.Close()
 	}
 	return a.fire(context.WithoutCancel(ctx), EventWorkerShutdown)
+}
+
+// Lifecycle. Every long-running part of the worker (the task pool, each
+// stream's lease extender, readiness) starts and stops the same way:
+// start(wg) launches its goroutines, each counted on wg; shutdown() tells
+// them to end, and the owner's wg.Wait() returns once they have. The
+// Coalescers (internal/coalesce), whose goroutine starts on demand, have
+// Close, which does both; App.Close closes the App's.
+
+// startPool starts the pool of goroutines that handle deliveries.
+func (w *worker) startPool(wg *sync.WaitGroup) {
+	for i := 0; i < w.opts.MaxPrefetch; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range w.jobs {
+				w.handle(j.s, j.d)
+			}
+		}()
+	}
+}
+
+// shutdownPool ends the pool once the jobs handed to it are handled.
+func (w *worker) shutdownPool() { close(w.jobs) }
+
+// tasksEnded is closed once every delivery is handled, every task function
+// has returned and the pool has ended. With a task that ignores its
+// context it may never close (see cancelGrace).
+func (w *worker) tasksEnded() <-chan struct{} {
+	ended := make(chan struct{})
+	go func() {
+		w.wg.Wait()
+		w.calls.Wait()
+		w.pool.Wait()
+		close(ended)
+	}()
+	return ended
+}
+
+// logStillRunning logs the task functions still running when RunWorker
+// gives up on them.
+func (w *worker) logStillRunning() {
+	w.live.Range(func(k, v any) bool {
+		tc := k.(*Context)
+		w.app.logger.Error("task still running after its context was cancelled: it ignores its context and cannot be stopped; "+
+			"the worker returns without it and the broker redelivers its message",
+			"task", v, "task_id", tc.Message.TaskID, "grace", cancelGrace)
+		return true
+	})
 }
 
 // listen opens a stream bound to streamCtx; ctx only bounds the opening.
@@ -563,6 +634,8 @@ func (e *PanicError) ErrorType() string { return "Panic" }
 
 func (w *worker) run(ctx context.Context, def *taskDef, tc *Context, timeout time.Duration) (json.RawMessage, error) {
 	call := func(ctx context.Context) (ret json.RawMessage, err error) {
+		w.live.Store(tc, def.name)
+		defer w.live.Delete(tc)
 		defer func() {
 			if p := recover(); p != nil {
 				err = &PanicError{Value: p, Stack: string(debug.Stack())}
@@ -582,7 +655,9 @@ func (w *worker) run(ctx context.Context, def *taskDef, tc *Context, timeout tim
 		err error
 	}
 	done := make(chan outcome, 1)
+	w.calls.Add(1)
 	go func() {
+		defer w.calls.Done()
 		r, err := call(ctx)
 		done <- outcome{r, err}
 	}()
@@ -690,7 +765,7 @@ func (s *stream) untrack(tc *Context) {
 	s.mu.Unlock()
 }
 
-// extendLeases keeps the leases of running deliveries alive. Each delivery
+// leaseExtender keeps the leases of running deliveries alive. Each delivery
 // keeps the lease length the broker gave it (see setLease); once less than
 // half of it is left, it is extended by that length. All extensions due at
 // one tick go in one batch. The tick follows the shortest lease in flight, so
@@ -701,28 +776,39 @@ func (s *stream) untrack(tc *Context) {
 // its own. If the broker does not confirm that extension, the lease is lost:
 // the broker may have given the message to another worker. The run goes on
 // and settles only by ack (see leftToNewOwner).
-func (w *worker) extendLeases(s *stream) (stop func()) {
-	if !sdk.Has(w.broker.caps, sdk.CapLease) {
-		return func() {}
+func (w *worker) leaseExtender(s *stream) *leaseExtender {
+	return &leaseExtender{w: w, s: s, done: make(chan struct{})}
+}
+
+// leaseExtender is the goroutine that extends the leases of one stream.
+type leaseExtender struct {
+	w    *worker
+	s    *stream
+	done chan struct{}
+}
+
+// start launches the extender, on a broker that has leases.
+func (e *leaseExtender) start(wg *sync.WaitGroup) {
+	if !sdk.Has(e.w.broker.caps, sdk.CapLease) {
+		return
 	}
-	done := make(chan struct{})
-	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
 		next := time.Second
 		for {
 			select {
-			case <-done:
+			case <-e.done:
 				return
-			case <-s.leaseWake:
-			case <-w.app.clock.After(next):
+			case <-e.s.leaseWake:
+			case <-e.w.app.clock.After(next):
 			}
-			next = w.extendDue(s)
+			next = e.w.extendDue(e.s)
 		}
 	}()
-	return func() { close(done); wg.Wait() }
 }
+
+func (e *leaseExtender) shutdown() { close(e.done) }
 
 // extendDue extends the leases due on s and returns when to look again.
 func (w *worker) extendDue(s *stream) time.Duration {

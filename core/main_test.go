@@ -8,6 +8,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/taskiq-go/taskiq/internal/leaktest"
 	"github.com/taskiq-go/taskiq/plugin/sdk"
 	"github.com/taskiq-go/taskiq/plugin/sdk/wire"
 	"github.com/taskiq-go/taskiq/plugins/inmemory"
@@ -37,12 +38,7 @@ func TestMain(m *testing.M) {
 	}
 	// Tests end with nothing the App, the worker or a plugin client started
 	// still running: App.Close and RunWorker wait for their goroutines.
-	goleak.VerifyTestMain(m,
-		// The plugin SDK's result-watch stream (plugin/sdk grpc_watch.go)
-		// does not close its send coalescer when the stream ends; the idle
-		// runner exits coalesce.runnerIdle later. TestAppCloseEndsItsGoroutines
-		// checks the App's and the worker's own coalescers without this.
-		goleak.IgnoreTopFunction("github.com/taskiq-go/taskiq/internal/coalesce.(*Coalescer[...]).run"))
+	goleak.VerifyTestMain(m, leaktest.SDKWatchRunner)
 }
 
 // recordingMiddleware appends "<name>.<hook>" lines to a file, so a test can

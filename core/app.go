@@ -250,7 +250,8 @@ func (a *App) Start(ctx context.Context) error {
 }
 
 // Close fires the client shutdown event (when Start ran), then closes the
-// brokers, the result backend and whatever Load started.
+// brokers, the result backend and whatever Load started. It returns once
+// the goroutines the App started have ended (a worker's are RunWorker's).
 func (a *App) Close(ctx context.Context) error {
 	var errs []error
 	a.mu.Lock()
@@ -260,9 +261,13 @@ func (a *App) Close(ctx context.Context) error {
 	if started {
 		errs = append(errs, a.fire(ctx, EventClientShutdown))
 	}
+	// The coalescers flush what is queued and end their goroutines first,
+	// so that Close returns with nothing it started still running.
 	for _, e := range a.brokers {
+		e.kicks.Close()
 		errs = append(errs, e.broker.Close(ctx))
 	}
+	a.resultWriter.Close()
 	errs = append(errs, a.results.Close(ctx))
 	for i := len(a.closers) - 1; i >= 0; i-- {
 		errs = append(errs, a.closers[i](ctx))

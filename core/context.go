@@ -79,7 +79,10 @@ func (c *Context) Broker() Broker {
 var errSettledByTask = errors.New("message settled by the task")
 
 // Requeue ends the task without a result and sends its message again with
-// the X-Taskiq-requeue label incremented. Return its result from the task:
+// the X-Taskiq-requeue label incremented. The call decides: once a task has
+// called it, the message is requeued whatever the task returns, and its
+// return value is not stored (an error it returns is logged at warn level,
+// a value at debug level, both as ignored). Return its result from the task:
 //
 //	return 0, core.ContextFrom(ctx).Requeue()
 func (c *Context) Requeue() error {
@@ -90,7 +93,8 @@ func (c *Context) Requeue() error {
 }
 
 // Reject ends the task without a result and moves its message to the
-// dead-letter store (or drops it, logged, on a broker without one). Return
+// dead-letter store (or drops it, logged, on a broker without one). As with
+// Requeue, the call decides whatever the task returns afterwards. Return
 // its result from the task.
 func (c *Context) Reject() error {
 	c.mu.Lock()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -317,6 +318,7 @@ func TestAckTypes(t *testing.T) {
 			broker := inmemory.NewBroker(inmemory.BrokerOptions{})
 			app, err := core.New(core.WithBroker("default", broker, brokerCaps()...), core.WithResultBackend(gr), core.WithLogger(hclog.NewNullLogger()))
 			require.NoError(t, err)
+			t.Cleanup(func() { _ = app.Close(context.Background()) })
 			b := &testBundle{app: app, broker: broker}
 			running, finish := make(chan struct{}), make(chan struct{})
 			task := core.MustTask[int](app, "ack.probe", func() (int, error) {
@@ -370,6 +372,7 @@ func TestDummyResultBackendSaysSo(t *testing.T) {
 	broker := inmemory.NewBroker(inmemory.BrokerOptions{})
 	app, err := core.New(core.WithBroker("default", broker))
 	require.NoError(t, err)
+	t.Cleanup(func() { _ = app.Close(context.Background()) })
 	task := core.MustTask[int](app, "noop", func() (int, error) { return 1, nil })
 	at, err := task.Kiq(context.Background())
 	require.NoError(t, err)
@@ -657,61 +660,49 @@ func TestOversizeMessageIsRefused(t *testing.T) {
 	require.Equal(t, 0, b.broker.Len(""))
 }
 
-// extendCounter wraps a broker to count lease extensions.
-type extendCounter struct {
-	sdk.Broker
-	extends atomic.Int32
-}
-
-func (e *extendCounter) Listen(ctx context.Context, req sdk.ListenRequest) (sdk.Stream, error) {
-	st, err := e.Broker.Listen(ctx, req)
-	if err != nil {
-		return nil, err
-	}
-	return &countingStream{Stream: st, e: e}, nil
-}
-
-type countingStream struct {
-	sdk.Stream
-	e *extendCounter
-}
-
-func (c *countingStream) Settle(ctx context.Context, s []sdk.Settlement) error {
-	for _, x := range s {
-		if x.Kind == sdk.SettleExtend {
-			c.e.extends.Add(1)
-		}
-	}
-	return c.Stream.Settle(ctx, s)
-}
-
 // TestLeaseIsExtendedWhileTheTaskRuns runs a task through several of the
 // broker's (short) leases: without extensions the broker would redeliver it
-// and it would run twice.
+// and it would run twice. The worker's clock is a fake one, moved a tick of
+// the extender at a time; the test keeps the broker's view of the lease
+// (renewed by each extension) and checks it never runs out.
 func TestLeaseIsExtendedWhileTheTaskRuns(t *testing.T) {
 	t.Parallel()
-	inner := inmemory.NewBroker(inmemory.BrokerOptions{Lease: 100 * time.Millisecond})
-	broker := &extendCounter{Broker: inner}
-	app, err := core.New(core.WithBroker("default", broker, brokerCaps()...),
-		core.WithResultBackend(inmemory.NewResultBackend(inmemory.ResultOptions{})),
-		core.WithLogger(hclog.NewNullLogger()))
-	require.NoError(t, err)
-	b := &testBundle{app: app, broker: inner}
+	const lease = 100 * time.Millisecond
+	clk := core.NewFakeClock()
+	st := newScriptedStream()
+	app, _, _ := scriptedApp(t, st, core.WithClock(clk))
 	var runs atomic.Int32
-	release := make(chan struct{})
-	task := core.MustTask[int32](app, "long", func() (int32, error) {
+	started, release := make(chan struct{}), make(chan struct{})
+	core.MustTask[int32](app, "long", func() (int32, error) {
 		n := runs.Add(1)
+		close(started)
 		<-release
 		return n, nil
 	})
-	b.runWorker(t, core.WorkerOptions{}) // no Lease option: the broker's lease is used
-	at, err := task.Kiq(context.Background())
-	require.NoError(t, err)
-	require.Eventually(t, func() bool { return broker.extends.Load() >= 5 }, 10*time.Second, time.Millisecond)
+	(&testBundle{app: app}).runWorker(t, core.WorkerOptions{}) // no Lease option: the broker's lease is used
+	brokerDeadline := clk.Now().Add(lease)
+	st.deliveries <- delivery(t, "1-0", "long", 1, brokerDeadline)
+	<-started
+	// The extender ticks at a quarter of the shortest lease once it saw it.
+	n := 0
+	for ; nextAfter(t, clk, n) != lease/4; n++ {
+	}
+	extends := 0
+	for extends < 5 {
+		n = len(clk.Afters())
+		clk.Advance(lease / 4)
+		nextAfter(t, clk, n) // the extender ran its tick and waits again
+		for _, ext := range st.settledOf("1-0")[extends:] {
+			require.Equal(t, sdk.SettleExtend, ext.Kind)
+			brokerDeadline = clk.Now().Add(ext.Delay)
+			extends++
+		}
+		require.True(t, clk.Now().Before(brokerDeadline), "the lease ran out: the broker would have redelivered the message while its task ran")
+	}
 	require.EqualValues(t, 1, runs.Load(), "the message was redelivered while its task ran")
-	require.Equal(t, 1, inner.InFlight())
 	close(release)
-	require.EqualValues(t, 1, wait(t, at).ReturnValue)
+	require.Eventually(t, func() bool { return slices.Contains(st.kinds("1-0"), sdk.SettleAck) }, 10*time.Second, time.Millisecond)
+	require.EqualValues(t, 1, runs.Load())
 }
 
 // TestTaskSlotIsFreeWhileTheResultIsSaved: with one task slot, a second task
@@ -722,6 +713,7 @@ func TestTaskSlotIsFreeWhileTheResultIsSaved(t *testing.T) {
 	broker := inmemory.NewBroker(inmemory.BrokerOptions{})
 	app, err := core.New(core.WithBroker("default", broker, brokerCaps()...), core.WithResultBackend(gr), core.WithLogger(hclog.NewNullLogger()))
 	require.NoError(t, err)
+	t.Cleanup(func() { _ = app.Close(context.Background()) })
 	b := &testBundle{app: app, broker: broker}
 	started := make(chan int, 2)
 	task := core.MustTask[int](app, "n", func(n int) (int, error) { started <- n; return n, nil })
@@ -765,6 +757,7 @@ func TestResultSaveIsRetriedBeforeRunningTheTaskAgain(t *testing.T) {
 	broker := inmemory.NewBroker(inmemory.BrokerOptions{})
 	app, err := core.New(core.WithBroker("default", broker, brokerCaps()...), core.WithResultBackend(fr), core.WithLogger(hclog.NewNullLogger()))
 	require.NoError(t, err)
+	t.Cleanup(func() { _ = app.Close(context.Background()) })
 	b := &testBundle{app: app, broker: broker}
 	var runs atomic.Int32
 	task := core.MustTask[int32](app, "once", func() (int32, error) { return runs.Add(1), nil })

@@ -12,14 +12,15 @@ func PluginPIDs(a *App) map[string]int {
 	return out
 }
 
-// Exported for the argument codec tests.
+// Exported for the argument codec tests, and the module server for tests
+// that serve a module in process.
 var (
-	DecodeArg   = decodeArg
-	EncodeValue = encodeValue
+	DecodeArg    = decodeArg
+	EncodeValue  = encodeValue
+	ModulePlugin = modulePlugin
 )
 
-// WithClock replaces the time source of the worker's lease extender,
-// reconnect backoff and readiness.
+// WithClock replaces the time source of the worker (see clock).
 func WithClock(c interface {
 	Now() time.Time
 	After(d time.Duration) <-chan time.Time

@@ -58,6 +58,7 @@ func TestExtenderRenewsAShortBrokerLeaseInTime(t *testing.T) {
 	w := &worker{app: app, broker: app.brokers["default"], taskCtx: context.Background()}
 	s := &stream{Stream: rec, inflight: map[string]*Context{}, leaseWake: make(chan struct{}, 1)}
 	s.settler = coalesce.New(16, rec.Settle)
+	t.Cleanup(s.settler.Close)
 	start := clk.Now()
 	tc := &Context{Delivery: sdk.Delivery{ID: "1-0", LeaseDeadline: start.Add(5 * time.Second)}}
 	w.setLease(s, tc)

@@ -6,6 +6,9 @@ import (
 	"os"
 	"testing"
 
+	"go.uber.org/goleak"
+
+	"github.com/taskiq-go/taskiq/internal/leaktest"
 	"github.com/taskiq-go/taskiq/plugin/sdk"
 	"github.com/taskiq-go/taskiq/plugin/sdk/wire"
 	"github.com/taskiq-go/taskiq/plugins/inmemory"
@@ -33,7 +36,9 @@ func TestMain(m *testing.M) {
 		sdk.Serve(p())
 		os.Exit(0)
 	}
-	os.Exit(m.Run())
+	// Tests end with nothing the App, the worker or a plugin client started
+	// still running: App.Close and RunWorker wait for their goroutines.
+	goleak.VerifyTestMain(m, leaktest.SDKWatchRunner)
 }
 
 // recordingMiddleware appends "<name>.<hook>" lines to a file, so a test can

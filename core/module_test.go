@@ -70,6 +70,13 @@ func alphaModule() *core.App {
 	core.MustTask[any](app, "mod:reject", func(ctx context.Context) error {
 		return core.ContextFrom(ctx).Reject()
 	})
+	core.MustTask[int](app, "mod:reject-then-value", func(ctx context.Context) (int, error) {
+		_ = core.ContextFrom(ctx).Reject()
+		return 7, nil
+	})
+	core.MustTask[any](app, "mod:python-typeerror", func() error {
+		return &pyTypeError{"unsupported operand"}
+	})
 	core.MustTask[string](app, "mod:ack", func(ctx context.Context) (string, error) {
 		return "acked", core.ContextFrom(ctx).Ack()
 	})

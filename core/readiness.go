@@ -23,6 +23,7 @@ type readiness struct {
 	broker string
 	notify func(ready bool, reason string)
 	done   chan struct{}
+	wg     *sync.WaitGroup // counts the timers (start)
 
 	mu      sync.Mutex
 	ready   bool      // what was last reported (false until the first stream opens)
@@ -36,8 +37,12 @@ func newReadiness(clk clock, after time.Duration, broker string, notify func(boo
 	if notify == nil {
 		notify = func(bool, string) {}
 	}
-	return &readiness{clk: clk, after: after, broker: broker, notify: notify, done: make(chan struct{})}
+	return &readiness{clk: clk, after: after, broker: broker, notify: notify, done: make(chan struct{}), wg: &sync.WaitGroup{}}
 }
+
+// start counts the timers readiness starts on wg; down and up must not be
+// called after shutdown.
+func (r *readiness) start(wg *sync.WaitGroup) { r.wg = wg }
 
 // up records a delivery stream that opened.
 func (r *readiness) up() {
@@ -66,7 +71,9 @@ func (r *readiness) down(err error) {
 	// late would start it late and report the failure late.
 	expired := r.clk.After(r.after)
 	r.mu.Unlock()
+	r.wg.Add(1)
 	go func() {
+		defer r.wg.Done()
 		select {
 		case <-expired:
 			r.expire(episode)
@@ -88,5 +95,5 @@ func (r *readiness) expire(episode int) {
 	r.notify(false, strings.Join(strings.Fields(reason), " "))
 }
 
-// stop ends the pending timers once the worker returns.
-func (r *readiness) stop() { close(r.done) }
+// shutdown ends the pending timers once the worker returns.
+func (r *readiness) shutdown() { close(r.done) }

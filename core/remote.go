@@ -221,7 +221,6 @@ func (m *remoteModule) execute(ctx context.Context, msg *wire.Message) (json.Raw
 	if call.Acked() && tc != nil {
 		_ = tc.Ack()
 	}
-	var we *wire.Error
 	switch {
 	case err == nil:
 		return ret, nil
@@ -229,8 +228,8 @@ func (m *remoteModule) execute(ctx context.Context, msg *wire.Message) (json.Raw
 		return nil, tc.Requeue()
 	case errors.Is(err, sdk.ErrReject) && tc != nil:
 		return nil, tc.Reject()
-	case errors.As(err, &we) && we.ExcType == "TypeError":
-		return nil, &ArgumentError{Task: msg.TaskName, Msg: argumentMessage(msg.TaskName, we)}
+	case errors.Is(err, sdk.ErrBadArguments):
+		return nil, &ArgumentError{Task: msg.TaskName, Msg: argumentMessage(msg.TaskName, err)}
 	case errors.Is(err, sdk.ErrNotDelivered):
 		return nil, fmt.Errorf("task module %s is not running and could not be restarted: %w", m.path, err)
 	case errors.Is(err, sdk.ErrUnavailable):
@@ -239,10 +238,13 @@ func (m *remoteModule) execute(ctx context.Context, msg *wire.Message) (json.Raw
 	return nil, err
 }
 
-// argumentMessage is a TypeError's text without the task prefix
-// ArgumentError adds again.
-func argumentMessage(task string, we *wire.Error) string {
-	msg := we.Error()
+// argumentMessage is the module's text for bad arguments without the task
+// prefix ArgumentError adds again.
+func argumentMessage(task string, err error) string {
+	msg := err.Error()
+	if we := (*wire.Error)(nil); errors.As(err, &we) {
+		msg = we.Error()
+	}
 	msg = strings.TrimPrefix(msg, "TypeError: ")
 	return strings.TrimPrefix(msg, fmt.Sprintf("task %q: ", task))
 }
@@ -263,3 +265,9 @@ func closeTaskModule(ctx context.Context, tm sdk.TaskModule) error {
 	}
 	return nil
 }
+
+// Is makes an ArgumentError match sdk.ErrBadArguments: that is how a task
+// module (moduleTasks.Execute runs the same argument decoding) tells the
+// worker its arguments do not fit, so that the worker dead-letters the
+// message.
+func (e *ArgumentError) Is(target error) bool { return target == sdk.ErrBadArguments }

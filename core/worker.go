@@ -134,7 +134,13 @@ type worker struct {
 	// jobs feeds a pool of MaxPrefetch long-lived goroutines: a task runs on
 	// a warm stack instead of growing a fresh goroutine's every time.
 	jobs chan job
-	wg   sync.WaitGroup
+	// wg counts deliveries being handled; pool counts the pool's
+	// goroutines; calls counts task functions running on a goroutine of
+	// their own (a task with a timeout), which may outlive their delivery.
+	wg, pool, calls sync.WaitGroup
+	// live holds the Context of every task function running, for the log
+	// of those still running when the worker gives up on them.
+	live sync.Map // *Context -> task name
 	// taskCtx is the parent of every task context; it is cancelled when the
 	// shutdown timeout passes.
 	taskCtx context.Context
@@ -167,8 +173,18 @@ type stream struct {
 // open to count as healthy, so that its break resets the reconnect backoff.
 const streamHealthyAfter = 10 * time.Second
 
+// cancelGrace bounds how long RunWorker waits, once the shutdown timeout
+// cancelled the tasks' contexts, for the task functions to return. A
+// function that ignores its context cannot be stopped in Go: after
+// cancelGrace RunWorker logs those still running and returns without them
+// (their messages are not settled, so the broker redelivers them).
+const cancelGrace = 5 * time.Second
+
 // RunWorker consumes tasks until ctx ends, then stops fetching, drains
-// running tasks within ShutdownTimeout and returns. Worker startup and
+// running tasks within ShutdownTimeout and returns. After ShutdownTimeout
+// it cancels the tasks' contexts and returns once every task function has
+// returned, or after cancelGrace more, logging the tasks that ignore their
+// context and still run (see cancelGrace). Worker startup and
 // shutdown events fire around it. A broken stream (for example a broker
 // plugin that died) is reopened with backoff; the worker goes on. Fields of
 // opts left zero take the App's worker defaults (taskiq.hcl's worker block).
@@ -193,20 +209,16 @@ func (a *App) RunWorker(ctx context.Context, opts WorkerOptions) error {
 		slots:   make(chan struct{}, opts.MaxPrefetch),
 		running: make(chan struct{}, opts.MaxAsyncTasks),
 		jobs:    make(chan job, opts.MaxPrefetch)}
-	for i := 0; i < opts.MaxPrefetch; i++ {
-		go func() {
-			for j := range w.jobs {
-				w.handle(j.s, j.d)
-			}
-		}()
-	}
-	defer close(w.jobs)
+	w.startPool(&w.pool)
 
 	var streams []*stream
 	backoff := newBackoff(a.clock, 50*time.Millisecond, 5*time.Second)
 	ready := opts.Ready
+	var parts sync.WaitGroup // the goroutines of the worker's parts but its tasks
+	defer parts.Wait()
 	health := newReadiness(a.clock, opts.UnreadyAfter, e.name, opts.Readiness)
-	defer health.stop()
+	health.start(&parts)
+	defer health.shutdown()
 	for ctx.Err() == nil {
 		s, err := w.listen(ctx, streamCtx)
 		if err != nil {
@@ -223,9 +235,13 @@ func (a *App) RunWorker(ctx context.Context, opts WorkerOptions) error {
 			ready()
 			ready = nil
 		}
-		stopLease := w.extendLeases(s)
+		// The extender of a stream ends with it, before the next one opens.
+		var extending sync.WaitGroup
+		ext := w.leaseExtender(s)
+		ext.start(&extending)
 		err = w.consume(ctx, s)
-		stopLease()
+		ext.shutdown()
+		extending.Wait()
 		if ctx.Err() != nil {
 			break
 		}
@@ -240,18 +256,73 @@ func (a *App) RunWorker(ctx context.Context, opts WorkerOptions) error {
 	}
 
 	a.logger.Debug("worker stopping: draining running tasks", "timeout", opts.ShutdownTimeout)
-	drained := make(chan struct{})
-	go func() { w.wg.Wait(); close(drained) }()
+	w.shutdownPool() // consume has returned: no job comes any more
+	ended := w.tasksEnded()
 	select {
-	case <-drained:
-	case <-time.After(opts.ShutdownTimeout):
+	case <-ended:
+	case <-a.clock.After(opts.ShutdownTimeout):
 		a.logger.Warn("shutdown timeout passed with tasks still running; cancelling them, the broker redelivers their messages", "timeout", opts.ShutdownTimeout)
 		cancelTasks()
+		select {
+		case <-ended:
+		case <-a.clock.After(cancelGrace):
+			w.logStillRunning()
+		}
 	}
 	for _, s := range streams {
+		s.settler.Close()
 		_ = s.Close()
 	}
 	return a.fire(context.WithoutCancel(ctx), EventWorkerShutdown)
+}
+
+// Lifecycle. Every long-running part of the worker (the task pool, each
+// stream's lease extender, readiness) starts and stops the same way:
+// start(wg) launches its goroutines, each counted on wg; shutdown() tells
+// them to end, and the owner's wg.Wait() returns once they have. The
+// Coalescers (internal/coalesce), whose goroutine starts on demand, have
+// Close, which does both; App.Close closes the App's.
+
+// startPool starts the pool of goroutines that handle deliveries.
+func (w *worker) startPool(wg *sync.WaitGroup) {
+	for i := 0; i < w.opts.MaxPrefetch; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range w.jobs {
+				w.handle(j.s, j.d)
+			}
+		}()
+	}
+}
+
+// shutdownPool ends the pool once the jobs handed to it are handled.
+func (w *worker) shutdownPool() { close(w.jobs) }
+
+// tasksEnded is closed once every delivery is handled, every task function
+// has returned and the pool has ended. With a task that ignores its
+// context it may never close (see cancelGrace).
+func (w *worker) tasksEnded() <-chan struct{} {
+	ended := make(chan struct{})
+	go func() {
+		w.wg.Wait()
+		w.calls.Wait()
+		w.pool.Wait()
+		close(ended)
+	}()
+	return ended
+}
+
+// logStillRunning logs the task functions still running when RunWorker
+// gives up on them.
+func (w *worker) logStillRunning() {
+	w.live.Range(func(k, v any) bool {
+		tc := k.(*Context)
+		w.app.logger.Error("task still running after its context was cancelled: it ignores its context and cannot be stopped; "+
+			"the worker returns without it and the broker redelivers its message",
+			"task", v, "task_id", tc.Message.TaskID, "grace", cancelGrace)
+		return true
+	})
 }
 
 // listen opens a stream bound to streamCtx; ctx only bounds the opening.
@@ -337,19 +408,26 @@ func (w *worker) deadLetter(tc *Context, reason string) {
 // broker may have handed the message to another worker, which now decides
 // its fate; sending it back as well would make a second copy. The run's ack
 // is still sent: the task ran to its end, and acking a message someone else
-// holds cannot duplicate it.
+// holds cannot duplicate it. planSettle makes the same decision up front;
+// this check covers a lease lost while the settlement was on its way.
 func (w *worker) leftToNewOwner(tc *Context, what string) bool {
 	tc.mu.Lock()
 	lost := tc.leaseLost
 	tc.mu.Unlock()
 	if lost {
-		w.app.logger.Warn("lease lost: this run does not send its "+what+"; the worker now holding the message settles it",
-			"broker", w.broker.name, "delivery", tc.Delivery.ID)
+		w.logLeftToNewOwner(tc, what)
 	}
 	return lost
 }
 
-// handle is the path of one delivery through the worker.
+func (w *worker) logLeftToNewOwner(tc *Context, what string) {
+	w.app.logger.Warn("lease lost: this run does not send its "+what+"; the worker now holding the message settles it",
+		"broker", w.broker.name, "delivery", tc.Delivery.ID)
+}
+
+// handle is the path of one delivery through the worker: it finds what
+// happened to the delivery (a runOutcome) and settles it as planSettle
+// decides.
 func (w *worker) handle(s *stream, d sdk.Delivery) {
 	defer func() { <-w.slots; w.wg.Done() }()
 	tc := &Context{BrokerName: w.broker.name, Delivery: d, app: w.app}
@@ -370,48 +448,85 @@ func (w *worker) handle(s *stream, d sdk.Delivery) {
 		}
 		return w.settle(s, st)
 	}
-	if len(d.Body) > w.app.maxMessageSize {
-		w.deadLetter(tc, fmt.Sprintf("message of %d bytes is over max_message_size (%d)", len(d.Body), w.app.maxMessageSize))
-		return
-	}
-	msg, err := wire.DecodeMessage(d.Body)
-	if err != nil {
-		w.deadLetter(tc, "unparseable message: "+err.Error())
-		return
-	}
-	def := w.app.task(msg.TaskName)
+	def, reason := w.decode(tc)
 	if def == nil {
-		w.deadLetter(tc, fmt.Sprintf("unknown task name %q: no task of that name is registered on this worker", msg.TaskName))
+		w.apply(w.taskCtx, tc, w.plan(tc, runInvalid, reason, w.opts.AckType).final)
 		return
 	}
 	ackType := w.opts.AckType
-	if l, ok := msg.LabelString(wire.LabelAckType); ok && AckType(l).valid() {
+	if l, ok := tc.Message.LabelString(wire.LabelAckType); ok && AckType(l).valid() {
 		ackType = AckType(l)
 	}
-	tc.Message = msg
-	if ackType == AckWhenReceived {
-		_ = tc.Ack()
-	}
+	w.apply(w.taskCtx, tc, w.plan(tc, runStarting, "", ackType).final)
 
+	ctx := withTaskContext(w.taskCtx, tc)
+	o, reason, res := w.outcome(ctx, def, tc)
+	p := w.plan(tc, o, reason, ackType)
+	w.apply(ctx, tc, p.early)
+	if p.save {
+		if err := w.saveWithRetry(ctx, tc.Message.TaskID, res); err != nil {
+			// Never ack a message whose result was lost: let it run again.
+			w.app.logger.Error("saving the result failed; the message is returned to the queue", "task_id", tc.Message.TaskID, "error", err)
+			w.apply(ctx, tc, w.plan(tc, runUnsaved, "", ackType).final)
+			return
+		}
+	}
+	w.apply(ctx, tc, p.final)
+	if p.save {
+		if err := w.app.chain.postSave(ctx, tc.Message, res); err != nil {
+			w.app.logger.Error("post_save middleware failed", "task_id", tc.Message.TaskID, "error", err)
+		}
+	}
+}
+
+// decode reads tc's message and finds its task; for a message that cannot
+// run it returns a nil task and why.
+func (w *worker) decode(tc *Context) (*taskDef, string) {
+	d := tc.Delivery
+	if len(d.Body) > w.app.maxMessageSize {
+		return nil, fmt.Sprintf("message of %d bytes is over max_message_size (%d)", len(d.Body), w.app.maxMessageSize)
+	}
+	msg, err := wire.DecodeMessage(d.Body)
+	if err != nil {
+		return nil, "unparseable message: " + err.Error()
+	}
+	def := w.app.task(msg.TaskName)
+	if def == nil {
+		return nil, fmt.Sprintf("unknown task name %q: no task of that name is registered on this worker", msg.TaskName)
+	}
+	tc.Message = msg
+	return def, ""
+}
+
+// outcome runs the task in a running slot, with the on_error and
+// post_execute middlewares, and says what happened: the outcome, a
+// dead-letter reason, and the result to save.
+func (w *worker) outcome(ctx context.Context, def *taskDef, tc *Context) (runOutcome, string, *wire.Result) {
+	msg := tc.Message
 	select {
 	case w.running <- struct{}{}:
 	case <-w.taskCtx.Done():
-		return // not started before the shutdown timeout: left to be redelivered
+		return runShutdown, "", nil // not started before the shutdown timeout: left to be redelivered
 	}
-	ctx := withTaskContext(w.taskCtx, tc)
 	res, taskErr := w.execute(ctx, def, tc)
 	<-w.running
 	if w.taskCtx.Err() != nil {
 		// Cut off by the shutdown timeout: its outcome does not count. The
 		// message stays unsettled and the broker redelivers it.
 		w.app.logger.Warn("task cancelled by shutdown; its message is left to be redelivered", "task_id", msg.TaskID)
-		return
+		return runShutdown, "", res
+	}
+	tc.mu.Lock()
+	control := tc.outcome
+	tc.mu.Unlock()
+	if control != outcomeNone {
+		w.ignoredReturn(tc, control, res, taskErr)
+		if control == outcomeReject {
+			return runReject, "", res
+		}
+		return runRequeue, "", res
 	}
 
-	if errors.Is(taskErr, errSettledByTask) {
-		w.finishSettledByTask(ctx, tc)
-		return
-	}
 	var noResult bool
 	var deadLetter string
 	var argErr *ArgumentError
@@ -419,7 +534,7 @@ func (w *worker) handle(s *stream, d sdk.Delivery) {
 		deadLetter = argErr.Error()
 	}
 	if taskErr != nil {
-		nr, dl, herr := w.app.chain.onError(ctx, tc.Message, res, taskErr)
+		nr, dl, herr := w.app.chain.onError(ctx, msg, res, taskErr)
 		noResult = nr
 		if dl != "" {
 			deadLetter = dl
@@ -428,77 +543,42 @@ func (w *worker) handle(s *stream, d sdk.Delivery) {
 			w.app.logger.Error("on_error middleware failed", "task_id", msg.TaskID, "error", herr)
 		}
 	}
-	if err := w.app.chain.postExecute(ctx, tc.Message, res); err != nil {
+	if err := w.app.chain.postExecute(ctx, msg, res); err != nil {
 		w.app.logger.Error("post_execute middleware failed", "task_id", msg.TaskID, "error", err)
 	}
-	if ackType == AckWhenExecuted && deadLetter == "" {
-		_ = tc.Ack()
-	}
-	if !noResult {
-		if err := w.saveWithRetry(ctx, tc.Message.TaskID, res); err != nil {
-			// Never ack a message whose result was lost: let it run again.
-			w.app.logger.Error("saving the result failed; the message is returned to the queue", "task_id", msg.TaskID, "error", err)
-			if tc.claimSettlement() {
-				_ = tc.settle(sdk.Settlement{DeliveryID: d.ID, Kind: sdk.SettleNack, Delay: time.Second, Reason: "result not saved"})
-			}
-			return
-		}
-	}
 	switch {
+	case deadLetter != "" && noResult:
+		return runDeadLetterNoResult, deadLetter, res
 	case deadLetter != "":
-		if tc.claimSettlement() {
-			w.deadLetter(tc, deadLetter)
-		} else {
-			w.app.logger.Warn("task asked for dead letter after its message was acked; nothing to move", "task_id", msg.TaskID, "reason", deadLetter)
-		}
-	case ackType == AckManual:
-		if tc.claimSettlement() {
-			w.app.logger.Warn("task returned without Ack under ack_type manual; its message goes back to the queue", "task_id", msg.TaskID)
-			_ = tc.settle(sdk.Settlement{DeliveryID: d.ID, Kind: sdk.SettleNack, Reason: "not acked by the task"})
-		}
-	default:
-		_ = tc.Ack()
+		return runDeadLetter, deadLetter, res
+	case noResult:
+		return runNoResult, "", res
+	case taskErr != nil:
+		return runFailed, "", res
 	}
-	if !noResult {
-		if err := w.app.chain.postSave(ctx, tc.Message, res); err != nil {
-			w.app.logger.Error("post_save middleware failed", "task_id", msg.TaskID, "error", err)
-		}
-	}
+	return runOK, "", res
 }
 
-// finishSettledByTask carries out Requeue and Reject.
-func (w *worker) finishSettledByTask(ctx context.Context, tc *Context) {
-	tc.mu.Lock()
-	out := tc.outcome
-	tc.mu.Unlock()
-	if !tc.claimSettlement() {
-		w.app.logger.Warn("task requeued or rejected a message it had already acked; ignored", "task_id", tc.Message.TaskID)
-		return
+// ignoredReturn logs what a task returned besides calling Requeue or
+// Reject: the call decides, the return value does not count.
+func (w *worker) ignoredReturn(tc *Context, control outcome, res *wire.Result, taskErr error) {
+	call := "Requeue"
+	if control == outcomeReject {
+		call = "Reject"
 	}
-	d := tc.Delivery
-	switch out {
-	case outcomeReject:
-		w.deadLetter(tc, "rejected by the task")
-	case outcomeRequeue:
-		if w.leftToNewOwner(tc, "requeue") {
-			return
-		}
-		m := tc.Message.Clone()
-		n, _ := m.LabelInt(wire.LabelRequeue)
-		m.SetLabel(wire.LabelRequeue, n+1)
-		if err := w.app.kick(ctx, w.broker.name, m); err != nil {
-			w.app.logger.Error("requeue failed; the message is returned to the queue instead", "task_id", m.TaskID, "error", err)
-			_ = tc.settle(sdk.Settlement{DeliveryID: d.ID, Kind: sdk.SettleNack, Reason: "requeue failed"})
-			return
-		}
-		_ = tc.settle(sdk.Settlement{DeliveryID: d.ID, Kind: sdk.SettleAck})
+	switch {
+	case errors.Is(taskErr, errSettledByTask):
+	case taskErr != nil:
+		w.app.logger.Warn("task called "+call+" and returned an error; the error is ignored", "task_id", tc.Message.TaskID, "error", taskErr)
+	case res != nil && len(res.ReturnValue) > 0 && string(res.ReturnValue) != "null":
+		w.app.logger.Debug("task called "+call+" and returned a value; the value is ignored", "task_id", tc.Message.TaskID)
 	}
 }
 
 // execute runs pre_execute middlewares and the task, with its timeout and
 // dependencies, and returns the result to store and the task's error.
 func (w *worker) execute(ctx context.Context, def *taskDef, tc *Context) (*wire.Result, error) {
-	start := time.Now()
+	start := w.app.clock.Now()
 	var ret json.RawMessage
 	err := w.app.chain.preExecute(ctx, tc.Message)
 	if err != nil {
@@ -515,7 +595,7 @@ func (w *worker) execute(ctx context.Context, def *taskDef, tc *Context) (*wire.
 		labels = map[string]any{} // the wire carries an object, as taskiq writes it
 	}
 	res := &wire.Result{
-		ExecutionTime: time.Since(start).Seconds(),
+		ExecutionTime: w.app.clock.Now().Sub(start).Seconds(),
 		Labels:        labels,
 		ReturnValue:   ret,
 	}
@@ -550,6 +630,8 @@ func (e *PanicError) ErrorType() string { return "Panic" }
 
 func (w *worker) run(ctx context.Context, def *taskDef, tc *Context, timeout time.Duration) (json.RawMessage, error) {
 	call := func(ctx context.Context) (ret json.RawMessage, err error) {
+		w.live.Store(tc, def.name)
+		defer w.live.Delete(tc)
 		defer func() {
 			if p := recover(); p != nil {
 				err = &PanicError{Value: p, Stack: string(debug.Stack())}
@@ -562,14 +644,16 @@ func (w *worker) run(ctx context.Context, def *taskDef, tc *Context, timeout tim
 	if timeout <= 0 {
 		return call(ctx)
 	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
+	ctx, cancel := withTimeout(ctx, w.app.clock, timeout)
 	defer cancel()
 	type outcome struct {
 		ret json.RawMessage
 		err error
 	}
 	done := make(chan outcome, 1)
+	w.calls.Add(1)
 	go func() {
+		defer w.calls.Done()
 		r, err := call(ctx)
 		done <- outcome{r, err}
 	}()
@@ -594,11 +678,11 @@ const saveRetryFor = 10 * time.Second
 // saveWithRetry saves a result, retrying with backoff for saveRetryFor: the
 // task has run, and running it again costs more than waiting for the backend.
 func (w *worker) saveWithRetry(ctx context.Context, taskID string, res *wire.Result) error {
-	deadline := time.Now().Add(saveRetryFor)
-	b := newBackoff(realClock{}, 100*time.Millisecond, 2*time.Second)
+	deadline := w.app.clock.Now().Add(saveRetryFor)
+	b := newBackoff(w.app.clock, 100*time.Millisecond, 2*time.Second)
 	for {
 		err := w.app.saveResult(ctx, taskID, res)
-		if err == nil || time.Now().After(deadline) || ctx.Err() != nil {
+		if err == nil || w.app.clock.Now().After(deadline) || ctx.Err() != nil {
 			return err
 		}
 		w.app.logger.Warn("saving a result failed; retrying", "task_id", taskID, "error", err)
@@ -677,7 +761,7 @@ func (s *stream) untrack(tc *Context) {
 	s.mu.Unlock()
 }
 
-// extendLeases keeps the leases of running deliveries alive. Each delivery
+// leaseExtender keeps the leases of running deliveries alive. Each delivery
 // keeps the lease length the broker gave it (see setLease); once less than
 // half of it is left, it is extended by that length. All extensions due at
 // one tick go in one batch. The tick follows the shortest lease in flight, so
@@ -688,28 +772,39 @@ func (s *stream) untrack(tc *Context) {
 // its own. If the broker does not confirm that extension, the lease is lost:
 // the broker may have given the message to another worker. The run goes on
 // and settles only by ack (see leftToNewOwner).
-func (w *worker) extendLeases(s *stream) (stop func()) {
-	if !sdk.Has(w.broker.caps, sdk.CapLease) {
-		return func() {}
+func (w *worker) leaseExtender(s *stream) *leaseExtender {
+	return &leaseExtender{w: w, s: s, done: make(chan struct{})}
+}
+
+// leaseExtender is the goroutine that extends the leases of one stream.
+type leaseExtender struct {
+	w    *worker
+	s    *stream
+	done chan struct{}
+}
+
+// start launches the extender, on a broker that has leases.
+func (e *leaseExtender) start(wg *sync.WaitGroup) {
+	if !sdk.Has(e.w.broker.caps, sdk.CapLease) {
+		return
 	}
-	done := make(chan struct{})
-	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
 		next := time.Second
 		for {
 			select {
-			case <-done:
+			case <-e.done:
 				return
-			case <-s.leaseWake:
-			case <-w.app.clock.After(next):
+			case <-e.s.leaseWake:
+			case <-e.w.app.clock.After(next):
 			}
-			next = w.extendDue(s)
+			next = e.w.extendDue(e.s)
 		}
 	}()
-	return func() { close(done); wg.Wait() }
 }
+
+func (e *leaseExtender) shutdown() { close(e.done) }
 
 // extendDue extends the leases due on s and returns when to look again.
 func (w *worker) extendDue(s *stream) time.Duration {

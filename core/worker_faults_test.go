@@ -124,6 +124,19 @@ func (s *scriptedStream) kinds(id string) []sdk.SettleKind {
 	return out
 }
 
+// settledOf lists the settlements applied to a delivery, in order.
+func (s *scriptedStream) settledOf(id string) []sdk.Settlement {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []sdk.Settlement
+	for _, st := range s.settled {
+		if st.DeliveryID == id {
+			out = append(out, st)
+		}
+	}
+	return out
+}
+
 // scriptedApp is an App whose default broker is a scriptedBroker handing out
 // one stream, with an in-memory result backend.
 func scriptedApp(t *testing.T, st *scriptedStream, opts ...core.Option) (*core.App, *scriptedBroker, *syncLog) {

@@ -19,6 +19,8 @@ import (
 
 	"github.com/alicebob/miniredis/v2"
 	"github.com/rogpeppe/go-internal/testscript"
+
+	"github.com/taskiq-go/taskiq/internal/leaktest"
 )
 
 // The script tests in testdata/script run the real binaries: taskiq, the
@@ -61,7 +63,7 @@ func TestMain(m *testing.M) {
 	if scriptBinDir != "" {
 		_ = os.RemoveAll(scriptBinDir)
 	}
-	os.Exit(code)
+	os.Exit(leaktest.Code(code))
 }
 
 func TestScripts(t *testing.T) {

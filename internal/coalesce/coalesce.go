@@ -27,6 +27,10 @@ type Coalescer[T any] struct {
 	parked  bool
 	wake    chan struct{}
 	idleFor time.Duration // runnerIdle; tests shorten it
+	// stopping asks the runner to exit once nothing is pending (Close);
+	// runnerDone is closed when the current runner has exited.
+	stopping   bool
+	runnerDone chan struct{}
 }
 
 type waiter struct {
@@ -97,7 +101,8 @@ func (c *Coalescer[T]) enqueue(items []T, done chan error) {
 	switch {
 	case !c.running:
 		c.running = true
-		go c.run()
+		c.runnerDone = make(chan struct{})
+		go c.run(c.runnerDone)
 	case c.parked:
 		c.parked = false
 		c.wake <- struct{}{} // never blocks: one token per park
@@ -110,11 +115,37 @@ func (c *Coalescer[T]) enqueue(items []T, done chan error) {
 // 1k tasks/s).
 const runnerIdle = 5 * time.Second
 
-func (c *Coalescer[T]) run() {
+// Close flushes what is queued, stops the flushing goroutine and returns
+// once it has ended, so that the Coalescer's owner can end without leaving
+// it behind for runnerIdle. A Do or Post after Close starts a new one,
+// which the next Close stops; nothing queued is dropped.
+func (c *Coalescer[T]) Close() {
+	c.mu.Lock()
+	if !c.running {
+		c.mu.Unlock()
+		return
+	}
+	c.stopping = true
+	if c.parked {
+		c.parked = false
+		c.wake <- struct{}{}
+	}
+	done := c.runnerDone
+	c.mu.Unlock()
+	<-done
+}
+
+func (c *Coalescer[T]) run(done chan struct{}) {
+	defer close(done)
 	idle := time.NewTimer(c.idleFor)
 	defer idle.Stop()
 	for {
 		c.mu.Lock()
+		if len(c.pending) == 0 && c.stopping {
+			c.running, c.stopping = false, false
+			c.mu.Unlock()
+			return
+		}
 		if len(c.pending) == 0 {
 			c.parked = true
 			idleFor := c.idleFor

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
 )
 
 func TestCoalescerDeliversEveryItemOnce(t *testing.T) {
@@ -25,6 +26,7 @@ func TestCoalescerDeliversEveryItemOnce(t *testing.T) {
 		}
 		return nil
 	})
+	t.Cleanup(c.Close)
 	var wg sync.WaitGroup
 	for g := 0; g < 50; g++ {
 		wg.Add(1)
@@ -54,6 +56,7 @@ func TestCoalescerReturnsBatchError(t *testing.T) {
 		}
 		return nil
 	})
+	t.Cleanup(c.Close)
 	require.ErrorIs(t, c.Do(context.Background(), "bad"), boom)
 	require.NoError(t, c.Do(context.Background(), "good"))
 }
@@ -65,6 +68,7 @@ func TestCoalescerKeepsMultiItemCallsWhole(t *testing.T) {
 		sizes = append(sizes, len(items))
 		return nil
 	})
+	t.Cleanup(c.Close)
 	require.NoError(t, c.Do(context.Background(), 1, 2, 3, 4, 5, 6))
 	require.Equal(t, []int{6}, sizes)
 }
@@ -76,6 +80,7 @@ func TestCoalescerHonoursContext(t *testing.T) {
 		<-release
 		return nil
 	})
+	t.Cleanup(c.Close)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	require.ErrorIs(t, c.Do(ctx, 1), context.Canceled)
@@ -106,6 +111,7 @@ func TestPacedCoalescerBatchesWhatArrivesDuringThePause(t *testing.T) {
 		batches = append(batches, append([]int(nil), items...))
 		return nil
 	})
+	t.Cleanup(c.Close)
 	paused, resume := make(chan struct{}), make(chan struct{})
 	c.sleep = func(time.Duration) {
 		paused <- struct{}{}
@@ -130,6 +136,8 @@ func TestPacedCoalescerBatchesWhatArrivesDuringThePause(t *testing.T) {
 		}
 	}()
 	wg.Wait()
+	c.Close()
+	close(paused)
 
 	mu.Lock()
 	defer mu.Unlock()
@@ -150,6 +158,7 @@ func TestCoalescerRunnerParksAndExits(t *testing.T) {
 		got = append(got, items...)
 		return nil
 	})
+	t.Cleanup(c.Close)
 	c.idleFor = time.Hour
 	require.NoError(t, c.Do(context.Background(), 1))
 	require.Eventually(t, func() bool { c.mu.Lock(); defer c.mu.Unlock(); return c.parked }, 10*time.Second, time.Millisecond)
@@ -177,6 +186,7 @@ func TestCoalescerPostKeepsOrder(t *testing.T) {
 		got = append(got, items...)
 		return nil
 	})
+	t.Cleanup(c.Close)
 	for i := range 50 {
 		c.Post(i)
 	}
@@ -188,4 +198,26 @@ func TestCoalescerPostKeepsOrder(t *testing.T) {
 		want[i] = i
 	}
 	require.Equal(t, want, got)
+}
+
+// TestCloseFlushesAndEndsTheRunner: Close flushes what was posted, and
+// returns once the flushing goroutine has ended instead of leaving it idle
+// for runnerIdle; a later call starts a new one, which the next Close ends.
+func TestCloseFlushesAndEndsTheRunner(t *testing.T) {
+	others := goleak.IgnoreCurrent()
+	flushed := make(chan []int, 4)
+	c := New(8, func(_ context.Context, items []int) error {
+		flushed <- append([]int(nil), items...)
+		return nil
+	})
+	c.Close() // nothing started: returns at once
+	c.Post(1, 2)
+	c.Close()
+	require.Equal(t, []int{1, 2}, <-flushed, "what was posted is flushed before Close returns")
+	goleak.VerifyNone(t, others)
+
+	require.NoError(t, c.Do(context.Background(), 3), "a Coalescer works after Close")
+	require.Equal(t, []int{3}, <-flushed)
+	c.Close()
+	goleak.VerifyNone(t, others)
 }

@@ -20,4 +20,6 @@ const (
 const (
 	controlRequeue = "requeue"
 	controlReject  = "reject"
+	// errorKindArguments marks an Execute error matching ErrBadArguments.
+	errorKindArguments = "arguments"
 )

@@ -50,7 +50,7 @@ type TaskModule interface {
 	Tasks() []TaskInfo
 	// Execute runs the task msg names and returns its JSON-encoded return
 	// value (nil when it has none). Arguments that do not fit the task are an
-	// error whose ErrorType() is "TypeError" (the host dead-letters the
+	// error matching ErrBadArguments (errors.Is; the host dead-letters the
 	// message); ErrRequeue and ErrReject (wrapped or not) ask the host to
 	// requeue or reject the message. ctx carries the host's deadline and is
 	// cancelled when the host gives up on the call; TaskCallFrom(ctx) tells
@@ -67,6 +67,10 @@ var (
 	ErrRequeue = errors.New("task asked to requeue its message")
 	// ErrReject asks the host to dead-letter the message and store no result.
 	ErrReject = errors.New("task asked to reject its message")
+	// ErrBadArguments marks an Execute error for arguments that do not fit
+	// the task: the host dead-letters the message, since running it again
+	// cannot succeed. It crosses the boundary with the error (error_kind).
+	ErrBadArguments = errors.New("task arguments do not fit the task")
 )
 
 // ErrNotDelivered marks a failed Execute whose request never reached the

@@ -61,9 +61,9 @@ func (t *remoteTasks) Tasks() []TaskInfo {
 
 // Execute sends msg to the module and waits for its answer. A TaskCall in
 // ctx is sent along and told whether the task acknowledged its message.
-// The module's failure comes back as a *wire.Error (its ExcType is
-// "TypeError" for arguments that do not fit); ErrRequeue and ErrReject come
-// back as themselves.
+// The module's failure comes back as a *wire.Error, which also matches
+// ErrBadArguments for arguments that do not fit; ErrRequeue and ErrReject
+// come back as themselves.
 func (t *remoteTasks) Execute(ctx context.Context, msg *wire.Message) (json.RawMessage, error) {
 	body, err := msg.AppendJSON(make([]byte, 0, 256))
 	if err != nil {
@@ -126,6 +126,9 @@ func decodeExecuteResponse(resp *pluginv1.ExecuteResponse) (json.RawMessage, err
 		var we wire.Error
 		if err := json.Unmarshal(resp.Error, &we); err != nil {
 			return nil, fmt.Errorf("the task module sent an unreadable error (%v): %s", err, resp.Error)
+		}
+		if resp.ErrorKind == errorKindArguments {
+			return nil, fmt.Errorf("%w: %w", ErrBadArguments, &we)
 		}
 		return nil, &we
 	}

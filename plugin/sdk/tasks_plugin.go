@@ -115,6 +115,9 @@ func (s *tasksServer) run(ctx context.Context, m TaskModule, req *pluginv1.Execu
 	case errors.Is(err, ErrReject):
 		resp.Control = controlReject
 	case err != nil:
+		if errors.Is(err, ErrBadArguments) {
+			resp.ErrorKind = errorKindArguments
+		}
 		return fail(err)
 	case len(ret) > s.srv.maxSize:
 		return fail(tooLarge(fmt.Sprintf("the result of task %s (%s)", msg.TaskID, msg.TaskName), len(ret), s.srv.maxSize))

@@ -3,14 +3,15 @@ package inmemory
 import (
 	"context"
 	"fmt"
-	"os"
 	"strconv"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
 
+	"github.com/taskiq-go/taskiq/internal/leaktest"
 	"github.com/taskiq-go/taskiq/plugin/sdk"
 	"github.com/taskiq-go/taskiq/plugin/sdk/sdktest"
 )
@@ -18,7 +19,7 @@ import (
 // TestMain lets sdktest re-execute this test binary as the plugin process.
 func TestMain(m *testing.M) {
 	sdktest.RunPluginIfRequested(Plugin())
-	os.Exit(m.Run())
+	goleak.VerifyTestMain(m, leaktest.SDKWatchRunner)
 }
 
 // requireRoleCaps checks the capabilities the plugin process reports for a

@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/taskiq-go/taskiq/core"
+	"github.com/taskiq-go/taskiq/internal/leaktest"
 	"github.com/taskiq-go/taskiq/plugin/sdk/wire"
 	retry "github.com/taskiq-go/taskiq/plugins/retry-middleware"
 )
@@ -23,7 +24,7 @@ func TestMain(m *testing.M) {
 	if dir, err := buildPlugins(); err == nil && pluginsBuilt {
 		_ = os.RemoveAll(dir)
 	}
-	os.Exit(code)
+	os.Exit(leaktest.Code(code, leaktest.SDKWatchRunner))
 }
 
 // pluginsBuilt is set once buildPlugins ran, so TestMain does not build the

@@ -2205,10 +2205,11 @@ func (x *ExecuteRequest) GetAttempt() int32 {
 type ExecuteResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	CallId        uint64                 `protobuf:"varint,1,opt,name=call_id,json=callId,proto3" json:"call_id,omitempty"`
-	Result        []byte                 `protobuf:"bytes,2,opt,name=result,proto3" json:"result,omitempty"`   // the return value JSON; empty: none
-	Error         []byte                 `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`     // wire error JSON (taskiq's exception layout); empty: success
-	Control       string                 `protobuf:"bytes,4,opt,name=control,proto3" json:"control,omitempty"` // "", "requeue", "reject"
-	Acked         bool                   `protobuf:"varint,5,opt,name=acked,proto3" json:"acked,omitempty"`    // the task acknowledged its message (ack_type manual)
+	Result        []byte                 `protobuf:"bytes,2,opt,name=result,proto3" json:"result,omitempty"`                        // the return value JSON; empty: none
+	Error         []byte                 `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`                          // wire error JSON (taskiq's exception layout); empty: success
+	Control       string                 `protobuf:"bytes,4,opt,name=control,proto3" json:"control,omitempty"`                      // "", "requeue", "reject"
+	Acked         bool                   `protobuf:"varint,5,opt,name=acked,proto3" json:"acked,omitempty"`                         // the task acknowledged its message (ack_type manual)
+	ErrorKind     string                 `protobuf:"bytes,6,opt,name=error_kind,json=errorKind,proto3" json:"error_kind,omitempty"` // with error: "arguments" when the arguments do not fit the task (sdk.ErrBadArguments); "": other
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2276,6 +2277,13 @@ func (x *ExecuteResponse) GetAcked() bool {
 		return x.Acked
 	}
 	return false
+}
+
+func (x *ExecuteResponse) GetErrorKind() string {
+	if x != nil {
+		return x.ErrorKind
+	}
+	return ""
 }
 
 type HostKickRequest struct {
@@ -2571,13 +2579,15 @@ const file_plugin_proto_rawDesc = "" +
 	"\x06broker\x18\x05 \x01(\tR\x06broker\x12\x1f\n" +
 	"\vdelivery_id\x18\x06 \x01(\tR\n" +
 	"deliveryId\x12\x18\n" +
-	"\aattempt\x18\a \x01(\x05R\aattempt\"\x88\x01\n" +
+	"\aattempt\x18\a \x01(\x05R\aattempt\"\xa7\x01\n" +
 	"\x0fExecuteResponse\x12\x17\n" +
 	"\acall_id\x18\x01 \x01(\x04R\x06callId\x12\x16\n" +
 	"\x06result\x18\x02 \x01(\fR\x06result\x12\x14\n" +
 	"\x05error\x18\x03 \x01(\fR\x05error\x12\x18\n" +
 	"\acontrol\x18\x04 \x01(\tR\acontrol\x12\x14\n" +
-	"\x05acked\x18\x05 \x01(\bR\x05acked\"E\n" +
+	"\x05acked\x18\x05 \x01(\bR\x05acked\x12\x1d\n" +
+	"\n" +
+	"error_kind\x18\x06 \x01(\tR\terrorKind\"E\n" +
 	"\x0fHostKickRequest\x12\x16\n" +
 	"\x06broker\x18\x01 \x01(\tR\x06broker\x12\x1a\n" +
 	"\bmessages\x18\x02 \x03(\fR\bmessages\"+\n" +

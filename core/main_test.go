@@ -8,7 +8,6 @@ import (
 
 	"go.uber.org/goleak"
 
-	"github.com/taskiq-go/taskiq/internal/leaktest"
 	"github.com/taskiq-go/taskiq/plugin/sdk"
 	"github.com/taskiq-go/taskiq/plugin/sdk/wire"
 	"github.com/taskiq-go/taskiq/plugins/inmemory"
@@ -38,7 +37,7 @@ func TestMain(m *testing.M) {
 	}
 	// Tests end with nothing the App, the worker or a plugin client started
 	// still running: App.Close and RunWorker wait for their goroutines.
-	goleak.VerifyTestMain(m, leaktest.SDKWatchRunner)
+	goleak.VerifyTestMain(m)
 }
 
 // recordingMiddleware appends "<name>.<hook>" lines to a file, so a test can

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/taskiq-go/taskiq/internal/backoff"
+
 	"github.com/taskiq-go/taskiq/internal/config"
 
 	"github.com/taskiq-go/taskiq/internal/coalesce"
@@ -212,7 +214,7 @@ func (a *App) RunWorker(ctx context.Context, opts WorkerOptions) error {
 	w.startPool(&w.pool)
 
 	var streams []*stream
-	backoff := newBackoff(a.clock, 50*time.Millisecond, 5*time.Second)
+	bo := newBackoff(a.clock, 50*time.Millisecond, 5*time.Second)
 	ready := opts.Ready
 	var parts sync.WaitGroup // the goroutines of the worker's parts but its tasks
 	defer parts.Wait()
@@ -224,8 +226,7 @@ func (a *App) RunWorker(ctx context.Context, opts WorkerOptions) error {
 		if err != nil {
 			if ctx.Err() == nil {
 				health.down(err)
-				a.logger.Error("cannot open delivery stream; retrying", "broker", e.name, "error", err)
-				backoff.wait(ctx)
+				w.retryWait(ctx, bo, "cannot open delivery stream", err)
 			}
 			continue
 		}
@@ -248,11 +249,10 @@ func (a *App) RunWorker(ctx context.Context, opts WorkerOptions) error {
 		if s.delivered || a.clock.Now().Sub(s.opened) >= streamHealthyAfter {
 			// The broker worked until this break: reopen quickly, as after a
 			// first failure, instead of where an earlier outage left off.
-			backoff.reset()
+			bo.Reset()
 		}
 		health.down(err)
-		a.logger.Error("delivery stream broke; reopening", "broker", e.name, "error", err)
-		backoff.wait(ctx)
+		w.retryWait(ctx, bo, "delivery stream broke", err)
 	}
 
 	a.logger.Debug("worker stopping: draining running tasks", "timeout", opts.ShutdownTimeout)
@@ -670,6 +670,29 @@ func (w *worker) run(ctx context.Context, def *taskDef, tc *Context, timeout tim
 	}
 }
 
+// credentialsRetry is how long a worker waits before it tries again a
+// broker that refused its credentials: the refusal lasts until someone
+// changes the configuration or the server's users, so quick retries would
+// only fill the log.
+const credentialsRetry = time.Minute
+
+// retryWait logs why the delivery stream is down and waits before the next
+// try: the reconnect backoff, or credentialsRetry when the broker refused
+// the plugin's credentials.
+func (w *worker) retryWait(ctx context.Context, bo *backoff.Backoff, what string, err error) {
+	if errors.Is(err, sdk.ErrUnauthenticated) {
+		w.app.logger.Error(what+": the broker refused its credentials; fix them in taskiq.hcl (then restart, or SIGHUP taskiq worker); retrying in "+credentialsRetry.String(),
+			"broker", w.broker.name, "error", err)
+		select {
+		case <-ctx.Done():
+		case <-w.app.clock.After(credentialsRetry):
+		}
+		return
+	}
+	w.app.logger.Error(what+"; retrying", "broker", w.broker.name, "error", err)
+	bo.Wait(ctx)
+}
+
 // saveRetryFor bounds how long a worker retries saving a finished task's
 // result (a backend restarting, say) before returning the message to the
 // queue, which runs the task again. The lease is extended meanwhile.
@@ -686,7 +709,7 @@ func (w *worker) saveWithRetry(ctx context.Context, taskID string, res *wire.Res
 			return err
 		}
 		w.app.logger.Warn("saving a result failed; retrying", "task_id", taskID, "error", err)
-		b.wait(ctx)
+		b.Wait(ctx)
 	}
 }
 
@@ -888,23 +911,8 @@ func (c *Context) renewedLocked(now time.Time) {
 	c.leaseDeadline = now.Add(d)
 }
 
-// backoff is a capped exponential wait for reconnect loops.
-type backoff struct {
-	clk           clock
-	cur, min, max time.Duration
+// newBackoff is internal/backoff's capped exponential wait on the worker's
+// clock.
+func newBackoff(clk clock, min, max time.Duration) *backoff.Backoff {
+	return backoff.New(min, max).WithAfter(clk.After)
 }
-
-func newBackoff(clk clock, min, max time.Duration) *backoff {
-	return &backoff{clk: clk, cur: min, min: min, max: max}
-}
-
-func (b *backoff) wait(ctx context.Context) {
-	select {
-	case <-ctx.Done():
-	case <-b.clk.After(b.cur):
-	}
-	b.cur = min(b.cur*2, b.max)
-}
-
-// reset starts the waits from the shortest again.
-func (b *backoff) reset() { b.cur = b.min }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -483,4 +484,34 @@ func TestReadinessFollowsTheBrokerStream(t *testing.T) {
 	refuse = false
 	mu.Unlock()
 	require.True(t, next().ready)
+}
+
+// A broker that refuses the plugin's credentials is retried once a minute,
+// with an error that says so, instead of on the reconnect backoff: the
+// refusal lasts until the configuration changes.
+func TestRefusedCredentialsRetrySlowly(t *testing.T) {
+	t.Parallel()
+	clk := core.NewFakeClock()
+	var mu sync.Mutex
+	opened := 0
+	b := &scriptedBroker{listen: func(sdk.ListenRequest) (sdk.Stream, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		opened++
+		st := newScriptedStream()
+		if opened == 1 {
+			st.broken <- fmt.Errorf("redis read: authentication failed: %w", sdk.ErrUnauthenticated)
+		}
+		return st, nil
+	}}
+	app, logs := scriptedBrokerApp(t, b, []string{sdk.CapAckable}, core.WithClock(clk))
+	(&testBundle{app: app}).runWorker(t, core.WorkerOptions{})
+	require.Eventually(t, func() bool { return strings.Contains(logs.String(), "refused its credentials") }, 10*time.Second, time.Millisecond)
+	// The worker waits a minute (the reconnect backoff would wait 50ms).
+	require.Eventually(t, func() bool { return slices.Contains(clk.Afters(), time.Minute) }, 10*time.Second, time.Millisecond)
+	opens := func() int { mu.Lock(); defer mu.Unlock(); return opened }
+	clk.Advance(59 * time.Second)
+	require.Equal(t, 1, opens(), "reopened before the minute was up")
+	clk.Advance(time.Second)
+	require.Eventually(t, func() bool { return opens() == 2 }, 10*time.Second, time.Millisecond)
 }

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/taskiq-go/taskiq/internal/leaktest"
+
 	"github.com/hashicorp/go-hclog"
 	goplugin "github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
@@ -40,7 +42,7 @@ func TestMain(m *testing.M) {
 	}
 	serveTasksIfRequested()
 	sdktest.RunPluginIfRequested(fakePlugin())
-	os.Exit(m.Run())
+	os.Exit(leaktest.Code(m.Run()))
 }
 
 // fakePlugin serves all three roles with in-memory implementations.

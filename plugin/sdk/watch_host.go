@@ -179,6 +179,9 @@ func (w *resultWatcher) outcome(r *pluginv1.WatchedResult) watchOutcome {
 
 func (w *resultWatcher) end(st *watchStream, err error) {
 	st.cancel()
+	// Nothing posts to st once it is ended (w.stream no longer names it), so
+	// its sender can stop now instead of idling on.
+	defer st.sends.Close()
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	st.ended = true

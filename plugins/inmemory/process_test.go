@@ -11,7 +11,6 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
-	"github.com/taskiq-go/taskiq/internal/leaktest"
 	"github.com/taskiq-go/taskiq/plugin/sdk"
 	"github.com/taskiq-go/taskiq/plugin/sdk/sdktest"
 )
@@ -19,7 +18,7 @@ import (
 // TestMain lets sdktest re-execute this test binary as the plugin process.
 func TestMain(m *testing.M) {
 	sdktest.RunPluginIfRequested(Plugin())
-	goleak.VerifyTestMain(m, leaktest.SDKWatchRunner)
+	goleak.VerifyTestMain(m)
 }
 
 // requireRoleCaps checks the capabilities the plugin process reports for a

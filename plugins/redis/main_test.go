@@ -5,6 +5,8 @@ import (
 	"os"
 	"testing"
 
+	"github.com/taskiq-go/taskiq/internal/leaktest"
+
 	"github.com/redis/go-redis/v9"
 
 	"github.com/taskiq-go/taskiq/plugin/sdk/sdktest"
@@ -21,7 +23,7 @@ func TestMain(m *testing.M) {
 	if pluginBinDir != "" {
 		_ = os.RemoveAll(pluginBinDir)
 	}
-	os.Exit(code)
+	os.Exit(leaktest.Code(code))
 }
 
 type quietLogger struct{}

@@ -241,6 +241,7 @@ func (r *resultBackend) WaitResult(ctx context.Context, taskID string) ([]byte, 
 // Close releases the connections.
 func (r *resultBackend) Close(context.Context) error {
 	r.notify.close()
+	r.reads.Close()
 	return r.client.Close()
 }
 
@@ -389,6 +390,7 @@ func (n *notifier) close() {
 		_ = ps.Close()
 		<-n.done
 	}
+	n.subs.Close()
 }
 
 // Interface guards

@@ -24,7 +24,7 @@ func TestMain(m *testing.M) {
 	if dir, err := buildPlugins(); err == nil && pluginsBuilt {
 		_ = os.RemoveAll(dir)
 	}
-	os.Exit(leaktest.Code(code, leaktest.SDKWatchRunner))
+	os.Exit(leaktest.Code(code))
 }
 
 // pluginsBuilt is set once buildPlugins ran, so TestMain does not build the

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/taskiq-go/taskiq/internal/leaktest"
+
 	"github.com/stretchr/testify/require"
 
 	"github.com/taskiq-go/taskiq/plugin/sdk"
@@ -25,7 +27,7 @@ const envBug = "TASKIQ_CONFORMANCE_BUG"
 
 func TestMain(m *testing.M) {
 	sdktest.RunPluginIfRequested(buggyPlugin(os.Getenv(envBug)))
-	os.Exit(m.Run())
+	os.Exit(leaktest.Code(m.Run()))
 }
 
 func buggyPlugin(bug string) sdk.Plugin {

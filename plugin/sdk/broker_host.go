@@ -76,7 +76,10 @@ func (b *remoteBroker) Listen(ctx context.Context, req ListenRequest) (Stream, e
 		batches: make(chan []Delivery, prefetch),
 		done:    make(chan struct{}),
 	}
-	go s.run()
+	if !b.c.start(s.run) {
+		cancel()
+		return nil, b.c.errStopped("listen")
+	}
 	return s, nil
 }
 
@@ -131,10 +134,16 @@ func (s *remoteStream) run() {
 		for i, d := range resp.Deliveries {
 			ds[i] = deliveryFromProto(d)
 		}
+		// The credit window bounds the batches to the buffer, so this
+		// waits only for a plugin that sent more than its credit: the
+		// stream's end or the Client's stop ends the wait then.
 		select {
 		case s.batches <- ds:
 		case <-s.ctx.Done():
 			s.err = s.streamErr(s.ctx.Err())
+			return
+		case <-s.c.stopped:
+			s.err = s.c.errStopped("delivery stream")
 			return
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -51,6 +52,75 @@ type Client struct {
 	caps   []string   // reported by Configure
 	tasks  []TaskInfo // reported by Configure for KindTasks
 	hostID uint32
+
+	// The goroutines the Client starts (the delivery streams', task
+	// streams' and result watch's receive loops, the Host server, health
+	// pings) are started by start and counted on wg; Close and Kill return
+	// once they have ended, so none of them runs on into a host that has
+	// moved on. No goroutine starts once stopping is set (under lifeMu):
+	// a wg.Add racing the final wg.Wait would be lost.
+	lifeMu   sync.Mutex
+	stopping bool
+	stopped  chan struct{} // closed when Close or Kill begins
+	wg       sync.WaitGroup
+	running  atomic.Int32 // the goroutines of wg still running (for tests)
+}
+
+// clientStopTimeout bounds how long Close and Kill wait for the Client's
+// goroutines once the process is stopped and the connection closed (which
+// ends them); one that outlives it is logged, not waited for.
+const clientStopTimeout = 5 * time.Second
+
+// start runs f on a goroutine counted on the Client's WaitGroup and reports
+// true, or reports false (and runs nothing) once the Client is stopping.
+func (c *Client) start(f func()) bool {
+	c.lifeMu.Lock()
+	defer c.lifeMu.Unlock()
+	if c.stopping {
+		return false
+	}
+	c.wg.Add(1)
+	c.running.Add(1)
+	go func() {
+		defer c.wg.Done()
+		defer c.running.Add(-1)
+		f()
+	}()
+	return true
+}
+
+// errStopped is what a call that would start a goroutine returns once the
+// Client is stopping: the plugin is going away, as if it had exited.
+func (c *Client) errStopped(op string) error {
+	return fmt.Errorf("%w: plugin %s: %s: the plugin (pid %d) was stopped", ErrUnavailable, c.name, op, c.pid)
+}
+
+// beginStop refuses new goroutines and tells the running ones (stopped)
+// that the Client is going away.
+func (c *Client) beginStop() {
+	c.lifeMu.Lock()
+	defer c.lifeMu.Unlock()
+	if !c.stopping {
+		c.stopping = true
+		close(c.stopped)
+	}
+}
+
+// shutdown waits, at most clientStopTimeout, for the goroutines start
+// started. It is called once the process is stopped and the connection
+// closed: every receive loop then fails its Recv and the Host server stops.
+func (c *Client) shutdown() {
+	done := make(chan struct{})
+	go func() {
+		c.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(clientStopTimeout):
+		c.logger.Warn("goroutines of a stopped plugin client did not end; not waiting for them",
+			"plugin", c.name, "pid", c.pid, "waited", clientStopTimeout)
+	}
 }
 
 // Info returns the plugin's identity and roles.
@@ -111,11 +181,18 @@ func (c *Client) serveHost() uint32 {
 		c.hostID = c.gbroker.NextId()
 		limit := grpcLimit(c.maxSize)
 		hs := newHostServer(c.host)
-		go c.gbroker.AcceptAndServe(c.hostID, func(opts []grpc.ServerOption) *grpc.Server {
-			opts = append(opts, grpc.MaxRecvMsgSize(limit), grpc.MaxSendMsgSize(limit))
-			s := grpc.NewServer(opts...)
-			pluginv1.RegisterHostServer(s, hs)
-			return s
+		// AcceptAndServe returns once the GRPCBroker is closed (Close and
+		// Kill close it) and, with WaitForHandlers, once the Host calls
+		// under way have returned: no call into the host runs after Close.
+		// Refused only when the Client is stopping; the plugin's dial then
+		// fails, as it would a moment later anyway.
+		c.start(func() {
+			c.gbroker.AcceptAndServe(c.hostID, func(opts []grpc.ServerOption) *grpc.Server {
+				opts = append(opts, grpc.MaxRecvMsgSize(limit), grpc.MaxSendMsgSize(limit), grpc.WaitForHandlers(true))
+				s := grpc.NewServer(opts...)
+				pluginv1.RegisterHostServer(s, hs)
+				return s
+			})
 		})
 	})
 	return c.hostID
@@ -206,7 +283,9 @@ func (c *Client) Alive() bool {
 		return false
 	}
 	done := make(chan error, 1)
-	go func() { done <- proto.Ping() }()
+	if !c.start(func() { done <- proto.Ping() }) {
+		return false
+	}
 	select {
 	case err := <-done:
 		return err == nil
@@ -230,18 +309,24 @@ func (c *Client) shutdownRole(ctx context.Context) error {
 
 // Close asks the role to drain (the Shutdown RPC, bounded by ctx), then
 // stops the process. The process is stopped even when draining fails.
+// Close returns once the Client's goroutines (receive loops of streams
+// still open, the Host server and its calls) have ended.
 func (c *Client) Close(ctx context.Context) error {
 	var err error
 	if !c.pc.Exited() {
 		err = c.shutdownRole(ctx)
 	}
+	c.beginStop()
 	c.pc.Kill()
 	c.launch.cleanup()
+	c.shutdown()
 	return err
 }
 
-// Kill stops the process at once, without draining.
+// Kill stops the process at once, without draining. Like Close, it returns
+// once the Client's goroutines have ended.
 func (c *Client) Kill() {
+	c.beginStop()
 	if !c.pc.Exited() && c.pid > 0 {
 		if p, err := os.FindProcess(c.pid); err == nil {
 			_ = p.Kill()
@@ -249,6 +334,7 @@ func (c *Client) Kill() {
 	}
 	c.pc.Kill()
 	c.launch.cleanup()
+	c.shutdown()
 }
 
 // mapErr maps an RPC error to the SDK's sentinels and, when the process is

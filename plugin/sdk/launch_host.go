@@ -162,6 +162,7 @@ func Launch(ctx context.Context, cfg LaunchConfig) (*Client, error) {
 		pc: pc, conn: rc.conn, gbroker: rc.broker, base: pluginv1.NewPluginClient(rc.conn),
 		path: path, name: filepath.Base(path), logger: logger,
 		maxSize: maxSize, prefetch: prefetch, host: cfg.Host, launch: l,
+		stopped: make(chan struct{}),
 	}
 	c.pid = l.pid()
 	return c, nil

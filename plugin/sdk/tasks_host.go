@@ -158,8 +158,11 @@ func (t *remoteTasks) register(req *pluginv1.ExecuteRequest) (pluginv1.TaskModul
 			}
 			return nil, nil, fmt.Errorf("%w: %w", ErrNotDelivered, err)
 		}
+		if !t.c.start(func() { t.receive(gs) }) {
+			cancel()
+			return nil, nil, fmt.Errorf("%w: %w", ErrNotDelivered, t.c.errStopped("execute"))
+		}
 		t.gs, t.cancel = gs, cancel
-		go t.receive(gs)
 	}
 	t.nextID++
 	req.CallId = t.nextID

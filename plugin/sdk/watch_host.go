@@ -134,8 +134,12 @@ func (w *resultWatcher) openLocked() (*watchStream, error) {
 	}
 	st := &watchStream{gs: gs, cancel: cancel, waiters: map[string][]chan watchOutcome{}}
 	st.sends = coalesce.New(512, st.send)
+	if !w.c.start(func() { w.receive(st) }) {
+		cancel()
+		st.sends.Close()
+		return nil, w.c.errStopped("wait result")
+	}
 	w.stream = st
-	go w.receive(st)
 	return st, nil
 }
 

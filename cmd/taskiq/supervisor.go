@@ -11,6 +11,7 @@ import (
 	"os/signal"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -77,6 +78,12 @@ func runSupervisor(ctx context.Context, f *workerFlags, raw, args []string, g *g
 
 // supervisor runs the child workers. One goroutine (run) owns all its
 // state; process exits, status lines, timers and signals reach it as events.
+//
+// The goroutines run starts (each child's exit waiter and status reader,
+// the pending restart timers) are counted on wg and send their events
+// through send, which gives up once done is closed; run stops the timers,
+// closes done and waits for wg before it returns, so nothing of the
+// supervisor runs on after it.
 type supervisor struct {
 	logger    hclog.Logger
 	exe       string
@@ -99,6 +106,12 @@ type supervisor struct {
 	stopping bool
 	exitCode int
 	rolling  []int // slots still to replace in a rolling restart
+
+	done      chan struct{}       // closed when run stops: send gives up
+	wg        sync.WaitGroup      // the goroutines and pending timers run started
+	restarts  map[int]*time.Timer // pending restart timers, by id
+	nextTimer int
+	killTimer *time.Timer // started when stopping begins
 }
 
 // child is one worker process.
@@ -108,10 +121,11 @@ type child struct {
 	cmd        *exec.Cmd
 	started    time.Time
 	oomAtStart int
-	ready      bool   // it became ready once (its first delivery stream opened)
-	unready    string // why it is not ready now (its broker failing), or ""
-	retiring   bool   // replaced (rolling restart) or stopping: its exit is expected
-	replaces   *child // during a rolling restart, the child this one replaces once ready
+	ready      bool     // it became ready once (its first delivery stream opened)
+	unready    string   // why it is not ready now (its broker failing), or ""
+	retiring   bool     // replaced (rolling restart) or stopping: its exit is expected
+	replaces   *child   // during a rolling restart, the child this one replaces once ready
+	status     *os.File // the read end of its status pipe
 }
 
 type supervisorEvent struct {
@@ -120,6 +134,7 @@ type supervisorEvent struct {
 	state  *os.ProcessState
 	err    error
 	slot   int
+	timer  int    // evRestart: the timer's id in supervisor.restarts
 	reason string // evUnready
 }
 
@@ -151,6 +166,9 @@ func (s *supervisor) run(ctx context.Context) int {
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	defer signal.Stop(sigs)
+	s.done = make(chan struct{})
+	s.restarts = map[int]*time.Timer{}
+	defer s.shutdown()
 
 	s.slots = make([]*child, s.workers)
 	s.backoff = make([]*backoff.Backoff, s.workers)
@@ -159,7 +177,15 @@ func (s *supervisor) run(ctx context.Context) int {
 		s.backoff[slot] = backoff.New(restartBackoffStart, restartBackoffMax)
 		s.start(slot, nil)
 	}
+	// The kill timer starts once, when stopping begins; it is stopped when
+	// run returns.
 	var kill <-chan time.Time
+	armKill := func() {
+		if s.killTimer == nil {
+			s.killTimer = time.NewTimer(s.killAfter)
+			kill = s.killTimer.C
+		}
+	}
 	for {
 		select {
 		case sig := <-sigs:
@@ -172,12 +198,12 @@ func (s *supervisor) run(ctx context.Context) int {
 			default:
 				s.logger.Info("stopping the workers: no new tasks, draining running ones (send the signal again to kill them at once)", "signal", sig.String())
 				s.stop(0)
-				kill = time.After(s.killAfter)
+				armKill()
 			}
 		case <-ctx.Done():
 			if !s.stopping {
 				s.stop(0)
-				kill = time.After(s.killAfter)
+				armKill()
 			}
 		case <-kill:
 			s.logger.Warn("workers did not stop within the shutdown timeout; killing them", "timeout", s.killAfter)
@@ -186,7 +212,7 @@ func (s *supervisor) run(ctx context.Context) int {
 			wasStopping := s.stopping
 			s.handle(ev)
 			if s.stopping && !wasStopping {
-				kill = time.After(s.killAfter)
+				armKill()
 			}
 		}
 		s.publishHealth()
@@ -232,20 +258,58 @@ func (s *supervisor) start(slot int, replaces *child) {
 	_ = w.Close()
 	s.live[c] = true
 	s.slots[slot] = c
+	c.status = r
 	s.logger.Debug("worker started", "worker", slot+1, "pid", cmd.Process.Pid)
-	go func() {
+	s.spawn(func() {
 		sc := bufio.NewScanner(r)
 		for sc.Scan() {
 			if ev, ok := statusEvent(c, sc.Text()); ok {
-				s.events <- ev
+				s.send(ev)
 			}
 		}
 		_ = r.Close()
-	}()
-	go func() {
+	})
+	s.spawn(func() {
 		err := cmd.Wait()
-		s.events <- supervisorEvent{kind: evExit, c: c, state: cmd.ProcessState, err: err}
+		s.send(supervisorEvent{kind: evExit, c: c, state: cmd.ProcessState, err: err})
+	})
+}
+
+// spawn runs f on a goroutine counted on s.wg. Only run's goroutine calls
+// it, so no wg.Add races run's final wg.Wait.
+func (s *supervisor) spawn(f func()) {
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		f()
 	}()
+}
+
+// send hands ev to run, or drops it once run has stopped.
+func (s *supervisor) send(ev supervisorEvent) {
+	select {
+	case s.events <- ev:
+	case <-s.done:
+	}
+}
+
+// shutdown ends what run started: the restart timers still pending are
+// stopped (a timer that already fired gives up in send), and run waits for
+// its goroutines. Every child has exited by then (run stops only once none
+// is live), so its exit waiter has returned and its status pipe is closed
+// (exited), which ends its reader.
+func (s *supervisor) shutdown() {
+	close(s.done)
+	if s.killTimer != nil {
+		s.killTimer.Stop()
+	}
+	for id, t := range s.restarts {
+		if t.Stop() {
+			s.wg.Done() // its function will not run
+		}
+		delete(s.restarts, id)
+	}
+	s.wg.Wait()
 }
 
 func (s *supervisor) handle(ev supervisorEvent) {
@@ -281,6 +345,7 @@ func (s *supervisor) handle(ev supervisorEvent) {
 		c.unready = ev.reason
 		s.logger.Warn("worker not ready", "worker", c.slot+1, "pid", c.cmd.Process.Pid, "reason", ev.reason)
 	case evRestart:
+		delete(s.restarts, ev.timer)
 		if !s.stopping && s.slots[ev.slot] == nil {
 			s.start(ev.slot, nil)
 		}
@@ -291,6 +356,9 @@ func (s *supervisor) handle(ev supervisorEvent) {
 
 func (s *supervisor) exited(c *child, state *os.ProcessState) {
 	delete(s.live, c)
+	// Its status lines no longer matter, and a process it left behind (a
+	// plugin that inherited the pipe) would keep the reader waiting.
+	_ = c.status.Close()
 	reason := exitReason(state, c.oomAtStart)
 	pid := c.cmd.Process.Pid
 	current := s.slots[c.slot] == c
@@ -351,7 +419,14 @@ func (s *supervisor) checkFailures() bool {
 func (s *supervisor) scheduleRestart(slot int) {
 	d := s.backoff[slot].Next()
 	s.logger.Info("restarting worker after backoff", "worker", slot+1, "backoff", d)
-	time.AfterFunc(d, func() { s.events <- supervisorEvent{kind: evRestart, slot: slot} })
+	s.nextTimer++
+	id := s.nextTimer
+	// Counted until it has run or shutdown stopped it.
+	s.wg.Add(1)
+	s.restarts[id] = time.AfterFunc(d, func() {
+		defer s.wg.Done()
+		s.send(supervisorEvent{kind: evRestart, slot: slot, timer: id})
+	})
 }
 
 // stop asks every child to drain and exit; the supervisor then exits with

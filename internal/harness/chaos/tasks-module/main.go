@@ -31,8 +31,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/taskiq-go/taskiq/internal/harness/chaos/execlog"
 	"github.com/taskiq-go/taskiq/core"
+	"github.com/taskiq-go/taskiq/internal/harness/chaos/execlog"
 )
 
 const version = "0.1.0"

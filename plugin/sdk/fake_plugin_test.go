@@ -57,8 +57,13 @@ func fakePlugin() sdk.Plugin {
 				{Name: "stats_file", Type: sdk.TypeString, Description: "where the broker writes its counters"},
 				{Name: "max_outstanding", Type: sdk.TypeNumber, Default: 0, Description: "fail Recv calls that could exceed this many unsettled deliveries"},
 				{Name: "password", Type: sdk.TypeString, Sensitive: true},
+				{Name: "storage", Type: sdk.TypeString, Default: "memory", Allowed: []string{"memory", "file"}},
+				{Name: "replicas", Type: sdk.TypeNumber, Default: 1, Integer: true, Min: sdk.Num(1), Max: sdk.Num(5)},
+				{Name: "max_message_size", Type: sdk.TypeNumber, Default: 0, Integer: true, Min: sdk.Num(0),
+					Description: "the broker's own message size limit; 0: none"},
 			}},
-			New: newMemBroker,
+			New:   newMemBroker,
+			Check: checkMemBroker,
 		},
 		ResultBackend: &sdk.Factory[sdk.ResultBackend]{
 			Capabilities: []string{sdk.CapWait, sdk.CapProgress},
@@ -66,6 +71,7 @@ func fakePlugin() sdk.Plugin {
 				{Name: "ttl", Type: sdk.TypeDuration, Default: "1h"},
 				{Name: "no_wait", Type: sdk.TypeBool, Default: false},
 				{Name: "tags", Type: sdk.TypeStringList, Default: []string{"a", "b"}},
+				{Name: "limit", Type: sdk.TypeNumber, Default: 3},
 			}},
 			New: newMemResults,
 		},
@@ -79,6 +85,7 @@ type brokerConfig struct {
 	Queue          string `json:"queue"`
 	StatsFile      string `json:"stats_file"`
 	MaxOutstanding int    `json:"max_outstanding"`
+	MaxMessageSize int    `json:"max_message_size"`
 }
 
 // brokerStats are the fake broker's counters, written to stats_file so the
@@ -117,10 +124,12 @@ type memBroker struct {
 	closed  bool
 }
 
-func newMemBroker(_ context.Context, cfg sdk.Config) (sdk.Broker, error) {
+// decodeMemBroker decodes and checks the broker's config: what New and
+// Check share.
+func decodeMemBroker(cfg sdk.Config) (brokerConfig, error) {
 	var c brokerConfig
 	if err := cfg.Decode(&c); err != nil {
-		return nil, err
+		return c, err
 	}
 	var errs []error
 	if c.Queue == "" {
@@ -129,8 +138,18 @@ func newMemBroker(_ context.Context, cfg sdk.Config) (sdk.Broker, error) {
 	if c.MaxOutstanding < 0 {
 		errs = append(errs, sdk.AttrError("max_outstanding", "must not be negative, got %d", c.MaxOutstanding))
 	}
-	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
+	return c, errors.Join(errs...)
+}
+
+func checkMemBroker(_ context.Context, cfg sdk.Config) error {
+	_, err := decodeMemBroker(cfg)
+	return err
+}
+
+func newMemBroker(_ context.Context, cfg sdk.Config) (sdk.Broker, error) {
+	c, err := decodeMemBroker(cfg)
+	if err != nil {
+		return nil, err
 	}
 	b := &memBroker{cfg: c, logger: cfg.Logger, changed: make(chan struct{}), out: map[string]*memMsg{}}
 	b.writeStats()
@@ -174,6 +193,9 @@ func (b *memBroker) Listen(_ context.Context, req sdk.ListenRequest) (sdk.Stream
 	}
 	return &memStream{b: b}, nil
 }
+
+// MaxMessageSize is the broker's own limit, from max_message_size.
+func (b *memBroker) MaxMessageSize() int { return b.cfg.MaxMessageSize }
 
 func (b *memBroker) Close(context.Context) error {
 	b.mu.Lock()
@@ -289,8 +311,17 @@ func (s *memStream) Close() error {
 // ---- result backend ----
 
 type resultsConfig struct {
-	NoWait bool `json:"no_wait"`
+	TTL    time.Duration     `json:"ttl"`
+	NoWait bool              `json:"no_wait"`
+	Tags   []string          `json:"tags"`
+	Limit  int               `json:"limit"`
+	Labels map[string]string `json:"labels"`
 }
+
+// configResultID is a task id whose result is the backend's decoded config,
+// so a test sees what New received.
+const configResultID = "__config__"
+
 
 type memResults struct {
 	mu       sync.Mutex
@@ -307,7 +338,11 @@ func newMemResults(_ context.Context, cfg sdk.Config) (sdk.ResultBackend, error)
 	if err := cfg.Decode(&c); err != nil {
 		return nil, err
 	}
+	if c.TTL <= 0 {
+		return nil, sdk.AttrError("ttl", "must be positive, got %s", c.TTL)
+	}
 	r := &memResults{changed: make(chan struct{}), results: map[string][]byte{}, progress: map[string][]byte{}}
+	r.results[configResultID], _ = json.Marshal(c)
 	if c.NoWait {
 		return r, nil
 	}

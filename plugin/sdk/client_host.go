@@ -48,13 +48,13 @@ type Client struct {
 	middlewares map[string]*remoteMiddleware // by hook list
 	modules     map[int]*remoteTasks         // by window
 
-	mu     sync.Mutex
-	caps   []string   // reported by Configure
+	mu   sync.Mutex
+	caps []string // reported by Configure
 	// roleMax is the configured role's own message size limit, reported
 	// by Configure (0: none).
 	roleMax int
-	tasks  []TaskInfo // reported by Configure for KindTasks
-	hostID uint32
+	tasks   []TaskInfo // reported by Configure for KindTasks
+	hostID  uint32
 
 	// The goroutines the Client starts (the delivery streams', task
 	// streams' and result watch's receive loops, the Host server, health

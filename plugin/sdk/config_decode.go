@@ -185,6 +185,12 @@ func decodeValue(fv reflect.Value, raw json.RawMessage) error {
 		fv.SetString(s)
 	default:
 		if err := json.Unmarshal(raw, fv.Addr().Interface()); err != nil {
+			switch t := fv.Type(); {
+			case t.Kind() == reflect.Slice && t.Elem().Kind() == reflect.String:
+				return fmt.Errorf("must be a list of strings, got %s", raw)
+			case t.Kind() == reflect.Map && t.Key().Kind() == reflect.String && t.Elem().Kind() == reflect.String:
+				return fmt.Errorf("must be a map of strings, got %s", raw)
+			}
 			var te *json.UnmarshalTypeError
 			if errors.As(err, &te) {
 				return fmt.Errorf("must be a value of Go type %s, got %s", fv.Type(), raw)

@@ -322,7 +322,6 @@ type resultsConfig struct {
 // so a test sees what New received.
 const configResultID = "__config__"
 
-
 type memResults struct {
 	mu       sync.Mutex
 	changed  chan struct{}

@@ -75,9 +75,9 @@ func TestBrokerConfigErrors(t *testing.T) {
 		contains string
 	}{
 		{map[string]any{"lease": "soon"}, []string{"lease"}, "not a duration"},
-		{map[string]any{"lease": "-1s"}, []string{"lease"}, "must be positive"},
+		{map[string]any{"lease": "-1s"}, []string{"lease"}, "negative"},
 		{map[string]any{"lease": "0s"}, []string{"lease"}, "must be positive"},
-		{map[string]any{"lease": 30}, []string{"lease"}, "expected"},
+		{map[string]any{"lease": 30}, []string{"lease"}, "must be a duration string"},
 		{map[string]any{"max_attempts": -1}, []string{"max_attempts"}, "whole number"},
 		{map[string]any{"max_attempts": 1.5}, []string{"max_attempts"}, "whole number"},
 		{map[string]any{"lease": "x", "max_attempts": -2}, []string{"lease", "max_attempts"}, ""},

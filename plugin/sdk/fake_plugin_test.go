@@ -24,7 +24,8 @@ import (
 )
 
 // envFakeMode makes the test binary act as something other than the fake
-// plugin: a plugin of another protocol version, a plugin that crashes at
+// plugin: a plugin of another protocol version, the fake plugin as one
+// built with the first release of protocol v1 serves it, a plugin that crashes at
 // start, or an intermediate host (for the orphan test).
 const envFakeMode = "TASKIQ_SDKTEST_FAKE"
 
@@ -32,6 +33,9 @@ func TestMain(m *testing.M) {
 	switch os.Getenv(envFakeMode) {
 	case "v2":
 		serveOtherProtocol()
+		os.Exit(0)
+	case "baseline":
+		sdk.ServeBaselineV1(fakePlugin())
 		os.Exit(0)
 	case "crash":
 		fmt.Fprintln(os.Stderr, "fake plugin: cannot read /nonexistent/plugin.conf: boom at start")

@@ -155,6 +155,7 @@ func newMemBroker(_ context.Context, cfg sdk.Config) (sdk.Broker, error) {
 	if err != nil {
 		return nil, err
 	}
+	cfg.Logger.Info("fake broker configured", "queue", c.Queue, "max_message_size", cfg.MaxMessageSize, "ratio", 0.5)
 	b := &memBroker{cfg: c, logger: cfg.Logger, changed: make(chan struct{}), out: map[string]*memMsg{}}
 	b.writeStats()
 	return b, nil

@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"time"
 
 	"github.com/taskiq-go/taskiq/internal/execfile"
 
@@ -151,28 +150,16 @@ func ctyType(t sdk.AttrType) (cty.Type, bool) {
 
 // defaultValue converts a schema default to a value of type ty. Defaults
 // arrive either as Go values (in-process plugins) or decoded from JSON (over
-// the wire), so JSON is the common ground.
+// the wire); sdk.Attribute.DefaultJSON makes JSON of both and checks it as
+// a value of the attribute.
 func defaultValue(a sdk.Attribute, ty cty.Type) (cty.Value, error) {
-	var raw []byte
-	switch d := a.Default.(type) {
-	case json.RawMessage:
-		raw = d
-	case time.Duration:
-		raw, _ = json.Marshal(d.String())
-	default:
-		var err error
-		if raw, err = json.Marshal(d); err != nil {
-			return cty.NilVal, err
-		}
+	raw, err := a.DefaultJSON()
+	if err != nil {
+		return cty.NilVal, err
 	}
 	v, err := ctyjson.Unmarshal(raw, ty)
 	if err != nil {
 		return cty.NilVal, fmt.Errorf("%s is not a %s", raw, a.Type)
-	}
-	if a.Type == sdk.TypeDuration {
-		if _, err := parseDuration(v.AsString()); err != nil {
-			return cty.NilVal, err
-		}
 	}
 	return v, nil
 }

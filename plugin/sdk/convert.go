@@ -57,7 +57,7 @@ func roleToProto(kind Kind, caps []string, hooks []Hook, schema Schema, maxSize 
 			Allowed: a.Allowed, Integer: a.Integer, Min: a.Min, Max: a.Max,
 		}
 		if a.Default != nil {
-			if b, err := a.defaultJSON(); err == nil {
+			if b, err := a.DefaultJSON(); err == nil {
 				pa.DefaultJson = string(b)
 			} else if b, err := json.Marshal(a.Default); err == nil {
 				pa.DefaultJson = string(b) // invalid: the host reports it as the plugin's bug

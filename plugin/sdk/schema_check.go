@@ -51,7 +51,7 @@ func (s Schema) Prepare(raw json.RawMessage) (json.RawMessage, error) {
 			if a.Default == nil {
 				continue
 			}
-			d, err := a.defaultJSON()
+			d, err := a.DefaultJSON()
 			if err != nil {
 				errs = append(errs, AttrError(a.Name, "the plugin's default is invalid (a bug in the plugin): %v", err))
 				continue
@@ -105,11 +105,14 @@ func (s Schema) attribute(name string) (Attribute, bool) {
 	return Attribute{}, false
 }
 
-// defaultJSON is the attribute's default as JSON, checked like a value. A
-// time.Duration default is written as its duration string.
-func (a Attribute) defaultJSON() (json.RawMessage, error) {
+// DefaultJSON returns the attribute's default as JSON (nil when it has
+// none), checked as a value of the attribute. A time.Duration default is
+// written as its duration string; a json.RawMessage is taken as it is.
+func (a Attribute) DefaultJSON() (json.RawMessage, error) {
 	var raw json.RawMessage
 	switch d := a.Default.(type) {
+	case nil:
+		return nil, nil
 	case json.RawMessage:
 		raw = d
 	case time.Duration:

@@ -124,3 +124,23 @@ func TestResultConfig(t *testing.T) {
 		require.Equal(t, tc.attr, ces[0].Attribute, "%v", err)
 	}
 }
+
+// Check (what `taskiq config validate` runs) refuses what New refuses, and
+// builds nothing.
+func TestCheckCatchesWhatNewRefuses(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	for _, cfg := range []map[string]any{{"lease": "0s"}, {"max_attempts": -1}, {"max_attempts": 1.5}} {
+		_, newErr := Plugin().Broker.New(ctx, rawConfig(t, cfg))
+		require.Error(t, newErr, "%v", cfg)
+		checkErr := Plugin().Broker.Check(ctx, rawConfig(t, cfg))
+		require.Equal(t, newErr.Error(), checkErr.Error(), "%v", cfg)
+	}
+	require.NoError(t, Plugin().Broker.Check(ctx, rawConfig(t, map[string]any{"lease": "1s"})))
+	require.Error(t, Plugin().ResultBackend.Check(ctx, rawConfig(t, map[string]any{"result_ttl": "forever"})))
+	require.NoError(t, Plugin().ResultBackend.Check(ctx, rawConfig(t, map[string]any{"result_ttl": "1h"})))
+
+	// The schema itself says max_attempts is a whole number of 0 or more.
+	_, err := Plugin().Broker.Schema.Prepare(json.RawMessage(`{"max_attempts": 2.5}`))
+	require.ErrorContains(t, err, "max_attempts: must be a whole number, got 2.5")
+}

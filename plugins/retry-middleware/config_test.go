@@ -1,6 +1,7 @@
 package retry
 
 import (
+	"context"
 	"encoding/json"
 	"testing"
 	"time"
@@ -116,4 +117,25 @@ func TestSchemaDocumentsEveryAttribute(t *testing.T) {
 		"dead_letter_on_exhaustion", "broker"} {
 		require.True(t, names[n], n)
 	}
+}
+
+// Check (what `taskiq config validate` runs, with no host) refuses what New
+// refuses from the config alone.
+func TestCheckCatchesBadOptions(t *testing.T) {
+	t.Parallel()
+	check := Plugin().Middleware.Check
+	require.NoError(t, check(context.Background(), sdk.Config{Raw: json.RawMessage(`{"backoff": "fixed"}`)}))
+	err := check(context.Background(), sdk.Config{Raw: json.RawMessage(`{"backoff": "expo", "delay": "10s", "max_delay": "5s"}`)})
+	require.ElementsMatch(t, []string{"backoff", "max_delay"}, attrsOf(err))
+
+	_, err = Schema.Prepare(json.RawMessage(`{"max_retries": 0}`))
+	require.ErrorContains(t, err, "max_retries: must be at least 1, got 0")
+}
+
+func attrsOf(err error) []string {
+	var out []string
+	for _, ce := range sdk.ConfigErrors(err) {
+		out = append(out, ce.Attribute)
+	}
+	return out
 }

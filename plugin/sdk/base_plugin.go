@@ -88,9 +88,9 @@ func (s *pluginServer) middlewareHooks() []Hook {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), defaultShutdownTimeout)
 		defer cancel()
-		raw, err := f.Schema.Prepare(nil)
+		raw, err := f.Schema.defaults()
 		if err != nil {
-			s.logger.Debug("cannot detect middleware hooks: its schema defaults do not pass its schema; set Plugin.Hooks", "error", err)
+			s.logger.Debug("cannot detect middleware hooks: its schema's defaults are invalid; set Plugin.Hooks", "error", err)
 			return
 		}
 		mw, err := f.New(ctx, Config{Raw: raw, Logger: s.logger, MaxMessageSize: s.maxSize})

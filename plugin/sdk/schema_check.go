@@ -29,6 +29,17 @@ func Num(v float64) *float64 { return &v }
 // Min..Max. A null value counts as absent. Attributes the schema does not
 // declare are kept as they are (the host refuses them in taskiq.hcl).
 func (s Schema) Prepare(raw json.RawMessage) (json.RawMessage, error) {
+	return s.prepare(raw, true)
+}
+
+// defaults is the config a block with no attributes gets: every default,
+// required attributes left out. A middleware's hooks are detected on a value
+// built from it.
+func (s Schema) defaults() (json.RawMessage, error) {
+	return s.prepare(nil, false)
+}
+
+func (s Schema) prepare(raw json.RawMessage, required bool) (json.RawMessage, error) {
 	values := map[string]json.RawMessage{}
 	if len(bytes.TrimSpace(raw)) > 0 {
 		if err := json.Unmarshal(raw, &values); err != nil {
@@ -44,7 +55,7 @@ func (s Schema) Prepare(raw json.RawMessage) (json.RawMessage, error) {
 			ok = false
 		}
 		if !ok {
-			if a.Required {
+			if a.Required && required {
 				errs = append(errs, AttrError(a.Name, "is required"))
 				continue
 			}

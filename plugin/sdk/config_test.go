@@ -218,6 +218,16 @@ func TestBrokerMessageSizeLimit(t *testing.T) {
 	require.ErrorContains(t, err, "(100 bytes; the host's max_message_size is 16777216)")
 
 	require.NoError(t, b.Kick(ctx, outgoing(1, "small")))
+
+	// Without max_message_size the Factory's limit applies; Info shows it.
+	c = sdktest.Launch(t, sdk.KindBroker, `{"queue": "q"}`)
+	require.Equal(t, fakeBrokerMaxSize, c.RoleMaxMessageSize())
+	info, err := c.Info(ctx)
+	require.NoError(t, err)
+	role, _ := info.Role(sdk.KindBroker)
+	require.Equal(t, fakeBrokerMaxSize, role.MaxMessageSize)
+	err = c.Broker().Kick(ctx, []sdk.Outgoing{{TaskID: "big", TaskName: "t", Body: make([]byte, fakeBrokerMaxSize+1)}})
+	require.ErrorIs(t, err, sdk.ErrMessageTooLarge)
 }
 
 // A plugin built with the first release of protocol v1 (no CheckConfig, no

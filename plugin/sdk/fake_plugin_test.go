@@ -68,6 +68,9 @@ func fakePlugin() sdk.Plugin {
 			}},
 			New:   newMemBroker,
 			Check: checkMemBroker,
+			// A limit of its own, below the host's 16 MiB; max_message_size
+			// lowers it further (MessageSizeLimiter).
+			MaxMessageSize: fakeBrokerMaxSize,
 		},
 		ResultBackend: &sdk.Factory[sdk.ResultBackend]{
 			Capabilities: []string{sdk.CapWait, sdk.CapProgress},
@@ -84,6 +87,9 @@ func fakePlugin() sdk.Plugin {
 }
 
 // ---- broker ----
+
+// fakeBrokerMaxSize is the fake broker's Factory.MaxMessageSize.
+const fakeBrokerMaxSize = 4 << 20
 
 type brokerConfig struct {
 	Queue          string `json:"queue"`

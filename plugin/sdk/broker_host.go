@@ -20,13 +20,21 @@ type remoteBroker struct {
 	rpc pluginv1.BrokerClient
 }
 
+// MaxMessageSize is the broker's own message size limit (0: none).
+func (b *remoteBroker) MaxMessageSize() int { return b.c.RoleMaxMessageSize() }
+
 // Kick sends the batch in one request, or in several when the bodies
 // together would exceed the message size limit.
 func (b *remoteBroker) Kick(ctx context.Context, msgs []Outgoing) error {
 	out := make([]*pluginv1.Outgoing, len(msgs))
+	roleMax := b.c.RoleMaxMessageSize()
 	for i, m := range msgs {
 		if len(m.Body) > b.c.maxSize {
 			return tooLarge(fmt.Sprintf("message %s (task %s)", m.TaskID, m.TaskName), len(m.Body), b.c.maxSize)
+		}
+		if roleMax > 0 && len(m.Body) > roleMax {
+			return fmt.Errorf("%w: message %s (task %s) is %d bytes, over the limit of broker plugin %s (%d bytes; the host's max_message_size is %d)",
+				ErrMessageTooLarge, m.TaskID, m.TaskName, len(m.Body), b.c.name, roleMax, b.c.maxSize)
 		}
 		out[i] = outgoingToProto(m)
 	}

@@ -48,10 +48,13 @@ type Client struct {
 	middlewares map[string]*remoteMiddleware // by hook list
 	modules     map[int]*remoteTasks         // by window
 
-	mu     sync.Mutex
-	caps   []string   // reported by Configure
-	tasks  []TaskInfo // reported by Configure for KindTasks
-	hostID uint32
+	mu   sync.Mutex
+	caps []string // reported by Configure
+	// roleMax is the configured role's own message size limit, reported
+	// by Configure (0: none).
+	roleMax int
+	tasks   []TaskInfo // reported by Configure for KindTasks
+	hostID  uint32
 
 	// The goroutines the Client starts (the delivery streams', task
 	// streams' and result watch's receive loops, the Host server, health
@@ -154,16 +157,47 @@ func (c *Client) Configure(ctx context.Context, kind Kind, name string, raw json
 	c.mu.Lock()
 	c.caps = resp.Capabilities
 	c.tasks = tasks
+	c.roleMax = int(resp.MaxMessageSize)
 	c.mu.Unlock()
+	return configErrorsOf(resp.Diagnostics), nil
+}
+
+// CheckConfig asks the plugin to check a config block for kind the way
+// Configure would, without building the role or connecting to anything; the
+// process stays as it was. Problems with the config come back as
+// ConfigErrors; err is for transport failures, and matches ErrUnsupported
+// when the plugin was built before the call existed (then only the schema
+// checks the host runs itself apply).
+func (c *Client) CheckConfig(ctx context.Context, kind Kind, name string, raw json.RawMessage) ([]*ConfigError, error) {
+	if len(raw) == 0 {
+		raw = json.RawMessage("{}")
+	}
+	resp, err := c.base.CheckConfig(ctx, &pluginv1.ConfigureRequest{Kind: string(kind), ConfigJson: raw, InstanceName: name})
+	if err != nil {
+		return nil, c.mapErr(ctx, "check config", err)
+	}
+	return configErrorsOf(resp.Diagnostics), nil
+}
+
+func configErrorsOf(diags []*pluginv1.Diagnostic) []*ConfigError {
 	var out []*ConfigError
-	for _, d := range resp.Diagnostics {
+	for _, d := range diags {
 		ce := &ConfigError{Attribute: d.Attribute, Message: d.Summary}
 		if d.Detail != "" {
 			ce.Message += ": " + d.Detail
 		}
 		out = append(out, ce)
 	}
-	return out, nil
+	return out
+}
+
+// RoleMaxMessageSize is the configured role's own message size limit, as
+// Configure reported it; 0 when it reported none (a plugin without one, or
+// built before the field existed).
+func (c *Client) RoleMaxMessageSize() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.roleMax
 }
 
 // Capabilities returns the capabilities the configured role reported, or

@@ -149,21 +149,33 @@ func TestConfigure(t *testing.T) {
 	})
 
 	t.Run("diagnostics name attributes", func(t *testing.T) {
+		diags, err := c.Configure(ctx, sdk.KindBroker, "default", json.RawMessage(`{"queue": "q", "max_outstanding": -2}`))
+		require.NoError(t, err)
+		require.Len(t, diags, 1)
+		require.Equal(t, "max_outstanding", diags[0].Attribute)
+		require.Contains(t, diags[0].Message, "got -2")
+	})
+
+	t.Run("the schema is checked in the plugin before New", func(t *testing.T) {
 		diags, err := c.Configure(ctx, sdk.KindBroker, "default", json.RawMessage(`{"max_outstanding": -2}`))
 		require.NoError(t, err)
-		require.Len(t, diags, 2)
+		require.Len(t, diags, 1, "New does not run on a config its schema refuses")
 		require.Equal(t, "queue", diags[0].Attribute)
 		require.Contains(t, diags[0].Message, "is required")
-		require.Equal(t, "max_outstanding", diags[1].Attribute)
-		require.Contains(t, diags[1].Message, "got -2")
+
+		diags, err = c.Configure(ctx, sdk.KindBroker, "default", json.RawMessage(`{"queue": 5}`))
+		require.NoError(t, err)
+		require.Len(t, diags, 1)
+		require.Equal(t, "queue", diags[0].Attribute)
+		require.Contains(t, diags[0].Message, "must be a string, got 5")
 	})
 
 	t.Run("malformed config is a block-level diagnostic", func(t *testing.T) {
-		diags, err := c.Configure(ctx, sdk.KindBroker, "default", json.RawMessage(`{"queue": 5}`))
+		diags, err := c.Configure(ctx, sdk.KindBroker, "default", json.RawMessage(`[1]`))
 		require.NoError(t, err)
 		require.Len(t, diags, 1)
 		require.Empty(t, diags[0].Attribute)
-		require.Contains(t, diags[0].Message, "decode config")
+		require.Contains(t, diags[0].Message, "not a JSON object")
 	})
 
 	t.Run("unknown role", func(t *testing.T) {

@@ -188,13 +188,16 @@ func (x *InfoResponse) GetProtocolVersion() int32 {
 }
 
 type RoleInfo struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Kind          string                 `protobuf:"bytes,1,opt,name=kind,proto3" json:"kind,omitempty"` // "broker", "result_backend", "middleware"
-	Capabilities  []string               `protobuf:"bytes,2,rep,name=capabilities,proto3" json:"capabilities,omitempty"`
-	Hooks         []string               `protobuf:"bytes,3,rep,name=hooks,proto3" json:"hooks,omitempty"` // middleware only
-	Schema        *Schema                `protobuf:"bytes,4,opt,name=schema,proto3" json:"schema,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	Kind         string                 `protobuf:"bytes,1,opt,name=kind,proto3" json:"kind,omitempty"` // "broker", "result_backend", "middleware"
+	Capabilities []string               `protobuf:"bytes,2,rep,name=capabilities,proto3" json:"capabilities,omitempty"`
+	Hooks        []string               `protobuf:"bytes,3,rep,name=hooks,proto3" json:"hooks,omitempty"` // middleware only
+	Schema       *Schema                `protobuf:"bytes,4,opt,name=schema,proto3" json:"schema,omitempty"`
+	// The largest message body the role accepts, in bytes (a broker whose
+	// service has a smaller limit than the host's); 0: no limit of its own.
+	MaxMessageSize int64 `protobuf:"varint,5,opt,name=max_message_size,json=maxMessageSize,proto3" json:"max_message_size,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *RoleInfo) Reset() {
@@ -255,6 +258,13 @@ func (x *RoleInfo) GetSchema() *Schema {
 	return nil
 }
 
+func (x *RoleInfo) GetMaxMessageSize() int64 {
+	if x != nil {
+		return x.MaxMessageSize
+	}
+	return 0
+}
+
 type Schema struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Attributes    []*Attribute           `protobuf:"bytes,1,rep,name=attributes,proto3" json:"attributes,omitempty"`
@@ -300,13 +310,21 @@ func (x *Schema) GetAttributes() []*Attribute {
 }
 
 type Attribute struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	Type          string                 `protobuf:"bytes,2,opt,name=type,proto3" json:"type,omitempty"` // string, number, bool, duration, list(string), map(string)
-	Required      bool                   `protobuf:"varint,3,opt,name=required,proto3" json:"required,omitempty"`
-	DefaultJson   string                 `protobuf:"bytes,4,opt,name=default_json,json=defaultJson,proto3" json:"default_json,omitempty"` // JSON encoding of the default, empty when none
-	Sensitive     bool                   `protobuf:"varint,5,opt,name=sensitive,proto3" json:"sensitive,omitempty"`
-	Description   string                 `protobuf:"bytes,6,opt,name=description,proto3" json:"description,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Name        string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Type        string                 `protobuf:"bytes,2,opt,name=type,proto3" json:"type,omitempty"` // string, number, bool, duration, list(string), map(string)
+	Required    bool                   `protobuf:"varint,3,opt,name=required,proto3" json:"required,omitempty"`
+	DefaultJson string                 `protobuf:"bytes,4,opt,name=default_json,json=defaultJson,proto3" json:"default_json,omitempty"` // JSON encoding of the default, empty when none
+	Sensitive   bool                   `protobuf:"varint,5,opt,name=sensitive,proto3" json:"sensitive,omitempty"`
+	Description string                 `protobuf:"bytes,6,opt,name=description,proto3" json:"description,omitempty"`
+	// The values a string (or each element of a list(string)) may take; empty:
+	// any.
+	Allowed []string `protobuf:"bytes,7,rep,name=allowed,proto3" json:"allowed,omitempty"`
+	// A number attribute that must be a whole number.
+	Integer bool `protobuf:"varint,8,opt,name=integer,proto3" json:"integer,omitempty"`
+	// Bounds of a number attribute, inclusive; absent: unbounded.
+	Min           *float64 `protobuf:"fixed64,9,opt,name=min,proto3,oneof" json:"min,omitempty"`
+	Max           *float64 `protobuf:"fixed64,10,opt,name=max,proto3,oneof" json:"max,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -381,6 +399,34 @@ func (x *Attribute) GetDescription() string {
 		return x.Description
 	}
 	return ""
+}
+
+func (x *Attribute) GetAllowed() []string {
+	if x != nil {
+		return x.Allowed
+	}
+	return nil
+}
+
+func (x *Attribute) GetInteger() bool {
+	if x != nil {
+		return x.Integer
+	}
+	return false
+}
+
+func (x *Attribute) GetMin() float64 {
+	if x != nil && x.Min != nil {
+		return *x.Min
+	}
+	return 0
+}
+
+func (x *Attribute) GetMax() float64 {
+	if x != nil && x.Max != nil {
+		return *x.Max
+	}
+	return 0
 }
 
 type ConfigureRequest struct {
@@ -458,9 +504,12 @@ type ConfigureResponse struct {
 	// broker mode, say); empty: the role's capabilities from Info.
 	Capabilities []string `protobuf:"bytes,2,rep,name=capabilities,proto3" json:"capabilities,omitempty"`
 	// A task module's tasks (kind "tasks"), known once the module is built.
-	Tasks         []*TaskInfo `protobuf:"bytes,3,rep,name=tasks,proto3" json:"tasks,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Tasks []*TaskInfo `protobuf:"bytes,3,rep,name=tasks,proto3" json:"tasks,omitempty"`
+	// The configured role's largest accepted message body when it depends on
+	// its config; 0: the RoleInfo's.
+	MaxMessageSize int64 `protobuf:"varint,4,opt,name=max_message_size,json=maxMessageSize,proto3" json:"max_message_size,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *ConfigureResponse) Reset() {
@@ -512,6 +561,13 @@ func (x *ConfigureResponse) GetTasks() []*TaskInfo {
 		return x.Tasks
 	}
 	return nil
+}
+
+func (x *ConfigureResponse) GetMaxMessageSize() int64 {
+	if x != nil {
+		return x.MaxMessageSize
+	}
+	return 0
 }
 
 type Diagnostic struct {
@@ -2436,33 +2492,42 @@ const file_plugin_proto_rawDesc = "" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x120\n" +
 	"\x05roles\x18\x03 \x03(\v2\x1a.taskiq.plugin.v1.RoleInfoR\x05roles\x12)\n" +
-	"\x10protocol_version\x18\x04 \x01(\x05R\x0fprotocolVersion\"\x8a\x01\n" +
+	"\x10protocol_version\x18\x04 \x01(\x05R\x0fprotocolVersion\"\xb4\x01\n" +
 	"\bRoleInfo\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\"\n" +
 	"\fcapabilities\x18\x02 \x03(\tR\fcapabilities\x12\x14\n" +
 	"\x05hooks\x18\x03 \x03(\tR\x05hooks\x120\n" +
-	"\x06schema\x18\x04 \x01(\v2\x18.taskiq.plugin.v1.SchemaR\x06schema\"E\n" +
+	"\x06schema\x18\x04 \x01(\v2\x18.taskiq.plugin.v1.SchemaR\x06schema\x12(\n" +
+	"\x10max_message_size\x18\x05 \x01(\x03R\x0emaxMessageSize\"E\n" +
 	"\x06Schema\x12;\n" +
 	"\n" +
 	"attributes\x18\x01 \x03(\v2\x1b.taskiq.plugin.v1.AttributeR\n" +
-	"attributes\"\xb2\x01\n" +
+	"attributes\"\xa4\x02\n" +
 	"\tAttribute\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04type\x18\x02 \x01(\tR\x04type\x12\x1a\n" +
 	"\brequired\x18\x03 \x01(\bR\brequired\x12!\n" +
 	"\fdefault_json\x18\x04 \x01(\tR\vdefaultJson\x12\x1c\n" +
 	"\tsensitive\x18\x05 \x01(\bR\tsensitive\x12 \n" +
-	"\vdescription\x18\x06 \x01(\tR\vdescription\"\x94\x01\n" +
+	"\vdescription\x18\x06 \x01(\tR\vdescription\x12\x18\n" +
+	"\aallowed\x18\a \x03(\tR\aallowed\x12\x18\n" +
+	"\ainteger\x18\b \x01(\bR\ainteger\x12\x15\n" +
+	"\x03min\x18\t \x01(\x01H\x00R\x03min\x88\x01\x01\x12\x15\n" +
+	"\x03max\x18\n" +
+	" \x01(\x01H\x01R\x03max\x88\x01\x01B\x06\n" +
+	"\x04_minB\x06\n" +
+	"\x04_max\"\x94\x01\n" +
 	"\x10ConfigureRequest\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x1f\n" +
 	"\vconfig_json\x18\x02 \x01(\fR\n" +
 	"configJson\x12&\n" +
 	"\x0fhost_service_id\x18\x03 \x01(\rR\rhostServiceId\x12#\n" +
-	"\rinstance_name\x18\x04 \x01(\tR\finstanceName\"\xa9\x01\n" +
+	"\rinstance_name\x18\x04 \x01(\tR\finstanceName\"\xd3\x01\n" +
 	"\x11ConfigureResponse\x12>\n" +
 	"\vdiagnostics\x18\x01 \x03(\v2\x1c.taskiq.plugin.v1.DiagnosticR\vdiagnostics\x12\"\n" +
 	"\fcapabilities\x18\x02 \x03(\tR\fcapabilities\x120\n" +
-	"\x05tasks\x18\x03 \x03(\v2\x1a.taskiq.plugin.v1.TaskInfoR\x05tasks\"\\\n" +
+	"\x05tasks\x18\x03 \x03(\v2\x1a.taskiq.plugin.v1.TaskInfoR\x05tasks\x12(\n" +
+	"\x10max_message_size\x18\x04 \x01(\x03R\x0emaxMessageSize\"\\\n" +
 	"\n" +
 	"Diagnostic\x12\x1c\n" +
 	"\tattribute\x18\x01 \x01(\tR\tattribute\x12\x18\n" +
@@ -2594,10 +2659,11 @@ const file_plugin_proto_rawDesc = "" +
 	"\x11BrokerInfoRequest\x12\x16\n" +
 	"\x06broker\x18\x01 \x01(\tR\x06broker\"8\n" +
 	"\x12BrokerInfoResponse\x12\"\n" +
-	"\fcapabilities\x18\x01 \x03(\tR\fcapabilities2\xf8\x01\n" +
+	"\fcapabilities\x18\x01 \x03(\tR\fcapabilities2\xd0\x02\n" +
 	"\x06Plugin\x12E\n" +
 	"\x04Info\x12\x1d.taskiq.plugin.v1.InfoRequest\x1a\x1e.taskiq.plugin.v1.InfoResponse\x12T\n" +
-	"\tConfigure\x12\".taskiq.plugin.v1.ConfigureRequest\x1a#.taskiq.plugin.v1.ConfigureResponse\x12Q\n" +
+	"\tConfigure\x12\".taskiq.plugin.v1.ConfigureRequest\x1a#.taskiq.plugin.v1.ConfigureResponse\x12V\n" +
+	"\vCheckConfig\x12\".taskiq.plugin.v1.ConfigureRequest\x1a#.taskiq.plugin.v1.ConfigureResponse\x12Q\n" +
 	"\bShutdown\x12!.taskiq.plugin.v1.ShutdownRequest\x1a\".taskiq.plugin.v1.ShutdownResponse2\xa0\x01\n" +
 	"\x06Broker\x12E\n" +
 	"\x04Kick\x12\x1d.taskiq.plugin.v1.KickRequest\x1a\x1e.taskiq.plugin.v1.KickResponse\x12O\n" +
@@ -2701,40 +2767,42 @@ var file_plugin_proto_depIdxs = []int32{
 	36, // 15: taskiq.plugin.v1.TaskInfo.params:type_name -> taskiq.plugin.v1.TaskParam
 	1,  // 16: taskiq.plugin.v1.Plugin.Info:input_type -> taskiq.plugin.v1.InfoRequest
 	6,  // 17: taskiq.plugin.v1.Plugin.Configure:input_type -> taskiq.plugin.v1.ConfigureRequest
-	9,  // 18: taskiq.plugin.v1.Plugin.Shutdown:input_type -> taskiq.plugin.v1.ShutdownRequest
-	12, // 19: taskiq.plugin.v1.Broker.Kick:input_type -> taskiq.plugin.v1.KickRequest
-	14, // 20: taskiq.plugin.v1.Broker.Listen:input_type -> taskiq.plugin.v1.ListenRequest
-	23, // 21: taskiq.plugin.v1.ResultBackend.SetResults:input_type -> taskiq.plugin.v1.SetResultsRequest
-	25, // 22: taskiq.plugin.v1.ResultBackend.GetResult:input_type -> taskiq.plugin.v1.TaskRef
-	25, // 23: taskiq.plugin.v1.ResultBackend.IsReady:input_type -> taskiq.plugin.v1.TaskRef
-	25, // 24: taskiq.plugin.v1.ResultBackend.WaitResult:input_type -> taskiq.plugin.v1.TaskRef
-	28, // 25: taskiq.plugin.v1.ResultBackend.WatchResults:input_type -> taskiq.plugin.v1.WatchRequest
-	31, // 26: taskiq.plugin.v1.ResultBackend.SetProgress:input_type -> taskiq.plugin.v1.SetProgressRequest
-	25, // 27: taskiq.plugin.v1.ResultBackend.GetProgress:input_type -> taskiq.plugin.v1.TaskRef
-	33, // 28: taskiq.plugin.v1.Middleware.Hook:input_type -> taskiq.plugin.v1.HookRequest
-	37, // 29: taskiq.plugin.v1.TaskModule.Execute:input_type -> taskiq.plugin.v1.ExecuteRequest
-	39, // 30: taskiq.plugin.v1.Host.Kick:input_type -> taskiq.plugin.v1.HostKickRequest
-	25, // 31: taskiq.plugin.v1.Host.GetResult:input_type -> taskiq.plugin.v1.TaskRef
-	40, // 32: taskiq.plugin.v1.Host.BrokerInfo:input_type -> taskiq.plugin.v1.BrokerInfoRequest
-	2,  // 33: taskiq.plugin.v1.Plugin.Info:output_type -> taskiq.plugin.v1.InfoResponse
-	7,  // 34: taskiq.plugin.v1.Plugin.Configure:output_type -> taskiq.plugin.v1.ConfigureResponse
-	10, // 35: taskiq.plugin.v1.Plugin.Shutdown:output_type -> taskiq.plugin.v1.ShutdownResponse
-	13, // 36: taskiq.plugin.v1.Broker.Kick:output_type -> taskiq.plugin.v1.KickResponse
-	21, // 37: taskiq.plugin.v1.Broker.Listen:output_type -> taskiq.plugin.v1.ListenResponse
-	24, // 38: taskiq.plugin.v1.ResultBackend.SetResults:output_type -> taskiq.plugin.v1.SetResultsResponse
-	26, // 39: taskiq.plugin.v1.ResultBackend.GetResult:output_type -> taskiq.plugin.v1.ResultResponse
-	27, // 40: taskiq.plugin.v1.ResultBackend.IsReady:output_type -> taskiq.plugin.v1.IsReadyResponse
-	26, // 41: taskiq.plugin.v1.ResultBackend.WaitResult:output_type -> taskiq.plugin.v1.ResultResponse
-	29, // 42: taskiq.plugin.v1.ResultBackend.WatchResults:output_type -> taskiq.plugin.v1.WatchResponse
-	32, // 43: taskiq.plugin.v1.ResultBackend.SetProgress:output_type -> taskiq.plugin.v1.SetProgressResponse
-	26, // 44: taskiq.plugin.v1.ResultBackend.GetProgress:output_type -> taskiq.plugin.v1.ResultResponse
-	34, // 45: taskiq.plugin.v1.Middleware.Hook:output_type -> taskiq.plugin.v1.HookResponse
-	38, // 46: taskiq.plugin.v1.TaskModule.Execute:output_type -> taskiq.plugin.v1.ExecuteResponse
-	13, // 47: taskiq.plugin.v1.Host.Kick:output_type -> taskiq.plugin.v1.KickResponse
-	26, // 48: taskiq.plugin.v1.Host.GetResult:output_type -> taskiq.plugin.v1.ResultResponse
-	41, // 49: taskiq.plugin.v1.Host.BrokerInfo:output_type -> taskiq.plugin.v1.BrokerInfoResponse
-	33, // [33:50] is the sub-list for method output_type
-	16, // [16:33] is the sub-list for method input_type
+	6,  // 18: taskiq.plugin.v1.Plugin.CheckConfig:input_type -> taskiq.plugin.v1.ConfigureRequest
+	9,  // 19: taskiq.plugin.v1.Plugin.Shutdown:input_type -> taskiq.plugin.v1.ShutdownRequest
+	12, // 20: taskiq.plugin.v1.Broker.Kick:input_type -> taskiq.plugin.v1.KickRequest
+	14, // 21: taskiq.plugin.v1.Broker.Listen:input_type -> taskiq.plugin.v1.ListenRequest
+	23, // 22: taskiq.plugin.v1.ResultBackend.SetResults:input_type -> taskiq.plugin.v1.SetResultsRequest
+	25, // 23: taskiq.plugin.v1.ResultBackend.GetResult:input_type -> taskiq.plugin.v1.TaskRef
+	25, // 24: taskiq.plugin.v1.ResultBackend.IsReady:input_type -> taskiq.plugin.v1.TaskRef
+	25, // 25: taskiq.plugin.v1.ResultBackend.WaitResult:input_type -> taskiq.plugin.v1.TaskRef
+	28, // 26: taskiq.plugin.v1.ResultBackend.WatchResults:input_type -> taskiq.plugin.v1.WatchRequest
+	31, // 27: taskiq.plugin.v1.ResultBackend.SetProgress:input_type -> taskiq.plugin.v1.SetProgressRequest
+	25, // 28: taskiq.plugin.v1.ResultBackend.GetProgress:input_type -> taskiq.plugin.v1.TaskRef
+	33, // 29: taskiq.plugin.v1.Middleware.Hook:input_type -> taskiq.plugin.v1.HookRequest
+	37, // 30: taskiq.plugin.v1.TaskModule.Execute:input_type -> taskiq.plugin.v1.ExecuteRequest
+	39, // 31: taskiq.plugin.v1.Host.Kick:input_type -> taskiq.plugin.v1.HostKickRequest
+	25, // 32: taskiq.plugin.v1.Host.GetResult:input_type -> taskiq.plugin.v1.TaskRef
+	40, // 33: taskiq.plugin.v1.Host.BrokerInfo:input_type -> taskiq.plugin.v1.BrokerInfoRequest
+	2,  // 34: taskiq.plugin.v1.Plugin.Info:output_type -> taskiq.plugin.v1.InfoResponse
+	7,  // 35: taskiq.plugin.v1.Plugin.Configure:output_type -> taskiq.plugin.v1.ConfigureResponse
+	7,  // 36: taskiq.plugin.v1.Plugin.CheckConfig:output_type -> taskiq.plugin.v1.ConfigureResponse
+	10, // 37: taskiq.plugin.v1.Plugin.Shutdown:output_type -> taskiq.plugin.v1.ShutdownResponse
+	13, // 38: taskiq.plugin.v1.Broker.Kick:output_type -> taskiq.plugin.v1.KickResponse
+	21, // 39: taskiq.plugin.v1.Broker.Listen:output_type -> taskiq.plugin.v1.ListenResponse
+	24, // 40: taskiq.plugin.v1.ResultBackend.SetResults:output_type -> taskiq.plugin.v1.SetResultsResponse
+	26, // 41: taskiq.plugin.v1.ResultBackend.GetResult:output_type -> taskiq.plugin.v1.ResultResponse
+	27, // 42: taskiq.plugin.v1.ResultBackend.IsReady:output_type -> taskiq.plugin.v1.IsReadyResponse
+	26, // 43: taskiq.plugin.v1.ResultBackend.WaitResult:output_type -> taskiq.plugin.v1.ResultResponse
+	29, // 44: taskiq.plugin.v1.ResultBackend.WatchResults:output_type -> taskiq.plugin.v1.WatchResponse
+	32, // 45: taskiq.plugin.v1.ResultBackend.SetProgress:output_type -> taskiq.plugin.v1.SetProgressResponse
+	26, // 46: taskiq.plugin.v1.ResultBackend.GetProgress:output_type -> taskiq.plugin.v1.ResultResponse
+	34, // 47: taskiq.plugin.v1.Middleware.Hook:output_type -> taskiq.plugin.v1.HookResponse
+	38, // 48: taskiq.plugin.v1.TaskModule.Execute:output_type -> taskiq.plugin.v1.ExecuteResponse
+	13, // 49: taskiq.plugin.v1.Host.Kick:output_type -> taskiq.plugin.v1.KickResponse
+	26, // 50: taskiq.plugin.v1.Host.GetResult:output_type -> taskiq.plugin.v1.ResultResponse
+	41, // 51: taskiq.plugin.v1.Host.BrokerInfo:output_type -> taskiq.plugin.v1.BrokerInfoResponse
+	34, // [34:52] is the sub-list for method output_type
+	16, // [16:34] is the sub-list for method input_type
 	16, // [16:16] is the sub-list for extension type_name
 	16, // [16:16] is the sub-list for extension extendee
 	0,  // [0:16] is the sub-list for field type_name
@@ -2745,6 +2813,7 @@ func file_plugin_proto_init() {
 	if File_plugin_proto != nil {
 		return
 	}
+	file_plugin_proto_msgTypes[4].OneofWrappers = []any{}
 	file_plugin_proto_msgTypes[13].OneofWrappers = []any{
 		(*ListenRequest_Start)(nil),
 		(*ListenRequest_Settle)(nil),

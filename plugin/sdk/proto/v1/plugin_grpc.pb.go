@@ -26,9 +26,10 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Plugin_Info_FullMethodName      = "/taskiq.plugin.v1.Plugin/Info"
-	Plugin_Configure_FullMethodName = "/taskiq.plugin.v1.Plugin/Configure"
-	Plugin_Shutdown_FullMethodName  = "/taskiq.plugin.v1.Plugin/Shutdown"
+	Plugin_Info_FullMethodName        = "/taskiq.plugin.v1.Plugin/Info"
+	Plugin_Configure_FullMethodName   = "/taskiq.plugin.v1.Plugin/Configure"
+	Plugin_CheckConfig_FullMethodName = "/taskiq.plugin.v1.Plugin/CheckConfig"
+	Plugin_Shutdown_FullMethodName    = "/taskiq.plugin.v1.Plugin/Shutdown"
 )
 
 // PluginClient is the client API for Plugin service.
@@ -39,6 +40,11 @@ const (
 type PluginClient interface {
 	Info(ctx context.Context, in *InfoRequest, opts ...grpc.CallOption) (*InfoResponse, error)
 	Configure(ctx context.Context, in *ConfigureRequest, opts ...grpc.CallOption) (*ConfigureResponse, error)
+	// CheckConfig checks a config block the way Configure would, without
+	// building the role or connecting to anything (taskiq config validate). It
+	// leaves the process unconfigured. A plugin built before it existed answers
+	// Unimplemented; the host then relies on its own schema checks.
+	CheckConfig(ctx context.Context, in *ConfigureRequest, opts ...grpc.CallOption) (*ConfigureResponse, error)
 	// Shutdown asks the configured role to drain and release its resources.
 	Shutdown(ctx context.Context, in *ShutdownRequest, opts ...grpc.CallOption) (*ShutdownResponse, error)
 }
@@ -71,6 +77,16 @@ func (c *pluginClient) Configure(ctx context.Context, in *ConfigureRequest, opts
 	return out, nil
 }
 
+func (c *pluginClient) CheckConfig(ctx context.Context, in *ConfigureRequest, opts ...grpc.CallOption) (*ConfigureResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ConfigureResponse)
+	err := c.cc.Invoke(ctx, Plugin_CheckConfig_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *pluginClient) Shutdown(ctx context.Context, in *ShutdownRequest, opts ...grpc.CallOption) (*ShutdownResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ShutdownResponse)
@@ -89,6 +105,11 @@ func (c *pluginClient) Shutdown(ctx context.Context, in *ShutdownRequest, opts .
 type PluginServer interface {
 	Info(context.Context, *InfoRequest) (*InfoResponse, error)
 	Configure(context.Context, *ConfigureRequest) (*ConfigureResponse, error)
+	// CheckConfig checks a config block the way Configure would, without
+	// building the role or connecting to anything (taskiq config validate). It
+	// leaves the process unconfigured. A plugin built before it existed answers
+	// Unimplemented; the host then relies on its own schema checks.
+	CheckConfig(context.Context, *ConfigureRequest) (*ConfigureResponse, error)
 	// Shutdown asks the configured role to drain and release its resources.
 	Shutdown(context.Context, *ShutdownRequest) (*ShutdownResponse, error)
 	mustEmbedUnimplementedPluginServer()
@@ -106,6 +127,9 @@ func (UnimplementedPluginServer) Info(context.Context, *InfoRequest) (*InfoRespo
 }
 func (UnimplementedPluginServer) Configure(context.Context, *ConfigureRequest) (*ConfigureResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Configure not implemented")
+}
+func (UnimplementedPluginServer) CheckConfig(context.Context, *ConfigureRequest) (*ConfigureResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CheckConfig not implemented")
 }
 func (UnimplementedPluginServer) Shutdown(context.Context, *ShutdownRequest) (*ShutdownResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Shutdown not implemented")
@@ -167,6 +191,24 @@ func _Plugin_Configure_Handler(srv interface{}, ctx context.Context, dec func(in
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Plugin_CheckConfig_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ConfigureRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PluginServer).CheckConfig(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Plugin_CheckConfig_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PluginServer).CheckConfig(ctx, req.(*ConfigureRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _Plugin_Shutdown_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(ShutdownRequest)
 	if err := dec(in); err != nil {
@@ -199,6 +241,10 @@ var Plugin_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Configure",
 			Handler:    _Plugin_Configure_Handler,
+		},
+		{
+			MethodName: "CheckConfig",
+			Handler:    _Plugin_CheckConfig_Handler,
 		},
 		{
 			MethodName: "Shutdown",

@@ -1113,8 +1113,12 @@ func (x *Settlement) GetCredit() bool {
 }
 
 type Settle struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Settlements   []*Settlement          `protobuf:"bytes,1,rep,name=settlements,proto3" json:"settlements,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Settlements []*Settlement          `protobuf:"bytes,1,rep,name=settlements,proto3" json:"settlements,omitempty"`
+	// seq numbers the host's Settle messages on a stream, from 1, when the
+	// host wants to know which were applied (a broker declaring "stable_ids"):
+	// the plugin answers ListenResponse.applied_seq. 0: no answer wanted.
+	Seq           uint64 `protobuf:"varint,20,opt,name=seq,proto3" json:"seq,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1154,6 +1158,13 @@ func (x *Settle) GetSettlements() []*Settlement {
 		return x.Settlements
 	}
 	return nil
+}
+
+func (x *Settle) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
 }
 
 type Credit struct {
@@ -1277,11 +1288,19 @@ func (x *Delivery) GetLeaseDeadlineUnixMs() int64 {
 }
 
 type ListenResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Deliveries    []*Delivery            `protobuf:"bytes,1,rep,name=deliveries,proto3" json:"deliveries,omitempty"`
-	Error         string                 `protobuf:"bytes,2,opt,name=error,proto3" json:"error,omitempty"` // a settle failure reported by the plugin; the stream goes on
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Deliveries []*Delivery            `protobuf:"bytes,1,rep,name=deliveries,proto3" json:"deliveries,omitempty"`
+	Error      string                 `protobuf:"bytes,2,opt,name=error,proto3" json:"error,omitempty"` // a settle failure reported by the plugin; the stream goes on
+	// applied_seq: every Settle message up to this seq has been applied (or
+	// refused, with error) by the broker. Sent only when the host numbers its
+	// Settle messages.
+	AppliedSeq uint64 `protobuf:"varint,20,opt,name=applied_seq,json=appliedSeq,proto3" json:"applied_seq,omitempty"`
+	// granted_lease_ms: the lease this stream's broker grants a delivery and
+	// each extension, whatever the extension asked for; 0: unknown. Sent once,
+	// right after the stream opens, by a broker that knows it.
+	GrantedLeaseMs int64 `protobuf:"varint,21,opt,name=granted_lease_ms,json=grantedLeaseMs,proto3" json:"granted_lease_ms,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *ListenResponse) Reset() {
@@ -1326,6 +1345,20 @@ func (x *ListenResponse) GetError() string {
 		return x.Error
 	}
 	return ""
+}
+
+func (x *ListenResponse) GetAppliedSeq() uint64 {
+	if x != nil {
+		return x.AppliedSeq
+	}
+	return 0
+}
+
+func (x *ListenResponse) GetGrantedLeaseMs() int64 {
+	if x != nil {
+		return x.GrantedLeaseMs
+	}
+	return 0
 }
 
 type StoredResult struct {
@@ -2509,9 +2542,10 @@ const file_plugin_proto_rawDesc = "" +
 	"\x04NACK\x10\x02\x12\n" +
 	"\n" +
 	"\x06EXTEND\x10\x03\x12\x0f\n" +
-	"\vDEAD_LETTER\x10\x04\"H\n" +
+	"\vDEAD_LETTER\x10\x04\"Z\n" +
 	"\x06Settle\x12>\n" +
-	"\vsettlements\x18\x01 \x03(\v2\x1c.taskiq.plugin.v1.SettlementR\vsettlements\"\x16\n" +
+	"\vsettlements\x18\x01 \x03(\v2\x1c.taskiq.plugin.v1.SettlementR\vsettlements\x12\x10\n" +
+	"\x03seq\x18\x14 \x01(\x04R\x03seq\"\x16\n" +
 	"\x06Credit\x12\f\n" +
 	"\x01n\x18\x01 \x01(\x05R\x01n\"\x93\x01\n" +
 	"\bDelivery\x12\x0e\n" +
@@ -2519,12 +2553,15 @@ const file_plugin_proto_rawDesc = "" +
 	"\x04body\x18\x02 \x01(\fR\x04body\x12\x14\n" +
 	"\x05queue\x18\x03 \x01(\tR\x05queue\x12\x18\n" +
 	"\aattempt\x18\x04 \x01(\x05R\aattempt\x123\n" +
-	"\x16lease_deadline_unix_ms\x18\x05 \x01(\x03R\x13leaseDeadlineUnixMs\"b\n" +
+	"\x16lease_deadline_unix_ms\x18\x05 \x01(\x03R\x13leaseDeadlineUnixMs\"\xad\x01\n" +
 	"\x0eListenResponse\x12:\n" +
 	"\n" +
 	"deliveries\x18\x01 \x03(\v2\x1a.taskiq.plugin.v1.DeliveryR\n" +
 	"deliveries\x12\x14\n" +
-	"\x05error\x18\x02 \x01(\tR\x05error\";\n" +
+	"\x05error\x18\x02 \x01(\tR\x05error\x12\x1f\n" +
+	"\vapplied_seq\x18\x14 \x01(\x04R\n" +
+	"appliedSeq\x12(\n" +
+	"\x10granted_lease_ms\x18\x15 \x01(\x03R\x0egrantedLeaseMs\";\n" +
 	"\fStoredResult\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x12\n" +
 	"\x04body\x18\x02 \x01(\fR\x04body\"M\n" +

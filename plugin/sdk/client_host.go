@@ -50,6 +50,7 @@ type Client struct {
 
 	mu     sync.Mutex
 	caps   []string   // reported by Configure
+	mwCaps []string   // the middleware role's, reported by Info
 	tasks  []TaskInfo // reported by Configure for KindTasks
 	hostID uint32
 
@@ -129,7 +130,25 @@ func (c *Client) Info(ctx context.Context) (Info, error) {
 	if err != nil {
 		return Info{}, c.mapErr(ctx, "info", err)
 	}
-	return infoFromProto(resp), nil
+	info := infoFromProto(resp)
+	if role, ok := info.Role(KindMiddleware); ok {
+		c.mu.Lock()
+		c.mwCaps = role.Capabilities
+		c.mu.Unlock()
+	}
+	return info, nil
+}
+
+// hookStreams reports whether the plugin's middleware takes its hook calls
+// over the Hooks stream: its configured capabilities (or, when Configure
+// reported none, those of Info) include CapHookStream.
+func (c *Client) hookStreams() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.caps) > 0 {
+		return Has(c.caps, CapHookStream)
+	}
+	return Has(c.mwCaps, CapHookStream)
 }
 
 // Configure configures the process for one role. Problems with the config
@@ -240,6 +259,9 @@ func (c *Client) Middleware(hooks []Hook) Middleware {
 		c.middlewares = map[string]*remoteMiddleware{}
 	}
 	m := &remoteMiddleware{c: c, rpc: pluginv1.NewMiddlewareClient(c.conn), hooks: append([]Hook(nil), hooks...)}
+	if c.hookStreams() {
+		m.stream = newHookStream(c, m.rpc)
+	}
 	c.middlewares[key] = m
 	return m
 }

@@ -22,6 +22,11 @@ func (s *middlewareServer) Hook(ctx context.Context, req *pluginv1.HookRequest) 
 	if err != nil {
 		return nil, err
 	}
+	return s.runHook(ctx, r, req)
+}
+
+// runHook runs one hook call on the configured middleware r.
+func (s *middlewareServer) runHook(ctx context.Context, r any, req *pluginv1.HookRequest) (*pluginv1.HookResponse, error) {
 	msg, err := wire.DecodeMessage(req.Message)
 	if err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "%s hook: %v", req.Hook, err)

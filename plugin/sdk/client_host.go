@@ -249,7 +249,7 @@ func (c *Client) ResultBackend() ResultBackend {
 // only ones the host should call. Calls with the same hooks return the
 // same value.
 func (c *Client) Middleware(hooks []Hook) Middleware {
-	key := fmt.Sprint(hooks)
+	key := hookKey(hooks)
 	c.shimMu.Lock()
 	defer c.shimMu.Unlock()
 	if m := c.middlewares[key]; m != nil {
@@ -380,4 +380,18 @@ type remoteConn struct {
 
 func (p *grpcPlugin) GRPCClient(_ context.Context, b *plugin.GRPCBroker, c *grpc.ClientConn) (any, error) {
 	return &remoteConn{conn: c, broker: b}, nil
+}
+
+// hookKey names a hook list, the key of Client.Middleware's shims; it is
+// computed on every hook call of a supervised middleware, so it stays cheap.
+func hookKey(hooks []Hook) string {
+	n := 0
+	for _, h := range hooks {
+		n += len(h) + 1
+	}
+	b := make([]byte, 0, n)
+	for _, h := range hooks {
+		b = append(append(b, h...), ',')
+	}
+	return string(b)
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -110,9 +111,16 @@ func (h *hookStream) connLocked() (*hookConn, error) {
 	return conn, nil
 }
 
+// hookPace spaces the sends of a busy stream, as settlePace does for
+// settlements: a lone call goes out at once, but under load the calls of
+// many tasks gather for up to hookPace and cross in one message, which is
+// what makes a hook cheap (one write and one wake-up for dozens of calls).
+var hookPace = 200 * time.Microsecond
+
 // sendLoop sends the queued calls, those waiting together, until the
 // stream breaks or the Client stops.
 func (h *hookStream) sendLoop(conn *hookConn) {
+	var last time.Time
 	for {
 		var first *pluginv1.HookCall
 		select {
@@ -122,6 +130,9 @@ func (h *hookStream) sendLoop(conn *hookConn) {
 		case <-h.c.stopped:
 			conn.cancel()
 			return
+		}
+		if wait := hookPace - time.Since(last); wait > 0 {
+			time.Sleep(wait)
 		}
 		batch := &pluginv1.HookBatch{Calls: []*pluginv1.HookCall{first}}
 	more:
@@ -133,6 +144,7 @@ func (h *hookStream) sendLoop(conn *hookConn) {
 				break more
 			}
 		}
+		last = time.Now()
 		if err := conn.gs.Send(batch); err != nil {
 			conn.cancel() // the receive loop reports the stream's error
 			return

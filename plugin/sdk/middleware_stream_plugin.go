@@ -2,6 +2,7 @@ package sdk
 
 import (
 	"sync"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/status"
@@ -55,7 +56,11 @@ func (s *middlewareServer) Hooks(gs grpc.BidiStreamingServer[pluginv1.HookBatch,
 // drains replies so that no call blocks.
 func sendHookReplies(gs grpc.BidiStreamingServer[pluginv1.HookBatch, pluginv1.HookReplies], replies <-chan *pluginv1.HookReply) error {
 	var failed error
+	var last time.Time
 	for rep := range replies {
+		if wait := hookPace - time.Since(last); wait > 0 {
+			time.Sleep(wait)
+		}
 		batch := &pluginv1.HookReplies{Replies: []*pluginv1.HookReply{rep}}
 	more:
 		for len(batch.Replies) < 256 {
@@ -70,6 +75,7 @@ func sendHookReplies(gs grpc.BidiStreamingServer[pluginv1.HookBatch, pluginv1.Ho
 			}
 		}
 		if failed == nil {
+			last = time.Now()
 			failed = gs.Send(batch)
 		}
 	}

@@ -1,6 +1,7 @@
 package sdk
 
 import (
+	"bytes"
 	"context"
 	"errors"
 
@@ -108,6 +109,14 @@ func (s *middlewareServer) runHook(ctx context.Context, r any, req *pluginv1.Hoo
 		if resp.Result, err = wire.EncodeResult(res); err != nil {
 			return nil, status.Errorf(codes.Internal, "%s hook: encode the result: %v", req.Hook, err)
 		}
+	}
+	// What the hook left as it was goes back empty ("unchanged"), so the host
+	// does not decode it again.
+	if bytes.Equal(resp.Message, req.Message) {
+		resp.Message = nil
+	}
+	if bytes.Equal(resp.Result, req.Result) {
+		resp.Result = nil
 	}
 	switch {
 	case hookErr == nil:

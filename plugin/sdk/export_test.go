@@ -18,3 +18,12 @@ func UsesHookStream(m Middleware) bool {
 	rm, ok := m.(*remoteMiddleware)
 	return ok && rm.stream != nil
 }
+
+// SettlesInFlight returns how many Settle messages of a host-side delivery
+// stream wait for the plugin to confirm them.
+func SettlesInFlight(s Stream) int {
+	rs := s.(*remoteStream)
+	rs.sendMu.Lock()
+	defer rs.sendMu.Unlock()
+	return len(rs.unapplied)
+}

@@ -57,6 +57,8 @@ func fakePlugin() sdk.Plugin {
 				{Name: "stats_file", Type: sdk.TypeString, Description: "where the broker writes its counters"},
 				{Name: "max_outstanding", Type: sdk.TypeNumber, Default: 0, Description: "fail Recv calls that could exceed this many unsettled deliveries"},
 				{Name: "password", Type: sdk.TypeString, Sensitive: true},
+				{Name: "stable_ids", Type: sdk.TypeBool, Default: false, Description: "declare stable_ids"},
+				{Name: "hang_reason", Type: sdk.TypeString, Default: "", Description: "a settlement with this reason blocks Settle forever, as a process dying before it applied it"},
 			}},
 			New: newMemBroker,
 		},
@@ -79,6 +81,17 @@ type brokerConfig struct {
 	Queue          string `json:"queue"`
 	StatsFile      string `json:"stats_file"`
 	MaxOutstanding int    `json:"max_outstanding"`
+	StableIDs      bool   `json:"stable_ids"`
+	HangReason     string `json:"hang_reason"`
+}
+
+// Capabilities adds stable_ids when configured (sdk.Capable).
+func (b *memBroker) Capabilities() []string {
+	caps := []string{sdk.CapAckable, sdk.CapDeadLetter}
+	if b.cfg.StableIDs {
+		caps = append(caps, sdk.CapStableIDs)
+	}
+	return caps
 }
 
 // brokerStats are the fake broker's counters, written to stats_file so the
@@ -228,8 +241,14 @@ func (s *memStream) Recv(ctx context.Context, limit int) ([]sdk.Delivery, error)
 	}
 }
 
-func (s *memStream) Settle(_ context.Context, ss []sdk.Settlement) error {
+func (s *memStream) Settle(ctx context.Context, ss []sdk.Settlement) error {
 	b := s.b
+	for _, x := range ss {
+		if b.cfg.HangReason != "" && x.Reason == b.cfg.HangReason {
+			<-ctx.Done()
+			return ctx.Err()
+		}
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	defer b.writeStats()

@@ -18,13 +18,8 @@ import (
 func TestUnappliedSettlementsOfADeadPlugin(t *testing.T) {
 	t.Parallel()
 	ctx := testCtx(t)
-	c := sdktest.Launch(t, sdk.KindBroker, `{"queue":"q","stable_ids":true,"hang_reason":"dies before applying"}`)
+	c, st, ds := launchAndReceive(t, `{"queue":"q","stable_ids":true,"hang_reason":"dies before applying"}`, 2)
 	require.Contains(t, c.Capabilities(), sdk.CapStableIDs)
-	b := c.Broker()
-	require.NoError(t, b.Kick(ctx, outgoing(2, "m")))
-	st, err := b.Listen(ctx, sdk.ListenRequest{})
-	require.NoError(t, err)
-	ds := recvN(t, ctx, st, 2)
 
 	require.NoError(t, st.Settle(ctx, []sdk.Settlement{{DeliveryID: ds[0].ID, Kind: sdk.SettleAck}}))
 	require.Eventually(t, func() bool { return sdk.SettlesInFlight(st) == 0 }, 10*time.Second, time.Millisecond,
@@ -35,7 +30,7 @@ func TestUnappliedSettlementsOfADeadPlugin(t *testing.T) {
 	require.Nil(t, st.(sdk.UnappliedReporter).Unapplied(), "nothing is reported while the stream is open")
 
 	c.Kill()
-	_, err = st.Recv(ctx, 1)
+	_, err := st.Recv(ctx, 1)
 	require.Error(t, err)
 	require.Equal(t, []sdk.Settlement{lost}, st.(sdk.UnappliedReporter).Unapplied())
 	require.Nil(t, st.(sdk.UnappliedReporter).Unapplied(), "reported once")
@@ -46,15 +41,23 @@ func TestUnappliedSettlementsOfADeadPlugin(t *testing.T) {
 func TestWithoutStableIDsNothingIsTracked(t *testing.T) {
 	t.Parallel()
 	ctx := testCtx(t)
-	c := sdktest.Launch(t, sdk.KindBroker, `{"queue":"q"}`)
-	b := c.Broker()
-	require.NoError(t, b.Kick(ctx, outgoing(1, "m")))
-	st, err := b.Listen(ctx, sdk.ListenRequest{})
-	require.NoError(t, err)
-	ds := recvN(t, ctx, st, 1)
+	c, st, ds := launchAndReceive(t, `{"queue":"q"}`, 1)
 	require.NoError(t, st.Settle(ctx, []sdk.Settlement{{DeliveryID: ds[0].ID, Kind: sdk.SettleAck}}))
 	require.Zero(t, sdk.SettlesInFlight(st))
 	c.Kill()
 	_, _ = st.Recv(ctx, 1)
 	require.Empty(t, st.(sdk.UnappliedReporter).Unapplied())
+}
+
+// launchAndReceive launches the fake broker with cfg, kicks n messages and
+// receives them on a new stream.
+func launchAndReceive(t *testing.T, cfg string, n int) (*sdk.Client, sdk.Stream, []sdk.Delivery) {
+	t.Helper()
+	ctx := testCtx(t)
+	c := sdktest.Launch(t, sdk.KindBroker, cfg)
+	b := c.Broker()
+	require.NoError(t, b.Kick(ctx, outgoing(n, "m")))
+	st, err := b.Listen(ctx, sdk.ListenRequest{})
+	require.NoError(t, err)
+	return c, st, recvN(t, ctx, st, n)
 }

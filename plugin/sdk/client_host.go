@@ -48,8 +48,9 @@ type Client struct {
 	middlewares map[string]*remoteMiddleware // by hook list
 	modules     map[int]*remoteTasks         // by window
 
-	mu   sync.Mutex
-	caps []string // reported by Configure
+	mu     sync.Mutex
+	caps   []string // reported by Configure
+	mwCaps []string // the middleware role's, reported by Info
 	// roleMax is the configured role's own message size limit, reported
 	// by Configure (0: none).
 	roleMax int
@@ -132,7 +133,25 @@ func (c *Client) Info(ctx context.Context) (Info, error) {
 	if err != nil {
 		return Info{}, c.mapErr(ctx, "info", err)
 	}
-	return infoFromProto(resp), nil
+	info := infoFromProto(resp)
+	if role, ok := info.Role(KindMiddleware); ok {
+		c.mu.Lock()
+		c.mwCaps = role.Capabilities
+		c.mu.Unlock()
+	}
+	return info, nil
+}
+
+// hookStreams reports whether the plugin's middleware takes its hook calls
+// over the Hooks stream: its configured capabilities (or, when Configure
+// reported none, those of Info) include CapHookStream.
+func (c *Client) hookStreams() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.caps) > 0 {
+		return Has(c.caps, CapHookStream)
+	}
+	return Has(c.mwCaps, CapHookStream)
 }
 
 // Configure configures the process for one role. Problems with the config
@@ -264,7 +283,7 @@ func (c *Client) ResultBackend() ResultBackend {
 // only ones the host should call. Calls with the same hooks return the
 // same value.
 func (c *Client) Middleware(hooks []Hook) Middleware {
-	key := fmt.Sprint(hooks)
+	key := hookKey(hooks)
 	c.shimMu.Lock()
 	defer c.shimMu.Unlock()
 	if m := c.middlewares[key]; m != nil {
@@ -274,6 +293,9 @@ func (c *Client) Middleware(hooks []Hook) Middleware {
 		c.middlewares = map[string]*remoteMiddleware{}
 	}
 	m := &remoteMiddleware{c: c, rpc: pluginv1.NewMiddlewareClient(c.conn), hooks: append([]Hook(nil), hooks...)}
+	if c.hookStreams() {
+		m.stream = newHookStream(c, m.rpc)
+	}
 	c.middlewares[key] = m
 	return m
 }
@@ -392,4 +414,18 @@ type remoteConn struct {
 
 func (p *grpcPlugin) GRPCClient(_ context.Context, b *plugin.GRPCBroker, c *grpc.ClientConn) (any, error) {
 	return &remoteConn{conn: c, broker: b}, nil
+}
+
+// hookKey names a hook list, the key of Client.Middleware's shims; it is
+// computed on every hook call of a supervised middleware, so it stays cheap.
+func hookKey(hooks []Hook) string {
+	n := 0
+	for _, h := range hooks {
+		n += len(h) + 1
+	}
+	b := make([]byte, 0, n)
+	for _, h := range hooks {
+		b = append(append(b, h...), ',')
+	}
+	return string(b)
 }

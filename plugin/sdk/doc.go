@@ -54,6 +54,10 @@
 //     opens a Stream whose Recv hands out Delivery batches and whose Settle
 //     takes Settlement batches (ack, nack, lease extension, dead letter).
 //     The host bounds the deliveries outstanding on a stream (its prefetch).
+//     A Stream whose service renews every extension by a fixed ack timeout
+//     implements LeaseGranter; a broker whose delivery ids survive a
+//     restart of its process declares CapStableIDs, and the host then sends
+//     the settlements a dead process did not apply to the next one.
 //   - ResultBackend (results.go): batched SetResults, GetResult, IsReady and
 //     progress; a backend that can block until a result exists also
 //     implements ResultWaiter (capability CapWait).
@@ -63,6 +67,8 @@
 //     CheckMiddleware: a value with no hook, or with a method that looks like
 //     a misspelled hook, is refused with an error naming it. A middleware
 //     reaches the host's brokers and result backend through Config.Host.
+//     Serve declares CapHookStream for it: the host sends the hook calls of
+//     concurrent tasks in batches over one stream.
 //   - TaskModule (tasks.go): the task functions of a module binary that a
 //     generic worker runs; ServeTasks serves one.
 //

@@ -65,6 +65,8 @@ func fakePlugin() sdk.Plugin {
 				{Name: "replicas", Type: sdk.TypeNumber, Default: 1, Integer: true, Min: sdk.Num(1), Max: sdk.Num(5)},
 				{Name: "max_message_size", Type: sdk.TypeNumber, Default: 0, Integer: true, Min: sdk.Num(0),
 					Description: "the broker's own message size limit; 0: none"},
+				{Name: "stable_ids", Type: sdk.TypeBool, Default: false, Description: "declare stable_ids"},
+				{Name: "hang_reason", Type: sdk.TypeString, Default: "", Description: "a settlement with this reason blocks Settle forever, as a process dying before it applied it"},
 			}},
 			New:   newMemBroker,
 			Check: checkMemBroker,
@@ -96,6 +98,17 @@ type brokerConfig struct {
 	StatsFile      string `json:"stats_file"`
 	MaxOutstanding int    `json:"max_outstanding"`
 	MaxMessageSize int    `json:"max_message_size"`
+	StableIDs      bool   `json:"stable_ids"`
+	HangReason     string `json:"hang_reason"`
+}
+
+// Capabilities adds stable_ids when configured (sdk.Capable).
+func (b *memBroker) Capabilities() []string {
+	caps := []string{sdk.CapAckable, sdk.CapDeadLetter}
+	if b.cfg.StableIDs {
+		caps = append(caps, sdk.CapStableIDs)
+	}
+	return caps
 }
 
 // brokerStats are the fake broker's counters, written to stats_file so the
@@ -261,8 +274,14 @@ func (s *memStream) Recv(ctx context.Context, limit int) ([]sdk.Delivery, error)
 	}
 }
 
-func (s *memStream) Settle(_ context.Context, ss []sdk.Settlement) error {
+func (s *memStream) Settle(ctx context.Context, ss []sdk.Settlement) error {
 	b := s.b
+	for _, x := range ss {
+		if b.cfg.HangReason != "" && x.Reason == b.cfg.HangReason {
+			<-ctx.Done()
+			return ctx.Err()
+		}
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	defer b.writeStats()

@@ -487,14 +487,31 @@ func TestWaitResultUnsupported(t *testing.T) {
 	require.ErrorIs(t, err, sdk.ErrUnsupported)
 }
 
+// TestMiddlewareHooks runs every hook over the batched Hooks stream (the
+// plugin declares hook_stream) and over the unary Hook, which a host uses
+// for a plugin built before the stream existed.
 func TestMiddlewareHooks(t *testing.T) {
 	t.Parallel()
+	for _, unary := range []bool{false, true} {
+		t.Run(map[bool]string{false: "stream", true: "unary"}[unary], func(t *testing.T) {
+			t.Parallel()
+			checkMiddlewareHooks(t, unary)
+		})
+	}
+}
+
+func checkMiddlewareHooks(t *testing.T, unary bool) {
 	ctx := testCtx(t)
 	c := sdktest.Launch(t, sdk.KindMiddleware, `{}`)
 	info, err := c.Info(ctx)
 	require.NoError(t, err)
 	role, _ := info.Role(sdk.KindMiddleware)
+	require.Contains(t, role.Capabilities, sdk.CapHookStream, "Serve declares the hook stream")
+	if unary {
+		sdk.ForgetHookStream(c)
+	}
 	mw := c.Middleware(role.Hooks)
+	require.Equal(t, !unary, sdk.UsesHookStream(mw))
 	require.Equal(t, role.Hooks, sdk.HooksOf(mw), "the shim lists the plugin's hooks, not every method it has")
 
 	msg := &wire.Message{TaskID: "1", TaskName: "t", Labels: map[string]any{"keep": int64(7)}, Args: []json.RawMessage{json.RawMessage(`1`)}}

@@ -724,7 +724,8 @@ var ResultBackend_ServiceDesc = grpc.ServiceDesc{
 }
 
 const (
-	Middleware_Hook_FullMethodName = "/taskiq.plugin.v1.Middleware/Hook"
+	Middleware_Hook_FullMethodName  = "/taskiq.plugin.v1.Middleware/Hook"
+	Middleware_Hooks_FullMethodName = "/taskiq.plugin.v1.Middleware/Hooks"
 )
 
 // MiddlewareClient is the client API for Middleware service.
@@ -732,6 +733,12 @@ const (
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 type MiddlewareClient interface {
 	Hook(ctx context.Context, in *HookRequest, opts ...grpc.CallOption) (*HookResponse, error)
+	// Hooks carries the hook calls of a host on one stream, batched (the
+	// plugin's middleware role declares capability "hook_stream"): the host
+	// sends the calls of concurrent tasks together, the plugin answers each by
+	// id as it completes, answers batched. A plugin without it answers
+	// Unimplemented and the host calls Hook once per call.
+	Hooks(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[HookBatch, HookReplies], error)
 }
 
 type middlewareClient struct {
@@ -752,11 +759,30 @@ func (c *middlewareClient) Hook(ctx context.Context, in *HookRequest, opts ...gr
 	return out, nil
 }
 
+func (c *middlewareClient) Hooks(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[HookBatch, HookReplies], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Middleware_ServiceDesc.Streams[0], Middleware_Hooks_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[HookBatch, HookReplies]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Middleware_HooksClient = grpc.BidiStreamingClient[HookBatch, HookReplies]
+
 // MiddlewareServer is the server API for Middleware service.
 // All implementations must embed UnimplementedMiddlewareServer
 // for forward compatibility.
 type MiddlewareServer interface {
 	Hook(context.Context, *HookRequest) (*HookResponse, error)
+	// Hooks carries the hook calls of a host on one stream, batched (the
+	// plugin's middleware role declares capability "hook_stream"): the host
+	// sends the calls of concurrent tasks together, the plugin answers each by
+	// id as it completes, answers batched. A plugin without it answers
+	// Unimplemented and the host calls Hook once per call.
+	Hooks(grpc.BidiStreamingServer[HookBatch, HookReplies]) error
 	mustEmbedUnimplementedMiddlewareServer()
 }
 
@@ -769,6 +795,9 @@ type UnimplementedMiddlewareServer struct{}
 
 func (UnimplementedMiddlewareServer) Hook(context.Context, *HookRequest) (*HookResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Hook not implemented")
+}
+func (UnimplementedMiddlewareServer) Hooks(grpc.BidiStreamingServer[HookBatch, HookReplies]) error {
+	return status.Error(codes.Unimplemented, "method Hooks not implemented")
 }
 func (UnimplementedMiddlewareServer) mustEmbedUnimplementedMiddlewareServer() {}
 func (UnimplementedMiddlewareServer) testEmbeddedByValue()                    {}
@@ -809,6 +838,13 @@ func _Middleware_Hook_Handler(srv interface{}, ctx context.Context, dec func(int
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Middleware_Hooks_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(MiddlewareServer).Hooks(&grpc.GenericServerStream[HookBatch, HookReplies]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Middleware_HooksServer = grpc.BidiStreamingServer[HookBatch, HookReplies]
+
 // Middleware_ServiceDesc is the grpc.ServiceDesc for Middleware service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -821,7 +857,14 @@ var Middleware_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _Middleware_Hook_Handler,
 		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "Hooks",
+			Handler:       _Middleware_Hooks_Handler,
+			ServerStreams: true,
+			ClientStreams: true,
+		},
+	},
 	Metadata: "plugin.proto",
 }
 

@@ -107,12 +107,9 @@ func (b *broker) deadKey(queue string) string {
 	return b.streamKey(queue) + ":dead"
 }
 
-func (b *broker) groupName(queue string) string {
-	if b.opts.group != "" {
-		return b.opts.group
-	}
-	return b.queueName(queue)
-}
+// groupName is the consumer group of a queue's stream: one name for all
+// queues ("taskiq" unless consumer_group says otherwise).
+func (b *broker) groupName(string) string { return b.opts.group }
 
 func (b *broker) spec(q sdk.Queue) *queueSpec {
 	w := q.Weight

@@ -27,6 +27,10 @@ const (
 
 const defaultURL = "redis://127.0.0.1:6379/0"
 
+// defaultGroup is the stream consumer group, as taskiq-redis names it
+// whatever the stream is called.
+const defaultGroup = "taskiq"
+
 // defaultUnavailableAfter matches the host's core.DefaultUnreadyAfter: an
 // outage shows on /readyz after about twice this (the stream ends, then
 // reopening it fails for the host's bound).
@@ -80,8 +84,10 @@ func brokerSchema() sdk.Schema {
 		sdk.Attribute{Name: "queue", Type: sdk.TypeString, Default: "taskiq", Description: "Default " +
 			"queue: the stream key, list key or pub/sub channel. The queue_name label of a message " +
 			"overrides it per message."},
-		sdk.Attribute{Name: "consumer_group", Type: sdk.TypeString, Default: "", Description: "Stream " +
-			"mode: consumer group name. Empty means the name of each queue, as taskiq-redis does."},
+		sdk.Attribute{Name: "consumer_group", Type: sdk.TypeString, Default: defaultGroup, Description: "Stream " +
+			"mode: consumer group name, the same for every queue (stream) a worker reads. The default " +
+			"\"taskiq\" is taskiq-redis's consumer_group_name default, so Go and Python workers of one " +
+			"stream share a group and each message runs once."},
 		sdk.Attribute{Name: "consumer_name", Type: sdk.TypeString, Default: "", Description: "Stream " +
 			"mode: consumer name of this process within the group. Empty means hostname-pid-random, " +
 			"which is unique per process; a fixed name shared by two live processes breaks leases."},
@@ -132,6 +138,7 @@ func resultSchema() sdk.Schema {
 		sdk.Attribute{Name: "poll_fallback", Type: sdk.TypeDuration, Default: "1s", Description: "WaitResult " +
 			"is woken by a pub/sub notification; it re-reads the key at this interval as well, so a " +
 			"notification lost in a reconnect still completes the wait."},
+		serializerAttribute(),
 	)
 	return sdk.Schema{Attributes: attrs}
 }
@@ -201,6 +208,7 @@ type resultConfig struct {
 	ResultTTL    *string `json:"result_ttl"`
 	KeepResults  *bool   `json:"keep_results"`
 	PollFallback *string `json:"poll_fallback"`
+	Serializer   string  `json:"serializer"`
 }
 
 type resultOptions struct {
@@ -208,6 +216,7 @@ type resultOptions struct {
 	ttl          time.Duration
 	keepResults  bool
 	pollFallback time.Duration
+	serializer   string
 }
 
 func parseDuration(attr string, v *string, def time.Duration, min time.Duration, errs *[]error) time.Duration {
@@ -257,6 +266,9 @@ func decodeBrokerConfig(cfg sdk.Config) (connConfig, brokerOptions, error) {
 	if o.queue == "" {
 		o.queue = "taskiq"
 	}
+	if o.group == "" {
+		o.group = defaultGroup
+	}
 	if o.consumer == "" {
 		o.consumer = defaultConsumerName()
 	}
@@ -283,7 +295,14 @@ func decodeResultConfig(cfg sdk.Config) (connConfig, resultOptions, error) {
 		return connConfig{}, resultOptions{}, err
 	}
 	var errs []error
-	o := resultOptions{prefix: c.Prefix, keepResults: true}
+	o := resultOptions{prefix: c.Prefix, keepResults: true, serializer: c.Serializer}
+	switch o.serializer {
+	case "":
+		o.serializer = serializerJSON
+	case serializerJSON, serializerPickle:
+	default:
+		errs = append(errs, sdk.AttrError("serializer", "unknown serializer %q; use \"json\" or \"pickle\"", o.serializer))
+	}
 	o.ttl = parseDuration("result_ttl", c.ResultTTL, 0, 0, &errs)
 	if o.ttl > 0 && o.ttl < time.Millisecond {
 		errs = append(errs, sdk.AttrError("result_ttl", "must be 0s or at least 1ms"))

@@ -104,7 +104,7 @@ func requireStreamDrained(t testing.TB, e *testEnv, q string) {
 		if err != nil || n != 0 {
 			return false
 		}
-		p, err := e.rdb.XPending(ctx, q, q).Result()
+		p, err := e.rdb.XPending(ctx, q, defaultGroup).Result()
 		return err == nil && p.Count == 0
 	}, 20*time.Second, 10*time.Millisecond, "stream %s still holds entries or pending deliveries", q)
 }
@@ -178,7 +178,7 @@ func readExecutions(t testing.TB, ctx context.Context, rdb *redis.Client, queue 
 // q's group: deliveries it received and never acked.
 func pendingTaskIDs(t testing.TB, ctx context.Context, rdb *redis.Client, q, consumer string) map[string]bool {
 	t.Helper()
-	ps, err := rdb.XPendingExt(ctx, &redis.XPendingExtArgs{Stream: q, Group: q, Start: "-", End: "+", Count: 10000, Consumer: consumer}).Result()
+	ps, err := rdb.XPendingExt(ctx, &redis.XPendingExtArgs{Stream: q, Group: defaultGroup, Start: "-", End: "+", Count: 10000, Consumer: consumer}).Result()
 	require.NoError(t, err)
 	out := map[string]bool{}
 	for _, p := range ps {

@@ -232,7 +232,7 @@ func TestConfig(t *testing.T) {
 	require.Equal(t, "{jobs}", c.streamKey(""))
 	require.Equal(t, "{jobs}:delayed", c.delayedKey(""))
 	require.Equal(t, "{jobs}:dead", c.deadKey(""))
-	require.Equal(t, "jobs", c.groupName(""))
+	require.Equal(t, "taskiq", c.groupName(""), "the group is taskiq whatever the queue, as in taskiq-redis")
 	require.Equal(t, "x{t}", c.streamKey("x{t}"), "a name with its own hash tag is kept")
 
 	// The schema documents every attribute, with defaults.

@@ -62,7 +62,7 @@ func (o *oomServer) broker(t *testing.T, kv map[string]any) *broker {
 // pendingCount is how many entries of the queue's group are pending.
 func (o *oomServer) pendingCount(t *testing.T, queue string) int64 {
 	t.Helper()
-	p, err := o.admin.XPending(ctxT(t), queue, queue).Result()
+	p, err := o.admin.XPending(ctxT(t), queue, defaultGroup).Result()
 	require.NoError(t, err)
 	return p.Count
 }

@@ -236,6 +236,6 @@ func TestOutageEndLosesNothing(t *testing.T) {
 	}
 	require.NoError(t, next.Settle(ctxT(t), []sdk.Settlement{
 		{DeliveryID: got[0].ID, Kind: sdk.SettleAck}, {DeliveryID: got[1].ID, Kind: sdk.SettleAck}}))
-	require.Zero(t, e.rdb.XPending(ctxT(t), "q", "q").Val().Count, "all settled: 0 lost")
+	require.Zero(t, e.rdb.XPending(ctxT(t), "q", defaultGroup).Val().Count, "all settled: 0 lost")
 	require.Zero(t, e.rdb.XLen(ctxT(t), "q").Val(), "acked entries are deleted, the acked one was not redelivered")
 }

@@ -146,6 +146,9 @@ type worker struct {
 	// taskCtx is the parent of every task context; it is cancelled when the
 	// shutdown timeout passes.
 	taskCtx context.Context
+	// unknownSeen holds the unknown task names given back to the queue
+	// (leaveUnknown), each logged once.
+	unknownSeen sync.Map
 }
 
 // settlePace spaces a stream's settlement sends under load. A send is a
@@ -450,6 +453,9 @@ func (w *worker) handle(s *stream, d sdk.Delivery) {
 	}
 	def, reason := w.decode(tc)
 	if def == nil {
+		if w.leaveUnknown(tc) {
+			return
+		}
 		w.apply(w.taskCtx, tc, w.plan(tc, runInvalid, reason, w.opts.AckType).final)
 		return
 	}

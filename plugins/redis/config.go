@@ -116,6 +116,7 @@ func brokerSchema() sdk.Schema {
 		sdk.Attribute{Name: "delay_poll", Type: sdk.TypeDuration, Default: "100ms", Description: "How " +
 			"often a listener moves due delayed messages to their queue; a delayed message starts " +
 			"at most this late."},
+		unknownTasksAttribute(),
 		sdk.Attribute{Name: "unavailable_after", Type: sdk.TypeDuration, Default: "10s", Description: "How " +
 			"long Redis may stay unreachable (every call of a delivery stream failing, none " +
 			"succeeding) before the stream ends with an error wrapping ErrUnavailable, so that the " +
@@ -180,6 +181,7 @@ type brokerConfig struct {
 	MaxAttempts     *float64 `json:"max_attempts"`
 	DelayPoll       *string  `json:"delay_poll"`
 	UnavailableFor  *string  `json:"unavailable_after"`
+	UnknownTasks    string   `json:"unknown_tasks"`
 }
 
 // brokerOptions is the validated broker configuration.
@@ -200,6 +202,8 @@ type brokerOptions struct {
 	// one succeeding before its stream ends with ErrUnavailable.
 	unavailableAfter time.Duration
 	clusterHashes    bool
+	// leaveUnknown: unknown_tasks = "leave" (see unknownTasksAttribute).
+	leaveUnknown bool
 }
 
 type resultConfig struct {
@@ -281,6 +285,13 @@ func decodeBrokerConfig(cfg sdk.Config) (connConfig, brokerOptions, error) {
 	o.maxAttempts = parseCount("max_attempts", c.MaxAttempts, 10, 0, &errs)
 	if c.DeleteAcked != nil {
 		o.deleteAcked = *c.DeleteAcked
+	}
+	switch c.UnknownTasks {
+	case "", unknownDeadLetter:
+	case unknownLeave:
+		o.leaveUnknown = true
+	default:
+		errs = append(errs, sdk.AttrError("unknown_tasks", "unknown value %q; use \"dead_letter\" or \"leave\"", c.UnknownTasks))
 	}
 	errs = append(errs, validateConn(&c.connConfig)...)
 	if len(errs) > 0 {

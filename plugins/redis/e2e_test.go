@@ -621,7 +621,7 @@ func TestE2EPythonWireCompat(t *testing.T) {
 	require.JSONEq(t, "null", string(failed["return_value"]))
 	require.JSONEq(t, `{"exc_type": "ValueError", "exc_message": ["boom", 42],
 		"exc_module": "github.com/taskiq-go/taskiq/plugins/redis",
-		"exc_cause": {"exc_type": "errorString", "exc_message": ["cause: disk"], "exc_module": "errors",
+		"exc_cause": {"exc_type": "Error", "exc_message": ["cause: disk"], "exc_module": "errors",
 			"exc_cause": null, "exc_context": null, "exc_suppress_context": false},
 		"exc_context": null, "exc_suppress_context": false}`, string(failed["error"]))
 	requireStreamDrained(t, e, q)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -35,6 +36,11 @@ type broker struct {
 	closed    bool
 	listeners map[closer]struct{}
 	consumers int
+	// listened counts this broker's open listeners per queue: their own
+	// movers move that queue's delayed messages, the broker's mover skips it.
+	listened   map[string]int
+	listenedBy map[closer][]string
+	mover      *delayedMover // nil with move_delayed = false or in pubsub mode
 }
 
 type closer interface{ Close() error }
@@ -52,8 +58,21 @@ func newBroker(_ context.Context, cfg sdk.Config) (*broker, error) {
 	if log == nil {
 		log = hclog.NewNullLogger()
 	}
-	return &broker{client: client, addr: addr, opts: opts, log: log, now: time.Now,
-		listeners: map[closer]struct{}{}}, nil
+	b := &broker{client: client, addr: addr, opts: opts, log: log, now: time.Now,
+		listeners: map[closer]struct{}{}, listened: map[string]int{}, listenedBy: map[closer][]string{}}
+	if opts.moveDelayed && opts.mode != modePubSub {
+		b.mover = newDelayedMover(b)
+		b.mover.start()
+	}
+	return b, nil
+}
+
+// listening reports whether one of this broker's listeners moves queue's
+// delayed messages.
+func (b *broker) listening(queue string) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.listened[queue] > 0
 }
 
 // capabilitiesFor lists what a mode implements.
@@ -163,6 +182,13 @@ func (b *broker) Kick(ctx context.Context, msgs []sdk.Outgoing) error {
 			pipe.Publish(ctx, b.queueName(m.Queue), m.Body)
 		}
 	}
+	var delayed []string
+	for _, m := range msgs {
+		if m.Delay > 0 && !slices.Contains(delayed, m.Queue) {
+			delayed = append(delayed, m.Queue)
+		}
+	}
+	b.registerDelayed(ctx, pipe, delayed...)
 	cmds, err := pipe.Exec(ctx)
 	if err := pipelineErr(cmds, err, isBusyGroup); err != nil {
 		return wrapErr("kick", b.addr, err)
@@ -302,6 +328,17 @@ func (b *broker) Listen(ctx context.Context, req sdk.ListenRequest) (sdk.Stream,
 	if err != nil {
 		return nil, err
 	}
+	// Registered so that the delayed nacks of these queues are moved by the
+	// other processes too once this one is gone.
+	if b.opts.mode != modePubSub {
+		pipe := b.client.Pipeline()
+		for _, sp := range specs {
+			b.registerDelayed(ctx, pipe, sp.name)
+		}
+		if _, err := pipe.Exec(ctx); err != nil {
+			b.log.Debug("could not register the listened queues for delayed moves", "error", err)
+		}
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.closed {
@@ -309,6 +346,14 @@ func (b *broker) Listen(ctx context.Context, req sdk.ListenRequest) (sdk.Stream,
 		return nil, fmt.Errorf("redis listen: %w", sdk.ErrClosed)
 	}
 	b.listeners[l] = struct{}{}
+	if b.opts.mode != modePubSub {
+		names := make([]string, len(specs))
+		for i, sp := range specs {
+			names[i] = sp.name
+			b.listened[sp.name]++
+		}
+		b.listenedBy[l] = names
+	}
 	return l.(sdk.Stream), nil
 }
 
@@ -329,6 +374,10 @@ func (b *broker) nextConsumerName() string {
 func (b *broker) forget(l closer) {
 	b.mu.Lock()
 	delete(b.listeners, l)
+	for _, q := range b.listenedBy[l] {
+		b.listened[q]--
+	}
+	delete(b.listenedBy, l)
 	b.mu.Unlock()
 }
 
@@ -352,6 +401,9 @@ func (b *broker) Close(context.Context) error {
 		ls = append(ls, l)
 	}
 	b.mu.Unlock()
+	if b.mover != nil {
+		b.mover.shutdown()
+	}
 	// In parallel: each may wait up to one block interval for its read.
 	errs := make([]error, len(ls)+1)
 	var wg sync.WaitGroup
@@ -363,14 +415,11 @@ func (b *broker) Close(context.Context) error {
 	return errors.Join(errs...)
 }
 
-// moveDue moves the delayed messages of queue due at now; it returns how
-// many it moved and when the next one is due (zero time when none is left).
-func (b *broker) moveDue(ctx context.Context, queue string, now time.Time) (int, time.Time, error) {
+// moveDue moves the delayed messages of queue due at now to its stream
+// (mode "stream") or list ("list"); it returns how many it moved and when
+// the next one is due (zero time when none is left).
+func (b *broker) moveDue(ctx context.Context, target, queue string, now time.Time) (int, time.Time, error) {
 	const limit = 500
-	target := modeStream
-	if b.opts.mode == modeList {
-		target = modeList
-	}
 	total := 0
 	for {
 		res, err := moveDueScript.Run(ctx, b.client, []string{b.delayedKey(queue), b.streamKey(queue)},

@@ -117,6 +117,7 @@ func brokerSchema() sdk.Schema {
 			"often a listener moves due delayed messages to their queue; a delayed message starts " +
 			"at most this late."},
 		unknownTasksAttribute(),
+		moveDelayedAttribute(),
 		sdk.Attribute{Name: "unavailable_after", Type: sdk.TypeDuration, Default: "10s", Description: "How " +
 			"long Redis may stay unreachable (every call of a delivery stream failing, none " +
 			"succeeding) before the stream ends with an error wrapping ErrUnavailable, so that the " +
@@ -182,6 +183,7 @@ type brokerConfig struct {
 	DelayPoll       *string  `json:"delay_poll"`
 	UnavailableFor  *string  `json:"unavailable_after"`
 	UnknownTasks    string   `json:"unknown_tasks"`
+	MoveDelayed     *bool    `json:"move_delayed"`
 }
 
 // brokerOptions is the validated broker configuration.
@@ -204,6 +206,7 @@ type brokerOptions struct {
 	clusterHashes    bool
 	// leaveUnknown: unknown_tasks = "leave" (see unknownTasksAttribute).
 	leaveUnknown bool
+	moveDelayed  bool
 }
 
 type resultConfig struct {
@@ -258,7 +261,10 @@ func decodeBrokerConfig(cfg sdk.Config) (connConfig, brokerOptions, error) {
 	}
 	var errs []error
 	o := brokerOptions{mode: c.Mode, queue: c.Queue, group: c.ConsumerGroup, consumer: c.ConsumerName,
-		deadLetter: c.DeadLetterQueue, deleteAcked: true, clusterHashes: len(c.ClusterAddrs) > 0}
+		deadLetter: c.DeadLetterQueue, deleteAcked: true, clusterHashes: len(c.ClusterAddrs) > 0, moveDelayed: true}
+	if c.MoveDelayed != nil {
+		o.moveDelayed = *c.MoveDelayed
+	}
 	if o.mode == "" {
 		o.mode = modeStream
 	}

@@ -252,7 +252,7 @@ func (l *listenerBase) runMover() {
 			wait := l.b.opts.delayPoll
 			failed := false
 			for _, q := range l.queues {
-				_, next, err := l.b.moveDue(l.ctx, q.name, l.b.now())
+				_, next, err := l.b.moveDue(l.ctx, l.b.opts.mode, q.name, l.b.now())
 				if err != nil {
 					if l.ctx.Err() != nil {
 						return

@@ -83,7 +83,7 @@ func testListDelay(t *testing.T, e *testEnv) {
 	n, err := e.rdb.LLen(ctxT(t), q).Result()
 	require.NoError(t, err)
 	require.Zero(t, n)
-	moved, _, err := b.moveDue(ctxT(t), q, now.Add(2*time.Minute))
+	moved, _, err := b.moveDue(ctxT(t), modeList, q, now.Add(2*time.Minute))
 	require.NoError(t, err)
 	require.Equal(t, 1, moved)
 	vals, err := e.rdb.LRange(ctxT(t), q, 0, -1).Result()

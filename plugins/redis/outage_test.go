@@ -37,7 +37,10 @@ func newOutageEnv(t *testing.T, kv map[string]any) *outageEnv {
 	e.addr = mr.Addr()
 	e.rdb = redis.NewClient(&redis.Options{Addr: mr.Addr(), Password: outagePassword})
 	t.Cleanup(func() { _ = e.rdb.Close() })
-	cfg := fast(map[string]any{"queue": "q", "password": outagePassword})
+	// The broker-wide delayed mover is off: these tests count the
+	// listener's own calls and retries during an outage, and the mover's
+	// failing dials would add to go-redis's dial-error count.
+	cfg := fast(map[string]any{"queue": "q", "password": outagePassword, "move_delayed": false})
 	for k, v := range kv {
 		cfg[k] = v
 	}

@@ -318,10 +318,10 @@ func testNackWithDelay(t *testing.T, e *testEnv) {
 	n, err := e.rdb.ZCard(ctxT(t), q+":delayed").Result()
 	require.NoError(t, err)
 	require.EqualValues(t, 1, n)
-	moved, _, err := b.moveDue(ctxT(t), q, time.Now().Add(30*time.Minute))
+	moved, _, err := b.moveDue(ctxT(t), modeStream, q, time.Now().Add(30*time.Minute))
 	require.NoError(t, err)
 	require.Zero(t, moved, "not due yet")
-	moved, _, err = b.moveDue(ctxT(t), q, time.Now().Add(2*time.Hour))
+	moved, _, err = b.moveDue(ctxT(t), modeStream, q, time.Now().Add(2*time.Hour))
 	require.NoError(t, err)
 	require.Equal(t, 1, moved)
 	d2 := recvN(t, s, 1)
@@ -384,7 +384,7 @@ func testDelayedKickMover(t *testing.T, e *testEnv) {
 	require.NoError(t, err)
 	require.Zero(t, xl)
 
-	moved, next, err := b.moveDue(ctxT(t), q, now.Add(20*time.Second))
+	moved, next, err := b.moveDue(ctxT(t), modeStream, q, now.Add(20*time.Second))
 	require.NoError(t, err)
 	require.Equal(t, 2, moved)
 	require.WithinDuration(t, now.Add(time.Hour), next, time.Millisecond)
@@ -395,7 +395,7 @@ func testDelayedKickMover(t *testing.T, e *testEnv) {
 		require.Equal(t, map[string]any{"data": "soon"}, m.Values, "a moved message is a plain taskiq-redis entry")
 	}
 	// A second mover at the same time finds nothing more to move.
-	moved, _, err = b.moveDue(ctxT(t), q, now.Add(20*time.Second))
+	moved, _, err = b.moveDue(ctxT(t), modeStream, q, now.Add(20*time.Second))
 	require.NoError(t, err)
 	require.Zero(t, moved)
 }

@@ -86,11 +86,7 @@ func (m *delayedMover) start() {
 				continue
 			}
 			bo.Reset()
-			t := time.NewTimer(wait)
-			select {
-			case <-t.C:
-			case <-m.ctx.Done():
-				t.Stop()
+			if !sleep(m.ctx, wait) {
 				return
 			}
 		}
@@ -126,4 +122,16 @@ func (m *delayedMover) pass() (time.Duration, error) {
 func (m *delayedMover) shutdown() {
 	m.cancel()
 	m.wg.Wait()
+}
+
+// sleep waits d, or until ctx ends (then it reports false).
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
 }

@@ -276,11 +276,7 @@ func (l *listenerBase) runMover() {
 				continue
 			}
 			bo.Reset()
-			t := time.NewTimer(wait)
-			select {
-			case <-t.C:
-			case <-l.ctx.Done():
-				t.Stop()
+			if !sleep(l.ctx, wait) {
 				return
 			}
 		}

@@ -1,6 +1,8 @@
 package core
 
 import (
+	"time"
+
 	"github.com/taskiq-go/taskiq/plugin/sdk"
 	"github.com/taskiq-go/taskiq/plugin/sdk/wire"
 )
@@ -21,6 +23,16 @@ func (w *worker) leaveUnknown(tc *Context) bool {
 		w.app.logger.Info("task name not registered on this worker; its messages are given back to the queue for the other consumers of the group (the broker declares leave_unknown_tasks)",
 			"broker", w.broker.name, "task_name", msg.TaskName)
 	}
-	w.apply(w.taskCtx, tc, settleAction{kind: actNack, reason: "unknown task name " + msg.TaskName + ": left to the other consumers of the queue"})
+	a := settleAction{kind: actNack, reason: "unknown task name " + msg.TaskName + ": left to the other consumers of the queue"}
+	if sdk.Has(w.broker.caps, sdk.CapDelay) {
+		a.delay = leaveUnknownDelay
+	}
+	w.apply(w.taskCtx, tc, a)
 	return true
 }
+
+// leaveUnknownDelay is how long a message left to the other consumers
+// stays out of the queue: long enough for this worker to be busy elsewhere
+// or waiting behind them when it comes back, so that another consumer,
+// not this one again, is likely to read it.
+const leaveUnknownDelay = time.Second

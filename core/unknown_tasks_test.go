@@ -22,7 +22,7 @@ func TestUnknownTaskLeftToOtherConsumers(t *testing.T) {
 		caps        []string
 		wantUnknown sdk.SettleKind
 	}{
-		"leave":       {[]string{sdk.CapAckable, sdk.CapDeadLetter, sdk.CapLeaveUnknownTasks}, sdk.SettleNack},
+		"leave":       {[]string{sdk.CapAckable, sdk.CapDeadLetter, sdk.CapDelay, sdk.CapLeaveUnknownTasks}, sdk.SettleNack},
 		"dead_letter": {[]string{sdk.CapAckable, sdk.CapDeadLetter}, sdk.SettleDeadLetter},
 	} {
 		t.Run(name, func(t *testing.T) {
@@ -45,6 +45,7 @@ func TestUnknownTaskLeftToOtherConsumers(t *testing.T) {
 			require.Equal(t, []sdk.SettleKind{sdk.SettleDeadLetter}, st.kinds("2-0"), "unparseable: dead letter either way")
 			require.Equal(t, []sdk.SettleKind{sdk.SettleAck}, st.kinds("3-0"))
 			if tc.wantUnknown == sdk.SettleNack {
+				require.Equal(t, time.Second, st.settledOf("1-0")[0].Delay, "out of the queue for a moment, so another consumer takes it")
 				ready, err := core.ResultOf[any](app, "task-1-0").IsReady(context.Background())
 				require.NoError(t, err)
 				require.False(t, ready, "the other service stores its result")

@@ -22,7 +22,7 @@ func unknownTasksAttribute() sdk.Attribute {
 	return sdk.Attribute{Name: "unknown_tasks", Type: sdk.TypeString, Default: unknownDeadLetter,
 		Description: `What a worker does with a message for a task name it does not register: ` +
 			`"dead_letter" (default; right when every consumer of the group is a taskiq-go worker ` +
-			`with the same tasks) or "leave": the message goes back to the end of the stream ` +
+			`with the same tasks) or "leave": the message goes back to the end of the stream after 1s ` +
 			`(list) for another consumer of the group, such as a Python taskiq service, and no ` +
 			`result is stored. Each time counts as an attempt, so a task no consumer runs is ` +
 			`dead-lettered after max_attempts.`}

@@ -30,23 +30,9 @@ func TestE2EBesidePython(t *testing.T) {
 	runWorker(t, app, nil)
 
 	ctx := within(t, 60*time.Second)
-	// The Python worker waits in XREADGROUP BLOCK, as taskiq-redis does.
-	pyRead := make(chan []redis.XMessage, 1)
-	go func() {
-		res, err := e.rdb.XReadGroup(ctx, &redis.XReadGroupArgs{Group: "taskiq", Consumer: pythonConsumer,
-			Streams: []string{q, ">"}, Count: 1, Block: 50 * time.Second}).Result()
-		if err != nil {
-			pyRead <- nil
-			return
-		}
-		pyRead <- res[0].Messages
-	}()
 	goID, pyID := core.NewTaskID(), core.NewTaskID()
 	require.NoError(t, e.rdb.XAdd(ctx, &redis.XAddArgs{Stream: q, Values: map[string]any{
-		"data": pythonTaskMessage(pyID, "py_app.tasks:resize", `[]`, `{}`)}}).Err())
-	require.NoError(t, e.rdb.XAdd(ctx, &redis.XAddArgs{Stream: q, Values: map[string]any{
 		"data": pythonTaskMessage(goID, "tests.tasks:add", `[1]`, `{"b": 2, "round": true}`)}}).Err())
-
 	var stored []byte
 	require.Eventually(t, func() bool {
 		b, err := e.rdb.Get(ctx, goID).Bytes()
@@ -61,7 +47,25 @@ func TestE2EBesidePython(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, 3, res.ReturnValue, "Go reads the pickle back")
 
-	// The Python worker of the group reads the message Go gave back.
+	// A message for a task only Python has: the Go worker (the only reader
+	// so far) takes it and gives it back; the Python worker, waiting in
+	// XREADGROUP BLOCK as taskiq-redis does, reads it when it returns.
+	pyMsg := pythonTaskMessage(pyID, "py_app.tasks:resize", `[]`, `{}`)
+	require.NoError(t, e.rdb.XAdd(ctx, &redis.XAddArgs{Stream: q, Values: map[string]any{"data": pyMsg}}).Err())
+	require.Eventually(t, func() bool {
+		n, err := e.rdb.ZCard(ctx, q+":delayed").Result()
+		return err == nil && n == 1
+	}, 30*time.Second, time.Millisecond, "the Go worker did not give the message back")
+	pyRead := make(chan []redis.XMessage, 1)
+	go func() {
+		res, err := e.rdb.XReadGroup(ctx, &redis.XReadGroupArgs{Group: "taskiq", Consumer: pythonConsumer,
+			Streams: []string{q, ">"}, Count: 1, Block: 50 * time.Second}).Result()
+		if err != nil {
+			pyRead <- nil
+			return
+		}
+		pyRead <- res[0].Messages
+	}()
 	var got []redis.XMessage
 	select {
 	case got = <-pyRead:
@@ -69,7 +73,8 @@ func TestE2EBesidePython(t *testing.T) {
 		t.Fatal("the Python consumer never got the message")
 	}
 	require.Len(t, got, 1)
-	require.Equal(t, pythonTaskMessage(pyID, "py_app.tasks:resize", `[]`, `{}`), got[0].Values["data"])
+	require.Equal(t, pyMsg, got[0].Values["data"], "Python reads the message as it was sent")
+	require.NotNil(t, got[0].Values["attempt"], "it came back through the Go worker's nack")
 	n, err := e.rdb.Exists(ctx, pyID).Result()
 	require.NoError(t, err)
 	require.Zero(t, n, "no result for a task Go does not run")

@@ -67,6 +67,7 @@ type DeadLetter struct {
 	Attempt    int
 	EnqueuedAt time.Time
 	FailedAt   time.Time
+	ref        uint64
 }
 
 // Broker is an in-memory sdk.Broker. It is safe for concurrent use.
@@ -97,7 +98,15 @@ type Broker struct {
 	seq uint64
 	// lastDelivery numbers deliveries.
 	lastDelivery uint64
-	closed       bool
+	// lastRef numbers kicked messages for the inspector.
+	lastRef uint64
+	// tombstones are the cancelled task ids, until they expire; watchers
+	// are told about new ones (cancel.go).
+	tombstones map[string]time.Time
+	watchers   map[*cancelWatcher]struct{}
+	// workers are the heartbeats received, by worker id.
+	workers map[string]workerBeat
+	closed  bool
 
 	// timerAt is when the timekeeper goroutine wakes next; zero when it
 	// sleeps until signalled. It may be earlier than needed (after acks),
@@ -131,17 +140,20 @@ func newBroker(opts BrokerOptions, now func() time.Time) *Broker {
 		log = hclog.NewNullLogger()
 	}
 	b := &Broker{
-		opts:     opts,
-		log:      log,
-		now:      now,
-		idPrefix: fmt.Sprintf("%08x-", rand.Uint32()),
-		queues:   make(map[string]*queue),
-		delayed:  newDelayHeap(),
-		leases:   newLeaseHeap(),
-		streams:  make(map[*stream]struct{}),
-		wake:     make(chan struct{}, 1),
-		done:     make(chan struct{}),
-		stopped:  make(chan struct{}),
+		opts:       opts,
+		log:        log,
+		now:        now,
+		idPrefix:   fmt.Sprintf("%08x-", rand.Uint32()),
+		queues:     make(map[string]*queue),
+		delayed:    newDelayHeap(),
+		leases:     newLeaseHeap(),
+		streams:    make(map[*stream]struct{}),
+		tombstones: map[string]time.Time{},
+		watchers:   map[*cancelWatcher]struct{}{},
+		workers:    map[string]workerBeat{},
+		wake:       make(chan struct{}, 1),
+		done:       make(chan struct{}),
+		stopped:    make(chan struct{}),
 	}
 	go b.runTimekeeper()
 	return b
@@ -175,6 +187,8 @@ func (b *Broker) Kick(ctx context.Context, msgs []sdk.Outgoing) error {
 			enqueuedAt: now,
 			heapIndex:  -1,
 		}
+		b.lastRef++
+		m.ref = b.lastRef
 		if o.Delay > 0 {
 			b.delayLocked(m, now.Add(o.Delay))
 			continue
@@ -359,6 +373,7 @@ func (b *Broker) deadLetterLocked(m *message, reason string, now time.Time) {
 		Attempt:    m.attempt,
 		EnqueuedAt: m.enqueuedAt,
 		FailedAt:   now,
+		ref:        m.ref,
 	}
 	b.dead = append(b.dead, d)
 	b.toLog = append(b.toLog, d)

@@ -67,7 +67,12 @@ type DeadLetter struct {
 	Attempt    int
 	EnqueuedAt time.Time
 	FailedAt   time.Time
-	ref        uint64
+}
+
+// deadLetter is a stored dead letter with the ref the inspector names it by.
+type deadLetter struct {
+	DeadLetter
+	ref uint64
 }
 
 // Broker is an in-memory sdk.Broker. It is safe for concurrent use.
@@ -91,7 +96,7 @@ type Broker struct {
 	delayed *timeHeap
 	leases  *timeHeap
 	streams map[*stream]struct{}
-	dead    []DeadLetter
+	dead    []deadLetter
 	// toLog holds dead letters to log once the mutex is released.
 	toLog []DeadLetter
 	// seq orders delayed messages due at the same instant.
@@ -302,7 +307,11 @@ func (b *Broker) InFlight() int {
 func (b *Broker) DeadLetters() []DeadLetter {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return slices.Clone(b.dead)
+	out := make([]DeadLetter, len(b.dead))
+	for i, d := range b.dead {
+		out[i] = d.DeadLetter
+	}
+	return out
 }
 
 func (b *Broker) queueName(name string) string {
@@ -373,9 +382,8 @@ func (b *Broker) deadLetterLocked(m *message, reason string, now time.Time) {
 		Attempt:    m.attempt,
 		EnqueuedAt: m.enqueuedAt,
 		FailedAt:   now,
-		ref:        m.ref,
 	}
-	b.dead = append(b.dead, d)
+	b.dead = append(b.dead, deadLetter{DeadLetter: d, ref: m.ref})
 	b.toLog = append(b.toLog, d)
 }
 

@@ -110,7 +110,7 @@ func (b *Broker) info(m *message, state sdk.MessageState) sdk.MessageInfo {
 	return mi
 }
 
-func deadInfo(d DeadLetter) sdk.MessageInfo {
+func deadInfo(d deadLetter) sdk.MessageInfo {
 	return sdk.MessageInfo{Ref: strconv.FormatUint(d.ref, 10), TaskID: d.TaskID, TaskName: d.TaskName,
 		Queue: d.Queue, State: sdk.StateDead, Body: d.Body, Attempt: d.Attempt, EnqueuedAt: d.EnqueuedAt,
 		Reason: d.Reason, FailedAt: d.FailedAt}

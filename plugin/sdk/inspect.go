@@ -221,6 +221,33 @@ type Action struct {
 	DryRun bool
 }
 
+// Validate refuses an action no inspector can do: an unknown kind or
+// state, a move without a target, a running message (cancel its task
+// instead) or a requeue of queued messages to their own queue.
+func (a Action) Validate() error {
+	switch a.Kind {
+	case ActionRequeue, ActionDelete:
+	case ActionMove:
+		if a.Target == "" {
+			return fmt.Errorf("inspect: %s needs a target queue", a.Kind)
+		}
+	default:
+		return fmt.Errorf("inspect: unknown action %q (want requeue, delete or move)", a.Kind)
+	}
+	switch a.State {
+	case StateDelayed, StateDead:
+	case StateQueued:
+		if a.Kind == ActionRequeue && a.Target == "" {
+			return fmt.Errorf("inspect: queued messages are already in their queue; move them to a target queue instead")
+		}
+	case StateRunning:
+		return fmt.Errorf("inspect: running messages cannot be acted on (%s); cancel their tasks instead", a.Kind)
+	default:
+		return fmt.Errorf("inspect: unknown message state %q (want one of %v)", a.State, MessageStates)
+	}
+	return nil
+}
+
 // ActionResult says what an Action touched.
 type ActionResult struct {
 	// Matched counts the messages selected; Done those acted on (0 for a

@@ -215,7 +215,7 @@ func (b *Broker) Task(ctx context.Context, ref sdk.TaskRef) (sdk.MessageInfo, er
 
 // Act applies a bulk action.
 func (b *Broker) Act(ctx context.Context, a sdk.Action) (sdk.ActionResult, error) {
-	if err := checkAction(a); err != nil {
+	if err := a.Validate(); err != nil {
 		return sdk.ActionResult{}, err
 	}
 	now := b.now()
@@ -288,27 +288,6 @@ func (b *Broker) Act(ctx context.Context, a sdk.Action) (sdk.ActionResult, error
 		b.wakeListenersLocked(q)
 	}
 	return res, nil
-}
-
-// checkAction refuses what no inspector can do.
-func checkAction(a sdk.Action) error {
-	switch a.Kind {
-	case sdk.ActionRequeue, sdk.ActionDelete:
-	case sdk.ActionMove:
-		if a.Target == "" {
-			return fmt.Errorf("inspect: %s needs a target queue", a.Kind)
-		}
-	default:
-		return fmt.Errorf("inspect: unknown action %q (want requeue, delete or move)", a.Kind)
-	}
-	switch a.State {
-	case sdk.StateQueued, sdk.StateDelayed, sdk.StateDead:
-	case sdk.StateRunning:
-		return fmt.Errorf("inspect: running messages cannot be %sd; cancel their tasks instead", a.Kind)
-	default:
-		return fmt.Errorf("inspect: unknown message state %q (want one of %v)", a.State, sdk.MessageStates)
-	}
-	return nil
 }
 
 // SetPaused pauses or resumes a queue; its listeners stop taking messages

@@ -115,6 +115,19 @@ func brokerSchema() sdk.Schema {
 			"succeeding) before the stream ends with an error wrapping ErrUnavailable, so that the " +
 			"worker reopens it and reports itself not ready while that fails. Shorter outages are " +
 			"ridden out by retrying. At least 1s."},
+		sdk.Attribute{Name: "inspect_refresh", Type: sdk.TypeDuration, Default: "2s", Description: "How " +
+			"long the queue counts of the inspector (taskiq queues, the dashboard) are cached. A " +
+			"refresh costs a few O(1) commands per queue (XLEN, XINFO GROUPS, ZCARD); nothing is " +
+			"ever scanned to count. At least 100ms."},
+		sdk.Attribute{Name: "pause_poll", Type: sdk.TypeDuration, Default: "1s", Description: "How " +
+			"often a listener checks whether its queues are paused (taskiq queue pause); a pause " +
+			"takes effect within it."},
+		sdk.Attribute{Name: "cancel_ttl", Type: sdk.TypeDuration, Default: "24h", Description: "How " +
+			"long the tombstone of a cancelled task is kept (taskiq cancel): a message of the task " +
+			"taken by a worker within it is not run. At least 1s."},
+		sdk.Attribute{Name: "inspect_queues", Type: sdk.TypeStringList, Default: []string{}, Description: "Queues " +
+			"the inspector lists besides the default queue, the queues kicked to or listened on " +
+			"through this plugin (recorded in \"<queue>:queues\") and those of live workers."},
 	)
 	return sdk.Schema{Attributes: attrs}
 }
@@ -173,6 +186,10 @@ type brokerConfig struct {
 	MaxAttempts     *float64 `json:"max_attempts"`
 	DelayPoll       *string  `json:"delay_poll"`
 	UnavailableFor  *string  `json:"unavailable_after"`
+	InspectRefresh  *string  `json:"inspect_refresh"`
+	PausePoll       *string  `json:"pause_poll"`
+	CancelTTL       *string  `json:"cancel_ttl"`
+	InspectQueues   []string `json:"inspect_queues"`
 }
 
 // brokerOptions is the validated broker configuration.
@@ -193,6 +210,11 @@ type brokerOptions struct {
 	// one succeeding before its stream ends with ErrUnavailable.
 	unavailableAfter time.Duration
 	clusterHashes    bool
+	// The inspection and control attributes (inspect.go, pause.go, cancel.go).
+	inspectRefresh time.Duration
+	pausePoll      time.Duration
+	cancelTTL      time.Duration
+	inspectQueues  []string
 }
 
 type resultConfig struct {
@@ -264,6 +286,10 @@ func decodeBrokerConfig(cfg sdk.Config) (connConfig, brokerOptions, error) {
 	o.block = parseDuration("block", c.Block, 2*time.Second, time.Millisecond, &errs)
 	o.delayPoll = parseDuration("delay_poll", c.DelayPoll, 100*time.Millisecond, time.Millisecond, &errs)
 	o.unavailableAfter = parseDuration("unavailable_after", c.UnavailableFor, defaultUnavailableAfter, minUnavailableAfter, &errs)
+	o.inspectRefresh = parseDuration("inspect_refresh", c.InspectRefresh, 2*time.Second, 100*time.Millisecond, &errs)
+	o.pausePoll = parseDuration("pause_poll", c.PausePoll, time.Second, 10*time.Millisecond, &errs)
+	o.cancelTTL = parseDuration("cancel_ttl", c.CancelTTL, 24*time.Hour, time.Second, &errs)
+	o.inspectQueues = c.InspectQueues
 	o.count = parseCount("count", c.Count, 100, 1, &errs)
 	o.maxlen = int64(parseCount("maxlen", c.MaxLen, 0, 0, &errs))
 	o.maxAttempts = parseCount("max_attempts", c.MaxAttempts, 10, 0, &errs)

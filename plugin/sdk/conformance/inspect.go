@@ -143,11 +143,16 @@ func inspectCounts(t *testing.T, b *inspectBundle) {
 	// one more message to the stream, which then holds it (running).
 	s := b.listen(sdk.ListenRequest{Queues: []sdk.Queue{{Name: q}}, Lease: time.Minute, Prefetch: 1})
 	b.settle(s, sdk.SettleDeadLetter, b.recvOne(s))
+	// A broker that is not ackable (a popped list) cannot see what its
+	// workers hold: its running count is not checked.
+	ackable := sdk.Has(b.caps, sdk.CapAckable)
 	b.eventually("counts queued 2, delayed 1, running 1, dead 1", func() bool {
 		st := b.stats(q)
-		return st.Queued == 2 && st.Delayed == 1 && st.Running == 1 && st.Dead == 1
+		return st.Queued == 2 && st.Delayed == 1 && (st.Running == 1 || !ackable) && st.Dead == 1
 	})
-	require.GreaterOrEqual(t, b.stats(q).Consumers, 1, "the open stream is a consumer")
+	if ackable {
+		require.GreaterOrEqual(t, b.stats(q).Consumers, 1, "the open stream is a consumer")
+	}
 }
 
 // inspectList: listings by state, paginated, filtered by task name, label,
@@ -174,6 +179,9 @@ func inspectList(t *testing.T, b *inspectBundle) {
 	require.Equal(t, outIDs(a3), taskIDs(b.list(q, sdk.StateQueued, sdk.MessageFilter{TaskID: a3.TaskID}, 1)), "filter by task id")
 	require.Empty(t, b.list(q, sdk.StateDead, sdk.MessageFilter{}, 10), "nothing is dead")
 
+	if !sdk.Has(b.caps, sdk.CapAckable) {
+		return // a popped message is the worker's alone: nothing to list as running
+	}
 	s := b.listen(sdk.ListenRequest{Queues: []sdk.Queue{{Name: q}}, Lease: time.Minute, Prefetch: 1})
 	d := b.recvOne(s)
 	running := b.list(q, sdk.StateRunning, sdk.MessageFilter{}, 10)

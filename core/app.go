@@ -66,6 +66,10 @@ type brokerEntry struct {
 	broker sdk.Broker
 	caps   []string
 	kicks  *coalesce.Coalescer[sdk.Outgoing]
+	// insp and canc are the broker's inspection and cancellation roles;
+	// nil when it has none (control.go).
+	insp Inspector
+	canc sdk.Canceller
 }
 
 // Option configures an App built with New.
@@ -82,6 +86,8 @@ func (a *App) addBroker(name string, b Broker, capabilities []string) error {
 		return fmt.Errorf("broker %q added twice", name)
 	}
 	e := &brokerEntry{name: name, broker: b, caps: capabilities}
+	e.insp, _ = b.(Inspector)
+	e.canc, _ = b.(sdk.Canceller)
 	e.kicks = coalesce.New(256, b.Kick)
 	a.brokers[name] = e
 	if a.defaultBroker == "" {

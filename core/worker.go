@@ -146,6 +146,9 @@ type worker struct {
 	// taskCtx is the parent of every task context; it is cancelled when the
 	// shutdown timeout passes.
 	taskCtx context.Context
+	// cancels holds the cancelled task ids and the running tasks' cancel
+	// functions (worker_control.go).
+	cancels *cancelRegistry
 }
 
 // settlePace spaces a stream's settlement sends under load. A send is a
@@ -210,7 +213,8 @@ func (a *App) RunWorker(ctx context.Context, opts WorkerOptions) error {
 	w := &worker{app: a, opts: opts, broker: e, taskCtx: taskCtx,
 		slots:   make(chan struct{}, opts.MaxPrefetch),
 		running: make(chan struct{}, opts.MaxAsyncTasks),
-		jobs:    make(chan job, opts.MaxPrefetch)}
+		jobs:    make(chan job, opts.MaxPrefetch),
+		cancels: newCancelRegistry(a.clock)}
 	w.startPool(&w.pool)
 
 	var streams []*stream
@@ -218,6 +222,10 @@ func (a *App) RunWorker(ctx context.Context, opts WorkerOptions) error {
 	ready := opts.Ready
 	var parts sync.WaitGroup // the goroutines of the worker's parts but its tasks
 	defer parts.Wait()
+	// Heartbeats and the cancellation watch end before parts.Wait returns.
+	controlCtx, stopControl := context.WithCancel(streamCtx)
+	defer stopControl()
+	w.startControl(controlCtx, &parts)
 	health := newReadiness(a.clock, opts.UnreadyAfter, e.name, opts.Readiness)
 	health.start(&parts)
 	defer health.shutdown()
@@ -533,7 +541,9 @@ func (w *worker) outcome(ctx context.Context, def *taskDef, tc *Context) (runOut
 	if errors.As(taskErr, &argErr) {
 		deadLetter = argErr.Error()
 	}
-	if taskErr != nil {
+	// A cancelled task is not retried: on_error (retry middlewares) is
+	// skipped for it.
+	if taskErr != nil && !errors.Is(taskErr, ErrCancelled) {
 		nr, dl, herr := w.app.chain.onError(ctx, msg, res, taskErr)
 		noResult = nr
 		if dl != "" {
@@ -628,7 +638,7 @@ func (e *PanicError) Error() string { return fmt.Sprintf("task panicked: %v", e.
 // ErrorType names the error on the wire.
 func (e *PanicError) ErrorType() string { return "Panic" }
 
-func (w *worker) run(ctx context.Context, def *taskDef, tc *Context, timeout time.Duration) (json.RawMessage, error) {
+func (w *worker) runTask(ctx context.Context, def *taskDef, tc *Context, timeout time.Duration) (json.RawMessage, error) {
 	call := func(ctx context.Context) (ret json.RawMessage, err error) {
 		w.live.Store(tc, def.name)
 		defer w.live.Delete(tc)

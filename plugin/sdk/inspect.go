@@ -83,8 +83,10 @@ type Inspector interface {
 type Canceller interface {
 	Cancel(ctx context.Context, taskID string) error
 	// WatchCancels calls fn with batches of cancelled task ids until ctx
-	// ends (then it returns nil) or the watch fails. fn is never called
-	// concurrently.
+	// ends (then it returns nil) or the watch fails. Its first call carries
+	// every live tombstone, and is made even when there is none (an empty
+	// batch), so a worker knows them before it takes a message. fn is never
+	// called concurrently.
 	WatchCancels(ctx context.Context, fn func(taskIDs []string)) error
 }
 

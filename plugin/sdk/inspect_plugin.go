@@ -167,7 +167,7 @@ func (s *inspectServer) WatchCancels(_ *pluginv1.WatchCancelsRequest, gs pluginv
 	ctx, cancel := context.WithCancel(gs.Context())
 	defer cancel()
 	err = c.WatchCancels(ctx, func(ids []string) {
-		if sendErr != nil || len(ids) == 0 {
+		if sendErr != nil {
 			return
 		}
 		if sendErr = gs.Send(&pluginv1.CancelEvent{TaskIds: ids}); sendErr != nil {

@@ -53,6 +53,7 @@ func (b *broker) WatchCancels(ctx context.Context, fn func([]string)) error {
 		return wrapErr("watch cancels (SUBSCRIBE)", b.addr, err)
 	}
 	seen := map[string]time.Time{}
+	first := true
 	resync := func() error {
 		now := b.now()
 		zs, err := b.client.ZRangeByScoreWithScores(ctx, b.cancelledKey(), &redis.ZRangeBy{
@@ -73,7 +74,8 @@ func (b *broker) WatchCancels(ctx context.Context, fn func([]string)) error {
 				delete(seen, id)
 			}
 		}
-		if len(fresh) > 0 {
+		if len(fresh) > 0 || first {
+			first = false
 			fn(fresh)
 		}
 		return nil

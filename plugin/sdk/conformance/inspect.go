@@ -330,8 +330,8 @@ func inspectWorkers(t *testing.T, b *inspectBundle) {
 	})
 }
 
-// inspectCancel: a watcher gets the tombstones that exist when it starts,
-// then every new one.
+// inspectCancel: a watcher gets the tombstones that exist when it starts
+// (in its first call, made even when there is none), then every new one.
 func inspectCancel(t *testing.T, b *inspectBundle) {
 	c := b.in.Canceller
 	require.NotNil(t, c, "the broker claims %q but the launch function returned no Canceller", sdk.CapCancel)

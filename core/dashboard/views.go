@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/taskiq-go/taskiq/core"
+	"github.com/taskiq-go/taskiq/plugin/sdk/wire"
 )
 
 // page is what every template gets.
@@ -29,7 +30,12 @@ type page struct {
 }
 
 func (h *Handler) render(w http.ResponseWriter, r *http.Request, name, title string, data any) {
-	p := page{Title: title, Nav: name, Prefix: h.opts.Prefix, ReadOnly: h.opts.ReadOnly,
+	h.renderAs(w, r, name, name, title, data)
+}
+
+// renderAs renders template name with the navigation showing nav.
+func (h *Handler) renderAs(w http.ResponseWriter, r *http.Request, name, nav, title string, data any) {
+	p := page{Title: title, Nav: nav, Prefix: h.opts.Prefix, ReadOnly: h.opts.ReadOnly,
 		Flash: r.URL.Query().Get("msg"), Data: data}
 	if !h.opts.ReadOnly {
 		p.CSRF = h.csrfToken(w, r)
@@ -62,7 +68,11 @@ func (h *Handler) funcs() template.FuncMap {
 			if t.IsZero() {
 				return "–"
 			}
-			return shortDuration(h.opts.Now().Sub(t)) + " ago"
+			d := h.opts.Now().Sub(t)
+			if d < time.Second {
+				return "just now"
+			}
+			return shortDuration(d) + " ago"
 		},
 		"until": func(t time.Time) string {
 			if t.IsZero() {
@@ -111,6 +121,20 @@ func (h *Handler) funcs() template.FuncMap {
 				}
 			}
 			return template.URL(v.Encode())
+		},
+		// args renders a message's args and kwargs compactly.
+		"args": func(body []byte) string {
+			m, err := wire.DecodeMessage(body)
+			if err != nil {
+				return string(body)
+			}
+			a, _ := json.Marshal(m.Args)
+			out := string(a)
+			if len(m.Kwargs) > 0 {
+				k, _ := json.Marshal(m.Kwargs)
+				out += " " + string(k)
+			}
+			return out
 		},
 		"states": func() []core.MessageState { return []core.MessageState{core.StateQueued, core.StateDelayed, core.StateRunning, core.StateDead} },
 		"str":    func(s core.MessageState) string { return string(s) },
@@ -174,8 +198,10 @@ func sparkline(samples []int64) template.HTML {
 	for i, s := range samples {
 		fmt.Fprintf(&pts, "%.1f,%.1f ", x0+step*float64(i), float64(height-2)-float64(s)/float64(top)*float64(height-4))
 	}
-	return template.HTML(fmt.Sprintf(`<svg class="spark" width="%d" height="%d" viewBox="0 0 %d %d" aria-label="depth history"><polyline points="%s"/></svg>`,
-		width, height, width, height, strings.TrimSpace(pts.String())))
+	line := strings.TrimSpace(pts.String())
+	area := fmt.Sprintf("%.1f,%d %s %d,%d", x0, height, line, width, height)
+	return template.HTML(fmt.Sprintf(`<svg class="spark" width="%d" height="%d" viewBox="0 0 %d %d" aria-label="depth over the last %d refreshes"><rect class="track" x="0" y="0" width="%d" height="%d" rx="3"/><polygon points="%s"/><polyline points="%s"/></svg>`,
+		width, height, width, height, len(samples), width, height, area, line))
 }
 
 // search is the state of the tasks view's search form.
@@ -247,7 +273,11 @@ func (h *Handler) tasks(w http.ResponseWriter, r *http.Request) {
 			v.Counts = q
 		}
 	}
-	h.render(w, r, "tasks", "Tasks", v)
+	view := "tasks"
+	if s.State == core.StateDead {
+		view = "dead"
+	}
+	h.renderAs(w, r, "tasks", view, "Tasks", v)
 }
 
 // defaultQueue picks the queue a view shows when none is named: the one

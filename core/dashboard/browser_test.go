@@ -44,7 +44,7 @@ func needService(t *testing.T, what string) {
 }
 
 // buildRedisPlugin builds the taskiq-redis binary into dir.
-func buildRedisPlugin(t *testing.T, dir string) {
+func buildRedisPlugin(t testing.TB, dir string) {
 	t.Helper()
 	out, err := exec.Command("go", "build", "-o", filepath.Join(dir, "taskiq-redis"), "../../plugins/redis/cmd/taskiq-redis").CombinedOutput()
 	require.NoError(t, err, "go build taskiq-redis: %s", out)
@@ -57,7 +57,7 @@ func randomName() string {
 }
 
 // loadRedisApp writes a taskiq.hcl for queue q on Redis url and loads it.
-func loadRedisApp(t *testing.T, url, q string) *core.App {
+func loadRedisApp(t testing.TB, url, q string) *core.App {
 	t.Helper()
 	dir := t.TempDir()
 	buildRedisPlugin(t, dir)

@@ -335,6 +335,23 @@ func inspectWorkers(t *testing.T, b *inspectBundle) {
 func inspectCancel(t *testing.T, b *inspectBundle) {
 	c := b.in.Canceller
 	require.NotNil(t, c, "the broker claims %q but the launch function returned no Canceller", sdk.CapCancel)
+	// Without any tombstone, the first call still comes (empty): a worker
+	// waits for it before it takes a message.
+	first := make(chan []string, 1)
+	fctx, fcancel := context.WithCancel(b.ctx())
+	fdone := make(chan error, 1)
+	go func() {
+		var once sync.Once
+		fdone <- c.WatchCancels(fctx, func(ids []string) { once.Do(func() { first <- ids }) })
+	}()
+	select {
+	case ids := <-first:
+		require.Empty(t, ids, "no tombstone exists yet")
+	case <-time.After(b.o.timeout):
+		t.Fatal("WatchCancels made no first call")
+	}
+	fcancel()
+	require.NoError(t, <-fdone)
 	early, late := b.prefix+"-early", b.prefix+"-late"
 	require.NoError(t, c.Cancel(b.ctx(), early))
 	ctx, cancel := context.WithCancel(b.ctx())

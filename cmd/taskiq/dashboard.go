@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/taskiq-go/taskiq/core"
 	"github.com/taskiq-go/taskiq/core/dashboard"
 )
 
@@ -59,37 +60,13 @@ CSRF token. Nothing of taskiq.hcl is rendered.`,
 			if ip := net.ParseIP(host); (ip == nil || !ip.IsLoopback()) && token == "" && opts.BasicUser == "" {
 				fmt.Fprintf(g.stderr, "warning: the dashboard listens on %s without --token or --basic-auth: anyone who reaches it can re-kick and delete messages\n", addr)
 			}
-			ctx, stop := signalContext(cmd.Context())
-			defer stop()
-			app, closeApp, err := loadClient(ctx, f.cfg, g)
-			if err != nil {
-				return err
-			}
-			defer closeApp()
-			h, err := dashboard.New(app, opts)
-			if err != nil {
-				return err
-			}
-			ln, err := net.Listen("tcp", addr)
-			if err != nil {
-				return err
-			}
-			mux := http.NewServeMux()
-			mux.Handle(strings.TrimRight(prefix, "/")+"/", h)
-			srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-			fmt.Fprintf(g.stderr, "dashboard on http://%s%s/\n", ln.Addr(), strings.TrimRight(prefix, "/"))
-			done := make(chan error, 1)
-			go func() { done <- srv.Serve(ln) }()
-			select {
-			case err := <-done:
-				return err
-			case <-ctx.Done():
-			}
-			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			_ = srv.Shutdown(sctx)
-			<-done
-			return nil
+			return f.withInspector(cmd, g, func(ctx context.Context, app *core.App, _ core.Inspector) error {
+				h, err := dashboard.New(app, opts)
+				if err != nil {
+					return err
+				}
+				return serveDashboard(ctx, g, h, addr, prefix)
+			})
 		},
 	}
 	f.add(cmd)
@@ -101,4 +78,28 @@ CSRF token. Nothing of taskiq.hcl is rendered.`,
 	fl.StringVar(&token, "token", "", "require this token (?token= once, or Authorization: Bearer); default $TASKIQ_DASHBOARD_TOKEN")
 	fl.StringVar(&basicAuth, "basic-auth", "", "require HTTP basic auth USER:PASSWORD; default $TASKIQ_DASHBOARD_BASIC_AUTH")
 	return cmd
+}
+
+// serveDashboard serves h on addr under prefix until ctx ends.
+func serveDashboard(ctx context.Context, g *globals, h http.Handler, addr, prefix string) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	mux := http.NewServeMux()
+	mux.Handle(strings.TrimRight(prefix, "/")+"/", h)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	fmt.Fprintf(g.stderr, "dashboard on http://%s%s/\n", ln.Addr(), strings.TrimRight(prefix, "/"))
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ln) }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = srv.Shutdown(sctx)
+	<-done
+	return nil
 }

@@ -54,6 +54,28 @@ func (f *inspectFlags) withInspector(cmd *cobra.Command, g *globals, fn func(ctx
 	return fn(ctx, app, in)
 }
 
+// listing is the RunE of a command that prints what fetch returns: one
+// table row per item, or JSON.
+func listing[T any](f *inspectFlags, g *globals, fetch func(core.Inspector, context.Context) ([]T, error), header string, row func(T) []string) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, _ []string) error {
+		return f.withInspector(cmd, g, func(ctx context.Context, _ *core.App, in core.Inspector) error {
+			items, err := fetch(in, ctx)
+			if err != nil {
+				return err
+			}
+			if f.json {
+				return printValue(g.stdout, items)
+			}
+			rows := make([][]string, len(items))
+			for i, it := range items {
+				rows[i] = row(it)
+			}
+			table(g.stdout, header, rows)
+			return nil
+		})
+	}
+}
+
 func printValue(w io.Writer, v any) error {
 	b, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
@@ -111,28 +133,15 @@ running and dead, the age of the oldest queued message, the consumers and
 whether the queue is paused. Counts are cached by the broker plugin for a
 short interval (taskiq-redis: inspect_refresh), never counted by a scan.`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			return f.withInspector(cmd, g, func(ctx context.Context, _ *core.App, in core.Inspector) error {
-				qs, err := in.Queues(ctx)
-				if err != nil {
-					return err
+		RunE: listing(&f, g, core.Inspector.Queues, "QUEUE\tQUEUED\tDELAYED\tRUNNING\tDEAD\tOLDEST\tCONSUMERS\tSTATE",
+			func(q core.QueueStats) []string {
+				paused := ""
+				if q.Paused {
+					paused = "paused"
 				}
-				if f.json {
-					return printValue(g.stdout, qs)
-				}
-				var rows [][]string
-				for _, q := range qs {
-					paused := ""
-					if q.Paused {
-						paused = "paused"
-					}
-					rows = append(rows, []string{q.Name, fmt.Sprint(q.Queued), fmt.Sprint(q.Delayed), fmt.Sprint(q.Running),
-						fmt.Sprint(q.Dead), shortDur(q.OldestAge), fmt.Sprint(q.Consumers), paused})
-				}
-				table(g.stdout, "QUEUE\tQUEUED\tDELAYED\tRUNNING\tDEAD\tOLDEST\tCONSUMERS\tSTATE", rows)
-				return nil
-			})
-		},
+				return []string{q.Name, fmt.Sprint(q.Queued), fmt.Sprint(q.Delayed), fmt.Sprint(q.Running),
+					fmt.Sprint(q.Dead), shortDur(q.OldestAge), fmt.Sprint(q.Consumers), paused}
+			}),
 	}
 	f.add(cmd)
 	return cmd
@@ -447,24 +456,11 @@ func newWorkersCmd(g *globals) *cobra.Command {
 		Use:   "workers",
 		Short: "List the live workers, from their heartbeats",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			return f.withInspector(cmd, g, func(ctx context.Context, _ *core.App, in core.Inspector) error {
-				ws, err := in.Workers(ctx)
-				if err != nil {
-					return err
-				}
-				if f.json {
-					return printValue(g.stdout, ws)
-				}
-				var rows [][]string
-				for _, w := range ws {
-					rows = append(rows, []string{clip(w.Host, 24), fmt.Sprint(w.PID), clip(strings.Join(w.Queues, ","), 30),
-						fmt.Sprint(w.Running), stamp(w.Started), shortDur(time.Since(w.LastSeen)) + " ago"})
-				}
-				table(g.stdout, "HOST\tPID\tQUEUES\tRUNNING\tSTARTED\tLAST SEEN", rows)
-				return nil
-			})
-		},
+		RunE: listing(&f, g, core.Inspector.Workers, "HOST\tPID\tQUEUES\tRUNNING\tSTARTED\tLAST SEEN",
+			func(w core.WorkerInfo) []string {
+				return []string{clip(w.Host, 24), fmt.Sprint(w.PID), clip(strings.Join(w.Queues, ","), 30),
+					fmt.Sprint(w.Running), stamp(w.Started), shortDur(time.Since(w.LastSeen)) + " ago"}
+			}),
 	}
 	f.add(cmd)
 	return cmd

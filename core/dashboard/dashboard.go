@@ -51,7 +51,8 @@ type Options struct {
 	// ReadOnly hides every action and refuses every POST.
 	ReadOnly bool
 	// Token, when set, is required: as "Authorization: Bearer <token>", or
-	// once as ?token=<token>, which sets an HttpOnly cookie.
+	// as ?token=<token> on a GET, which also sets an HttpOnly cookie so the
+	// pages that follow need not carry it.
 	Token string
 	// BasicUser and BasicPassword, when BasicUser is set, require HTTP
 	// basic authentication.
@@ -175,13 +176,10 @@ func (h *Handler) authorized(w http.ResponseWriter, r *http.Request) bool {
 		return true
 	}
 	if t := r.URL.Query().Get("token"); t != "" && equal(t, h.opts.Token) && r.Method == http.MethodGet {
+		// The cookie lets the pages that follow (links, forms) in without
+		// the token in their URLs.
 		http.SetCookie(w, &http.Cookie{Name: tokenCookie, Value: h.opts.Token, Path: h.link("/"), HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil})
-		q := r.URL.Query()
-		q.Del("token")
-		u := *r.URL
-		u.RawQuery = q.Encode()
-		http.Redirect(w, r, u.RequestURI(), http.StatusSeeOther)
-		return false
+		return true
 	}
 	http.Error(w, "a token is required: open the dashboard with ?token=<token> or send Authorization: Bearer <token>", http.StatusUnauthorized)
 	return false

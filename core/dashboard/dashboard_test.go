@@ -157,7 +157,7 @@ func TestTokenAndBasicAuth(t *testing.T) {
 	code, _ := b.get(t, "/queues")
 	require.Equal(t, http.StatusUnauthorized, code)
 	code, body := b.get(t, "/queues?token=s3cret")
-	require.Equal(t, 200, code, "the token sets a cookie and redirects")
+	require.Equal(t, 200, code, "the token lets the request in and sets a cookie")
 	require.NotContains(t, body, "s3cret", "the token is never rendered")
 	code, _ = b.get(t, "/workers")
 	require.Equal(t, 200, code, "the cookie authenticates")

@@ -69,10 +69,10 @@ type Handler struct {
 	mux  *http.ServeMux
 
 	histMu  sync.Mutex
-	history map[string][]int64 // queue -> depth samples, oldest first
+	history map[string][]sample // queue -> refreshes, oldest first
 }
 
-// historyLen is how many depth samples a queue's sparkline shows.
+// historyLen is how many refreshes a queue's sparkline shows.
 const historyLen = 30
 
 // New returns the dashboard of app's broker. The App must stay open while
@@ -91,7 +91,7 @@ func New(app *core.App, opts Options) (*Handler, error) {
 	if _, err := app.Inspector(opts.Broker); err != nil {
 		return nil, fmt.Errorf("dashboard: %w", err)
 	}
-	h := &Handler{app: app, opts: opts, history: map[string][]int64{}}
+	h := &Handler{app: app, opts: opts, history: map[string][]sample{}}
 	tpl, err := template.New("").Funcs(h.funcs()).ParseFS(assets, "templates/*.html")
 	if err != nil {
 		return nil, fmt.Errorf("dashboard: templates: %w", err)

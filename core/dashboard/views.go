@@ -159,6 +159,17 @@ func shortDuration(d time.Duration) string {
 type queueRow struct {
 	core.QueueStats
 	Spark template.HTML
+	// Rate is the latest throughput (deliveries per second), or "depth"
+	// when the broker has counted no delivery (the sparkline shows the
+	// depth then).
+	Rate string
+}
+
+// sample is one refresh of a queue's counts, for its sparkline.
+type sample struct {
+	at        time.Time
+	delivered int64
+	depth     int64
 }
 
 func (h *Handler) queues(w http.ResponseWriter, r *http.Request) {
@@ -171,19 +182,46 @@ func (h *Handler) queues(w http.ResponseWriter, r *http.Request) {
 	rows := make([]queueRow, len(qs))
 	h.histMu.Lock()
 	for i, q := range qs {
-		hist := append(h.history[q.Name], q.Queued+q.Running+q.Delayed)
-		if len(hist) > historyLen {
-			hist = hist[len(hist)-historyLen:]
+		hist := h.history[q.Name]
+		if n := len(hist); n == 0 || q.RefreshedAt.After(hist[n-1].at) {
+			hist = append(hist, sample{at: q.RefreshedAt, delivered: q.Delivered, depth: q.Queued + q.Running + q.Delayed})
+		}
+		if len(hist) > historyLen+1 {
+			hist = hist[len(hist)-historyLen-1:]
 		}
 		h.history[q.Name] = hist
-		rows[i] = queueRow{QueueStats: q, Spark: sparkline(hist)}
+		rows[i] = queueRow{QueueStats: q}
+		rows[i].Spark, rows[i].Rate = activity(hist)
 	}
 	h.histMu.Unlock()
 	h.render(w, r, "queues", "Queues", rows)
 }
 
+// activity draws a queue's throughput (deliveries per second between
+// refreshes) when the broker counts deliveries, else its depth.
+func activity(hist []sample) (template.HTML, string) {
+	if len(hist) > 1 && hist[len(hist)-1].delivered > 0 {
+		rates := make([]int64, 0, len(hist)-1)
+		var last float64
+		for i := 1; i < len(hist); i++ {
+			dt := hist[i].at.Sub(hist[i-1].at).Seconds()
+			if dt <= 0 {
+				continue
+			}
+			last = float64(max(0, hist[i].delivered-hist[i-1].delivered)) / dt
+			rates = append(rates, int64(last*10))
+		}
+		return sparkline(rates, "deliveries per second"), strconv.FormatFloat(last, 'f', 1, 64) + "/s"
+	}
+	depths := make([]int64, len(hist))
+	for i, s := range hist {
+		depths[i] = s.depth
+	}
+	return sparkline(depths, "depth"), "depth"
+}
+
 // sparkline draws samples as an inline SVG polyline.
-func sparkline(samples []int64) template.HTML {
+func sparkline(samples []int64, what string) template.HTML {
 	const width, height = 120, 24
 	if len(samples) == 0 {
 		return ""
@@ -200,8 +238,8 @@ func sparkline(samples []int64) template.HTML {
 	}
 	line := strings.TrimSpace(pts.String())
 	area := fmt.Sprintf("%.1f,%d %s %d,%d", x0, height, line, width, height)
-	return template.HTML(fmt.Sprintf(`<svg class="spark" width="%d" height="%d" viewBox="0 0 %d %d" aria-label="depth over the last %d refreshes"><rect class="track" x="0" y="0" width="%d" height="%d" rx="3"/><polygon points="%s"/><polyline points="%s"/></svg>`,
-		width, height, width, height, len(samples), width, height, area, line))
+	return template.HTML(fmt.Sprintf(`<svg class="spark" width="%d" height="%d" viewBox="0 0 %d %d" aria-label="%s over the last %d refreshes"><title>%s over the last %d refreshes</title><rect class="track" x="0" y="0" width="%d" height="%d" rx="3"/><polygon points="%s"/><polyline points="%s"/></svg>`,
+		width, height, width, height, what, len(samples), what, len(samples), width, height, area, line))
 }
 
 // search is the state of the tasks view's search form.

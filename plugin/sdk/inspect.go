@@ -101,7 +101,11 @@ type QueueStats struct {
 	// zero when the queue is empty or the broker cannot tell.
 	OldestAge time.Duration
 	// Consumers counts the listeners (consumers) of the queue.
-	Consumers   int
+	Consumers int
+	// Delivered counts the messages handed to workers since the queue
+	// began, when the broker counts them (0: unknown). Two snapshots give
+	// the throughput.
+	Delivered   int64
 	Paused      bool
 	RefreshedAt time.Time
 }

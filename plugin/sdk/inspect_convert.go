@@ -25,13 +25,13 @@ func fromUnixMs(ms int64) time.Time {
 func queueStatsToProto(q QueueStats) *pluginv1.QueueStats {
 	return &pluginv1.QueueStats{Name: q.Name, Queued: q.Queued, Delayed: q.Delayed, Running: q.Running,
 		Dead: q.Dead, OldestAgeMs: q.OldestAge.Milliseconds(), Consumers: int32(q.Consumers),
-		Paused: q.Paused, RefreshedAtUnixMs: unixMs(q.RefreshedAt)}
+		Paused: q.Paused, RefreshedAtUnixMs: unixMs(q.RefreshedAt), Delivered: q.Delivered}
 }
 
 func queueStatsFromProto(p *pluginv1.QueueStats) QueueStats {
 	return QueueStats{Name: p.Name, Queued: p.Queued, Delayed: p.Delayed, Running: p.Running,
 		Dead: p.Dead, OldestAge: time.Duration(p.OldestAgeMs) * time.Millisecond,
-		Consumers: int(p.Consumers), Paused: p.Paused, RefreshedAt: fromUnixMs(p.RefreshedAtUnixMs)}
+		Consumers: int(p.Consumers), Paused: p.Paused, RefreshedAt: fromUnixMs(p.RefreshedAtUnixMs), Delivered: p.Delivered}
 }
 
 func filterToProto(f MessageFilter) *pluginv1.MessageFilter {

@@ -39,7 +39,7 @@ func (b *Broker) Queues(ctx context.Context) ([]sdk.QueueStats, error) {
 	stats(b.opts.Queue)
 	for name, q := range b.queues {
 		s := stats(name)
-		s.Queued, s.Consumers, s.Paused = int64(q.n), len(q.listeners), q.paused
+		s.Queued, s.Consumers, s.Paused, s.Delivered = int64(q.n), len(q.listeners), q.paused, q.delivered
 		if m := q.oldest(); m != nil {
 			s.OldestAge = now.Sub(m.enqueuedAt)
 		}

@@ -54,6 +54,8 @@ type queue struct {
 	listeners []*stream
 	// paused queues are not delivered from (Inspector.SetPaused).
 	paused bool
+	// delivered counts the deliveries made from the queue.
+	delivered int64
 }
 
 func (q *queue) push(m *message) {

@@ -122,6 +122,9 @@ func (s *stream) takeLocked(now time.Time, max int) []sdk.Delivery {
 func (s *stream) deliverLocked(m *message, deadline time.Time) sdk.Delivery {
 	b := s.b
 	b.lastDelivery++
+	if q := b.queues[m.queue]; q != nil {
+		q.delivered++
+	}
 	m.deliveryID = b.lastDelivery
 	m.owner = s
 	m.deadline = deadline

@@ -151,7 +151,7 @@ func (b *broker) countQueues(ctx context.Context) ([]sdk.QueueStats, error) {
 				if g.Name != b.groupName(n) {
 					continue
 				}
-				st.Running, st.Consumers = g.Pending, int(g.Consumers)
+				st.Running, st.Consumers, st.Delivered = g.Pending, int(g.Consumers), max(0, g.EntriesRead)
 				st.Queued = max(0, st.Queued-g.Pending)
 				if !b.opts.deleteAcked && g.Lag >= 0 {
 					st.Queued = g.Lag

@@ -118,6 +118,7 @@ type QueueStats struct {
 	Consumers         int32                  `protobuf:"varint,7,opt,name=consumers,proto3" json:"consumers,omitempty"`
 	Paused            bool                   `protobuf:"varint,8,opt,name=paused,proto3" json:"paused,omitempty"`
 	RefreshedAtUnixMs int64                  `protobuf:"varint,9,opt,name=refreshed_at_unix_ms,json=refreshedAtUnixMs,proto3" json:"refreshed_at_unix_ms,omitempty"`
+	Delivered         int64                  `protobuf:"varint,10,opt,name=delivered,proto3" json:"delivered,omitempty"`
 	unknownFields     protoimpl.UnknownFields
 	sizeCache         protoimpl.SizeCache
 }
@@ -211,6 +212,13 @@ func (x *QueueStats) GetPaused() bool {
 func (x *QueueStats) GetRefreshedAtUnixMs() int64 {
 	if x != nil {
 		return x.RefreshedAtUnixMs
+	}
+	return 0
+}
+
+func (x *QueueStats) GetDelivered() int64 {
+	if x != nil {
+		return x.Delivered
 	}
 	return 0
 }
@@ -1278,7 +1286,7 @@ const file_inspect_proto_rawDesc = "" +
 	"\rinspect.proto\x12\x10taskiq.plugin.v1\"\x0f\n" +
 	"\rQueuesRequest\"F\n" +
 	"\x0eQueuesResponse\x124\n" +
-	"\x06queues\x18\x01 \x03(\v2\x1c.taskiq.plugin.v1.QueueStatsR\x06queues\"\x8b\x02\n" +
+	"\x06queues\x18\x01 \x03(\v2\x1c.taskiq.plugin.v1.QueueStatsR\x06queues\"\xa9\x02\n" +
 	"\n" +
 	"QueueStats\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
@@ -1289,7 +1297,9 @@ const file_inspect_proto_rawDesc = "" +
 	"\roldest_age_ms\x18\x06 \x01(\x03R\voldestAgeMs\x12\x1c\n" +
 	"\tconsumers\x18\a \x01(\x05R\tconsumers\x12\x16\n" +
 	"\x06paused\x18\b \x01(\bR\x06paused\x12/\n" +
-	"\x14refreshed_at_unix_ms\x18\t \x01(\x03R\x11refreshedAtUnixMs\"\xd9\x01\n" +
+	"\x14refreshed_at_unix_ms\x18\t \x01(\x03R\x11refreshedAtUnixMs\x12\x1c\n" +
+	"\tdelivered\x18\n" +
+	" \x01(\x03R\tdelivered\"\xd9\x01\n" +
 	"\rMessageFilter\x12\x1b\n" +
 	"\ttask_name\x18\x01 \x01(\tR\btaskName\x12\x17\n" +
 	"\atask_id\x18\x02 \x01(\tR\x06taskId\x12C\n" +

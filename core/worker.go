@@ -147,7 +147,7 @@ type worker struct {
 	// shutdown timeout passes.
 	taskCtx context.Context
 	// cancels holds the cancelled task ids and the running tasks' cancel
-	// functions (worker_control.go).
+	// functions (worker_control.go); nil when the broker cannot cancel.
 	cancels *cancelRegistry
 }
 
@@ -213,8 +213,10 @@ func (a *App) RunWorker(ctx context.Context, opts WorkerOptions) error {
 	w := &worker{app: a, opts: opts, broker: e, taskCtx: taskCtx,
 		slots:   make(chan struct{}, opts.MaxPrefetch),
 		running: make(chan struct{}, opts.MaxAsyncTasks),
-		jobs:    make(chan job, opts.MaxPrefetch),
-		cancels: newCancelRegistry(a.clock)}
+		jobs:    make(chan job, opts.MaxPrefetch)}
+	if e.canc != nil {
+		w.cancels = newCancelRegistry(a.clock)
+	}
 	w.startPool(&w.pool)
 
 	var streams []*stream

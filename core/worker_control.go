@@ -88,8 +88,9 @@ func (r *cancelRegistry) enter(ctx context.Context, taskID string) (_ context.Co
 // arrived while it ran into a CancelledError.
 func (w *worker) run(ctx context.Context, def *taskDef, tc *Context, timeout time.Duration) (json.RawMessage, error) {
 	if w.cancels == nil {
-		// A task module's own run: the host worker that called it watches
-		// the cancellations and cancels the call.
+		// The broker cannot cancel, or this is a task module's own run (the
+		// host worker that called it watches the cancellations and cancels
+		// the call).
 		return w.runTask(ctx, def, tc, timeout)
 	}
 	id := tc.Message.TaskID

@@ -99,6 +99,10 @@ func BenchmarkPages(b *testing.B) {
 		{"dead-search-miss", "/tasks?queue=" + q + "&state=dead&q=no-such-text"},
 		{"task", "/task/" + d.TaskID + "?queue=" + q + "&state=dead&ref=" + d.Ref},
 		{"workers", "/workers"},
+		// A task named by id alone (taskiq task ID, a typed URL): searched,
+		// running, delayed and dead first, then the queue, reading up to
+		// searchBudget messages per state; this one is the last queued.
+		{"task-by-id-searched", "/task/bench-0099999"},
 	}
 	for _, p := range pages {
 		b.Run(p.name, func(b *testing.B) {

@@ -1,6 +1,7 @@
 package sdk
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"strings"
@@ -281,6 +282,9 @@ func (f MessageFilter) MatchBody(body []byte, reason string) bool {
 	if f.IsZero() {
 		return true
 	}
+	if f.rejectsBytes(body, reason) {
+		return false
+	}
 	m, err := wire.DecodeMessage(body)
 	if err != nil {
 		// An unparseable message matches only a text filter on its bytes or
@@ -313,4 +317,25 @@ func (f MessageFilter) MatchBody(body []byte, reason string) bool {
 		}
 	}
 	return false
+}
+
+// rejectsBytes is the cheap part of MatchBody: a task name, task id or text
+// that a JSON encoder writes as it is (printable ASCII without quotes,
+// backslashes or slashes) must occur in the body's bytes, so most
+// messages are rejected without being decoded.
+func (f MessageFilter) rejectsBytes(body []byte, reason string) bool {
+	absent := func(s string) bool { return s != "" && plainJSON(s) && !bytes.Contains(body, []byte(s)) }
+	if absent(f.TaskName) || absent(f.TaskID) {
+		return true
+	}
+	return absent(f.Text) && !strings.Contains(reason, f.Text)
+}
+
+func plainJSON(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' || c == '/' {
+			return false
+		}
+	}
+	return true
 }

@@ -216,7 +216,9 @@ type scanned struct {
 // cursor ("" = from the start); next is "" at the end.
 type scanner func(ctx context.Context, cursor string, n int) (items []scanned, next string, err error)
 
-// describe fills the fields of a message read from its body.
+// describe fills the fields of a message read from its body. Scanners leave
+// it to their callers, which decode only the messages they return: a
+// search rejects most messages on their bytes (MessageFilter.MatchBody).
 func describe(info *sdk.MessageInfo) {
 	if m, err := wire.DecodeMessage(info.Body); err == nil {
 		info.TaskID, info.TaskName = m.TaskID, m.TaskName
@@ -306,7 +308,6 @@ func entryInfo(m redis.XMessage, queue string, state sdk.MessageState) sdk.Messa
 			info.FailedAt = time.UnixMilli(ms)
 		}
 	}
-	describe(&info)
 	return info
 }
 
@@ -393,7 +394,6 @@ func (b *broker) delayedScanner(queue string) scanner {
 			attempt, body, _ := strings.Cut(rest, "|")
 			info := sdk.MessageInfo{Ref: ref, Queue: queue, State: sdk.StateDelayed, Body: []byte(body), DueAt: time.UnixMilli(int64(z.Score))}
 			info.Attempt, _ = strconv.Atoi(attempt)
-			describe(&info)
 			out = append(out, scanned{info: info, after: strconv.Itoa(off + i + 1), raw: member})
 		}
 		next := ""
@@ -420,7 +420,6 @@ func (b *broker) listScanner(queue string) scanner {
 		out := make([]scanned, 0, len(vals))
 		for i := len(vals) - 1; i >= 0; i-- {
 			info := sdk.MessageInfo{Ref: bodyRef(vals[i]), Queue: queue, State: sdk.StateQueued, Body: []byte(vals[i])}
-			describe(&info)
 			out = append(out, scanned{info: info, after: strconv.Itoa(off + len(out) + 1), raw: vals[i]})
 		}
 		next := ""
@@ -473,6 +472,7 @@ func (b *broker) Messages(ctx context.Context, q sdk.MessageQuery) (sdk.MessageP
 			if !q.Filter.MatchBody(it.info.Body, it.info.Reason) {
 				continue
 			}
+			describe(&it.info)
 			page.Messages = append(page.Messages, it.info)
 			if len(page.Messages) == limit {
 				if i < len(items)-1 || next != "" {
@@ -512,6 +512,7 @@ func (b *broker) Task(ctx context.Context, ref sdk.TaskRef) (sdk.MessageInfo, er
 			}
 			if len(ms) == 1 {
 				info := entryInfo(ms[0], queue, ref.State)
+				describe(&info)
 				if ref.TaskID == "" || info.TaskID == ref.TaskID {
 					return info, nil
 				}
@@ -529,7 +530,12 @@ func (b *broker) Task(ctx context.Context, ref sdk.TaskRef) (sdk.MessageInfo, er
 	}
 	for _, state := range states {
 		for _, queue := range queues {
-			found, err := b.find(ctx, queue, state, func(it scanned) bool {
+			byID := sdk.MessageFilter{TaskID: ref.TaskID}
+			found, err := b.find(ctx, queue, state, func(it *scanned) bool {
+				if !byID.MatchBody(it.info.Body, "") {
+					return false
+				}
+				describe(&it.info)
 				return it.info.TaskID == ref.TaskID && (ref.Ref == "" || it.info.Ref == ref.Ref)
 			}, searchBudget, 1)
 			if err != nil {
@@ -545,7 +551,7 @@ func (b *broker) Task(ctx context.Context, ref sdk.TaskRef) (sdk.MessageInfo, er
 
 // find reads the messages of queue in state, at most budget of them (0:
 // all), and returns those match selects, at most want (0: all).
-func (b *broker) find(ctx context.Context, queue string, state sdk.MessageState, match func(scanned) bool, budget, want int) ([]scanned, error) {
+func (b *broker) find(ctx context.Context, queue string, state sdk.MessageState, match func(*scanned) bool, budget, want int) ([]scanned, error) {
 	scan, err := b.scannerFor(ctx, queue, state)
 	if err != nil {
 		return nil, err
@@ -558,9 +564,9 @@ func (b *broker) find(ctx context.Context, queue string, state sdk.MessageState,
 			return nil, err
 		}
 		read += len(items)
-		for _, it := range items {
-			if match(it) {
-				out = append(out, it)
+		for i := range items {
+			if it := &items[i]; match(it) {
+				out = append(out, *it)
 				if want > 0 && len(out) == want {
 					return out, nil
 				}
@@ -583,14 +589,14 @@ func (b *broker) Act(ctx context.Context, a sdk.Action) (sdk.ActionResult, error
 		return sdk.ActionResult{}, err
 	}
 	queue := b.queueName(a.Queue)
-	match := func(it scanned) bool { return a.Filter.MatchBody(it.info.Body, it.info.Reason) }
+	match := func(it *scanned) bool { return a.Filter.MatchBody(it.info.Body, it.info.Reason) }
 	want := 0
 	if len(a.Refs) > 0 {
 		refs := map[string]bool{}
 		for _, r := range a.Refs {
 			refs[r] = true
 		}
-		match = func(it scanned) bool { return refs[it.info.Ref] }
+		match = func(it *scanned) bool { return refs[it.info.Ref] }
 		want = len(refs)
 	}
 	sel, err := b.find(ctx, queue, a.State, match, 0, want)

@@ -132,6 +132,15 @@ func TestActionsNeedCSRF(t *testing.T) {
 	require.Len(t, b.broker.DeadLetters(), 1)
 
 	form.Set("csrf", m[1])
+	for _, evil := range []string{"//evil.example", "/\\evil.example", "https://evil.example"} {
+		form.Set("back", evil)
+		form.Set("dry_run", "1")
+		resp, err := (&http.Client{Jar: b.client.Jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}).PostForm(b.srv.URL+"/actions", form)
+		require.NoError(t, err)
+		resp.Body.Close()
+		require.True(t, strings.HasPrefix(resp.Header.Get("Location"), "/tasks?"), "an action never redirects off the dashboard: %q", resp.Header.Get("Location"))
+	}
+	form.Del("dry_run")
 	form.Set("back", "/tasks?state=dead")
 	code, body := b.post(t, "/actions", form)
 	require.Equal(t, 200, code)

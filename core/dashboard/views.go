@@ -399,7 +399,7 @@ func (h *Handler) workers(w http.ResponseWriter, r *http.Request) {
 // view.
 func (h *Handler) back(w http.ResponseWriter, r *http.Request, msg string) {
 	to := r.PostForm.Get("back")
-	if !strings.HasPrefix(to, "/") || strings.HasPrefix(to, "//") {
+	if !strings.HasPrefix(to, "/") || strings.HasPrefix(to, "//") || strings.HasPrefix(to, "/\\") {
 		to = "/tasks"
 	}
 	u, err := url.Parse(to)

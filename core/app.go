@@ -86,8 +86,14 @@ func (a *App) addBroker(name string, b Broker, capabilities []string) error {
 		return fmt.Errorf("broker %q added twice", name)
 	}
 	e := &brokerEntry{name: name, broker: b, caps: capabilities}
-	e.insp, _ = b.(Inspector)
-	e.canc, _ = b.(sdk.Canceller)
+	// The inspection roles of an in-process broker are used when it
+	// declares them, as a plugin's are.
+	if in, ok := b.(Inspector); ok && sdk.Has(capabilities, sdk.CapInspect) {
+		e.insp = in
+	}
+	if c, ok := b.(sdk.Canceller); ok && sdk.Has(capabilities, sdk.CapCancel) {
+		e.canc = c
+	}
 	e.kicks = coalesce.New(256, b.Kick)
 	a.brokers[name] = e
 	if a.defaultBroker == "" {

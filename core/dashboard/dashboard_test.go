@@ -181,3 +181,28 @@ func TestTokenAndBasicAuth(t *testing.T) {
 	resp.Body.Close()
 	require.Equal(t, 200, resp.StatusCode)
 }
+
+func TestPauseAndCancelActions(t *testing.T) {
+	t.Parallel()
+	b := setup(t, dashboard.Options{})
+	_, page := b.get(t, "/queues")
+	csrf := csrfRe.FindStringSubmatch(page)[1]
+	code, body := b.post(t, "/pause", url.Values{"csrf": {csrf}, "queue": {"taskiq"}, "paused": {"true"}, "back": {"/queues"}})
+	require.Equal(t, 200, code)
+	require.Contains(t, body, "queue taskiq paused")
+	require.Contains(t, body, `class="badge paused"`)
+	qs, err := mustInspector(t, b).Queues(context.Background())
+	require.NoError(t, err)
+	require.True(t, qs[0].Paused)
+
+	code, body = b.post(t, "/cancel", url.Values{"csrf": {csrf}, "task_id": {"queued-1"}, "back": {"/task/queued-1"}})
+	require.Equal(t, 200, code)
+	require.Contains(t, body, "task queued-1 cancelled")
+}
+
+func mustInspector(t *testing.T, b *bundle) core.Inspector {
+	t.Helper()
+	in, err := b.app.Inspector("")
+	require.NoError(t, err)
+	return in
+}

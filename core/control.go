@@ -193,40 +193,75 @@ type TaskDetail struct {
 // result backend. It returns ErrTaskNotFound only when neither knows it.
 func (a *App) TaskDetail(ctx context.Context, broker string, ref TaskRef) (*TaskDetail, error) {
 	d := &TaskDetail{TaskID: ref.TaskID}
+	_, noResults := a.results.(dummyResults)
+	if !noResults && d.TaskID != "" {
+		if err := a.readResult(ctx, d); err != nil {
+			return nil, err
+		}
+	}
 	if in, err := a.Inspector(broker); err == nil {
-		m, err := in.Task(ctx, ref)
-		switch {
-		case err == nil:
-			d.Message = &m
-			if d.TaskID == "" {
-				d.TaskID = m.TaskID
-			}
-			if msg, err := wire.DecodeMessage(m.Body); err == nil {
-				d.Decoded = msg
-			}
-		case !errors.Is(err, sdk.ErrNotFound):
+		if err := d.findMessage(ctx, in, ref); err != nil {
 			return nil, err
 		}
 	} else if !errors.Is(err, ErrNotInspectable) {
 		return nil, err
 	}
-	if _, ok := a.results.(dummyResults); !ok && d.TaskID != "" {
-		if b, err := a.results.GetResult(ctx, d.TaskID); err == nil {
-			if r, err := wire.DecodeResult(b); err == nil {
-				d.Result = r
-			}
-		} else if !errors.Is(err, sdk.ErrNotFound) {
+	if !noResults && d.Result == nil && d.Message != nil && d.TaskID == "" {
+		d.TaskID = d.Message.TaskID
+		if err := a.readResult(ctx, d); err != nil {
 			return nil, err
-		}
-		if b, err := a.results.GetProgress(ctx, d.TaskID); err == nil {
-			var p wire.Progress
-			if json.Unmarshal(b, &p) == nil {
-				d.Progress = &p
-			}
 		}
 	}
 	if d.Message == nil && d.Result == nil {
 		return nil, fmt.Errorf("task %s: %w", ref.TaskID, ErrTaskNotFound)
 	}
 	return d, nil
+}
+
+// findMessage looks the task up in the broker. A task whose result is
+// stored has finished: without a ref, only the states a finished task can
+// still be in are searched (a dead letter, or a retry running or delayed),
+// not the whole queue.
+func (d *TaskDetail) findMessage(ctx context.Context, in Inspector, ref TaskRef) error {
+	refs := []TaskRef{ref}
+	if d.Result != nil && ref.Ref == "" && ref.State == "" {
+		refs = nil
+		for _, s := range []MessageState{StateRunning, StateDelayed, StateDead} {
+			r := ref
+			r.State = s
+			refs = append(refs, r)
+		}
+	}
+	for _, r := range refs {
+		m, err := in.Task(ctx, r)
+		switch {
+		case err == nil:
+			d.Message = &m
+			if msg, err := wire.DecodeMessage(m.Body); err == nil {
+				d.Decoded = msg
+			}
+			return nil
+		case !errors.Is(err, sdk.ErrNotFound):
+			return err
+		}
+	}
+	return nil
+}
+
+// readResult reads the task's stored result and progress into d.
+func (a *App) readResult(ctx context.Context, d *TaskDetail) error {
+	if b, err := a.results.GetResult(ctx, d.TaskID); err == nil {
+		if r, err := wire.DecodeResult(b); err == nil {
+			d.Result = r
+		}
+	} else if !errors.Is(err, sdk.ErrNotFound) {
+		return err
+	}
+	if b, err := a.results.GetProgress(ctx, d.TaskID); err == nil {
+		var p wire.Progress
+		if json.Unmarshal(b, &p) == nil {
+			d.Progress = &p
+		}
+	}
+	return nil
 }

@@ -3,6 +3,7 @@ package core_test
 import (
 	"context"
 	"errors"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -12,11 +13,18 @@ import (
 	"github.com/taskiq-go/taskiq/plugin/sdk/wire"
 )
 
+// preExecCount counts pre_execute calls.
+type preExecCount struct{ n atomic.Int32 }
+
+func (p *preExecCount) PreExecute(context.Context, *wire.Message) error { p.n.Add(1); return nil }
+
 // TestCancelQueuedTaskNeverStarts: a task cancelled while queued is taken
-// by the worker and not run; its result is a CancelledError.
+// by the worker and not run, not even its pre_execute hooks; its result is
+// a CancelledError.
 func TestCancelQueuedTaskNeverStarts(t *testing.T) {
 	t.Parallel()
-	b := setup(t)
+	pre := &preExecCount{}
+	b := setup(t, core.WithMiddleware(pre))
 	ran := make(chan struct{}, 1)
 	task := core.MustTask[int](b.app, "cancel.queued", func(ctx context.Context) (int, error) {
 		ran <- struct{}{}
@@ -36,6 +44,7 @@ func TestCancelQueuedTaskNeverStarts(t *testing.T) {
 		t.Fatal("a cancelled task ran")
 	default:
 	}
+	require.Zero(t, pre.n.Load(), "pre_execute does not run for a cancelled task")
 }
 
 // TestCancelRunningTask: a running task's context is cancelled when its

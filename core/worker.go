@@ -592,10 +592,14 @@ func (w *worker) ignoredReturn(tc *Context, control outcome, res *wire.Result, t
 func (w *worker) execute(ctx context.Context, def *taskDef, tc *Context) (*wire.Result, error) {
 	start := w.app.clock.Now()
 	var ret json.RawMessage
-	err := w.app.chain.preExecute(ctx, tc.Message)
-	if err != nil {
-		err = fmt.Errorf("pre_execute middleware: %w", err)
-	} else {
+	// A cancelled task does not start: not even its pre_execute hooks run.
+	err := w.cancelledBeforeStart(tc, def)
+	if err == nil {
+		if err = w.app.chain.preExecute(ctx, tc.Message); err != nil {
+			err = fmt.Errorf("pre_execute middleware: %w", err)
+		}
+	}
+	if err == nil {
 		timeout := def.timeout
 		if t, ok := tc.Message.LabelFloat(wire.LabelTimeout); ok && t > 0 {
 			timeout = time.Duration(t * float64(time.Second))

@@ -84,6 +84,24 @@ func (r *cancelRegistry) enter(ctx context.Context, taskID string) (_ context.Co
 	}, false
 }
 
+// cancelledBeforeStart is the CancelledError of a task whose tombstone the
+// worker knows, checked when the worker takes its message; nil otherwise.
+func (w *worker) cancelledBeforeStart(tc *Context, def *taskDef) error {
+	if w.cancels == nil || !w.cancels.has(tc.Message.TaskID) {
+		return nil
+	}
+	w.app.logger.Info("task cancelled before it started; not running it", "task_id", tc.Message.TaskID, "task", def.name)
+	return &CancelledError{TaskID: tc.Message.TaskID}
+}
+
+// has reports whether the task's tombstone is known.
+func (r *cancelRegistry) has(taskID string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	_, ok := r.dead[taskID]
+	return ok
+}
+
 // run runs the task unless it was cancelled, and turns a cancellation that
 // arrived while it ran into a CancelledError.
 func (w *worker) run(ctx context.Context, def *taskDef, tc *Context, timeout time.Duration) (json.RawMessage, error) {

@@ -303,7 +303,7 @@ func (b *Broker) SetPaused(ctx context.Context, queue string, paused bool) error
 	}
 	b.unlock()
 	if changed && paused {
-		b.log.Info("queue paused: its listeners stop fetching from it until it is resumed", "queue", q.name, "listeners", listeners)
+		b.log.Warn("queue paused: its listeners stop fetching from it until it is resumed", "queue", q.name, "listeners", listeners)
 	} else if changed {
 		b.log.Info("queue resumed: its listeners fetch from it again", "queue", q.name, "listeners", listeners)
 	}

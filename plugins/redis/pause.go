@@ -47,7 +47,7 @@ func (l *listenerBase) active(ctx context.Context, qs []*queueSpec) []*queueSpec
 				next[q.name] = cmds[i].Val() > 0
 				if next[q.name] != g.paused[q.name] {
 					if next[q.name] {
-						l.b.log.Info("queue is paused; not fetching from it until it is resumed", "queue", q.name)
+						l.b.log.Warn("queue is paused; not fetching from it until it is resumed", "queue", q.name)
 					} else if g.paused != nil {
 						l.b.log.Info("queue resumed; fetching from it again", "queue", q.name)
 					}

@@ -136,8 +136,10 @@ func (h *Handler) funcs() template.FuncMap {
 			}
 			return out
 		},
-		"states": func() []core.MessageState { return []core.MessageState{core.StateQueued, core.StateDelayed, core.StateRunning, core.StateDead} },
-		"str":    func(s core.MessageState) string { return string(s) },
+		"states": func() []core.MessageState {
+			return []core.MessageState{core.StateQueued, core.StateDelayed, core.StateRunning, core.StateDead}
+		},
+		"str": func(s core.MessageState) string { return string(s) },
 	}
 }
 

@@ -357,6 +357,7 @@ func newDeadCmd(g *globals) *cobra.Command {
 			ff     filterFlags
 			dryRun bool
 			all    bool
+			to     string
 		)
 		verb := map[core.ActionKind]string{core.ActionRequeue: "requeued", core.ActionDelete: "deleted"}[kind]
 		sub := &cobra.Command{
@@ -375,7 +376,7 @@ or on all of them with --all. --dry-run prints how many would be ` + verb + `.`,
 					return errors.New("name the dead letters: task ids, a filter (--task, --label, --filter), or --all")
 				}
 				return f.withInspector(cmd, g, func(ctx context.Context, _ *core.App, in core.Inspector) error {
-					a := core.Action{Kind: kind, Queue: ff.queue, State: core.StateDead, Filter: filter, DryRun: dryRun}
+					a := core.Action{Kind: kind, Queue: ff.queue, State: core.StateDead, Filter: filter, DryRun: dryRun, Target: to}
 					if len(args) > 0 {
 						refs, err := deadRefs(ctx, in, ff.queue, args)
 						if err != nil {
@@ -404,6 +405,9 @@ or on all of them with --all. --dry-run prints how many would be ` + verb + `.`,
 		_ = sub.Flags().MarkHidden("state")
 		sub.Flags().BoolVar(&dryRun, "dry-run", false, "only count the dead letters it would act on")
 		sub.Flags().BoolVar(&all, "all", false, "act on every dead letter of the queue")
+		if kind == core.ActionRequeue {
+			sub.Flags().StringVar(&to, "to", "", "put them in this queue instead of the one they died in")
+		}
 		cmd.AddCommand(sub)
 	}
 	return cmd

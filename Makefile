@@ -56,13 +56,15 @@ lint:
 	staticcheck ./...
 
 # The tests that use a real service, against the services on this machine.
+# The dashboard's browser test (core/dashboard) drives /usr/bin/chromium
+# headless (apt-get install -y chromium); in CI a missing chromium fails it.
 # Packages run one at a time: they share the Redis database they flush.
 # TASKIQ_REDIS_TOPOLOGY=1 adds Sentinel, Cluster, TLS and ACL runs against
 # redis-server processes the tests start themselves on free ports.
 integration:
 	TASKIQ_REDIS_URL=$${TASKIQ_REDIS_URL:-redis://127.0.0.1:6379/15} \
 	TASKIQ_REDIS_TOPOLOGY=$${TASKIQ_REDIS_TOPOLOGY:-1} \
-		$(GO) test -race -count=1 -p 1 -timeout 30m ./plugins/redis/... ./cmd/taskiq/
+		$(GO) test -race -count=1 -p 1 -timeout 30m ./plugins/redis/... ./cmd/taskiq/ ./core/dashboard/
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 200000x ./core/... ./plugin/sdk/ ./plugins/...
@@ -85,7 +87,7 @@ proto:
 	protoc --proto_path=plugin/sdk/proto/v1 \
 		--go_out=plugin/sdk/proto/v1 --go_opt=paths=source_relative \
 		--go-grpc_out=plugin/sdk/proto/v1 --go-grpc_opt=paths=source_relative \
-		plugin/sdk/proto/v1/plugin.proto
+		plugin/sdk/proto/v1/plugin.proto plugin/sdk/proto/v1/inspect.proto
 
 clean:
 	rm -rf $(BIN)

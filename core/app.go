@@ -69,6 +69,10 @@ type brokerEntry struct {
 	// maxSize is the broker's own message size limit (sdk.MessageSizeLimiter),
 	// 0 when it declares none.
 	maxSize int
+	// insp and canc are the broker's inspection and cancellation roles;
+	// nil when it has none (control.go).
+	insp Inspector
+	canc sdk.Canceller
 }
 
 // Option configures an App built with New.
@@ -87,6 +91,14 @@ func (a *App) addBroker(name string, b Broker, capabilities []string) error {
 	e := &brokerEntry{name: name, broker: b, caps: capabilities}
 	if l, ok := b.(sdk.MessageSizeLimiter); ok {
 		e.maxSize = l.MaxMessageSize()
+	}
+	// The inspection roles of an in-process broker are used when it
+	// declares them, as a plugin's are.
+	if in, ok := b.(Inspector); ok && sdk.Has(capabilities, sdk.CapInspect) {
+		e.insp = in
+	}
+	if c, ok := b.(sdk.Canceller); ok && sdk.Has(capabilities, sdk.CapCancel) {
+		e.canc = c
 	}
 	e.kicks = coalesce.New(256, b.Kick)
 	a.brokers[name] = e

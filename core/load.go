@@ -96,6 +96,7 @@ func (a *App) addConfigured(f *config.File, procs []*supervise.Proc, stop func(c
 			if err := a.addBroker(p.Name(), supervise.Broker(p), p.Capabilities()); err != nil {
 				return err
 			}
+			a.addControl(p.Name(), supervise.Inspector(p), p.Capabilities())
 			if firstBroker == "" {
 				firstBroker = p.Name()
 			}

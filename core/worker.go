@@ -153,6 +153,10 @@ type worker struct {
 	// unknownSeen holds the unknown task names given back to the queue
 	// (leaveUnknown), each logged once.
 	unknownSeen sync.Map
+
+	// cancels holds the cancelled task ids and the running tasks' cancel
+	// functions (worker_control.go); nil when the broker cannot cancel.
+	cancels *cancelRegistry
 }
 
 // settlePace spaces a stream's settlement sends under load. A send is a
@@ -221,6 +225,9 @@ func (a *App) RunWorker(ctx context.Context, opts WorkerOptions) error {
 	if sdk.Has(e.caps, sdk.CapStableIDs) {
 		w.keep = &keeper{}
 	}
+	if e.canc != nil {
+		w.cancels = newCancelRegistry(a.clock)
+	}
 	w.startPool(&w.pool)
 
 	var streams []*stream
@@ -229,6 +236,10 @@ func (a *App) RunWorker(ctx context.Context, opts WorkerOptions) error {
 	ready := opts.Ready
 	var parts sync.WaitGroup // the goroutines of the worker's parts but its tasks
 	defer parts.Wait()
+	// Heartbeats and the cancellation watch end before parts.Wait returns.
+	controlCtx, stopControl := context.WithCancel(streamCtx)
+	defer stopControl()
+	w.startControl(controlCtx, &parts)
 	health := newReadiness(a.clock, opts.UnreadyAfter, e.name, opts.Readiness)
 	health.start(&parts)
 	defer health.shutdown()
@@ -565,7 +576,9 @@ func (w *worker) outcome(ctx context.Context, def *taskDef, tc *Context) (runOut
 	if errors.As(taskErr, &argErr) {
 		deadLetter = argErr.Error()
 	}
-	if taskErr != nil {
+	// A cancelled task is not retried: on_error (retry middlewares) is
+	// skipped for it.
+	if taskErr != nil && !errors.Is(taskErr, ErrCancelled) {
 		nr, dl, herr := w.app.chain.onError(ctx, msg, res, taskErr)
 		noResult = nr
 		if dl != "" {
@@ -612,10 +625,14 @@ func (w *worker) ignoredReturn(tc *Context, control outcome, res *wire.Result, t
 func (w *worker) execute(ctx context.Context, def *taskDef, tc *Context) (*wire.Result, error) {
 	start := w.app.clock.Now()
 	var ret json.RawMessage
-	err := w.app.chain.preExecute(ctx, tc.Message)
-	if err != nil {
-		err = fmt.Errorf("pre_execute middleware: %w", err)
-	} else {
+	// A cancelled task does not start: not even its pre_execute hooks run.
+	err := w.cancelledBeforeStart(tc, def)
+	if err == nil {
+		if err = w.app.chain.preExecute(ctx, tc.Message); err != nil {
+			err = fmt.Errorf("pre_execute middleware: %w", err)
+		}
+	}
+	if err == nil {
 		timeout := def.timeout
 		if t, ok := tc.Message.LabelFloat(wire.LabelTimeout); ok && t > 0 {
 			timeout = time.Duration(t * float64(time.Second))
@@ -660,7 +677,7 @@ func (e *PanicError) Error() string { return fmt.Sprintf("task panicked: %v", e.
 // ErrorType names the error on the wire.
 func (e *PanicError) ErrorType() string { return "Panic" }
 
-func (w *worker) run(ctx context.Context, def *taskDef, tc *Context, timeout time.Duration) (json.RawMessage, error) {
+func (w *worker) runTask(ctx context.Context, def *taskDef, tc *Context, timeout time.Duration) (json.RawMessage, error) {
 	call := func(ctx context.Context) (ret json.RawMessage, err error) {
 		w.live.Store(tc, def.name)
 		defer w.live.Delete(tc)

@@ -350,6 +350,7 @@ func (p *grpcPlugin) GRPCServer(b *plugin.GRPCBroker, s *grpc.Server) error {
 	pluginv1.RegisterResultBackendServer(s, &resultsServer{srv: p.server})
 	pluginv1.RegisterMiddlewareServer(s, &middlewareServer{srv: p.server})
 	pluginv1.RegisterTaskModuleServer(s, &tasksServer{srv: p.server})
+	pluginv1.RegisterInspectorServer(s, &inspectServer{srv: p.server})
 	return nil
 }
 

@@ -71,6 +71,13 @@
 //     concurrent tasks in batches over one stream.
 //   - TaskModule (tasks.go): the task functions of a module binary that a
 //     generic worker runs; ServeTasks serves one.
+//   - Inspector and Canceller (inspect.go), optional on a broker
+//     (capabilities CapInspect and CapCancel): queue counts (cached, never
+//     counted by a scan), messages by state with cursors and filters, one
+//     task, bulk actions by refs or filter with dry runs, pause/resume,
+//     worker heartbeats, and cancellation tombstones with their broadcast.
+//     The configured role is type-asserted; conformance.TestInspector
+//     checks it.
 //
 // Errors cross the boundary by sentinel: return (or wrap) ErrNotFound,
 // ErrUnsupported, ErrMessageTooLarge, ErrUnavailable or ErrClosed, and the

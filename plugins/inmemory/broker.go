@@ -69,6 +69,12 @@ type DeadLetter struct {
 	FailedAt   time.Time
 }
 
+// deadLetter is a stored dead letter with the ref the inspector names it by.
+type deadLetter struct {
+	DeadLetter
+	ref uint64
+}
+
 // Broker is an in-memory sdk.Broker. It is safe for concurrent use.
 //
 // All state sits behind one mutex: every operation handles a whole batch per
@@ -90,14 +96,22 @@ type Broker struct {
 	delayed *timeHeap
 	leases  *timeHeap
 	streams map[*stream]struct{}
-	dead    []DeadLetter
+	dead    []deadLetter
 	// toLog holds dead letters to log once the mutex is released.
 	toLog []DeadLetter
 	// seq orders delayed messages due at the same instant.
 	seq uint64
 	// lastDelivery numbers deliveries.
 	lastDelivery uint64
-	closed       bool
+	// lastRef numbers kicked messages for the inspector.
+	lastRef uint64
+	// tombstones are the cancelled task ids, until they expire; watchers
+	// are told about new ones (cancel.go).
+	tombstones map[string]time.Time
+	watchers   map[*cancelWatcher]struct{}
+	// workers are the heartbeats received, by worker id.
+	workers map[string]workerBeat
+	closed  bool
 
 	// timerAt is when the timekeeper goroutine wakes next; zero when it
 	// sleeps until signalled. It may be earlier than needed (after acks),
@@ -131,17 +145,20 @@ func newBroker(opts BrokerOptions, now func() time.Time) *Broker {
 		log = hclog.NewNullLogger()
 	}
 	b := &Broker{
-		opts:     opts,
-		log:      log,
-		now:      now,
-		idPrefix: fmt.Sprintf("%08x-", rand.Uint32()),
-		queues:   make(map[string]*queue),
-		delayed:  newDelayHeap(),
-		leases:   newLeaseHeap(),
-		streams:  make(map[*stream]struct{}),
-		wake:     make(chan struct{}, 1),
-		done:     make(chan struct{}),
-		stopped:  make(chan struct{}),
+		opts:       opts,
+		log:        log,
+		now:        now,
+		idPrefix:   fmt.Sprintf("%08x-", rand.Uint32()),
+		queues:     make(map[string]*queue),
+		delayed:    newDelayHeap(),
+		leases:     newLeaseHeap(),
+		streams:    make(map[*stream]struct{}),
+		tombstones: map[string]time.Time{},
+		watchers:   map[*cancelWatcher]struct{}{},
+		workers:    map[string]workerBeat{},
+		wake:       make(chan struct{}, 1),
+		done:       make(chan struct{}),
+		stopped:    make(chan struct{}),
 	}
 	go b.runTimekeeper()
 	return b
@@ -175,6 +192,8 @@ func (b *Broker) Kick(ctx context.Context, msgs []sdk.Outgoing) error {
 			enqueuedAt: now,
 			heapIndex:  -1,
 		}
+		b.lastRef++
+		m.ref = b.lastRef
 		if o.Delay > 0 {
 			b.delayLocked(m, now.Add(o.Delay))
 			continue
@@ -288,7 +307,11 @@ func (b *Broker) InFlight() int {
 func (b *Broker) DeadLetters() []DeadLetter {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return slices.Clone(b.dead)
+	out := make([]DeadLetter, len(b.dead))
+	for i, d := range b.dead {
+		out[i] = d.DeadLetter
+	}
+	return out
 }
 
 func (b *Broker) queueName(name string) string {
@@ -360,7 +383,7 @@ func (b *Broker) deadLetterLocked(m *message, reason string, now time.Time) {
 		EnqueuedAt: m.enqueuedAt,
 		FailedAt:   now,
 	}
-	b.dead = append(b.dead, d)
+	b.dead = append(b.dead, deadLetter{DeadLetter: d, ref: m.ref})
 	b.toLog = append(b.toLog, d)
 }
 

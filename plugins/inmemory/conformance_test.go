@@ -66,3 +66,14 @@ func TestConformance(t *testing.T) {
 		}, ResultCapabilities, conformance.WithMaxMessageSize(conformanceMaxSize), conformance.WithResultTTL(2*time.Second))
 	})
 }
+
+// TestInspectorConformance runs the SDK's inspection suite against the
+// plugin process.
+func TestInspectorConformance(t *testing.T) {
+	t.Parallel()
+	conformance.TestInspector(t, func(t *testing.T) conformance.Inspected {
+		c := sdktest.Launch(t, sdk.KindBroker, `{"queue":"inspect"}`)
+		in := c.Inspector()
+		return conformance.Inspected{Broker: c.Broker(), Inspector: in, Canceller: in}
+	}, BrokerCapabilities)
+}

@@ -17,7 +17,7 @@ const Version = "0.1.0"
 // BrokerCapabilities are the optional broker features this plugin
 // implements. It does not claim "ackable": unacked deliveries survive a
 // worker crash, but not a crash of the plugin process itself.
-var BrokerCapabilities = []string{sdk.CapDelay, sdk.CapPriority, sdk.CapLease, sdk.CapDeadLetter, sdk.CapRouting}
+var BrokerCapabilities = []string{sdk.CapDelay, sdk.CapPriority, sdk.CapLease, sdk.CapDeadLetter, sdk.CapRouting, sdk.CapInspect, sdk.CapCancel}
 
 // ResultCapabilities are the optional result backend features this plugin
 // implements.

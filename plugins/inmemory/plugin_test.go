@@ -19,7 +19,7 @@ func TestPluginDescription(t *testing.T) {
 	require.NotNil(t, p.Broker)
 	require.NotNil(t, p.ResultBackend)
 	require.Nil(t, p.Middleware)
-	require.ElementsMatch(t, []string{"delay", "priority", "lease", "dead_letter", "routing"}, p.Broker.Capabilities)
+	require.ElementsMatch(t, []string{"delay", "priority", "lease", "dead_letter", "routing", "inspect", "cancel"}, p.Broker.Capabilities)
 	require.ElementsMatch(t, []string{"wait", "progress"}, p.ResultBackend.Capabilities)
 
 	wantDefaults := map[string]any{"queue": "taskiq", "lease": "30s", "max_attempts": 0}

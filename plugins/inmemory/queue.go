@@ -14,6 +14,8 @@ type message struct {
 	enqueuedAt time.Time
 	// attempt counts deliveries so far; the next delivery carries attempt+1.
 	attempt int
+	// ref names the message to the inspector (MessageInfo.Ref).
+	ref uint64
 
 	// due is when a delayed message becomes ready; seq breaks ties so that
 	// messages due at the same instant keep their kick order.
@@ -50,6 +52,10 @@ type queue struct {
 	n      int
 	// listeners are the open streams consuming this queue.
 	listeners []*stream
+	// paused queues are not delivered from (Inspector.SetPaused).
+	paused bool
+	// delivered counts the deliveries made from the queue.
+	delivered int64
 }
 
 func (q *queue) push(m *message) {

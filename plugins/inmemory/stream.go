@@ -69,7 +69,7 @@ func (s *stream) Recv(ctx context.Context, max int) ([]sdk.Delivery, error) {
 
 func (s *stream) readyLocked() bool {
 	for i := range s.sources {
-		if s.sources[i].q.n > 0 {
+		if q := s.sources[i].q; q.n > 0 && !q.paused {
 			return true
 		}
 	}
@@ -81,14 +81,16 @@ func (s *stream) readyLocked() bool {
 func (s *stream) takeLocked(now time.Time, max int) []sdk.Delivery {
 	ready := 0
 	for i := range s.sources {
-		ready += s.sources[i].q.n
+		if !s.sources[i].q.paused {
+			ready += s.sources[i].q.n
+		}
 	}
 	out := make([]sdk.Delivery, 0, min(ready, max))
 	deadline := now.Add(s.lease)
 	if s.strict || len(s.sources) == 1 {
 		for i := range s.sources {
 			q := s.sources[i].q
-			for q.n > 0 && len(out) < max {
+			for q.n > 0 && !q.paused && len(out) < max {
 				out = append(out, s.deliverLocked(q.pop(), deadline))
 			}
 		}
@@ -98,7 +100,7 @@ func (s *stream) takeLocked(now time.Time, max int) []sdk.Delivery {
 		best, total := -1, 0
 		for i := range s.sources {
 			src := &s.sources[i]
-			if src.q.n == 0 {
+			if src.q.n == 0 || src.q.paused {
 				continue
 			}
 			src.current += src.weight
@@ -120,6 +122,9 @@ func (s *stream) takeLocked(now time.Time, max int) []sdk.Delivery {
 func (s *stream) deliverLocked(m *message, deadline time.Time) sdk.Delivery {
 	b := s.b
 	b.lastDelivery++
+	if q := b.queues[m.queue]; q != nil {
+		q.delivered++
+	}
 	m.deliveryID = b.lastDelivery
 	m.owner = s
 	m.deadline = deadline

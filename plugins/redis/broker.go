@@ -31,6 +31,11 @@ type broker struct {
 	// groups holds the stream keys whose consumer group is known to exist,
 	// so Kick creates a group once per queue, not once per batch.
 	groups sync.Map
+	// known holds the queue names recorded in the queues set (inspect.go),
+	// so each is recorded once per process.
+	known sync.Map
+	// insp caches the inspector's queue counts.
+	insp inspectCache
 
 	mu        sync.Mutex
 	closed    bool
@@ -88,13 +93,13 @@ func (b *broker) listening(queue string) bool {
 func capabilitiesFor(mode string) []string {
 	switch mode {
 	case modeList:
-		return []string{sdk.CapDelay, sdk.CapDeadLetter, sdk.CapRouting}
+		return []string{sdk.CapDelay, sdk.CapDeadLetter, sdk.CapRouting, sdk.CapInspect, sdk.CapCancel}
 	case modePubSub:
 		return []string{sdk.CapBroadcast}
 	default:
 		// Delivery ids are stream entry ids (queue-prefixed when listening
 		// to several queues): any process of the group can settle them.
-		return []string{sdk.CapAckable, sdk.CapLease, sdk.CapDelay, sdk.CapDeadLetter, sdk.CapRouting, sdk.CapStableIDs}
+		return []string{sdk.CapAckable, sdk.CapLease, sdk.CapDelay, sdk.CapDeadLetter, sdk.CapRouting, sdk.CapStableIDs, sdk.CapInspect, sdk.CapCancel}
 	}
 }
 
@@ -175,6 +180,7 @@ func (b *broker) Kick(ctx context.Context, msgs []sdk.Outgoing) error {
 	}
 	pipe := b.client.Pipeline()
 	groupCmds := map[string]*redis.StatusCmd{}
+	recorded := b.recordQueues(ctx, pipe, msgs)
 	now := b.now()
 	for _, m := range msgs {
 		key := b.streamKey(m.Queue)
@@ -208,7 +214,28 @@ func (b *broker) Kick(ctx context.Context, msgs []sdk.Outgoing) error {
 	for key := range groupCmds {
 		b.groups.Store(key, struct{}{})
 	}
+	for _, q := range recorded {
+		b.known.Store(q, struct{}{})
+	}
 	return nil
+}
+
+// recordQueues adds the queues of msgs not recorded yet by this process to
+// the queues set the inspector lists (one SADD per new queue, none on a
+// process's later kicks), and returns them.
+func (b *broker) recordQueues(ctx context.Context, pipe redis.Pipeliner, msgs []sdk.Outgoing) []string {
+	var fresh []string
+	for _, m := range msgs {
+		q := b.queueName(m.Queue)
+		if _, ok := b.known.Load(q); ok || slices.Contains(fresh, q) {
+			continue
+		}
+		fresh = append(fresh, q)
+	}
+	if len(fresh) > 0 && b.opts.mode != modePubSub {
+		pipe.SAdd(ctx, b.queuesKey(), toAny(fresh)...)
+	}
+	return fresh
 }
 
 // pipelineErr is the outcome of a pipeline: the first command error that
@@ -350,6 +377,15 @@ func (b *broker) Listen(ctx context.Context, req sdk.ListenRequest) (sdk.Stream,
 		}
 		if _, err := pipe.Exec(ctx); err != nil {
 			b.log.Debug("could not register the listened queues for delayed moves", "error", err)
+		}
+	}
+	if b.opts.mode != modePubSub {
+		names := make([]string, len(specs))
+		for i, s := range specs {
+			names[i] = s.name
+		}
+		if err := b.client.SAdd(ctx, b.queuesKey(), toAny(names)...).Err(); err != nil {
+			b.log.Debug("recording the listened queues for the inspector failed", "error", err)
 		}
 	}
 	b.mu.Lock()

@@ -124,6 +124,19 @@ func brokerSchema() sdk.Schema {
 			"succeeding) before the stream ends with an error wrapping ErrUnavailable, so that the " +
 			"worker reopens it and reports itself not ready while that fails. Shorter outages are " +
 			"ridden out by retrying. At least 1s."},
+		sdk.Attribute{Name: "inspect_refresh", Type: sdk.TypeDuration, Default: "2s", Description: "How " +
+			"long the queue counts of the inspector (taskiq queues, the dashboard) are cached. A " +
+			"refresh costs a few O(1) commands per queue (XLEN, XINFO GROUPS, ZCARD); nothing is " +
+			"ever scanned to count. At least 100ms."},
+		sdk.Attribute{Name: "pause_poll", Type: sdk.TypeDuration, Default: "1s", Description: "How " +
+			"often a listener checks whether its queues are paused (taskiq queue pause); a pause " +
+			"takes effect within it."},
+		sdk.Attribute{Name: "cancel_ttl", Type: sdk.TypeDuration, Default: "24h", Description: "How " +
+			"long the tombstone of a cancelled task is kept (taskiq cancel): a message of the task " +
+			"taken by a worker within it is not run. At least 1s."},
+		sdk.Attribute{Name: "inspect_queues", Type: sdk.TypeStringList, Default: []string{}, Description: "Queues " +
+			"the inspector lists besides the default queue, the queues kicked to or listened on " +
+			"through this plugin (recorded in \"<queue>:queues\") and those of live workers."},
 	)
 	return sdk.Schema{Attributes: attrs}
 }
@@ -185,6 +198,10 @@ type brokerConfig struct {
 	UnavailableFor  *time.Duration `json:"unavailable_after"`
 	UnknownTasks    string         `json:"unknown_tasks"`
 	MoveDelayed     *bool          `json:"move_delayed"`
+	InspectRefresh  *time.Duration `json:"inspect_refresh"`
+	PausePoll       *time.Duration `json:"pause_poll"`
+	CancelTTL       *time.Duration `json:"cancel_ttl"`
+	InspectQueues   []string       `json:"inspect_queues"`
 }
 
 // brokerOptions is the validated broker configuration.
@@ -208,6 +225,12 @@ type brokerOptions struct {
 	// leaveUnknown: unknown_tasks = "leave" (see unknownTasksAttribute).
 	leaveUnknown bool
 	moveDelayed  bool
+
+	// The inspection and control attributes (inspect.go, pause.go, cancel.go).
+	inspectRefresh time.Duration
+	pausePoll      time.Duration
+	cancelTTL      time.Duration
+	inspectQueues  []string
 }
 
 type resultConfig struct {
@@ -290,6 +313,10 @@ func decodeBrokerConfig(cfg sdk.Config) (connConfig, brokerOptions, error) {
 	o.count = countAtLeast("count", c.Count, 100, 1, &errs)
 	o.maxlen = countAtLeast("maxlen", c.MaxLen, 0, 0, &errs)
 	o.maxAttempts = countAtLeast("max_attempts", c.MaxAttempts, 10, 0, &errs)
+	o.inspectRefresh = durationAtLeast("inspect_refresh", c.InspectRefresh, 2*time.Second, 100*time.Millisecond, &errs)
+	o.pausePoll = durationAtLeast("pause_poll", c.PausePoll, time.Second, 10*time.Millisecond, &errs)
+	o.cancelTTL = durationAtLeast("cancel_ttl", c.CancelTTL, 24*time.Hour, time.Second, &errs)
+	o.inspectQueues = c.InspectQueues
 	if c.DeleteAcked != nil {
 		o.deleteAcked = *c.DeleteAcked
 	}

@@ -161,3 +161,27 @@ func readDeadLetters(t *testing.T, l conformanceLaunch, queue string) []conforma
 	}
 	return out
 }
+
+// TestInspectorConformance runs the SDK's inspection suite against the
+// stream and list modes.
+func TestInspectorConformance(t *testing.T) {
+	t.Parallel()
+	for _, mode := range []string{modeStream, modeList} {
+		t.Run(mode, func(t *testing.T) {
+			t.Parallel()
+			conformance.TestInspector(t, func(t *testing.T) conformance.Inspected {
+				cfg := conformanceConfig(t, map[string]any{
+					"url":             conformanceRedis(t, false),
+					"mode":            mode,
+					"queue":           "insp-" + randomHex(6),
+					"block":           "100ms",
+					"inspect_refresh": "100ms",
+					"pause_poll":      "50ms",
+				})
+				c := sdktest.Launch(t, sdk.KindBroker, cfg)
+				in := c.Inspector()
+				return conformance.Inspected{Broker: c.Broker(), Inspector: in, Canceller: in}
+			}, capabilitiesFor(mode))
+		})
+	}
+}

@@ -66,7 +66,11 @@ func (l *listListener) fetchBatch(ctx context.Context, max int) ([]sdk.Delivery,
 // order (BRPOP serves the first non-empty key), then RPOP COUNT for the rest
 // of the batch from the same queue.
 func (l *listListener) pop(ctx context.Context, n int) ([]sdk.Delivery, error) {
-	qs := l.order()
+	qs := l.active(ctx, l.order())
+	if len(qs) == 0 {
+		l.idle(ctx)
+		return nil, nil
+	}
 	block := l.b.opts.block
 	if len(qs) > 1 && l.b.opts.clusterHashes {
 		// One BRPOP cannot span hash slots: try each queue without

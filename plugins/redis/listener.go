@@ -69,6 +69,8 @@ type listenerBase struct {
 	failingSince time.Time
 
 	closeOnce sync.Once
+
+	paused pauseGate
 }
 
 func (l *listenerBase) init(b *broker, queues []*queueSpec, strict bool) {

@@ -214,7 +214,11 @@ func (s *streamListener) recover(ctx context.Context, op string, err error, bo *
 
 // read performs one XREADGROUP pass for up to n new entries.
 func (s *streamListener) read(ctx context.Context, n int) ([]sdk.Delivery, error) {
-	qs := s.order()
+	qs := s.active(ctx, s.order())
+	if len(qs) == 0 {
+		s.idle(ctx)
+		return nil, nil
+	}
 	if len(qs) == 1 {
 		return s.readGroup(ctx, qs, n, s.b.opts.block)
 	}
@@ -345,7 +349,7 @@ func (s *streamListener) admit(ctx context.Context, q *queueSpec, entries []stre
 // reclaimAll runs one reclaim step on every queue.
 func (s *streamListener) reclaimAll(ctx context.Context, n int) ([]sdk.Delivery, error) {
 	var out []sdk.Delivery
-	for _, q := range s.queues {
+	for _, q := range s.active(ctx, s.queues) {
 		if len(out) >= n {
 			break
 		}

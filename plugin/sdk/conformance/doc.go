@@ -4,7 +4,10 @@
 // handshake, gRPC glue and message size limits as in production) and check
 // the contracts of plugin/sdk: delivery, settlement, redelivery after a nack
 // or an expired lease, delays, routing, dead letter, size limits, results,
-// progress, waiting and expiry.
+// progress, waiting and expiry. TestInspector checks the inspection and
+// cancellation roles (sdk.CapInspect, sdk.CapCancel): counts, listings with
+// filters and cursors, one task, bulk actions by refs and by filter with dry
+// runs, pause and resume, heartbeats and tombstones.
 //
 // Capabilities decide what runs: a subtest of a capability the plugin does
 // not claim (sdk.CapDelay, sdk.CapLease, ...) is skipped with the reason, so

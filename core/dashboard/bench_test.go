@@ -1,0 +1,119 @@
+package dashboard_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/require"
+
+	"github.com/taskiq-go/taskiq/core"
+	"github.com/taskiq-go/taskiq/core/dashboard"
+	"github.com/taskiq-go/taskiq/plugin/sdk/wire"
+)
+
+// BenchmarkPages renders each dashboard page against the Redis of
+// TASKIQ_REDIS_URL holding benchQueued queued messages and benchDead dead
+// letters in one queue (written straight into the stream and the
+// dead-letter stream, then deleted). The goal is every page within 100 ms.
+// Run it with a bounded count:
+//
+//	TASKIQ_REDIS_URL=redis://127.0.0.1:6379/9 go test -run '^$' -bench Pages -benchtime 20x ./core/dashboard/
+const (
+	benchQueued = 100_000
+	benchDead   = 10_000
+)
+
+func BenchmarkPages(b *testing.B) {
+	url := os.Getenv("TASKIQ_REDIS_URL")
+	if url == "" {
+		b.Skip("needs TASKIQ_REDIS_URL")
+	}
+	q := randomName()
+	opt, err := redis.ParseURL(url)
+	require.NoError(b, err)
+	rdb := redis.NewClient(opt)
+	defer rdb.Close()
+	ctx := context.Background()
+	defer rdb.Del(ctx, q, q+":dead", q+":delayed", q+":queues", q+":workers")
+
+	fill := func(key string, n int, fields func(i int) []any) {
+		for start := 0; start < n; start += 1000 {
+			pipe := rdb.Pipeline()
+			for i := start; i < min(n, start+1000); i++ {
+				pipe.XAdd(ctx, &redis.XAddArgs{Stream: key, Values: fields(i)})
+			}
+			_, err := pipe.Exec(ctx)
+			require.NoError(b, err)
+		}
+	}
+	body := func(i int) []byte {
+		m := &wire.Message{TaskID: fmt.Sprintf("bench-%07d", i), TaskName: "bench.sync_invoices",
+			Labels: map[string]any{"tenant": "acme"}, Args: []json.RawMessage{json.RawMessage(strconv.Itoa(i))}}
+		out, err := m.MarshalJSON()
+		require.NoError(b, err)
+		return out
+	}
+	began := time.Now()
+	require.NoError(b, rdb.XGroupCreateMkStream(ctx, q, q, "0").Err())
+	fill(q, benchQueued, func(i int) []any { return []any{"data", body(i)} })
+	fill(q+":dead", benchDead, func(i int) []any {
+		return []any{"data", body(benchQueued + i), "reason", "upstream timeout after 30s", "queue", q,
+			"attempt", 3, "failed_at", time.Now().UnixMilli(), "original_id", "0-1"}
+	})
+	b.Logf("filled %d queued and %d dead messages in %s", benchQueued, benchDead, time.Since(began).Round(time.Millisecond))
+
+	app := loadRedisApp(b, url, q)
+	h, err := dashboard.New(app, dashboard.Options{})
+	require.NoError(b, err)
+	in, _ := app.Inspector("")
+	dead, err := in.Messages(ctx, core.MessageQuery{Queue: q, State: core.StateDead, Limit: 1})
+	require.NoError(b, err)
+	require.Len(b, dead.Messages, 1)
+	d := dead.Messages[0]
+	first, err := in.Messages(ctx, core.MessageQuery{Queue: q, State: core.StateQueued, Limit: 50})
+	require.NoError(b, err)
+	require.NotEmpty(b, first.Next)
+	qs, err := in.Queues(ctx)
+	require.NoError(b, err)
+	for _, s := range qs {
+		if s.Name == q {
+			require.EqualValues(b, benchQueued, s.Queued)
+			require.EqualValues(b, benchDead, s.Dead)
+		}
+	}
+
+	pages := []struct{ name, path string }{
+		{"queues", "/queues"},
+		{"tasks-queued", "/tasks?queue=" + q + "&state=queued"},
+		{"tasks-queued-page2", "/tasks?queue=" + q + "&state=queued&cursor=" + first.Next},
+		{"dead", "/tasks?queue=" + q + "&state=dead"},
+		{"dead-search-hit", "/tasks?queue=" + q + "&state=dead&q=10042"},
+		{"dead-search-miss", "/tasks?queue=" + q + "&state=dead&q=no-such-text"},
+		{"task", "/task/" + d.TaskID + "?queue=" + q + "&state=dead&ref=" + d.Ref},
+		{"workers", "/workers"},
+		// A task named by id alone (taskiq task ID, a typed URL): searched,
+		// running, delayed and dead first, then the queue, reading up to
+		// searchBudget messages per state; this one is the last queued.
+		{"task-by-id-searched", "/task/bench-0099999"},
+	}
+	for _, p := range pages {
+		b.Run(p.name, func(b *testing.B) {
+			for b.Loop() {
+				rec := httptest.NewRecorder()
+				h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, p.path, nil))
+				if rec.Code != http.StatusOK {
+					b.Fatalf("%s: status %d: %s", p.path, rec.Code, rec.Body.String())
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Microseconds())/1000/float64(b.N), "ms/page")
+		})
+	}
+}

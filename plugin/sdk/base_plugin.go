@@ -114,6 +114,9 @@ func (s *pluginServer) info() *pluginv1.InfoResponse {
 	if f := s.p.Tasks; f != nil {
 		resp.Roles = append(resp.Roles, roleToProto(KindTasks, f.Capabilities, nil, f.Schema))
 	}
+	if f := s.p.ScheduleSource; f != nil {
+		resp.Roles = append(resp.Roles, roleToProto(KindScheduleSource, f.Capabilities, nil, f.Schema))
+	}
 	return resp
 }
 
@@ -130,6 +133,9 @@ func (s *pluginServer) servedKinds() []string {
 	}
 	if s.p.Tasks != nil {
 		kinds = append(kinds, string(KindTasks))
+	}
+	if s.p.ScheduleSource != nil {
+		kinds = append(kinds, string(KindScheduleSource))
 	}
 	return kinds
 }
@@ -191,6 +197,15 @@ func (s *pluginServer) configure(ctx context.Context, req *pluginv1.ConfigureReq
 			m, newErr = f.New(ctx, cfg)
 			if newErr == nil {
 				role = m
+			}
+		}
+	case KindScheduleSource:
+		if f := s.p.ScheduleSource; f != nil && f.New != nil {
+			served = true
+			var src ScheduleSource
+			src, newErr = f.New(ctx, cfg)
+			if newErr == nil {
+				role = src
 			}
 		}
 	}
@@ -294,6 +309,7 @@ func (p *grpcPlugin) GRPCServer(b *plugin.GRPCBroker, s *grpc.Server) error {
 	pluginv1.RegisterResultBackendServer(s, &resultsServer{srv: p.server})
 	pluginv1.RegisterMiddlewareServer(s, &middlewareServer{srv: p.server})
 	pluginv1.RegisterTaskModuleServer(s, &tasksServer{srv: p.server})
+	pluginv1.RegisterScheduleSourceServer(s, &scheduleServer{srv: p.server})
 	return nil
 }
 

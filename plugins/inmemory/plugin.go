@@ -20,7 +20,7 @@ const Version = "0.1.0"
 // BrokerCapabilities are the optional broker features this plugin
 // implements. It does not claim "ackable": unacked deliveries survive a
 // worker crash, but not a crash of the plugin process itself.
-var BrokerCapabilities = []string{sdk.CapDelay, sdk.CapPriority, sdk.CapLease, sdk.CapDeadLetter, sdk.CapRouting}
+var BrokerCapabilities = []string{sdk.CapDelay, sdk.CapPriority, sdk.CapLease, sdk.CapDeadLetter, sdk.CapRouting, sdk.CapDedup}
 
 // ResultCapabilities are the optional result backend features this plugin
 // implements.
@@ -41,6 +41,12 @@ func Plugin() sdk.Plugin {
 			Schema:       resultSchema(),
 			Capabilities: ResultCapabilities,
 			New:          newResultBackendFromConfig,
+		},
+		ScheduleSource: &sdk.Factory[sdk.ScheduleSource]{
+			Capabilities: ScheduleCapabilities,
+			New: func(context.Context, sdk.Config) (sdk.ScheduleSource, error) {
+				return NewScheduleSource(time.Now), nil
+			},
 		},
 	}
 }

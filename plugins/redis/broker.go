@@ -60,11 +60,11 @@ func newBroker(_ context.Context, cfg sdk.Config) (*broker, error) {
 func capabilitiesFor(mode string) []string {
 	switch mode {
 	case modeList:
-		return []string{sdk.CapDelay, sdk.CapDeadLetter, sdk.CapRouting}
+		return []string{sdk.CapDelay, sdk.CapDeadLetter, sdk.CapRouting, sdk.CapDedup}
 	case modePubSub:
 		return []string{sdk.CapBroadcast}
 	default:
-		return []string{sdk.CapAckable, sdk.CapLease, sdk.CapDelay, sdk.CapDeadLetter, sdk.CapRouting}
+		return []string{sdk.CapAckable, sdk.CapLease, sdk.CapDelay, sdk.CapDeadLetter, sdk.CapRouting, sdk.CapDedup}
 	}
 }
 
@@ -156,6 +156,8 @@ func (b *broker) Kick(ctx context.Context, msgs []sdk.Outgoing) error {
 			}
 		}
 		switch {
+		case m.DedupWindow > 0 && b.opts.mode != modePubSub:
+			b.kickOnce(ctx, pipe, m, now)
 		case m.Delay > 0:
 			pipe.ZAdd(ctx, b.delayedKey(m.Queue), redis.Z{Score: unixMilli(now.Add(m.Delay)), Member: delayedMember(0, m.Body)})
 		case b.opts.mode == modeStream:

@@ -1,0 +1,54 @@
+package taskiqredis
+
+import (
+	"errors"
+
+	"github.com/taskiq-go/taskiq/plugin/sdk"
+)
+
+func scheduleSchema() sdk.Schema {
+	attrs := connectionAttributes()
+	attrs = append(attrs,
+		sdk.Attribute{Name: "prefix", Type: sdk.TypeString, Default: "schedule", Description: "Key prefix " +
+			"of taskiq-redis's ListRedisScheduleSource: <prefix>:data:<id>, <prefix>:cron, <prefix>:interval, " +
+			"<prefix>:time:<YYYY-MM-DDTHH:MM>. Use the prefix the Python side uses to share its schedules."},
+		sdk.Attribute{Name: "serializer", Type: sdk.TypeString, Default: "json", Description: `How ` +
+			`schedule values are stored: "json" (taskiq's JSONSerializer). Python's ListRedisScheduleSource ` +
+			`pickles by default: give it serializer=JSONSerializer() to share schedules with this plugin.`},
+	)
+	return sdk.Schema{Attributes: attrs}
+}
+
+type scheduleConfig struct {
+	connConfig
+	Prefix     string `json:"prefix"`
+	Serializer string `json:"serializer"`
+}
+
+type scheduleOptions struct {
+	prefix string
+	codec  scheduleCodec
+}
+
+func decodeScheduleConfig(cfg sdk.Config) (connConfig, scheduleOptions, error) {
+	var c scheduleConfig
+	if err := cfg.Decode(&c); err != nil {
+		return connConfig{}, scheduleOptions{}, err
+	}
+	var errs []error
+	o := scheduleOptions{prefix: c.Prefix}
+	if o.prefix == "" {
+		o.prefix = "schedule"
+	}
+	switch c.Serializer {
+	case "", "json":
+		o.codec = jsonScheduleCodec{}
+	default:
+		errs = append(errs, sdk.AttrError("serializer", "unknown serializer %q; use \"json\"", c.Serializer))
+	}
+	errs = append(errs, validateConn(&c.connConfig)...)
+	if len(errs) > 0 {
+		return connConfig{}, scheduleOptions{}, errors.Join(errs...)
+	}
+	return c.connConfig, o, nil
+}

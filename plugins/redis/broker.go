@@ -44,13 +44,9 @@ func newBroker(_ context.Context, cfg sdk.Config) (*broker, error) {
 	if err != nil {
 		return nil, err
 	}
-	client, addr, err := newClient(conn)
+	client, addr, log, err := connect(conn, cfg)
 	if err != nil {
-		return nil, sdk.AttrError("url", "%v", err)
-	}
-	log := cfg.Logger
-	if log == nil {
-		log = hclog.NewNullLogger()
+		return nil, err
 	}
 	return &broker{client: client, addr: addr, opts: opts, log: log, now: time.Now,
 		listeners: map[closer]struct{}{}}, nil

@@ -3,6 +3,9 @@ package taskiqredis
 import (
 	"errors"
 
+	"github.com/hashicorp/go-hclog"
+	"github.com/redis/go-redis/v9"
+
 	"github.com/taskiq-go/taskiq/plugin/sdk"
 )
 
@@ -51,4 +54,17 @@ func decodeScheduleConfig(cfg sdk.Config) (connConfig, scheduleOptions, error) {
 		return connConfig{}, scheduleOptions{}, errors.Join(errs...)
 	}
 	return c.connConfig, o, nil
+}
+
+// connect opens the client of a role and picks its logger.
+func connect(conn connConfig, cfg sdk.Config) (redis.UniversalClient, string, hclog.Logger, error) {
+	client, addr, err := newClient(conn)
+	if err != nil {
+		return nil, "", nil, sdk.AttrError("url", "%v", err)
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = hclog.NewNullLogger()
+	}
+	return client, addr, log, nil
 }

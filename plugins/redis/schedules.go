@@ -43,13 +43,9 @@ func newScheduleSource(_ context.Context, cfg sdk.Config) (*scheduleSource, erro
 	if err != nil {
 		return nil, err
 	}
-	client, addr, err := newClient(conn)
+	client, addr, log, err := connect(conn, cfg)
 	if err != nil {
-		return nil, sdk.AttrError("url", "%v", err)
-	}
-	log := cfg.Logger
-	if log == nil {
-		log = hclog.NewNullLogger()
+		return nil, err
 	}
 	return &scheduleSource{client: client, addr: addr, prefix: o.prefix, codec: o.codec, log: log}, nil
 }

@@ -65,6 +65,10 @@ func Load(ctx context.Context, path string, opts ...Option) (*App, error) {
 		_ = stopAll(ctx)
 		return nil, err
 	}
+	if diags := a.sched.configure(f, host); diags.HasErrors() {
+		_ = stopAll(ctx)
+		return nil, &ConfigError{diags}
+	}
 	if err := a.checkBrokers(); err != nil {
 		_ = stopAll(ctx)
 		return nil, err
@@ -172,11 +176,12 @@ func Validate(ctx context.Context, path string, logger hclog.Logger) hcl.Diagnos
 	if logger == nil {
 		logger = hclog.NewNullLogger()
 	}
-	for _, blocks := range [][]*config.PluginBlock{f.Brokers, f.ResultBackends, f.Middlewares} {
+	for _, blocks := range [][]*config.PluginBlock{f.Brokers, f.ResultBackends, f.Middlewares, f.ScheduleSources} {
 		for _, b := range blocks {
 			diags = append(diags, supervise.Inspect(ctx, f, b, logger)...)
 		}
 	}
+	diags = append(diags, scheduleDiagnostics(f)...)
 	return diags
 }
 

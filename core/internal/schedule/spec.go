@@ -48,6 +48,21 @@ const (
 // ErrInvalid is wrapped by every error of Compile.
 var ErrInvalid = errors.New("invalid schedule")
 
+// FieldError is an error of Compile about one attribute of a schedule, as
+// taskiq.hcl spells it ("" for the schedule as a whole).
+type FieldError struct {
+	ID, Attr, Msg string
+}
+
+func (e *FieldError) Error() string {
+	if e.Attr == "" {
+		return fmt.Sprintf("schedule %q: %s", e.ID, e.Msg)
+	}
+	return fmt.Sprintf("schedule %q: %s: %s", e.ID, e.Attr, e.Msg)
+}
+
+func (e *FieldError) Unwrap() error { return ErrInvalid }
+
 // Spec is a compiled schedule.
 type Spec struct {
 	sdk.Schedule
@@ -59,10 +74,10 @@ type Spec struct {
 // attribute at fault (as taskiq.hcl spells it).
 func Compile(s sdk.Schedule) (*Spec, error) {
 	bad := func(attr, format string, args ...any) error {
-		return fmt.Errorf("%w %q: %s: %s", ErrInvalid, s.ID, attr, fmt.Sprintf(format, args...))
+		return &FieldError{ID: s.ID, Attr: attr, Msg: fmt.Sprintf(format, args...)}
 	}
 	if strings.TrimSpace(s.ID) == "" {
-		return nil, fmt.Errorf("%w: the schedule id is empty", ErrInvalid)
+		return nil, bad("", "the schedule id is empty")
 	}
 	if strings.TrimSpace(s.TaskName) == "" {
 		return nil, bad("task", "the task name is empty")
@@ -74,7 +89,7 @@ func Compile(s sdk.Schedule) (*Spec, error) {
 		}
 	}
 	if kinds != 1 {
-		return nil, bad("cron", "set exactly one of cron, interval and at")
+		return nil, bad("", "set exactly one of cron, interval and at")
 	}
 	sp := &Spec{Schedule: s, loc: time.UTC}
 	zone := s.Timezone

@@ -61,8 +61,12 @@ func (r *remoteSchedules) sent(ctx context.Context, s Schedule, sent bool) error
 	return r.c.mapErr(ctx, "schedule sent hook", err)
 }
 
-func (r *remoteSchedules) PreSend(ctx context.Context, s Schedule) error  { return r.sent(ctx, s, false) }
-func (r *remoteSchedules) PostSend(ctx context.Context, s Schedule) error { return r.sent(ctx, s, true) }
+func (r *remoteSchedules) PreSend(ctx context.Context, s Schedule) error {
+	return r.sent(ctx, s, false)
+}
+func (r *remoteSchedules) PostSend(ctx context.Context, s Schedule) error {
+	return r.sent(ctx, s, true)
+}
 
 func (r *remoteSchedules) LastFired(ctx context.Context, ids []string) (map[string]time.Time, error) {
 	resp, err := r.rpc.LastFired(ctx, &pluginv1.LastFiredRequest{Ids: ids})

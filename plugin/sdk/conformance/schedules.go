@@ -40,7 +40,7 @@ func sampleSchedules() []sdk.Schedule {
 	at := time.Date(2031, 5, 4, 3, 2, 0, 0, time.UTC)
 	return []sdk.Schedule{
 		{ID: "conf-cron", TaskName: "conf:cron", Cron: "*/5 * * * *", CronOffset: "Europe/Berlin",
-			Args: []json.RawMessage{json.RawMessage(`1`), json.RawMessage(`"two"`)},
+			Args:   []json.RawMessage{json.RawMessage(`1`), json.RawMessage(`"two"`)},
 			Kwargs: map[string]json.RawMessage{"k": json.RawMessage(`{"x":[1,2]}`)},
 			Labels: map[string]any{"queue_name": "low"}, Timezone: "Europe/Berlin",
 			Jitter: 3 * time.Second, Catchup: "all", CatchupWindow: 10 * time.Minute, Overlap: "skip"},

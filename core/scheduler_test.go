@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/stretchr/testify/require"
 
 	"github.com/taskiq-go/taskiq/core"
@@ -126,4 +127,63 @@ func TestWithSchedulesRefusesAnInvalidSchedule(t *testing.T) {
 	_, err := core.New(core.WithBroker("default", br),
 		core.WithSchedules(core.Schedule{ID: "x", TaskName: "t", Interval: time.Second, Catchup: "sometimes"}))
 	require.ErrorContains(t, err, "catchup")
+}
+
+// Two schedulers on one broker and one schedule source: with a broker that
+// deduplicates, both fire and the broker keeps one message per slot;
+// without, they elect a leader through the source's lease and only it
+// fires. Either way every slot is one message.
+func TestSchedulerReplicas(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		caps []string
+	}{
+		{"dedup", inmemory.BrokerCapabilities},
+		{"lease", []string{sdk.CapDelay}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			broker := inmemory.NewBroker(inmemory.BrokerOptions{})
+			t.Cleanup(func() { _ = broker.Close(context.Background()) })
+			src := inmemory.NewScheduleSource(time.Now)
+			require.NoError(t, src.Add(context.Background(), core.Schedule{ID: "tick", TaskName: "job", Interval: time.Second, Catchup: "all"}))
+			ctx, cancel := context.WithCancel(context.Background())
+			var done []chan error
+			stats := make([]*core.SchedulerStats, 2)
+			for i := range stats {
+				app, err := core.New(core.WithBroker("default", broker, c.caps...),
+					core.WithScheduleSource("mem", src, inmemory.ScheduleCapabilities...),
+					core.WithLogger(hclog.NewNullLogger()))
+				require.NoError(t, err)
+				t.Cleanup(func() { _ = app.Close(context.Background()) })
+				stats[i] = &core.SchedulerStats{}
+				d := make(chan error, 1)
+				done = append(done, d)
+				go func() { d <- app.RunScheduler(ctx, core.SchedulerOptions{Stats: stats[i], Holder: strconv.Itoa(i)}) }()
+			}
+			got := map[string]int{}
+			for _, m := range recvMessages(t, broker, 3) {
+				got[m.TaskID]++
+			}
+			cancel()
+			for _, d := range done {
+				require.NoError(t, <-d)
+			}
+			// Whatever was kicked before both stopped is in the queue now.
+			if n := broker.Len(""); n > 0 {
+				for _, m := range recvMessages(t, broker, n) {
+					got[m.TaskID]++
+				}
+			}
+			for id, n := range got {
+				require.Equal(t, 1, n, "%s: %v", id, got)
+			}
+			fires := stats[0].Fires.Load() + stats[1].Fires.Load()
+			if c.name == "lease" {
+				require.True(t, stats[0].Fires.Load() == 0 || stats[1].Fires.Load() == 0, "both replicas fired without dedup")
+				require.Equal(t, int64(len(got)), fires)
+			} else {
+				require.Greater(t, fires, int64(len(got)), "with dedup both replicas fire every slot")
+			}
+		})
+	}
 }

@@ -30,6 +30,9 @@ type Schedule = sdk.Schedule
 // errors and lag; read it while the scheduler runs (Snapshot).
 type SchedulerStats = schedule.Stats
 
+// SchedulerStatsSnapshot is a copy of SchedulerStats at one moment.
+type SchedulerStatsSnapshot = schedule.StatsSnapshot
+
 // Labels every fire carries.
 const (
 	// LabelScheduleID is the id of the schedule that fired (as taskiq).

@@ -196,8 +196,12 @@ func RunScheduler(ctx context.Context, o SchedulerOptions) (rep SchedulerReport)
 		}
 	}
 	o.Log("%d scheduler replicas on %s", o.Replicas, srv.URL())
-	// Slots from here on must all fire: every replica had time to start.
-	rep.From = time.Now().Add(3 * time.Second).Truncate(time.Second).Add(time.Second)
+	// Slots from shortly after the first replica runs its schedules must all
+	// fire (a schedule seen for the first time starts from now).
+	if err := waitSchedulerStarted(ctx, dir, o.Replicas); err != nil {
+		return fail("%v", err)
+	}
+	rep.From = time.Now().Add(2 * time.Second).Truncate(time.Second).Add(time.Second)
 
 	faultsEnd := time.Now().Add(o.Duration)
 	type pending struct {
@@ -296,6 +300,26 @@ func RunScheduler(ctx context.Context, o SchedulerOptions) (rep SchedulerReport)
 		rep.Samples = rep.Samples[:20]
 	}
 	return rep
+}
+
+// waitSchedulerStarted waits until a replica's log says it runs its
+// schedules (bounded at 30s).
+func waitSchedulerStarted(ctx context.Context, dir string, replicas int) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		for i := range replicas {
+			b, _ := os.ReadFile(filepath.Join(dir, fmt.Sprintf("scheduler-%d.log", i)))
+			if bytes.Contains(b, []byte("taskiq scheduler: ")) {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	return fmt.Errorf("no scheduler replica started within 30s; see the scheduler-*.log files in %s", dir)
 }
 
 func fireID(schedule string, slot time.Time) string {

@@ -81,11 +81,15 @@ func newScheduleCmd(g *globals) *cobra.Command {
 	var next int
 	var asJSON bool
 	list := &cobra.Command{
-		Use:   "list",
-		Short: "List every schedule with its next fire times",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
+		Use:   "list [MODULE...]",
+		Short: "List every schedule with its next fire times (with the task modules' label schedules)",
+		RunE: func(cmd *cobra.Command, modules []string) error {
 			return withApp(cmd, func(ctx context.Context, app *core.App) error {
+				if len(modules) > 0 {
+					if err := core.LoadModules(ctx, app, modules); err != nil {
+						return err
+					}
+				}
 				list, err := app.Schedules(ctx)
 				if err != nil && len(list) == 0 {
 					return err

@@ -42,9 +42,10 @@ func scriptBinaries() (string, error) {
 			return
 		}
 		for name, pkg := range map[string]string{
-			"taskiq":        ".",
-			"taskiq-redis":  "../../plugins/redis/cmd/taskiq-redis",
-			"example-tasks": "../../examples/tasks-module",
+			"taskiq":          ".",
+			"taskiq-redis":    "../../plugins/redis/cmd/taskiq-redis",
+			"example-tasks":   "../../examples/tasks-module",
+			"scheduled-tasks": "../../examples/scheduled-tasks",
 		} {
 			out, err := exec.Command("go", "build", "-o", filepath.Join(scriptBinDir, name), pkg).CombinedOutput()
 			if err != nil {

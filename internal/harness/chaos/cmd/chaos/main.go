@@ -93,7 +93,11 @@ func main() {
 			}})
 		schedOK = len(schedRep.Violations()) == 0
 	}
-	fmt.Printf("\nchaos: %d scenario(s) in %.1fs, run directory %s\n\n", len(reps), time.Since(start).Seconds(), opts.Dir)
+	ran := len(reps)
+	if runScheduler {
+		ran++
+	}
+	fmt.Printf("\nchaos: %d scenario(s) in %.1fs, run directory %s\n\n", ran, time.Since(start).Seconds(), opts.Dir)
 	if len(reps) > 0 {
 		fmt.Print(chaos.FormatTable(reps))
 	}

@@ -138,3 +138,17 @@ func TestScheduleSourceConformance(t *testing.T) {
 		return sdktest.Launch(t, sdk.KindScheduleSource, cfg).ScheduleSource()
 	}, scheduleCapabilities)
 }
+
+// Python's JSONSerializer cannot write a datetime by itself; with
+// default=str it writes "2026-12-24 18:00:00+00:00", and isoformat writes a
+// "T". Both read back, as do naive times (UTC, as taskiq-redis reads them).
+func TestScheduleCodecReadsPythonTimes(t *testing.T) {
+	for _, raw := range []string{"2026-12-24 18:00:00+00:00", "2026-12-24T19:00:00+01:00", "2026-12-24T18:00:00", "2026-12-24 18:00:00"} {
+		s, err := jsonScheduleCodec{}.decode([]byte(`{"task_name": "t", "labels": {}, "args": [], "kwargs": {}, "schedule_id": "x", "cron": null, "cron_offset": null, "time": "` + raw + `", "interval": null}`))
+		require.NoError(t, err, raw)
+		require.True(t, s.Time.Equal(time.Date(2026, 12, 24, 18, 0, 0, 0, time.UTC)), "%s read as %s", raw, s.Time)
+	}
+	s, err := jsonScheduleCodec{}.decode([]byte(`{"task_name": "t", "labels": {}, "args": [], "kwargs": {}, "schedule_id": "x", "cron": "* * * * *", "cron_offset": 7200, "time": null, "interval": null}`))
+	require.NoError(t, err)
+	require.Equal(t, "+02:00", s.CronOffset, "a timedelta offset written as seconds")
+}

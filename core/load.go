@@ -37,6 +37,9 @@ func Load(ctx context.Context, path string, opts ...Option) (*App, error) {
 	if diags.HasErrors() {
 		return nil, &ConfigError{diags}
 	}
+	if diags := scheduleDiagnostics(f); diags.HasErrors() {
+		return nil, &ConfigError{diags}
+	}
 	// The caller's options apply once, first: the plugins start with the
 	// caller's logger. What taskiq.hcl configures is wired in under them.
 	a := newApp()
@@ -65,10 +68,7 @@ func Load(ctx context.Context, path string, opts ...Option) (*App, error) {
 		_ = stopAll(ctx)
 		return nil, err
 	}
-	if diags := a.sched.configure(f, host); diags.HasErrors() {
-		_ = stopAll(ctx)
-		return nil, &ConfigError{diags}
-	}
+	a.sched.configure(f, host)
 	if err := a.checkBrokers(); err != nil {
 		_ = stopAll(ctx)
 		return nil, err

@@ -105,15 +105,13 @@ func WithScheduleSource(name string, src sdk.ScheduleSource, capabilities ...str
 	}
 }
 
-// configure keeps the schedule blocks of f, checked, and what starting its
-// schedule sources later needs.
-func (s *scheduling) configure(f *config.File, host supervise.Host) hcl.Diagnostics {
-	diags := scheduleDiagnostics(f)
+// configure keeps the schedule blocks of f (checked by Load with
+// scheduleDiagnostics) and what starting its schedule sources later needs.
+func (s *scheduling) configure(f *config.File, host supervise.Host) {
 	for _, b := range f.Schedules {
 		s.static = append(s.static, ScheduleInfo{Schedule: b.Schedule, Origin: "config"})
 	}
 	s.file, s.host = f, host
-	return diags
 }
 
 // scheduleDiagnostics compiles the schedule blocks of f and reports what

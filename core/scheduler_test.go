@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -186,4 +187,16 @@ func TestSchedulerReplicas(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A schedule block the engine refuses is a config error at its attribute,
+// before any plugin starts.
+func TestLoadReportsABadScheduleAtItsAttribute(t *testing.T) {
+	dir := t.TempDir()
+	path := dir + "/taskiq.hcl"
+	src := "broker \"default\" {\n  plugin = \"./no-such-plugin\"\n}\nschedule \"x\" {\n  task = \"t\"\n  cron = \"0 25 * * *\"\n}\n"
+	require.NoError(t, os.WriteFile(path, []byte(src), 0o644))
+	_, err := core.Load(context.Background(), path, core.WithLogger(hclog.NewNullLogger()))
+	require.ErrorContains(t, err, "taskiq.hcl:6:10: Invalid schedule")
+	require.ErrorContains(t, err, `schedule "x": cron:`)
 }

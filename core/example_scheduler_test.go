@@ -34,3 +34,17 @@ func ExampleApp_RunScheduler() {
 	fmt.Println(res.ReturnValue, err)
 	// Output: hello ada (slot true) <nil>
 }
+
+func ExampleNextFireTimes() {
+	// 02:30 does not exist in Berlin on 29 March 2026 (clocks go from 02:00
+	// to 03:00): that day's slot fires at the end of the gap.
+	daily := core.Schedule{ID: "daily", TaskName: "report", Cron: "30 2 * * *", Timezone: "Europe/Berlin"}
+	berlin, _ := time.LoadLocation("Europe/Berlin")
+	next, _ := core.NextFireTimes(daily, time.Date(2026, 3, 28, 12, 0, 0, 0, berlin), 2)
+	for _, t := range next {
+		fmt.Println(t.In(berlin).Format("Mon 02 Jan 15:04 MST"))
+	}
+	// Output:
+	// Sun 29 Mar 03:00 CEST
+	// Mon 30 Mar 02:30 CEST
+}

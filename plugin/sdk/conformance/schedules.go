@@ -17,7 +17,9 @@ import (
 // returned) through the plugin's process boundary, closed when its test
 // ends. caps are the capabilities the source claims: without
 // sdk.CapScheduleWrite only listing is checked, without
-// sdk.CapScheduleState the state subtests are skipped.
+// sdk.CapScheduleState the state subtests are skipped. OneShotDeletedAfterSend
+// expects taskiq's behaviour (a one-shot schedule is deleted by its source's
+// PostSend); a source that keeps them says so with WithSkip.
 func TestScheduleSource(t *testing.T, launch func(t *testing.T) sdk.ScheduleSource, caps []string, opts ...Option) {
 	o := newOptions(opts)
 	run := func(name string, need []string, f func(t *testing.T, src sdk.ScheduleSource, ctx context.Context)) {

@@ -152,7 +152,7 @@ func (b *broker) Kick(ctx context.Context, msgs []sdk.Outgoing) error {
 			}
 		}
 		switch {
-		case m.DedupWindow > 0 && b.opts.mode != modePubSub:
+		case m.DedupWindow > 0 && b.opts.mode != modePubSub && !b.opts.noDedup:
 			b.kickOnce(ctx, pipe, m, now)
 		case m.Delay > 0:
 			pipe.ZAdd(ctx, b.delayedKey(m.Queue), redis.Z{Score: unixMilli(now.Add(m.Delay)), Member: delayedMember(0, m.Body)})

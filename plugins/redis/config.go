@@ -98,6 +98,9 @@ func brokerSchema() sdk.Schema {
 			"Trimming drops the oldest entries even when they were never read, so leave it 0 " +
 			"(acked entries are deleted anyway) unless the stream is shared with producers that " +
 			"never ack."},
+		sdk.Attribute{Name: "dedup", Type: sdk.TypeBool, Default: true, Description: "Stream and list " +
+			"mode: drop a kick whose task id was kicked within the kick's dedup window (capability dedup, what " +
+			"the scheduler's exactly-once rests on). false drops the capability: schedulers then elect a leader."},
 		sdk.Attribute{Name: "delete_acked", Type: sdk.TypeBool, Default: true, Description: "Stream " +
 			"mode: XDEL an entry when it is acked, so the stream only holds work not yet done. " +
 			"Set false if other consumer groups read the same stream."},
@@ -173,6 +176,7 @@ type brokerConfig struct {
 	MaxAttempts     *float64 `json:"max_attempts"`
 	DelayPoll       *string  `json:"delay_poll"`
 	UnavailableFor  *string  `json:"unavailable_after"`
+	Dedup           *bool    `json:"dedup"`
 }
 
 // brokerOptions is the validated broker configuration.
@@ -193,6 +197,8 @@ type brokerOptions struct {
 	// one succeeding before its stream ends with ErrUnavailable.
 	unavailableAfter time.Duration
 	clusterHashes    bool
+	// noDedup turns the dedup capability off (dedup = false).
+	noDedup bool
 }
 
 type resultConfig struct {
@@ -270,6 +276,7 @@ func decodeBrokerConfig(cfg sdk.Config) (connConfig, brokerOptions, error) {
 	if c.DeleteAcked != nil {
 		o.deleteAcked = *c.DeleteAcked
 	}
+	o.noDedup = c.Dedup != nil && !*c.Dedup
 	errs = append(errs, validateConn(&c.connConfig)...)
 	if len(errs) > 0 {
 		return connConfig{}, brokerOptions{}, errors.Join(errs...)

@@ -2,6 +2,7 @@ package taskiqredis
 
 import (
 	"context"
+	"slices"
 
 	"github.com/redis/go-redis/v9"
 
@@ -84,5 +85,12 @@ func credentialChecked[R connected](ctx context.Context) func(R, error) (R, erro
 	}
 }
 
-// Capabilities reports what this broker's mode implements.
-func (b *broker) Capabilities() []string { return capabilitiesFor(b.opts.mode) }
+// Capabilities reports what this broker's mode implements (without dedup
+// when dedup = false).
+func (b *broker) Capabilities() []string {
+	caps := capabilitiesFor(b.opts.mode)
+	if b.opts.noDedup {
+		caps = slices.DeleteFunc(caps, func(c string) bool { return c == sdk.CapDedup })
+	}
+	return caps
+}

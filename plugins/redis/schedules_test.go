@@ -152,3 +152,35 @@ func TestScheduleCodecReadsPythonTimes(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "+02:00", s.CronOffset, "a timedelta offset written as seconds")
 }
+
+// dedup = false drops the capability, and kicks with a window are no longer
+// deduplicated.
+func TestBrokerDedupOff(t *testing.T) {
+	runSuite(t, map[string]func(t *testing.T, e *testEnv){
+		"off": func(t *testing.T, e *testEnv) {
+			q := e.queue("nodedup")
+			b := e.broker(t, map[string]any{"queue": q, "dedup": false})
+			require.NotContains(t, b.Capabilities(), sdk.CapDedup)
+			m := sdk.Outgoing{TaskID: "same", Body: []byte(`{"task_id":"same","task_name":"t","labels":{},"args":[],"kwargs":{}}`), DedupWindow: time.Minute}
+			kick(t, b, m)
+			kick(t, b, m)
+			n, err := e.rdb.XLen(ctxT(t), q).Result()
+			require.NoError(t, err)
+			require.EqualValues(t, 2, n)
+		},
+		"on": func(t *testing.T, e *testEnv) {
+			q := e.queue("dedup")
+			b := e.broker(t, map[string]any{"queue": q})
+			require.Contains(t, b.Capabilities(), sdk.CapDedup)
+			m := sdk.Outgoing{TaskID: "same", Body: []byte(`{"task_id":"same","task_name":"t","labels":{},"args":[],"kwargs":{}}`), DedupWindow: time.Minute}
+			kick(t, b, m)
+			kick(t, b, m)
+			n, err := e.rdb.XLen(ctxT(t), q).Result()
+			require.NoError(t, err)
+			require.EqualValues(t, 1, n)
+			ttl, err := e.rdb.PTTL(ctxT(t), q+":dedup:same").Result()
+			require.NoError(t, err)
+			require.Greater(t, ttl, 50*time.Second, "the marker lives for the window")
+		},
+	})
+}

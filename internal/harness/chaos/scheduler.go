@@ -19,9 +19,14 @@ import (
 	"github.com/taskiq-go/taskiq/plugin/sdk/wire"
 )
 
-// SchedulerScenario is the name of the scheduler run (it is not one of
-// Scenarios: it kicks no tasks of its own, the schedulers do).
-const SchedulerScenario = "scheduler-replicas"
+// SchedulerScenario and SchedulerLeaseScenario are the names of the
+// scheduler runs (they are not among Scenarios: they kick no tasks of
+// their own, the schedulers do). The lease run turns the broker's dedup
+// off, so the replicas elect a leader through the schedule source.
+const (
+	SchedulerScenario      = "scheduler-replicas"
+	SchedulerLeaseScenario = "scheduler-lease"
+)
 
 // SchedulerOptions configure the scheduler run.
 type SchedulerOptions struct {
@@ -38,6 +43,11 @@ type SchedulerOptions struct {
 	KillEvery time.Duration
 	Seed      uint64
 	Log       func(format string, args ...any)
+	// Lease runs the broker with dedup = false: only the holder of the
+	// leader lease fires. Its guarantee is at least once: a leader killed
+	// between a kick and storing the slot leaves that slot to be fired
+	// again, so up to one duplicate per kill is within the promise.
+	Lease bool
 }
 
 // SchedulerReport is the outcome of the scheduler run: for every slot of
@@ -52,7 +62,11 @@ type SchedulerReport struct {
 	// the extra messages of any task id (in the window or not).
 	Expected, Fired, Missing, Duplicates int
 	Kills, Restarts                      int
-	Duration                             time.Duration
+	// Lease is set for the lease run; Leaders counts the times a replica
+	// took the lease (from the replicas' logs).
+	Lease   bool
+	Leaders int
+	Duration time.Duration
 	Problems                             []string
 	Samples                              []string
 }
@@ -63,7 +77,12 @@ func (r SchedulerReport) Violations() []string {
 	if r.Missing > 0 {
 		v = append(v, fmt.Sprintf("%d slots never fired (catchup \"all\" within 10m fires every one)", r.Missing))
 	}
-	if r.Duplicates > 0 {
+	switch {
+	case r.Lease && r.Leaders < 2:
+		v = append(v, "the lease never changed hands: the run proves nothing about a leader change")
+	case r.Lease && r.Duplicates > r.Kills:
+		v = append(v, fmt.Sprintf("%d duplicate fires, more than one per kill (%d)", r.Duplicates, r.Kills))
+	case !r.Lease && r.Duplicates > 0:
 		v = append(v, fmt.Sprintf("%d duplicate fires", r.Duplicates))
 	}
 	if r.Kills == 0 {
@@ -76,13 +95,17 @@ func (r SchedulerReport) Violations() []string {
 func FormatScheduler(r SchedulerReport) string {
 	var b bytes.Buffer
 	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "scenario\tslots\tfired once\tmissing\tduplicates\tkills\trestarts\ttime\tverdict\t")
+	fmt.Fprintln(tw, "scenario\tslots\tfired once\tmissing\tduplicates\tkills\trestarts\tleaders\ttime\tverdict\t")
 	verdict := "PASS"
 	if len(r.Violations()) > 0 {
 		verdict = "FAIL"
 	}
-	fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%.1fs\t%s\t\n", r.Scenario, r.Expected, r.Fired, r.Missing,
-		r.Duplicates, r.Kills, r.Restarts, r.Duration.Seconds(), verdict)
+	leaders := "-"
+	if r.Lease {
+		leaders = strconv.Itoa(r.Leaders)
+	}
+	fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t%.1fs\t%s\t\n", r.Scenario, r.Expected, r.Fired, r.Missing,
+		r.Duplicates, r.Kills, r.Restarts, leaders, r.Duration.Seconds(), verdict)
 	_ = tw.Flush()
 	for _, v := range r.Violations() {
 		fmt.Fprintf(&b, "  violation: %s\n", v)
@@ -126,13 +149,16 @@ func RunScheduler(ctx context.Context, o SchedulerOptions) (rep SchedulerReport)
 		o.Log = func(string, ...any) {}
 	}
 	start := time.Now()
-	rep = SchedulerReport{Scenario: SchedulerScenario}
+	rep = SchedulerReport{Scenario: SchedulerScenario, Lease: o.Lease}
+	if o.Lease {
+		rep.Scenario = SchedulerLeaseScenario
+	}
 	defer func() { rep.Duration = time.Since(start) }()
 	fail := func(format string, args ...any) SchedulerReport {
 		rep.Problems = append(rep.Problems, fmt.Sprintf(format, args...))
 		return rep
 	}
-	dir := filepath.Join(o.Dir, SchedulerScenario)
+	dir := filepath.Join(o.Dir, rep.Scenario)
 	if err := os.RemoveAll(dir); err != nil {
 		return fail("%v", err)
 	}
@@ -147,7 +173,7 @@ func RunScheduler(ctx context.Context, o SchedulerOptions) (rep SchedulerReport)
 	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr()})
 	defer rdb.Close()
 	cfg := filepath.Join(dir, "taskiq.hcl")
-	if err := os.WriteFile(cfg, []byte(schedulerConfig(o.Bin, srv.URL())), 0o644); err != nil {
+	if err := os.WriteFile(cfg, []byte(schedulerConfig(o.Bin, srv.URL(), !o.Lease)), 0o644); err != nil {
 		return fail("%v", err)
 	}
 	rng := newRand(o.Seed)
@@ -158,7 +184,9 @@ func RunScheduler(ctx context.Context, o SchedulerOptions) (rep SchedulerReport)
 			return err
 		}
 		bin, _ := filepath.Abs(filepath.Join(o.Bin, "taskiq"))
-		cmd := exec.Command(bin, "scheduler", "--config", cfg, "--log-level", "info", "--holder", fmt.Sprintf("replica-%d", i))
+		// Each launch is a new lease holder (the default holder name has the
+		// pid), as a replaced replica is.
+		cmd := exec.Command(bin, "scheduler", "--config", cfg, "--log-level", "info")
 		cmd.Env = append(withoutEnv(os.Environ(), "TMPDIR"), "TMPDIR="+dir)
 		cmd.Stdout, cmd.Stderr = logf, logf
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
@@ -247,8 +275,13 @@ func RunScheduler(ctx context.Context, o SchedulerOptions) (rep SchedulerReport)
 		}
 		rep.Restarts++
 	}
-	// Let the restarted replicas catch up, then stop every one cleanly.
-	settle := time.After(6 * time.Second)
+	// Let the restarted replicas catch up (in the lease run, the lease of a
+	// leader killed last must run out first), then stop every one cleanly.
+	wait := 6 * time.Second
+	if o.Lease {
+		wait = 22 * time.Second
+	}
+	settle := time.After(wait)
 	select {
 	case <-ctx.Done():
 		return fail("interrupted: %v", ctx.Err())
@@ -266,6 +299,10 @@ func RunScheduler(ctx context.Context, o SchedulerOptions) (rep SchedulerReport)
 		case <-time.After(15 * time.Second):
 			rep.Problems = append(rep.Problems, fmt.Sprintf("replica %d did not exit within 15s of SIGTERM", r.n))
 		}
+	}
+	for i := range reps {
+		b, _ := os.ReadFile(filepath.Join(dir, fmt.Sprintf("scheduler-%d.log", i)))
+		rep.Leaders += bytes.Count(b, []byte("holds the lease and fires"))
 	}
 	counts, err := countFires(ctx, rdb)
 	if err != nil {
@@ -346,7 +383,7 @@ func countFires(ctx context.Context, rdb *redis.Client) (map[string]int, error) 
 	return counts, nil
 }
 
-func schedulerConfig(bin, url string) string {
+func schedulerConfig(bin, url string, dedup bool) string {
 	abs, _ := filepath.Abs(bin)
 	return fmt.Sprintf(`# Written by the chaos harness (chaos/scheduler.go).
 plugin_dir = %[1]q
@@ -356,6 +393,7 @@ broker "default" {
   config {
     url   = %[2]q
     queue = %[3]q
+    dedup = %[6]v
   }
 }
 
@@ -380,5 +418,5 @@ schedule %[5]q {
   catchup        = "all"
   catchup_window = "10m"
 }
-`, abs, url, schedQueue, schedInterval, schedCron)
+`, abs, url, schedQueue, schedInterval, schedCron, dedup)
 }

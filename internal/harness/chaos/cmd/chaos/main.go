@@ -44,13 +44,19 @@ func main() {
 	flag.Parse()
 
 	var run []chaos.Scenario
-	runScheduler := scenarios == ""
+	// The scheduler runs: false = scheduler-replicas, true = scheduler-lease.
+	var schedRuns []bool
 	if scenarios == "" {
 		run = chaos.Scenarios
+		schedRuns = []bool{false, true}
 	} else {
 		for _, n := range strings.Split(scenarios, ",") {
-			if strings.TrimSpace(n) == chaos.SchedulerScenario {
-				runScheduler = true
+			switch strings.TrimSpace(n) {
+			case chaos.SchedulerScenario:
+				schedRuns = append(schedRuns, false)
+				continue
+			case chaos.SchedulerLeaseScenario:
+				schedRuns = append(schedRuns, true)
 				continue
 			}
 			sc, ok := find(strings.TrimSpace(n))
@@ -85,24 +91,26 @@ func main() {
 		reps = chaos.Run(ctx, opts, run)
 	}
 	schedOK := true
-	var schedRep chaos.SchedulerReport
-	if runScheduler {
-		schedRep = chaos.RunScheduler(ctx, chaos.SchedulerOptions{Bin: opts.Bin, Dir: opts.Dir, Duration: schedFor,
-			KillEvery: 1500 * time.Millisecond, Seed: opts.Seed, Log: func(format string, args ...any) {
-				fmt.Printf("%s [%s] %s\n", time.Now().Format("15:04:05"), chaos.SchedulerScenario, fmt.Sprintf(format, args...))
+	var schedReps []chaos.SchedulerReport
+	for _, lease := range schedRuns {
+		name := chaos.SchedulerScenario
+		if lease {
+			name = chaos.SchedulerLeaseScenario
+		}
+		r := chaos.RunScheduler(ctx, chaos.SchedulerOptions{Bin: opts.Bin, Dir: opts.Dir, Duration: schedFor,
+			KillEvery: 1500 * time.Millisecond, Seed: opts.Seed, Lease: lease, Log: func(format string, args ...any) {
+				fmt.Printf("%s [%s] %s\n", time.Now().Format("15:04:05"), name, fmt.Sprintf(format, args...))
 			}})
-		schedOK = len(schedRep.Violations()) == 0
+		schedReps = append(schedReps, r)
+		schedOK = schedOK && len(r.Violations()) == 0
 	}
-	ran := len(reps)
-	if runScheduler {
-		ran++
-	}
+	ran := len(reps) + len(schedReps)
 	fmt.Printf("\nchaos: %d scenario(s) in %.1fs, run directory %s\n\n", ran, time.Since(start).Seconds(), opts.Dir)
 	if len(reps) > 0 {
 		fmt.Print(chaos.FormatTable(reps))
 	}
-	if runScheduler {
-		fmt.Print("\n" + chaos.FormatScheduler(schedRep))
+	for _, r := range schedReps {
+		fmt.Print("\n" + chaos.FormatScheduler(r))
 	}
 	if b, err := json.MarshalIndent(reps, "", "  "); err == nil {
 		_ = os.WriteFile(filepath.Join(opts.Dir, "report.json"), b, 0o644)
@@ -112,7 +120,7 @@ func main() {
 		os.Exit(1)
 	}
 	if !schedOK {
-		fmt.Printf("\nFAIL: %s broke a guarantee; its logs are in %s\n", chaos.SchedulerScenario, opts.Dir)
+		fmt.Printf("\nFAIL: a scheduler run broke a guarantee; its logs are in %s\n", opts.Dir)
 		os.Exit(1)
 	}
 	if len(run) > 0 && !chaos.Passed(reps) {
@@ -130,7 +138,7 @@ func names() string {
 	for _, s := range chaos.Scenarios {
 		n = append(n, s.Name)
 	}
-	return strings.Join(append(n, chaos.SchedulerScenario), ", ")
+	return strings.Join(append(n, chaos.SchedulerScenario, chaos.SchedulerLeaseScenario), ", ")
 }
 
 func find(name string) (chaos.Scenario, bool) {

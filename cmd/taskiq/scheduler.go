@@ -50,7 +50,12 @@ see docs/scheduler.md. SIGINT or SIGTERM stops it.`,
 				g.logger().Warn("some schedules could not be read; the scheduler retries", "error", err)
 			}
 			fmt.Fprintf(g.stderr, "taskiq scheduler: %d schedules; stop with SIGINT or SIGTERM\n", len(list))
-			return app.RunScheduler(ctx, core.SchedulerOptions{Reload: reload, Holder: holder})
+			stats := &core.SchedulerStats{}
+			err = app.RunScheduler(ctx, core.SchedulerOptions{Reload: reload, Holder: holder, Stats: stats})
+			s := stats.Snapshot()
+			fmt.Fprintf(g.stderr, "taskiq scheduler: stopped: %d fires, %d missed, %d skipped, %d errors, lag last %s max %s\n",
+				s.Fires, s.Missed, s.Skipped, s.Errors, s.LagLast.Round(time.Millisecond), s.LagMax.Round(time.Millisecond))
+			return err
 		},
 	}
 	fl := cmd.Flags()

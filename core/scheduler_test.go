@@ -200,3 +200,22 @@ func TestLoadReportsABadScheduleAtItsAttribute(t *testing.T) {
 	require.ErrorContains(t, err, "taskiq.hcl:6:10: Invalid schedule")
 	require.ErrorContains(t, err, `schedule "x": cron:`)
 }
+
+// A one-shot schedule of a source fires once, then the source's post_send
+// deletes it (taskiq's behaviour).
+func TestOneShotFromASourceIsDeletedAfterItsFire(t *testing.T) {
+	src := inmemory.NewScheduleSource(time.Now)
+	at := time.Now().Add(-time.Minute).Truncate(time.Second)
+	require.NoError(t, src.Add(context.Background(), core.Schedule{ID: "once", TaskName: "job", Time: at}))
+	b := setup(t, core.WithScheduleSource("mem", src, inmemory.ScheduleCapabilities...))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- b.app.RunScheduler(ctx, core.SchedulerOptions{}) }()
+	msgs := recvMessages(t, b.broker, 1)
+	cancel()
+	require.NoError(t, <-done)
+	require.Equal(t, "sched:once:"+strconv.FormatInt(at.Unix(), 10), msgs[0].TaskID)
+	left, err := src.Schedules(context.Background())
+	require.NoError(t, err)
+	require.Empty(t, left, "post_send deletes the one-shot schedule")
+}

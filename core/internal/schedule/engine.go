@@ -226,7 +226,9 @@ func (e *Engine) refreshLast(ctx context.Context) {
 // reload replaces the schedules; a schedule seen for the first time starts
 // from its stored last slot, else from now (or, without a stored state but
 // with a deduplicating broker, from now minus its catch-up window: the
-// broker drops what another run already fired).
+// broker drops what another run already fired). A one-shot schedule with
+// no stored slot has not fired: it starts from now minus its catch-up
+// window, so one added for a moment just past still fires.
 func (e *Engine) reload(ctx context.Context, now time.Time) {
 	e.loadedAt = now
 	specs, err := e.o.Load(ctx)
@@ -257,11 +259,13 @@ func (e *Engine) reload(ctx context.Context, now time.Time) {
 		}
 	}
 	for _, id := range fresh {
-		if t, ok := stored[id]; ok {
+		s := next[id]
+		switch t, ok := stored[id]; {
+		case ok:
 			e.last[id] = t
-		} else if e.o.Store == nil && e.o.Dedup {
-			e.last[id] = now.Add(-next[id].CatchupWindow)
-		} else {
+		case e.o.Store == nil && e.o.Dedup, e.o.Store != nil && !s.Time.IsZero():
+			e.last[id] = now.Add(-s.CatchupWindow)
+		default:
 			e.last[id] = now
 		}
 	}

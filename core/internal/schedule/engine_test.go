@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/require"
+
 	"github.com/taskiq-go/taskiq/plugin/sdk"
 )
 
@@ -393,4 +395,22 @@ func TestEngineCatchupSkipDropsALateSlot(t *testing.T) {
 	if b.broker.ids()[TaskID("s", b.now.Add(2*time.Minute))] != 1 {
 		t.Fatal("the next slot, on time, was not fired")
 	}
+}
+
+// A one-shot schedule the store has no slot for has not fired: one whose
+// time passed within the catch-up window fires, once; a recurring schedule
+// seen for the first time starts from now.
+func TestEngineNewOneShotInThePastFires(t *testing.T) {
+	b := setup(false)
+	once := mustCompile(t, sdk.Schedule{ID: "once", Time: b.now.Add(-10 * time.Minute)})
+	tooOld := mustCompile(t, sdk.Schedule{ID: "old", Time: b.now.Add(-2 * time.Hour)})
+	daily := mustCompile(t, sdk.Schedule{ID: "daily", Cron: "0 * * * *"}) // fired at 00:00, now is 00:00+
+	b.now = b.now.Add(time.Second)
+	e := b.engine([]*Spec{once, tooOld, daily}, Options{})
+	e.Tick(context.Background(), b.now)
+	got := b.broker.ids()
+	require.Equal(t, map[string]int{TaskID("once", once.Time): 1}, got)
+	again := b.engine([]*Spec{once}, Options{})
+	again.Tick(context.Background(), b.now.Add(time.Second))
+	require.Len(t, b.broker.ids(), 1, "the stored slot keeps a restarted scheduler from firing it again")
 }

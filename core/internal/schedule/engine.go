@@ -226,10 +226,17 @@ func (e *Engine) refreshLast(ctx context.Context) {
 // reload replaces the schedules; a schedule seen for the first time starts
 // from its stored last slot, else from now (or, without a stored state but
 // with a deduplicating broker, from now minus its catch-up window: the
-// broker drops what another run already fired). A one-shot schedule with
+// broker drops what another run already fired); one that appears at a
+// later load starts from the previous load. A one-shot schedule with
 // no stored slot has not fired: it starts from now minus its catch-up
 // window, so one added for a moment just past still fires.
 func (e *Engine) reload(ctx context.Context, now time.Time) {
+	// A schedule first seen at a later load was added after the previous
+	// one: its slots since then are due.
+	since := now
+	if !e.loadedAt.IsZero() {
+		since = e.loadedAt
+	}
 	e.loadedAt = now
 	specs, err := e.o.Load(ctx)
 	if err != nil {
@@ -266,7 +273,7 @@ func (e *Engine) reload(ctx context.Context, now time.Time) {
 		case e.o.Store == nil && e.o.Dedup, e.o.Store != nil && !s.Time.IsZero():
 			e.last[id] = now.Add(-s.CatchupWindow)
 		default:
-			e.last[id] = now
+			e.last[id] = since
 		}
 	}
 	for id := range e.last {

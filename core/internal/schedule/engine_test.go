@@ -414,3 +414,17 @@ func TestEngineNewOneShotInThePastFires(t *testing.T) {
 	again.Tick(context.Background(), b.now.Add(time.Second))
 	require.Len(t, b.broker.ids(), 1, "the stored slot keeps a restarted scheduler from firing it again")
 }
+
+// A schedule added while the scheduler runs starts from the load before the
+// one that found it: a slot in between is not lost.
+func TestEngineScheduleAddedBetweenLoads(t *testing.T) {
+	b := setup(false)
+	var specs []*Spec
+	e := New(Options{Load: func(context.Context) ([]*Spec, error) { return specs, nil }, Kicker: b.broker,
+		Store: b.store, Reload: 10 * time.Second})
+	ctx := context.Background()
+	e.Tick(ctx, b.now) // loads nothing
+	specs = []*Spec{mustCompile(t, sdk.Schedule{ID: "new", Cron: "5 * * * * *"})}
+	e.Tick(ctx, b.now.Add(10*time.Second)) // added at +3s, say; its slot +5s has passed
+	require.Equal(t, map[string]int{TaskID("new", b.now.Add(5*time.Second)): 1}, b.broker.ids())
+}

@@ -83,6 +83,13 @@ type scheduleSource struct {
 	caps []string
 }
 
+// sourceList is a copy of the sources.
+func (s *scheduling) sourceList() []*scheduleSource {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]*scheduleSource(nil), s.sources...)
+}
+
 // WithSchedules adds schedules, as schedule blocks of taskiq.hcl do.
 func WithSchedules(s ...Schedule) Option {
 	return func(a *App) error {
@@ -185,8 +192,8 @@ func (a *App) collectSchedules(ctx context.Context) ([]ScheduleInfo, map[string]
 	s := &a.sched
 	s.mu.Lock()
 	static := append([]ScheduleInfo(nil), s.static...)
-	sources := append([]*scheduleSource(nil), s.sources...)
 	s.mu.Unlock()
+	sources := s.sourceList()
 
 	out := static
 	a.mu.RLock()
@@ -273,7 +280,7 @@ func (a *App) RunScheduler(ctx context.Context, opts SchedulerOptions) error {
 		dedup = dedup && sdk.Has(e.caps, sdk.CapDedup)
 	}
 	var state sdk.ScheduleState
-	for _, src := range a.sched.sources {
+	for _, src := range a.sched.sourceList() {
 		if st, ok := src.src.(sdk.ScheduleState); ok && sdk.Has(src.caps, sdk.CapScheduleState) {
 			state = st
 			break
@@ -414,7 +421,7 @@ func (a *App) writableSource(ctx context.Context, name string) (*scheduleSource,
 		return nil, err
 	}
 	var writable []*scheduleSource
-	for _, s := range a.sched.sources {
+	for _, s := range a.sched.sourceList() {
 		if name != "" && s.name == name {
 			if !sdk.Has(s.caps, sdk.CapScheduleWrite) {
 				return nil, fmt.Errorf("schedule source %q is read-only: %w", name, sdk.ErrUnsupported)

@@ -162,9 +162,10 @@ func (a *App) startScheduleSources(ctx context.Context) error {
 		return &ConfigError{diags}
 	}
 	s.started = true
+	// Close runs the closers last to first: the sources stop after the
+	// plugins of taskiq.hcl's other blocks.
 	a.mu.Lock()
 	a.closers = append([]func(context.Context) error{stop}, a.closers...)
-	a.plugins = append(a.plugins, procs...)
 	a.mu.Unlock()
 	for _, p := range procs {
 		s.sources = append(s.sources, &scheduleSource{name: p.Name(), src: supervise.Schedules(p), caps: p.Capabilities()})

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/taskiq-go/taskiq/internal/pickle"
 	"github.com/taskiq-go/taskiq/plugin/sdk"
 )
 
@@ -189,4 +190,27 @@ func plainNumbers(m map[string]any) map[string]any {
 		}
 	}
 	return m
+}
+
+// pickleScheduleCodec stores the same dict as jsonScheduleCodec as a pickle
+// (protocol 4, as CPython writes it): Python's ListRedisScheduleSource
+// default. Only plain data is read: a schedule Python pickled with a
+// datetime object in it (a one-shot `time` set from Python) is refused
+// (pickle.ErrUnsupported), logged and left out by Schedules.
+type pickleScheduleCodec struct{}
+
+func (pickleScheduleCodec) encode(s sdk.Schedule) ([]byte, error) {
+	b, err := jsonScheduleCodec{}.encode(s)
+	if err != nil {
+		return nil, err
+	}
+	return pickle.FromJSON(b)
+}
+
+func (pickleScheduleCodec) decode(b []byte) (sdk.Schedule, error) {
+	j, err := pickle.ToJSON(b)
+	if err != nil {
+		return sdk.Schedule{}, fmt.Errorf("not a pickled schedule: %w", err)
+	}
+	return jsonScheduleCodec{}.decode(j)
 }

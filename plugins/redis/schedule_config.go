@@ -16,8 +16,8 @@ func scheduleSchema() sdk.Schema {
 			"of taskiq-redis's ListRedisScheduleSource: <prefix>:data:<id>, <prefix>:cron, <prefix>:interval, " +
 			"<prefix>:time:<YYYY-MM-DDTHH:MM>. Use the prefix the Python side uses to share its schedules."},
 		sdk.Attribute{Name: "serializer", Type: sdk.TypeString, Default: "json", Description: `How ` +
-			`schedule values are stored: "json" (taskiq's JSONSerializer). Python's ListRedisScheduleSource ` +
-			`pickles by default: give it serializer=JSONSerializer() to share schedules with this plugin.`},
+			`schedule values are stored: "json" (taskiq's JSONSerializer) or "pickle" (protocol 4, the default of ` +
+			`Python's ListRedisScheduleSource; plain data only: a one-shot time that Python pickled as a datetime is skipped).`},
 	)
 	return sdk.Schema{Attributes: attrs}
 }
@@ -46,8 +46,10 @@ func decodeScheduleConfig(cfg sdk.Config) (connConfig, scheduleOptions, error) {
 	switch c.Serializer {
 	case "", "json":
 		o.codec = jsonScheduleCodec{}
+	case "pickle":
+		o.codec = pickleScheduleCodec{}
 	default:
-		errs = append(errs, sdk.AttrError("serializer", "unknown serializer %q; use \"json\"", c.Serializer))
+		errs = append(errs, sdk.AttrError("serializer", "unknown serializer %q; use \"json\" or \"pickle\"", c.Serializer))
 	}
 	errs = append(errs, validateConn(&c.connConfig)...)
 	if len(errs) > 0 {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/taskiq-go/taskiq/internal/pickle"
 	"github.com/taskiq-go/taskiq/plugin/sdk"
 	"github.com/taskiq-go/taskiq/plugin/sdk/conformance"
 	"github.com/taskiq-go/taskiq/plugin/sdk/sdktest"
@@ -183,4 +184,42 @@ func TestBrokerDedupOff(t *testing.T) {
 			require.Greater(t, ttl, 50*time.Second, "the marker lives for the window")
 		},
 	})
+}
+
+// serializer = "pickle": a schedule pickled as Python pickles the dict
+// (pickle.FromJSON of the Python fixture gives CPython's bytes) is read,
+// and what the plugin writes reads back the same.
+func TestSchedulePickle(t *testing.T) {
+	runSuite(t, map[string]func(t *testing.T, e *testEnv){
+		"pickle": func(t *testing.T, e *testEnv) {
+			prefix := e.queue("schedule")
+			ctx := ctxT(t)
+			py, err := pickle.FromJSON(fixture(t, "python-cron.json"))
+			require.NoError(t, err)
+			require.NoError(t, e.rdb.Set(ctx, prefix+":data:daily-report", py, 0).Err())
+			require.NoError(t, e.rdb.RPush(ctx, prefix+":cron", "daily-report").Err())
+			src := e.schedules(t, map[string]any{"prefix": prefix, "serializer": "pickle"})
+			list, err := src.Schedules(ctx)
+			require.NoError(t, err)
+			require.Len(t, list, 1)
+			require.Equal(t, "0 3 * * *", list[0].Cron)
+			require.Equal(t, "Europe/Berlin", list[0].CronOffset)
+
+			s := sdk.Schedule{ID: "ping", TaskName: "app.tasks:ping", Interval: 30 * time.Second, Paused: true}
+			require.NoError(t, src.Add(ctx, s))
+			raw, err := e.rdb.Get(ctx, prefix+":data:ping").Bytes()
+			require.NoError(t, err)
+			asJSON, err := pickle.ToJSON(raw)
+			require.NoError(t, err)
+			require.Equal(t, string(mustJSON(t, s)), string(asJSON),
+				"the pickle holds the dict the JSON codec writes")
+		},
+	})
+}
+
+func mustJSON(t *testing.T, s sdk.Schedule) []byte {
+	t.Helper()
+	b, err := jsonScheduleCodec{}.encode(s)
+	require.NoError(t, err)
+	return b
 }

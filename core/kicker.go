@@ -118,6 +118,10 @@ func (a *App) kickOnce(ctx context.Context, broker string, dedup time.Duration, 
 			return err
 		}
 		out[i].DedupWindow = dedup
+		if e.maxSize > 0 && len(out[i].Body) > e.maxSize {
+			return fmt.Errorf("taskiq: task %q: %w: %d bytes, over the limit of broker %q (%d bytes; the host's max_message_size is %d)",
+				msg.TaskName, sdk.ErrMessageTooLarge, len(out[i].Body), e.name, e.maxSize, a.maxMessageSize)
+		}
 	}
 	if err := e.kicks.Do(ctx, out...); err != nil {
 		// The broker does not say which messages of a failed batch it

@@ -87,7 +87,7 @@ proto:
 	protoc --proto_path=plugin/sdk/proto/v1 \
 		--go_out=plugin/sdk/proto/v1 --go_opt=paths=source_relative \
 		--go-grpc_out=plugin/sdk/proto/v1 --go-grpc_opt=paths=source_relative \
-		plugin/sdk/proto/v1/plugin.proto plugin/sdk/proto/v1/inspect.proto
+		plugin/sdk/proto/v1/plugin.proto plugin/sdk/proto/v1/inspect.proto plugin/sdk/proto/v1/schedule.proto
 
 clean:
 	rm -rf $(BIN)

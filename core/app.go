@@ -53,6 +53,8 @@ type App struct {
 	// caller's options win over taskiq.hcl.
 	explicit struct{ defaultBroker, maxMessageSize, workerDefaults bool }
 	clock    clock
+	// sched holds what the scheduler reads: schedules and sources.
+	sched scheduling
 
 	mu        sync.RWMutex
 	tasks     map[string]*taskDef

@@ -83,10 +83,15 @@ func (k Kicker[R]) Kiq(ctx context.Context, args ...any) (*AsyncTask[R], error) 
 
 // send runs the client middlewares around the broker kick.
 func (a *App) send(ctx context.Context, broker string, msg *wire.Message) error {
+	return a.sendOnce(ctx, broker, 0, msg)
+}
+
+// sendOnce is send with a dedup window for the broker (0: none).
+func (a *App) sendOnce(ctx context.Context, broker string, dedup time.Duration, msg *wire.Message) error {
 	if err := a.chain.preSend(ctx, msg); err != nil {
 		return fmt.Errorf("taskiq: pre_send: %w", err)
 	}
-	if err := a.kick(ctx, broker, msg); err != nil {
+	if err := a.kickOnce(ctx, broker, dedup, msg); err != nil {
 		return err
 	}
 	if err := a.chain.postSend(ctx, msg); err != nil {
@@ -97,6 +102,12 @@ func (a *App) send(ctx context.Context, broker string, msg *wire.Message) error 
 
 // kick encodes and sends messages through a broker, without middlewares.
 func (a *App) kick(ctx context.Context, broker string, msgs ...*wire.Message) error {
+	return a.kickOnce(ctx, broker, 0, msgs...)
+}
+
+// kickOnce is kick with a dedup window (sdk.Outgoing.DedupWindow) on every
+// message.
+func (a *App) kickOnce(ctx context.Context, broker string, dedup time.Duration, msgs ...*wire.Message) error {
 	e, err := a.broker(broker)
 	if err != nil {
 		return err
@@ -106,6 +117,7 @@ func (a *App) kick(ctx context.Context, broker string, msgs ...*wire.Message) er
 		if out[i], err = a.outgoing(msg); err != nil {
 			return err
 		}
+		out[i].DedupWindow = dedup
 		if e.maxSize > 0 && len(out[i].Body) > e.maxSize {
 			return fmt.Errorf("taskiq: task %q: %w: %d bytes, over the limit of broker %q (%d bytes; the host's max_message_size is %d)",
 				msg.TaskName, sdk.ErrMessageTooLarge, len(out[i].Body), e.name, e.maxSize, a.maxMessageSize)

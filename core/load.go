@@ -37,6 +37,9 @@ func Load(ctx context.Context, path string, opts ...Option) (*App, error) {
 	if diags.HasErrors() {
 		return nil, &ConfigError{diags}
 	}
+	if diags := scheduleDiagnostics(f); diags.HasErrors() {
+		return nil, &ConfigError{diags}
+	}
 	// The caller's options apply once, first: the plugins start with the
 	// caller's logger. What taskiq.hcl configures is wired in under them.
 	a := newApp()
@@ -65,6 +68,7 @@ func Load(ctx context.Context, path string, opts ...Option) (*App, error) {
 		_ = stopAll(ctx)
 		return nil, err
 	}
+	a.sched.configure(f, host)
 	if err := a.checkBrokers(); err != nil {
 		_ = stopAll(ctx)
 		return nil, err
@@ -173,11 +177,12 @@ func Validate(ctx context.Context, path string, logger hclog.Logger) hcl.Diagnos
 	if logger == nil {
 		logger = hclog.NewNullLogger()
 	}
-	for _, blocks := range [][]*config.PluginBlock{f.Brokers, f.ResultBackends, f.Middlewares} {
+	for _, blocks := range [][]*config.PluginBlock{f.Brokers, f.ResultBackends, f.Middlewares, f.ScheduleSources} {
 		for _, b := range blocks {
 			diags = append(diags, supervise.Inspect(ctx, f, b, logger)...)
 		}
 	}
+	diags = append(diags, scheduleDiagnostics(f)...)
 	return diags
 }
 

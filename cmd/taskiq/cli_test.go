@@ -182,13 +182,13 @@ func TestExampleConfigIsValid(t *testing.T) {
 }
 
 // uncommentBlocks turns the example's commented-out blocks (from a line
-// "# broker|result_backend|middleware ... {" to "# }") into configuration,
+// "# broker|result_backend|middleware|schedule_source ... {" to "# }") into configuration,
 // renaming a second "default" broker so the labels stay unique.
 func uncommentBlocks(s string) string {
 	lines := strings.Split(s, "\n")
 	in := false
 	for i, l := range lines {
-		for _, kind := range []string{"broker ", "result_backend ", "middleware "} {
+		for _, kind := range []string{"broker ", "result_backend ", "middleware ", "schedule_source "} {
 			if strings.HasPrefix(l, "# "+kind) && strings.HasSuffix(l, "{") {
 				in = true
 			}

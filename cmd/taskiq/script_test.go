@@ -42,9 +42,10 @@ func scriptBinaries() (string, error) {
 			return
 		}
 		for name, pkg := range map[string]string{
-			"taskiq":        ".",
-			"taskiq-redis":  "../../plugins/redis/cmd/taskiq-redis",
-			"example-tasks": "../../examples/tasks-module",
+			"taskiq":          ".",
+			"taskiq-redis":    "../../plugins/redis/cmd/taskiq-redis",
+			"example-tasks":   "../../examples/tasks-module",
+			"scheduled-tasks": "../../examples/scheduled-tasks",
 			// A plugin answering as one built with the first release of
 			// protocol v1 does (no CheckConfig).
 			"taskiq-baseline": "./testdata/baseline-plugin",

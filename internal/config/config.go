@@ -62,6 +62,11 @@ type File struct {
 	// Middlewares are the `middleware "name" {}` blocks in file order, which
 	// is the order their hooks run in.
 	Middlewares []*PluginBlock
+	// ScheduleSources are the `schedule_source "name" {}` blocks: plugins
+	// holding schedules (started by the scheduler only).
+	ScheduleSources []*PluginBlock
+	// Schedules are the `schedule "ID" {}` blocks in file order.
+	Schedules []*ScheduleBlock
 
 	Worker   Worker
 	Client   Client
@@ -169,7 +174,7 @@ type Security struct {
 // blocks were never decoded, so nothing tells a secret from the rest.
 func (f *File) Sources() map[string]*hcl.File {
 	var secret []hcl.Range
-	for _, blocks := range [][]*PluginBlock{f.Brokers, f.ResultBackends, f.Middlewares} {
+	for _, blocks := range [][]*PluginBlock{f.Brokers, f.ResultBackends, f.Middlewares, f.ScheduleSources} {
 		for _, b := range blocks {
 			secret = append(secret, b.secretRanges...)
 		}
@@ -186,12 +191,13 @@ func (f *File) Sources() map[string]*hcl.File {
 }
 
 // Blocks returns every plugin block: brokers, then result backends, then
-// middlewares.
+// middlewares, then schedule sources.
 func (f *File) Blocks() []*PluginBlock {
-	out := make([]*PluginBlock, 0, len(f.Brokers)+len(f.ResultBackends)+len(f.Middlewares))
+	out := make([]*PluginBlock, 0, len(f.Brokers)+len(f.ResultBackends)+len(f.Middlewares)+len(f.ScheduleSources))
 	out = append(out, f.Brokers...)
 	out = append(out, f.ResultBackends...)
-	return append(out, f.Middlewares...)
+	out = append(out, f.Middlewares...)
+	return append(out, f.ScheduleSources...)
 }
 
 // Broker returns the broker block with the given name.

@@ -26,6 +26,8 @@ var (
 			{Type: string(sdk.KindBroker), LabelNames: []string{"name"}},
 			{Type: string(sdk.KindResultBackend), LabelNames: []string{"name"}},
 			{Type: string(sdk.KindMiddleware), LabelNames: []string{"name"}},
+			{Type: string(sdk.KindScheduleSource), LabelNames: []string{"name"}},
+			{Type: "schedule", LabelNames: []string{"id"}},
 			{Type: "worker"},
 			{Type: "client"},
 			{Type: "security"},
@@ -87,8 +89,11 @@ func (d *decoder) decode(body hcl.Body) hcl.Diagnostics {
 	// Singleton blocks: remember the first of each to report duplicates.
 	singles := map[string]*hcl.Block{}
 	labels := map[sdk.Kind]map[string]*PluginBlock{}
+	schedules := map[string]*ScheduleBlock{}
 	for _, blk := range content.Blocks {
 		switch blk.Type {
+		case "schedule":
+			d.schedule(blk, schedules)
 		case "worker", "client", "security":
 			if prev := singles[blk.Type]; prev != nil {
 				d.errorf(blk.DefRange, fmt.Sprintf("Duplicate %s block", blk.Type),
@@ -125,6 +130,8 @@ func (d *decoder) decode(body hcl.Body) hcl.Diagnostics {
 				f.ResultBackends = append(f.ResultBackends, pb)
 			case sdk.KindMiddleware:
 				f.Middlewares = append(f.Middlewares, pb)
+			case sdk.KindScheduleSource:
+				f.ScheduleSources = append(f.ScheduleSources, pb)
 			}
 		}
 	}

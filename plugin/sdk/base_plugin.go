@@ -118,6 +118,9 @@ func (s *pluginServer) info() *pluginv1.InfoResponse {
 	if f := s.p.Tasks; f != nil {
 		resp.Roles = append(resp.Roles, roleToProto(KindTasks, f.Capabilities, nil, f.Schema, f.MaxMessageSize))
 	}
+	if f := s.p.ScheduleSource; f != nil {
+		resp.Roles = append(resp.Roles, roleToProto(KindScheduleSource, f.Capabilities, nil, f.Schema, f.MaxMessageSize))
+	}
 	return resp
 }
 
@@ -134,6 +137,9 @@ func (s *pluginServer) servedKinds() []string {
 	}
 	if s.p.Tasks != nil {
 		kinds = append(kinds, string(KindTasks))
+	}
+	if s.p.ScheduleSource != nil {
+		kinds = append(kinds, string(KindScheduleSource))
 	}
 	return kinds
 }
@@ -175,6 +181,8 @@ func (s *pluginServer) factory(kind Kind) *roleFactory {
 		return partsOf(s.p.Middleware)
 	case KindTasks:
 		return partsOf(s.p.Tasks)
+	case KindScheduleSource:
+		return partsOf(s.p.ScheduleSource)
 	}
 	return nil
 }
@@ -351,6 +359,7 @@ func (p *grpcPlugin) GRPCServer(b *plugin.GRPCBroker, s *grpc.Server) error {
 	pluginv1.RegisterMiddlewareServer(s, &middlewareServer{srv: p.server})
 	pluginv1.RegisterTaskModuleServer(s, &tasksServer{srv: p.server})
 	pluginv1.RegisterInspectorServer(s, &inspectServer{srv: p.server})
+	pluginv1.RegisterScheduleSourceServer(s, &scheduleServer{srv: p.server})
 	return nil
 }
 

@@ -33,6 +33,10 @@ type Outgoing struct {
 	Delay time.Duration
 	// Priority orders deliveries, higher first (capability "priority").
 	Priority int
+	// DedupWindow, when positive, drops the message if one with the same
+	// TaskID was accepted within the window (capability "dedup"); a broker
+	// without the capability ignores it.
+	DedupWindow time.Duration
 }
 
 // Queue names a queue to listen to, with a relative weight (capability

@@ -47,6 +47,7 @@ type Client struct {
 	results     *remoteResults
 	middlewares map[string]*remoteMiddleware // by hook list
 	modules     map[int]*remoteTasks         // by window
+	schedules   *remoteSchedules
 
 	mu     sync.Mutex
 	caps   []string // reported by Configure

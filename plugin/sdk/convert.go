@@ -228,6 +228,7 @@ func outgoingToProto(m Outgoing) *pluginv1.Outgoing {
 	return &pluginv1.Outgoing{
 		TaskId: m.TaskID, TaskName: m.TaskName, Body: m.Body, Queue: m.Queue,
 		DelayMs: m.Delay.Milliseconds(), Priority: int32(m.Priority),
+		DedupWindowMs: m.DedupWindow.Milliseconds(),
 	}
 }
 
@@ -235,6 +236,7 @@ func outgoingFromProto(m *pluginv1.Outgoing) Outgoing {
 	return Outgoing{
 		TaskID: m.TaskId, TaskName: m.TaskName, Body: m.Body, Queue: m.Queue,
 		Delay: time.Duration(m.DelayMs) * time.Millisecond, Priority: int(m.Priority),
+		DedupWindow: time.Duration(m.DedupWindowMs) * time.Millisecond,
 	}
 }
 

@@ -10,7 +10,7 @@
 // Declare the binary's identity and, per role it serves, a Factory: the
 // role's config Schema, its optional Capabilities, and New, which builds the
 // role from the decoded config block of taskiq.hcl. The host (a broker,
-// result_backend or middleware block) starts the binary, configures one role
+// result_backend, middleware or schedule_source block) starts the binary, configures one role
 // and talks to it over gRPC:
 //
 //	func main() {
@@ -115,8 +115,8 @@
 //
 // Package sdktest runs the plugin as a real process from go test: call
 // sdktest.RunPluginIfRequested from TestMain and sdktest.Launch in tests.
-// Package conformance holds the behaviour every broker and result backend
-// must show; run it against your plugin through sdktest.
+// Package conformance holds the behaviour every broker, result backend and
+// schedule source must show; run it against your plugin through sdktest.
 //
 // # Which half is which
 //
@@ -124,7 +124,7 @@
 // grpc_client.go and grpc_server.go.
 //
 // The plugin author's files: the role interfaces (broker.go, results.go,
-// middleware.go, tasks.go, host.go), the plugin description (plugin.go,
+// middleware.go, tasks.go, schedule.go, host.go; capabilities_dedup.go), the plugin description (plugin.go,
 // schema.go, with schema_check.go: Schema.Prepare and Attribute.Check, and
 // config_decode.go: Config.Decode), the size limits and environment (limits.go, env.go), log
 // redaction (redact.go) and the plugin side of each role, which Serve runs
@@ -132,7 +132,8 @@
 // base_plugin.go (pluginServer: Info, Configure, Shutdown), broker_plugin.go
 // (brokerServer, listenSession), results_plugin.go (resultsServer),
 // watch_plugin.go (WatchResults), middleware_plugin.go (middlewareServer),
-// tasks_plugin.go (tasksServer) and hostservice_plugin.go (hostClient, the
+// tasks_plugin.go (tasksServer), schedule_plugin.go (scheduleServer) and
+// hostservice_plugin.go (hostClient, the
 // Host a plugin calls).
 //
 // The host's files, used by package core and never by a plugin: Client
@@ -141,11 +142,12 @@
 // and the shims that make a plugin process look like a local role:
 // broker_host.go (remoteBroker, remoteStream), results_host.go
 // (remoteResults), watch_host.go (the result watcher), middleware_host.go
-// (remoteMiddleware), tasks_host.go (remoteTasks) and hostservice_host.go
+// (remoteMiddleware), tasks_host.go (remoteTasks), schedule_host.go
+// (remoteSchedules) and hostservice_host.go
 // (hostServer, which serves the host's Host to a plugin).
 //
 // Shared by both: handshake.go (the go-plugin handshake), pluginset.go (the
 // go-plugin plugin set), protocol.go (the constants both halves agree on
-// beyond the proto) and convert.go (conversions between these types, errors
-// and the proto messages).
+// beyond the proto) and convert.go and schedule_convert.go (conversions
+// between these types, errors and the proto messages).
 package sdk

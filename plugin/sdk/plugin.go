@@ -62,6 +62,8 @@ type Plugin struct {
 	Hooks []Hook
 	// Tasks builds a task module (KindTasks, see TaskModule).
 	Tasks *Factory[TaskModule]
+	// ScheduleSource builds a schedule source (KindScheduleSource).
+	ScheduleSource *Factory[ScheduleSource]
 }
 
 // Capable is implemented by a role whose capabilities depend on its config

@@ -111,7 +111,11 @@ type Broker struct {
 	watchers   map[*cancelWatcher]struct{}
 	// workers are the heartbeats received, by worker id.
 	workers map[string]workerBeat
-	closed  bool
+	// dedup holds, per task id kicked with a dedup window, when the window
+	// ends; dedupPrune is the size at which expired entries are swept.
+	dedup      map[string]time.Time
+	dedupPrune int
+	closed     bool
 
 	// timerAt is when the timekeeper goroutine wakes next; zero when it
 	// sleeps until signalled. It may be earlier than needed (after acks),
@@ -182,6 +186,9 @@ func (b *Broker) Kick(ctx context.Context, msgs []sdk.Outgoing) error {
 	var last *queue
 	for i := range msgs {
 		o := &msgs[i]
+		if o.DedupWindow > 0 && b.seenLocked(o.TaskID, now, o.DedupWindow) {
+			continue
+		}
 		m := &slab[i]
 		*m = message{
 			taskID:     o.TaskID,
@@ -418,4 +425,25 @@ func (b *Broker) parseID(id string) uint64 {
 		return 0
 	}
 	return n
+}
+
+// seenLocked reports whether taskID was kicked within its dedup window, and
+// starts a window for it when not (capability "dedup").
+func (b *Broker) seenLocked(taskID string, now time.Time, window time.Duration) bool {
+	if until, ok := b.dedup[taskID]; ok && now.Before(until) {
+		return true
+	}
+	if b.dedup == nil {
+		b.dedup, b.dedupPrune = map[string]time.Time{}, 1024
+	}
+	if len(b.dedup) >= b.dedupPrune {
+		for id, until := range b.dedup {
+			if !now.Before(until) {
+				delete(b.dedup, id)
+			}
+		}
+		b.dedupPrune = max(1024, 2*len(b.dedup))
+	}
+	b.dedup[taskID] = now.Add(window)
+	return false
 }

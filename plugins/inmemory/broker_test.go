@@ -642,3 +642,38 @@ func TestConcurrentExactlyOnceAck(t *testing.T) {
 	require.Equal(t, 0, b.InFlight())
 	require.Empty(t, b.DeadLetters())
 }
+
+// Dedup windows expire: a task id kicked again after its window is
+// enqueued again, and expired entries are swept as the map grows.
+func TestDedupWindowExpires(t *testing.T) {
+	t.Parallel()
+	now := time.Unix(1_000_000, 0)
+	var mu sync.Mutex
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	b := newBroker(BrokerOptions{}, clock)
+	defer b.Close(context.Background())
+	ctx := context.Background()
+	kick := func(id string) {
+		require.NoError(t, b.Kick(ctx, []sdk.Outgoing{{TaskID: id, Body: []byte(id), DedupWindow: time.Minute}}))
+	}
+	kick("a")
+	kick("a")
+	mu.Lock()
+	now = now.Add(time.Minute)
+	mu.Unlock()
+	kick("a")
+	for i := range 2000 {
+		kick(fmt.Sprint("fill-", i))
+	}
+	require.Equal(t, 2+2000, b.Len(""), "one copy within the window, another after it")
+	mu.Lock()
+	now = now.Add(2 * time.Minute) // every window so far has ended
+	mu.Unlock()
+	for i := range 100 {
+		kick(fmt.Sprint("late-", i))
+	}
+	b.mu.Lock()
+	tracked := len(b.dedup)
+	b.mu.Unlock()
+	require.LessOrEqual(t, tracked, 100, "expired windows are swept once the map reaches its sweep size")
+}

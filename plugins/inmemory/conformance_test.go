@@ -58,6 +58,12 @@ func TestConformance(t *testing.T) {
 			return c.ResultBackend()
 		}, ResultCapabilities, conformance.WithMaxMessageSize(conformanceMaxSize))
 	})
+	t.Run("ScheduleSource", func(t *testing.T) {
+		t.Parallel()
+		conformance.TestScheduleSource(t, func(t *testing.T) sdk.ScheduleSource {
+			return sdktest.Launch(t, sdk.KindScheduleSource, `{}`).ScheduleSource()
+		}, ScheduleCapabilities)
+	})
 	t.Run("ResultBackendTTL", func(t *testing.T) {
 		t.Parallel()
 		conformance.TestResultBackend(t, func(t *testing.T) sdk.ResultBackend {

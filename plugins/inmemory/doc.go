@@ -1,5 +1,7 @@
-// Package inmemory is the taskiq-inmemory plugin: a broker and a result
-// backend that keep everything in the memory of the plugin process.
+// Package inmemory is the taskiq-inmemory plugin: a broker, a result
+// backend and a schedule source that keep everything in the memory of the
+// plugin process. The broker deduplicates kicks by task id within a window
+// (capability dedup) with a map of expiry times, as the scheduler needs.
 //
 // The queue lives in the plugin process and dies with it. Nothing is
 // persisted: a plugin restart (or crash) loses every queued, delayed and

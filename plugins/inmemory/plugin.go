@@ -17,7 +17,7 @@ const Version = "0.1.0"
 // BrokerCapabilities are the optional broker features this plugin
 // implements. It does not claim "ackable": unacked deliveries survive a
 // worker crash, but not a crash of the plugin process itself.
-var BrokerCapabilities = []string{sdk.CapDelay, sdk.CapPriority, sdk.CapLease, sdk.CapDeadLetter, sdk.CapRouting, sdk.CapInspect, sdk.CapCancel}
+var BrokerCapabilities = []string{sdk.CapDelay, sdk.CapPriority, sdk.CapLease, sdk.CapDeadLetter, sdk.CapRouting, sdk.CapInspect, sdk.CapCancel, sdk.CapDedup}
 
 // ResultCapabilities are the optional result backend features this plugin
 // implements.
@@ -40,6 +40,12 @@ func Plugin() sdk.Plugin {
 			Capabilities: ResultCapabilities,
 			New:          newResultBackendFromConfig,
 			Check:        checkResultConfig,
+		},
+		ScheduleSource: &sdk.Factory[sdk.ScheduleSource]{
+			Capabilities: ScheduleCapabilities,
+			New: func(context.Context, sdk.Config) (sdk.ScheduleSource, error) {
+				return NewScheduleSource(time.Now), nil
+			},
 		},
 	}
 }

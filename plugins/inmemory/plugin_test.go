@@ -19,8 +19,10 @@ func TestPluginDescription(t *testing.T) {
 	require.NotNil(t, p.Broker)
 	require.NotNil(t, p.ResultBackend)
 	require.Nil(t, p.Middleware)
-	require.ElementsMatch(t, []string{"delay", "priority", "lease", "dead_letter", "routing", "inspect", "cancel"}, p.Broker.Capabilities)
+	require.ElementsMatch(t, []string{"delay", "priority", "lease", "dead_letter", "routing", "inspect", "cancel", "dedup"}, p.Broker.Capabilities)
 	require.ElementsMatch(t, []string{"wait", "progress"}, p.ResultBackend.Capabilities)
+	require.NotNil(t, p.ScheduleSource)
+	require.ElementsMatch(t, []string{"schedule_write", "schedule_state"}, p.ScheduleSource.Capabilities)
 
 	wantDefaults := map[string]any{"queue": "taskiq", "lease": "30s", "max_attempts": 0}
 	for name, def := range wantDefaults {

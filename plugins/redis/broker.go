@@ -56,13 +56,9 @@ func newBroker(_ context.Context, cfg sdk.Config) (*broker, error) {
 	if err != nil {
 		return nil, err
 	}
-	client, addr, err := newClient(conn)
+	client, addr, log, err := connect(conn, cfg)
 	if err != nil {
-		return nil, sdk.AttrError("url", "%v", err)
-	}
-	log := cfg.Logger
-	if log == nil {
-		log = hclog.NewNullLogger()
+		return nil, err
 	}
 	b := &broker{client: client, addr: addr, opts: opts, log: log, now: time.Now,
 		listeners: map[closer]struct{}{}, listened: map[string]int{}, listenedBy: map[closer][]string{}}
@@ -93,13 +89,13 @@ func (b *broker) listening(queue string) bool {
 func capabilitiesFor(mode string) []string {
 	switch mode {
 	case modeList:
-		return []string{sdk.CapDelay, sdk.CapDeadLetter, sdk.CapRouting, sdk.CapInspect, sdk.CapCancel}
+		return []string{sdk.CapDelay, sdk.CapDeadLetter, sdk.CapRouting, sdk.CapInspect, sdk.CapCancel, sdk.CapDedup}
 	case modePubSub:
 		return []string{sdk.CapBroadcast}
 	default:
 		// Delivery ids are stream entry ids (queue-prefixed when listening
 		// to several queues): any process of the group can settle them.
-		return []string{sdk.CapAckable, sdk.CapLease, sdk.CapDelay, sdk.CapDeadLetter, sdk.CapRouting, sdk.CapStableIDs, sdk.CapInspect, sdk.CapCancel}
+		return []string{sdk.CapAckable, sdk.CapLease, sdk.CapDelay, sdk.CapDeadLetter, sdk.CapRouting, sdk.CapStableIDs, sdk.CapInspect, sdk.CapCancel, sdk.CapDedup}
 	}
 }
 
@@ -190,6 +186,8 @@ func (b *broker) Kick(ctx context.Context, msgs []sdk.Outgoing) error {
 			}
 		}
 		switch {
+		case m.DedupWindow > 0 && b.opts.mode != modePubSub && !b.opts.noDedup:
+			b.kickOnce(ctx, pipe, m, now)
 		case m.Delay > 0:
 			pipe.ZAdd(ctx, b.delayedKey(m.Queue), redis.Z{Score: unixMilli(now.Add(m.Delay)), Member: delayedMember(0, m.Body)})
 		case b.opts.mode == modeStream:

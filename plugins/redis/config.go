@@ -105,6 +105,9 @@ func brokerSchema() sdk.Schema {
 			"Trimming drops the oldest entries even when they were never read, so leave it 0 " +
 			"(acked entries are deleted anyway) unless the stream is shared with producers that " +
 			"never ack."},
+		sdk.Attribute{Name: "dedup", Type: sdk.TypeBool, Default: true, Description: "Stream and list " +
+			"mode: drop a kick whose task id was kicked within the kick's dedup window (capability dedup, what " +
+			"the scheduler's exactly-once rests on). false drops the capability: schedulers then elect a leader."},
 		sdk.Attribute{Name: "delete_acked", Type: sdk.TypeBool, Default: true, Description: "Stream " +
 			"mode: XDEL an entry when it is acked, so the stream only holds work not yet done. " +
 			"Set false if other consumer groups read the same stream."},
@@ -202,6 +205,7 @@ type brokerConfig struct {
 	PausePoll       *time.Duration `json:"pause_poll"`
 	CancelTTL       *time.Duration `json:"cancel_ttl"`
 	InspectQueues   []string       `json:"inspect_queues"`
+	Dedup           *bool          `json:"dedup"`
 }
 
 // brokerOptions is the validated broker configuration.
@@ -231,6 +235,9 @@ type brokerOptions struct {
 	pausePoll      time.Duration
 	cancelTTL      time.Duration
 	inspectQueues  []string
+
+	// noDedup turns the dedup capability off (dedup = false).
+	noDedup bool
 }
 
 type resultConfig struct {
@@ -327,6 +334,7 @@ func decodeBrokerConfig(cfg sdk.Config) (connConfig, brokerOptions, error) {
 	default:
 		errs = append(errs, sdk.AttrError("unknown_tasks", "unknown value %q; use \"dead_letter\" or \"leave\"", c.UnknownTasks))
 	}
+	o.noDedup = c.Dedup != nil && !*c.Dedup
 	errs = append(errs, validateConn(&c.connConfig)...)
 	if len(errs) > 0 {
 		return connConfig{}, brokerOptions{}, errors.Join(errs...)

@@ -28,9 +28,13 @@ func unknownTasksAttribute() sdk.Attribute {
 			`dead-lettered after max_attempts.`}
 }
 
-// Capabilities reports what this broker's mode and options implement.
+// Capabilities reports what this broker's mode and options implement
+// (without dedup when dedup = false).
 func (b *broker) Capabilities() []string {
 	caps := capabilitiesFor(b.opts.mode)
+	if b.opts.noDedup {
+		caps = slices.DeleteFunc(caps, func(c string) bool { return c == sdk.CapDedup })
+	}
 	if b.opts.leaveUnknown && b.opts.mode != modePubSub {
 		caps = append(caps, sdk.CapLeaveUnknownTasks)
 	}

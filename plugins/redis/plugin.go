@@ -53,6 +53,17 @@ func Plugin() sdk.Plugin {
 				return r, nil
 			},
 		},
+		ScheduleSource: &sdk.Factory[sdk.ScheduleSource]{
+			Schema:       scheduleSchema(),
+			Capabilities: scheduleCapabilities,
+			New: func(ctx context.Context, cfg sdk.Config) (sdk.ScheduleSource, error) {
+				s, err := credentialChecked[*scheduleSource](ctx)(newScheduleSource(ctx, cfg))
+				if err != nil {
+					return nil, err
+				}
+				return s, nil
+			},
+		},
 	}
 }
 

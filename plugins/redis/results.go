@@ -43,13 +43,9 @@ func newResultBackend(_ context.Context, cfg sdk.Config) (*resultBackend, error)
 	if err != nil {
 		return nil, err
 	}
-	client, addr, err := newClient(conn)
+	client, addr, log, err := connect(conn, cfg)
 	if err != nil {
-		return nil, sdk.AttrError("url", "%v", err)
-	}
-	log := cfg.Logger
-	if log == nil {
-		log = hclog.NewNullLogger()
+		return nil, err
 	}
 	r := &resultBackend{client: client, addr: addr, opts: opts, log: log, notify: newNotifier(client, log)}
 	r.reads = coalesce.New(256, r.readBatch)

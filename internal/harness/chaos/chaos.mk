@@ -15,10 +15,12 @@ chaos-bins: build
 # Full size: 20k tasks per scenario.
 chaos: chaos-bins
 	$(BIN)/chaos -bin $(BIN) -tasks 20000 -task-ms 100 -bad 30 \
-		-deadline 6m -total-deadline 20m $(CHAOS_FLAGS)
+		-deadline 6m -total-deadline 20m -scheduler-duration 60s $(CHAOS_FLAGS)
 
 # Bounded for CI: 3k tasks per scenario, about 80s in all (redis-oom holds
-# Redis full for 14s and takes about 25s), hard stop at 150s.
+# Redis full for 14s and takes about 25s), then scheduler-replicas and
+# scheduler-lease (20s of kills each, about 27s and 45s in all); hard stop
+# at 210s.
 chaos-ci: chaos-bins
 	$(BIN)/chaos -bin $(BIN) -tasks 3000 -task-ms 100 -bad 10 \
-		-deadline 60s -total-deadline 150s $(CHAOS_FLAGS)
+		-deadline 60s -total-deadline 210s -scheduler-duration 20s $(CHAOS_FLAGS)

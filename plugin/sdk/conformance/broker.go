@@ -48,6 +48,7 @@ func TestBroker(t *testing.T, launch func(t *testing.T) sdk.Broker, caps []strin
 	s.run(t, "Priority", []string{sdk.CapPriority}, s.priority)
 	s.run(t, "Routing", []string{sdk.CapRouting}, s.routing)
 	s.run(t, "DeadLetter", []string{sdk.CapDeadLetter}, s.deadLetter)
+	s.run(t, "Dedup", []string{sdk.CapDedup}, s.dedup)
 	s.run(t, "MessageSizeLimit", nil, s.messageSizeLimit)
 	s.run(t, "ConcurrentProducersConsumers", nil, s.concurrent)
 	s.run(t, "CloseReturnsUnsettled", nil, s.closeReturnsUnsettled)

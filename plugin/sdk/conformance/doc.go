@@ -1,13 +1,16 @@
-// Package conformance holds the suites every taskiq-go broker and result
-// backend plugin should pass. They drive a plugin through its real process
+// Package conformance holds the suites every taskiq-go broker, result
+// backend and schedule source plugin should pass (TestBroker,
+// TestResultBackend, TestScheduleSource). They drive a plugin through its real process
 // boundary (the test binary re-executed as the plugin by sdktest, the same
 // handshake, gRPC glue and message size limits as in production) and check
 // the contracts of plugin/sdk: delivery, settlement, redelivery after a nack
-// or an expired lease, delays, routing, dead letter, size limits, results,
-// progress, waiting and expiry. TestInspector checks the inspection and
-// cancellation roles (sdk.CapInspect, sdk.CapCancel): counts, listings with
-// filters and cursors, one task, bulk actions by refs and by filter with dry
-// runs, pause and resume, heartbeats and tombstones.
+// or an expired lease, delays, routing, dead letter, dedup, size limits,
+// results, progress, waiting and expiry; schedules added, listed, replaced
+// and deleted, the last fired slots and the leader lease. TestInspector
+// checks the inspection and cancellation roles (sdk.CapInspect,
+// sdk.CapCancel): counts, listings with filters and cursors, one task, bulk
+// actions by refs and by filter with dry runs, pause and resume, heartbeats
+// and tombstones.
 //
 // Capabilities decide what runs: a subtest of a capability the plugin does
 // not claim (sdk.CapDelay, sdk.CapLease, ...) is skipped with the reason, so

@@ -14,6 +14,11 @@
 //		b := c.Broker()
 //		...
 //	}
+//
+// Each role has its accessor on the Client: Broker, ResultBackend,
+// Middleware, Tasks and ScheduleSource (launch with
+// sdk.KindScheduleSource; the value also implements sdk.ScheduleHooks and
+// sdk.ScheduleState), which the conformance suites take.
 package sdktest
 
 import (

@@ -711,13 +711,16 @@ func (*ShutdownResponse) Descriptor() ([]byte, []int) {
 }
 
 type Outgoing struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	TaskId        string                 `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
-	TaskName      string                 `protobuf:"bytes,2,opt,name=task_name,json=taskName,proto3" json:"task_name,omitempty"`
-	Body          []byte                 `protobuf:"bytes,3,opt,name=body,proto3" json:"body,omitempty"`   // the wire message, opaque to the plugin
-	Queue         string                 `protobuf:"bytes,4,opt,name=queue,proto3" json:"queue,omitempty"` // empty: the broker's default queue
-	DelayMs       int64                  `protobuf:"varint,5,opt,name=delay_ms,json=delayMs,proto3" json:"delay_ms,omitempty"`
-	Priority      int32                  `protobuf:"varint,6,opt,name=priority,proto3" json:"priority,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	TaskId   string                 `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	TaskName string                 `protobuf:"bytes,2,opt,name=task_name,json=taskName,proto3" json:"task_name,omitempty"`
+	Body     []byte                 `protobuf:"bytes,3,opt,name=body,proto3" json:"body,omitempty"`   // the wire message, opaque to the plugin
+	Queue    string                 `protobuf:"bytes,4,opt,name=queue,proto3" json:"queue,omitempty"` // empty: the broker's default queue
+	DelayMs  int64                  `protobuf:"varint,5,opt,name=delay_ms,json=delayMs,proto3" json:"delay_ms,omitempty"`
+	Priority int32                  `protobuf:"varint,6,opt,name=priority,proto3" json:"priority,omitempty"`
+	// Deduplication window (capability "dedup"): a message whose task id was
+	// accepted within the window is dropped; 0: no deduplication.
+	DedupWindowMs int64 `protobuf:"varint,7,opt,name=dedup_window_ms,json=dedupWindowMs,proto3" json:"dedup_window_ms,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -790,6 +793,13 @@ func (x *Outgoing) GetDelayMs() int64 {
 func (x *Outgoing) GetPriority() int32 {
 	if x != nil {
 		return x.Priority
+	}
+	return 0
+}
+
+func (x *Outgoing) GetDedupWindowMs() int64 {
+	if x != nil {
+		return x.DedupWindowMs
 	}
 	return 0
 }
@@ -2777,14 +2787,15 @@ const file_plugin_proto_rawDesc = "" +
 	"\x0fShutdownRequest\x12\x1d\n" +
 	"\n" +
 	"timeout_ms\x18\x01 \x01(\x03R\ttimeoutMs\"\x12\n" +
-	"\x10ShutdownResponse\"\xa1\x01\n" +
+	"\x10ShutdownResponse\"\xc9\x01\n" +
 	"\bOutgoing\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x1b\n" +
 	"\ttask_name\x18\x02 \x01(\tR\btaskName\x12\x12\n" +
 	"\x04body\x18\x03 \x01(\fR\x04body\x12\x14\n" +
 	"\x05queue\x18\x04 \x01(\tR\x05queue\x12\x19\n" +
 	"\bdelay_ms\x18\x05 \x01(\x03R\adelayMs\x12\x1a\n" +
-	"\bpriority\x18\x06 \x01(\x05R\bpriority\"E\n" +
+	"\bpriority\x18\x06 \x01(\x05R\bpriority\x12&\n" +
+	"\x0fdedup_window_ms\x18\a \x01(\x03R\rdedupWindowMs\"E\n" +
 	"\vKickRequest\x126\n" +
 	"\bmessages\x18\x01 \x03(\v2\x1a.taskiq.plugin.v1.OutgoingR\bmessages\"\x0e\n" +
 	"\fKickResponse\"\xb5\x01\n" +

@@ -25,6 +25,7 @@ func main() {
 		opts      chaos.Options
 		scenarios string
 		total     time.Duration
+		schedFor  time.Duration
 	)
 	flag.StringVar(&opts.Bin, "bin", "bin", "directory holding taskiq, taskiq-redis and chaos-module")
 	flag.StringVar(&opts.Dir, "dir", "", "run directory (default: a new directory under $TMPDIR, removed when every scenario passed)")
@@ -39,13 +40,25 @@ func main() {
 	flag.DurationVar(&total, "total-deadline", 0, "hard bound on the whole run (0: none beyond the per-scenario deadlines)")
 	flag.Uint64Var(&opts.Seed, "seed", 1, "seed of payloads, durations and kill targets")
 	flag.StringVar(&scenarios, "scenarios", "", "comma-separated scenarios to run (default all): "+names())
+	flag.DurationVar(&schedFor, "scheduler-duration", 20*time.Second, "scheduler-replicas: how long replicas are killed and restarted")
 	flag.Parse()
 
 	var run []chaos.Scenario
+	// The scheduler runs: false = scheduler-replicas, true = scheduler-lease.
+	var schedRuns []bool
 	if scenarios == "" {
 		run = chaos.Scenarios
+		schedRuns = []bool{false, true}
 	} else {
 		for _, n := range strings.Split(scenarios, ",") {
+			switch strings.TrimSpace(n) {
+			case chaos.SchedulerScenario:
+				schedRuns = append(schedRuns, false)
+				continue
+			case chaos.SchedulerLeaseScenario:
+				schedRuns = append(schedRuns, true)
+				continue
+			}
 			sc, ok := find(strings.TrimSpace(n))
 			if !ok {
 				fmt.Fprintf(os.Stderr, "chaos: unknown scenario %q; pick from %s\n", n, names())
@@ -73,9 +86,32 @@ func main() {
 		defer cancel()
 	}
 	start := time.Now()
-	reps := chaos.Run(ctx, opts, run)
-	fmt.Printf("\nchaos: %d scenario(s) in %.1fs, run directory %s\n\n", len(reps), time.Since(start).Seconds(), opts.Dir)
-	fmt.Print(chaos.FormatTable(reps))
+	var reps []chaos.Report
+	if len(run) > 0 {
+		reps = chaos.Run(ctx, opts, run)
+	}
+	schedOK := true
+	var schedReps []chaos.SchedulerReport
+	for _, lease := range schedRuns {
+		name := chaos.SchedulerScenario
+		if lease {
+			name = chaos.SchedulerLeaseScenario
+		}
+		r := chaos.RunScheduler(ctx, chaos.SchedulerOptions{Bin: opts.Bin, Dir: opts.Dir, Duration: schedFor,
+			KillEvery: 1500 * time.Millisecond, Seed: opts.Seed, Lease: lease, Log: func(format string, args ...any) {
+				fmt.Printf("%s [%s] %s\n", time.Now().Format("15:04:05"), name, fmt.Sprintf(format, args...))
+			}})
+		schedReps = append(schedReps, r)
+		schedOK = schedOK && len(r.Violations()) == 0
+	}
+	ran := len(reps) + len(schedReps)
+	fmt.Printf("\nchaos: %d scenario(s) in %.1fs, run directory %s\n\n", ran, time.Since(start).Seconds(), opts.Dir)
+	if len(reps) > 0 {
+		fmt.Print(chaos.FormatTable(reps))
+	}
+	for _, r := range schedReps {
+		fmt.Print("\n" + chaos.FormatScheduler(r))
+	}
 	if b, err := json.MarshalIndent(reps, "", "  "); err == nil {
 		_ = os.WriteFile(filepath.Join(opts.Dir, "report.json"), b, 0o644)
 	}
@@ -83,7 +119,11 @@ func main() {
 		fmt.Printf("\nFAIL: only %d of %d scenarios ran (interrupted or past -total-deadline)\n", len(reps), len(run))
 		os.Exit(1)
 	}
-	if !chaos.Passed(reps) {
+	if !schedOK {
+		fmt.Printf("\nFAIL: a scheduler run broke a guarantee; its logs are in %s\n", opts.Dir)
+		os.Exit(1)
+	}
+	if len(run) > 0 && !chaos.Passed(reps) {
 		fmt.Printf("\nFAIL: a guarantee was broken; logs and report.json are in %s\n", opts.Dir)
 		os.Exit(1)
 	}
@@ -98,7 +138,7 @@ func names() string {
 	for _, s := range chaos.Scenarios {
 		n = append(n, s.Name)
 	}
-	return strings.Join(n, ", ")
+	return strings.Join(append(n, chaos.SchedulerScenario, chaos.SchedulerLeaseScenario), ", ")
 }
 
 func find(name string) (chaos.Scenario, bool) {

@@ -1,0 +1,57 @@
+package taskiqredis
+
+import (
+	"context"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/taskiq-go/taskiq/plugin/sdk"
+)
+
+// dedupScript enqueues a message unless its task id was enqueued within the
+// dedup window (capability "dedup"): the check, the write and the marker
+// (SET NX PX) happen in one script, so two schedulers kicking the same slot
+// at the same moment leave one message. The write comes before the marker:
+// a write Redis refuses (over maxmemory) leaves no marker behind, and the
+// kick can be retried.
+//
+// KEYS[1] marker; KEYS[2] stream, list or delayed set. ARGV[1] window ms;
+// ARGV[2] "xadd", "lpush" or "zadd"; ARGV[3] body (for zadd: the member);
+// ARGV[4] maxlen (xadd) or score (zadd). Returns 1 when enqueued, 0 when
+// dropped as a duplicate.
+var dedupScript = redis.NewScript(luaXAdd + `
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+if ARGV[2] == 'xadd' then
+  xadd(KEYS[2], ARGV[4], ARGV[3], '0')
+elseif ARGV[2] == 'lpush' then
+  redis.call('LPUSH', KEYS[2], ARGV[3])
+else
+  redis.call('ZADD', KEYS[2], ARGV[4], ARGV[3])
+end
+redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[1])
+return 1
+`)
+
+// dedupKey is the marker of a task id: next to the queue's keys (one hash
+// slot in a cluster).
+func (b *broker) dedupKey(queue, taskID string) string {
+	return b.streamKey(queue) + ":dedup:" + taskID
+}
+
+// kickOnce queues the dedup script for m on pipe. Eval sends the script's
+// source: a pipeline cannot fall back from EVALSHA on NOSCRIPT, and kicks
+// with a window are a scheduler's few per slot.
+func (b *broker) kickOnce(ctx context.Context, pipe redis.Pipeliner, m sdk.Outgoing, now time.Time) {
+	window := max(m.DedupWindow.Milliseconds(), 1)
+	marker := b.dedupKey(m.Queue, m.TaskID)
+	switch {
+	case m.Delay > 0:
+		dedupScript.Eval(ctx, pipe, []string{marker, b.delayedKey(m.Queue)}, window, "zadd",
+			delayedMember(0, m.Body), unixMilli(now.Add(m.Delay)))
+	case b.opts.mode == modeList:
+		dedupScript.Eval(ctx, pipe, []string{marker, b.streamKey(m.Queue)}, window, "lpush", m.Body, 0)
+	default:
+		dedupScript.Eval(ctx, pipe, []string{marker, b.streamKey(m.Queue)}, window, "xadd", m.Body, b.opts.maxlen)
+	}
+}

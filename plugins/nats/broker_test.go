@@ -1,0 +1,195 @@
+package taskiqnats
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/stretchr/testify/require"
+
+	"github.com/taskiq-go/taskiq/plugin/sdk"
+	"github.com/taskiq-go/taskiq/plugin/sdk/sdktest"
+	"github.com/taskiq-go/taskiq/plugin/sdk/wire"
+)
+
+// jsFor opens a plain JetStream client for checking server state.
+func jsFor(t *testing.T, url string) jetstream.JetStream {
+	t.Helper()
+	nc, err := nats.Connect(url)
+	require.NoError(t, err)
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	require.NoError(t, err)
+	return js
+}
+
+func testMsg(t *testing.T, id string) sdk.Outgoing {
+	t.Helper()
+	m := &wire.Message{TaskID: id, TaskName: "m:f", Args: []json.RawMessage{json.RawMessage("1")}}
+	b, err := m.MarshalJSON()
+	require.NoError(t, err)
+	return sdk.Outgoing{TaskID: id, TaskName: m.TaskName, Body: b}
+}
+
+func ctxT(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// streamMsgs is how many messages a stream holds.
+func streamMsgs(t *testing.T, js jetstream.JetStream, name string) uint64 {
+	t.Helper()
+	s, err := js.Stream(ctxT(t), name)
+	require.NoError(t, err)
+	info, err := s.Info(ctxT(t))
+	require.NoError(t, err)
+	return info.State.Msgs
+}
+
+// eventually polls cond until it holds or the deadline passes: for server
+// state that a settlement changes asynchronously.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within 10s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestDeliveryIDsSurvivePluginRestart proves capability stable_ids: a
+// delivery handed out by a plugin process that was then SIGKILLed is acked
+// through a new process, and the message is gone (no redelivery).
+func TestDeliveryIDsSurvivePluginRestart(t *testing.T) {
+	url := natsURL(t)
+	t.Parallel()
+	prefix := testNames(t, url)
+	cfg := testBrokerConfig(t, url, prefix, map[string]any{"ack_wait": "30s"})
+	first := sdktest.Launch(t, sdk.KindBroker, cfg)
+	b1 := first.Broker()
+	require.NoError(t, b1.Kick(ctxT(t), []sdk.Outgoing{testMsg(t, "stable-1")}))
+	st1, err := b1.Listen(ctxT(t), sdk.ListenRequest{})
+	require.NoError(t, err)
+	ds, err := st1.Recv(ctxT(t), 1)
+	require.NoError(t, err)
+	require.Len(t, ds, 1)
+
+	require.NoError(t, syscall.Kill(first.Pid(), syscall.SIGKILL))
+	second := sdktest.Launch(t, sdk.KindBroker, cfg)
+	st2, err := second.Broker().Listen(ctxT(t), sdk.ListenRequest{})
+	require.NoError(t, err)
+	defer st2.Close()
+	require.NoError(t, st2.Settle(ctxT(t), []sdk.Settlement{{DeliveryID: ds[0].ID, Kind: sdk.SettleAck}}))
+
+	js := jsFor(t, url)
+	eventually(t, "the ack through the new process removes the message", func() bool { return streamMsgs(t, js, prefix) == 0 })
+	c, err := js.Consumer(ctxT(t), prefix, prefix+"_durable")
+	require.NoError(t, err)
+	info, err := c.Info(ctxT(t))
+	require.NoError(t, err)
+	require.Zero(t, info.NumAckPending, "nothing left to redeliver")
+}
+
+// TestDeadLetterStream: a dead-lettered delivery is terminated and copied
+// to the dead-letter stream with its reason; a message delivered more than
+// max_deliver times is dead-lettered the same way.
+func TestDeadLetterStream(t *testing.T) {
+	url := natsURL(t)
+	t.Parallel()
+	prefix := testNames(t, url)
+	b := sdktest.Launch(t, sdk.KindBroker, testBrokerConfig(t, url, prefix, map[string]any{"max_deliver": 2})).Broker()
+	require.NoError(t, b.Kick(ctxT(t), []sdk.Outgoing{testMsg(t, "dead-1"), testMsg(t, "poison-1")}))
+	st, err := b.Listen(ctxT(t), sdk.ListenRequest{})
+	require.NoError(t, err)
+	defer st.Close()
+	ds, err := st.Recv(ctxT(t), 2)
+	require.NoError(t, err)
+	require.Len(t, ds, 2)
+	require.NoError(t, st.Settle(ctxT(t), []sdk.Settlement{
+		{DeliveryID: ds[0].ID, Kind: sdk.SettleDeadLetter, Reason: "unknown task m:f"},
+		{DeliveryID: ds[1].ID, Kind: sdk.SettleNack},
+	}))
+	again, err := st.Recv(ctxT(t), 1)
+	require.NoError(t, err)
+	require.Equal(t, 2, again[0].Attempt)
+	require.NoError(t, st.Settle(ctxT(t), []sdk.Settlement{{DeliveryID: again[0].ID, Kind: sdk.SettleNack}}))
+
+	js := jsFor(t, url)
+	eventually(t, "both messages leave the queue stream", func() bool { return streamMsgs(t, js, prefix) == 0 })
+	dead, err := js.Stream(ctxT(t), prefix+"_dead")
+	require.NoError(t, err)
+	eventually(t, "two dead letters", func() bool {
+		info, err := dead.Info(ctxT(t))
+		return err == nil && info.State.Msgs == 2
+	})
+	reasons := map[string]string{}
+	for seq := uint64(1); seq <= 2; seq++ {
+		m, err := dead.GetMsg(ctxT(t), seq)
+		require.NoError(t, err)
+		msg, err := wire.DecodeMessage(m.Data)
+		require.NoError(t, err, "the dead letter is the message body")
+		reasons[msg.TaskID] = m.Header.Get(hdrReason)
+		require.Equal(t, prefix+"_tasks", m.Header.Get(hdrQueue))
+	}
+	require.Equal(t, map[string]string{"dead-1": "unknown task m:f", "poison-1": "exceeded max_deliver (2)"}, reasons)
+}
+
+// TestKickDeduplicatesTaskIDs: a second kick of one task id within the
+// duplicate window is dropped (capability dedup).
+func TestKickDeduplicatesTaskIDs(t *testing.T) {
+	url := natsURL(t)
+	t.Parallel()
+	prefix := testNames(t, url)
+	b := sdktest.Launch(t, sdk.KindBroker, testBrokerConfig(t, url, prefix, nil)).Broker()
+	require.NoError(t, b.Kick(ctxT(t), []sdk.Outgoing{testMsg(t, "slot-1")}))
+	require.NoError(t, b.Kick(ctxT(t), []sdk.Outgoing{testMsg(t, "slot-1"), testMsg(t, "slot-2")}))
+	require.Equal(t, uint64(2), streamMsgs(t, jsFor(t, url), prefix))
+}
+
+// TestExistingStreamIsUsedAsItIs: a stream created the way taskiq-nats
+// creates it (limits retention, only the default subject) is not changed;
+// a message a Python producer published there (body = message JSON, labels
+// as headers) is delivered as it is, and a queue the stream does not take
+// is refused with a message that says how to fix it.
+func TestExistingStreamIsUsedAsItIs(t *testing.T) {
+	url := natsURL(t)
+	t.Parallel()
+	prefix := testNames(t, url)
+	js := jsFor(t, url)
+	subject := prefix + "_tasks"
+	_, err := js.CreateStream(ctxT(t), jetstream.StreamConfig{Name: prefix, Subjects: []string{subject}})
+	require.NoError(t, err)
+	py := []byte(`{"task_id": "py-1", "task_name": "app.tasks:add", "labels": {"queue_name": "x"}, "labels_types": {"queue_name": 3}, "args": [1, 2], "kwargs": {}}`)
+	_, err = js.PublishMsg(ctxT(t), &nats.Msg{Subject: subject, Data: py, Header: nats.Header{"queue_name": []string{"x"}}})
+	require.NoError(t, err)
+
+	b := sdktest.Launch(t, sdk.KindBroker, testBrokerConfig(t, url, prefix, nil)).Broker()
+	st, err := b.Listen(ctxT(t), sdk.ListenRequest{})
+	require.NoError(t, err)
+	defer st.Close()
+	ds, err := st.Recv(ctxT(t), 1)
+	require.NoError(t, err)
+	require.Equal(t, string(py), string(ds[0].Body))
+	require.NoError(t, st.Settle(ctxT(t), []sdk.Settlement{{DeliveryID: ds[0].ID, Kind: sdk.SettleAck}}))
+
+	low := testMsg(t, "low-1")
+	low.Queue = "low"
+	err = b.Kick(ctxT(t), []sdk.Outgoing{low})
+	require.Error(t, err)
+	require.Contains(t, err.Error(), fmt.Sprintf("add %q to the stream's subjects", subject+".low"))
+
+	s, err := js.Stream(ctxT(t), prefix)
+	require.NoError(t, err)
+	info, err := s.Info(ctxT(t))
+	require.NoError(t, err)
+	require.Equal(t, []string{subject}, info.Config.Subjects, "the existing stream is not changed")
+	require.Equal(t, jetstream.LimitsPolicy, info.Config.Retention)
+}

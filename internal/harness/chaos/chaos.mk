@@ -1,7 +1,8 @@
 # Chaos runs, included by the root Makefile (-include internal/harness/chaos/chaos.mk).
 # Each scenario starts its own redis-server on a free port (AOF, appendfsync
 # always) and its own `taskiq worker`; the shared Redis on 6379 is never
-# touched. Needs redis-server in PATH. See docs/chaos.md.
+# touched; the nats scenario also starts its own `nats-server -js` (file
+# storage). Needs redis-server and nats-server. See docs/chaos.md.
 
 CHAOS_FLAGS ?=
 
@@ -17,8 +18,8 @@ chaos: chaos-bins
 	$(BIN)/chaos -bin $(BIN) -tasks 20000 -task-ms 100 -bad 30 \
 		-deadline 6m -total-deadline 20m $(CHAOS_FLAGS)
 
-# Bounded for CI: 3k tasks per scenario, about 80s in all (redis-oom holds
-# Redis full for 14s and takes about 25s), hard stop at 150s.
+# Bounded for CI: 3k tasks per scenario, about 100s in all (redis-oom holds
+# Redis full for 14s and takes about 25s; nats about 20s), hard stop at 180s.
 chaos-ci: chaos-bins
 	$(BIN)/chaos -bin $(BIN) -tasks 3000 -task-ms 100 -bad 10 \
-		-deadline 60s -total-deadline 150s $(CHAOS_FLAGS)
+		-deadline 60s -total-deadline 180s $(CHAOS_FLAGS)

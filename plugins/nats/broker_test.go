@@ -193,32 +193,3 @@ func TestExistingStreamIsUsedAsItIs(t *testing.T) {
 	require.Equal(t, []string{subject}, info.Config.Subjects, "the existing stream is not changed")
 	require.Equal(t, jetstream.LimitsPolicy, info.Config.Retention)
 }
-
-// TestExpiredLeaseNotRunTwiceByTheSameWorker: when the ack_wait of a
-// delivery that a stream still holds runs out, the server redelivers the
-// message; the stream that holds it does not hand it out a second time, and
-// settling the first delivery settles the message.
-func TestExpiredLeaseNotRunTwiceByTheSameWorker(t *testing.T) {
-	url := natsURL(t)
-	t.Parallel()
-	prefix := testNames(t, url)
-	b := sdktest.Launch(t, sdk.KindBroker, testBrokerConfig(t, url, prefix, map[string]any{"ack_wait": "300ms"})).Broker()
-	require.NoError(t, b.Kick(ctxT(t), []sdk.Outgoing{testMsg(t, "frozen-1")}))
-	st, err := b.Listen(ctxT(t), sdk.ListenRequest{})
-	require.NoError(t, err)
-	defer st.Close()
-	ds, err := st.Recv(ctxT(t), 1)
-	require.NoError(t, err)
-	require.Len(t, ds, 1)
-
-	// Several ack_waits pass without an extension: each redelivery
-	// reaches this stream (the only one) and must not be handed out.
-	ctx, cancel := context.WithTimeout(context.Background(), 5*300*time.Millisecond)
-	defer cancel()
-	again, err := st.Recv(ctx, 1)
-	require.ErrorIs(t, err, context.DeadlineExceeded, "redelivered to the stream that holds it: %v", again)
-
-	require.NoError(t, st.Settle(ctxT(t), []sdk.Settlement{{DeliveryID: ds[0].ID, Kind: sdk.SettleAck}}))
-	js := jsFor(t, url)
-	eventually(t, "the first delivery's ack removes the message", func() bool { return streamMsgs(t, js, prefix) == 0 })
-}

@@ -31,12 +31,6 @@ type queueSub struct {
 	batch jetstream.MessageBatch
 }
 
-// seqKey names a message of a queue.
-type seqKey struct {
-	q   *queueSub
-	seq uint64
-}
-
 // held is an unsettled delivery.
 type held struct {
 	q       *queueSub
@@ -68,9 +62,6 @@ type listener struct {
 
 	heldMu sync.Mutex
 	held   map[string]*held
-	// bySeq finds a held delivery by its message, to notice a redelivery
-	// of a message this listener still holds.
-	bySeq map[seqKey]string
 
 	closeOnce sync.Once
 }
@@ -89,7 +80,7 @@ func newListener(ctx context.Context, b *broker, req sdk.ListenRequest) (*listen
 	if len(qs) == 0 {
 		qs = []sdk.Queue{{}}
 	}
-	l := &listener{b: b, strict: req.StrictPriority, held: map[string]*held{}, bySeq: map[seqKey]string{}}
+	l := &listener{b: b, strict: req.StrictPriority, held: map[string]*held{}}
 	seen := map[string]bool{}
 	for _, q := range qs {
 		if err := validQueue(q.Name); err != nil {
@@ -345,17 +336,9 @@ func (l *listener) admit(ctx context.Context, q *queueSub, msgs []jetstream.Msg)
 			}
 			continue
 		}
-		if !l.hold(m.Reply(), h) {
-			// Its ack_wait ran out while this worker still runs it (it
-			// stopped extending: frozen, or cut off from NATS). Running it
-			// a second time beside the first is what a lease exists to
-			// avoid, so it is not delivered; when the first delivery is
-			// settled, that settles the message. If this worker froze for
-			// good, the next ack_wait hands it to another one.
-			l.b.log.Warn("redelivery of a message this worker still holds not delivered again (its ack_wait expired: the worker stopped extending it)",
-				"queue", q.name, "stream_seq", h.seq, "attempt", attempt)
-			continue
-		}
+		l.heldMu.Lock()
+		l.held[m.Reply()] = h
+		l.heldMu.Unlock()
 		out = append(out, sdk.Delivery{ID: m.Reply(), Body: m.Data(), Queue: q.name, Attempt: attempt,
 			LeaseDeadline: now.Add(q.ackWait)})
 	}
@@ -371,27 +354,10 @@ func (l *listener) deadLetter(ctx context.Context, reply string, h *held, reason
 	return l.b.nc.Publish(reply, []byte("+TERM"))
 }
 
-// hold records a delivery; false when the listener already holds another
-// delivery of the same message.
-func (l *listener) hold(id string, h *held) bool {
-	l.heldMu.Lock()
-	defer l.heldMu.Unlock()
-	k := seqKey{h.q, h.seq}
-	if other, ok := l.bySeq[k]; ok && other != id {
-		return false
-	}
-	l.held[id] = h
-	l.bySeq[k] = id
-	return true
-}
-
 func (l *listener) release(id string) *held {
 	l.heldMu.Lock()
 	defer l.heldMu.Unlock()
 	h := l.held[id]
-	if h != nil {
-		delete(l.bySeq, seqKey{h.q, h.seq})
-	}
 	delete(l.held, id)
 	return h
 }
@@ -526,7 +492,6 @@ func (l *listener) Close() error {
 			_ = l.b.nc.Publish(id, []byte("-NAK"))
 		}
 		l.held = map[string]*held{}
-		l.bySeq = map[seqKey]string{}
 		l.heldMu.Unlock()
 		for _, b := range batches {
 			l.wg.Add(1)

@@ -54,8 +54,7 @@ type listener struct {
 	wg   sync.WaitGroup
 
 	recvMu sync.Mutex
-	lead   int // weighted rotation over queues
-	rr     []int
+	rr     []int // smooth weighted round-robin state
 	ended  error
 	// failingSince is when pulls began to fail in a row; zero while fine.
 	failingSince time.Time

@@ -27,8 +27,6 @@ type queueSub struct {
 	// serverMaxDeliver is the consumer's own MaxDeliver (an existing
 	// consumer may have one); 0 when unlimited.
 	serverMaxDeliver int
-	// batch is the pull request whose messages are still arriving.
-	batch jetstream.MessageBatch
 }
 
 // held is an unsettled delivery.
@@ -56,6 +54,15 @@ type listener struct {
 	recvMu sync.Mutex
 	rr     []int // smooth weighted round-robin state
 	ended  error
+	// arrivals carries the messages of the pulls in flight; pullEnded
+	// wakes Recv when one ends.
+	arrivals  chan arrival
+	pullEnded chan struct{}
+	// outstanding is what the pulls in flight may still bring, counting
+	// what waits in arrivals; pullErr the last error a pull ended with.
+	outMu       sync.Mutex
+	outstanding int
+	pullErr     error
 	// failingSince is when pulls began to fail in a row; zero while fine.
 	failingSince time.Time
 
@@ -79,7 +86,8 @@ func newListener(ctx context.Context, b *broker, req sdk.ListenRequest) (*listen
 	if len(qs) == 0 {
 		qs = []sdk.Queue{{}}
 	}
-	l := &listener{b: b, strict: req.StrictPriority, held: map[string]*held{}}
+	l := &listener{b: b, strict: req.StrictPriority, held: map[string]*held{},
+		arrivals: make(chan arrival, arrivalsCap), pullEnded: make(chan struct{}, 1)}
 	seen := map[string]bool{}
 	for _, q := range qs {
 		if err := validQueue(q.Name); err != nil {
@@ -147,96 +155,190 @@ func (l *listener) order() []*queueSub {
 	return append(out, l.queues[best+1:]...)
 }
 
+// arrival is a message a pull brought, for the queue it came from.
+type arrival struct {
+	q   *queueSub
+	msg jetstream.Msg
+}
+
+// arrivalsCap bounds the messages pulls hand over before Recv takes them;
+// a full channel only makes the pulls wait.
+const arrivalsCap = 1024
+
 // Recv returns up to max deliveries, blocking until there is at least one.
+//
+// Pulls run in the background and hand their messages to the arrivals
+// channel; Recv keeps requests in flight for the credit it is given (max)
+// minus what is already requested, so a pull that is still waiting for
+// messages never keeps the rest of the credit from being used, and nothing
+// is requested beyond it.
 func (l *listener) Recv(ctx context.Context, max int) ([]sdk.Delivery, error) {
 	max = maxOr1(max)
 	l.recvMu.Lock()
 	defer l.recvMu.Unlock()
-	if l.ended != nil {
-		return nil, l.ended
-	}
 	bo := backoff.New(20*time.Millisecond, 2*time.Second)
 	for {
 		if l.ctx.Err() != nil {
 			return nil, sdk.ErrClosed
 		}
+		if l.ended != nil {
+			return nil, l.ended
+		}
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		qs := l.order()
-		var out []sdk.Delivery
-		// What has arrived on pulls in flight, then quick pulls of the
-		// other queues when there are several.
-		for _, q := range qs {
-			if len(out) >= max {
-				break
-			}
-			out = append(out, l.drain(ctx, q, max-len(out))...)
-		}
-		if len(qs) > 1 && len(out) == 0 {
-			for _, q := range qs {
-				if len(out) >= max {
-					break
-				}
-				if q.batch == nil {
-					batch, err := q.cons.FetchNoWait(max - len(out))
-					if err != nil {
-						if end := l.pullFailed(err); end != nil {
-							return nil, end
-						}
-						continue
-					}
-					out = append(out, l.waitBatch(ctx, q, batch, max-len(out))...)
-				}
-			}
-		}
-		if len(out) > 0 {
-			l.failingSince = time.Time{}
+		if out := l.takeArrived(ctx, nil, max); len(out) > 0 {
 			return out, nil
 		}
-		// Nothing yet: one pull that waits on the server, on the leading
-		// queue (briefly when others wait their turn).
-		q := qs[0]
-		if q.batch == nil {
+		if err := l.takePullErr(); err != nil {
+			if end := l.pullFailed(err); end != nil {
+				return nil, end
+			}
+			l.pause(ctx, bo)
+			continue
+		}
+		qs := l.order()
+		if want := max - l.requested(); want > 0 {
+			if len(qs) > 1 {
+				// Several queues: what each has now, in order, then a
+				// short wait on the leading one.
+				if out := l.pullNow(ctx, qs, want); len(out) > 0 {
+					l.failingSince = time.Time{}
+					return out, nil
+				}
+			}
 			wait := l.b.opts.fetchWait
 			if len(qs) > 1 {
 				wait = min(wait, 100*time.Millisecond)
 			}
-			batch, err := q.cons.Fetch(max, jetstream.FetchMaxWait(wait))
-			if err != nil {
+			if err := l.pull(qs[0], want, wait); err != nil {
 				if end := l.pullFailed(err); end != nil {
 					return nil, end
 				}
 				l.pause(ctx, bo)
 				continue
 			}
-			q.batch = batch
 		}
 		select {
-		case m, ok := <-q.batch.Messages():
-			if !ok {
-				err := q.batch.Error()
-				q.batch = nil
-				if err != nil && !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, jetstream.ErrNoMessages) {
-					if end := l.pullFailed(err); end != nil {
-						return nil, end
-					}
-					l.pause(ctx, bo)
-				}
-				continue
-			}
-			out = l.admit(ctx, q, []jetstream.Msg{m})
-			out = append(out, l.drain(ctx, q, max-len(out))...)
-			if len(out) > 0 {
+		case a := <-l.arrivals:
+			if out := l.takeArrived(ctx, []arrival{a}, max); len(out) > 0 {
 				l.failingSince = time.Time{}
+				bo.Reset()
 				return out, nil
 			}
+		case <-l.pullEnded:
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		case <-l.ctx.Done():
 			return nil, sdk.ErrClosed
 		}
 	}
+}
+
+// takeArrived adds what already arrived (without waiting) to got, up to
+// max, and admits it; the taken arrivals leave the requested count.
+func (l *listener) takeArrived(ctx context.Context, got []arrival, max int) []sdk.Delivery {
+	for len(got) < max {
+		select {
+		case a := <-l.arrivals:
+			got = append(got, a)
+			continue
+		default:
+		}
+		break
+	}
+	if len(got) == 0 {
+		return nil
+	}
+	l.outMu.Lock()
+	l.outstanding -= len(got)
+	l.outMu.Unlock()
+	var out []sdk.Delivery
+	for i := 0; i < len(got); {
+		j := i + 1
+		for j < len(got) && got[j].q == got[i].q {
+			j++
+		}
+		msgs := make([]jetstream.Msg, 0, j-i)
+		for _, a := range got[i:j] {
+			msgs = append(msgs, a.msg)
+		}
+		out = append(out, l.admit(ctx, got[i].q, msgs)...)
+		i = j
+	}
+	return out
+}
+
+// requested is how many messages pulls in flight may still bring.
+func (l *listener) requested() int {
+	l.outMu.Lock()
+	defer l.outMu.Unlock()
+	return l.outstanding
+}
+
+func (l *listener) takePullErr() error {
+	l.outMu.Lock()
+	defer l.outMu.Unlock()
+	err := l.pullErr
+	l.pullErr = nil
+	return err
+}
+
+// pull starts a pull of up to n messages of q that waits up to wait on
+// the server; its messages go to the arrivals channel as they come.
+func (l *listener) pull(q *queueSub, n int, wait time.Duration) error {
+	batch, err := q.cons.Fetch(n, jetstream.FetchMaxWait(wait))
+	if err != nil {
+		return err
+	}
+	l.outMu.Lock()
+	l.outstanding += n
+	l.outMu.Unlock()
+	l.wg.Add(1)
+	go func() {
+		defer l.wg.Done()
+		got := 0
+		for m := range batch.Messages() {
+			got++
+			select {
+			case l.arrivals <- arrival{q, m}:
+			case <-l.ctx.Done():
+				_ = m.Nak() // closed: let another worker have it now
+			}
+		}
+		l.outMu.Lock()
+		l.outstanding -= n - got
+		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, jetstream.ErrNoMessages) && l.ctx.Err() == nil {
+			l.pullErr = err
+		}
+		l.outMu.Unlock()
+		select {
+		case l.pullEnded <- struct{}{}:
+		default:
+		}
+	}()
+	return nil
+}
+
+// pullNow takes what the queues have right now, in order, up to n.
+func (l *listener) pullNow(ctx context.Context, qs []*queueSub, n int) []sdk.Delivery {
+	var out []sdk.Delivery
+	for _, q := range qs {
+		if len(out) >= n {
+			break
+		}
+		batch, err := q.cons.FetchNoWait(n - len(out))
+		if err != nil {
+			l.b.log.Debug("NATS pull failed", "queue", q.name, "error", err)
+			continue
+		}
+		var msgs []jetstream.Msg
+		for m := range batch.Messages() {
+			msgs = append(msgs, m)
+		}
+		out = append(out, l.admit(ctx, q, msgs)...)
+	}
+	return out
 }
 
 func maxOr1(n int) int {
@@ -276,40 +378,6 @@ func (l *listener) pullFailed(err error) error {
 	}
 	l.b.log.Warn("NATS pull failed; retrying", "error", werr)
 	return nil
-}
-
-// drain takes what already arrived on q's pull in flight, without waiting.
-func (l *listener) drain(ctx context.Context, q *queueSub, n int) []sdk.Delivery {
-	var msgs []jetstream.Msg
-	for q.batch != nil && len(msgs) < n {
-		select {
-		case m, ok := <-q.batch.Messages():
-			if !ok {
-				q.batch = nil
-				break
-			}
-			msgs = append(msgs, m)
-			continue
-		default:
-		}
-		break
-	}
-	return l.admit(ctx, q, msgs)
-}
-
-// waitBatch collects a no-wait pull until it completes.
-func (l *listener) waitBatch(ctx context.Context, q *queueSub, batch jetstream.MessageBatch, n int) []sdk.Delivery {
-	var msgs []jetstream.Msg
-	for m := range batch.Messages() {
-		msgs = append(msgs, m)
-		if len(msgs) >= n {
-			break
-		}
-	}
-	if len(msgs) >= n {
-		q.batch = batch // may still be open: drained by the next Recv
-	}
-	return l.admit(ctx, q, msgs)
 }
 
 // admit turns messages into deliveries. A message delivered more often
@@ -476,14 +544,8 @@ func (l *listener) deadLetterRef(ctx context.Context, reply string, h *held, rea
 func (l *listener) Close() error {
 	l.closeOnce.Do(func() {
 		l.stop()
+		// A barrier: once passed, no Recv is starting a pull.
 		l.recvMu.Lock()
-		batches := make([]jetstream.MessageBatch, 0, len(l.queues))
-		for _, q := range l.queues {
-			if q.batch != nil {
-				batches = append(batches, q.batch)
-				q.batch = nil
-			}
-		}
 		l.ended = sdk.ErrClosed
 		l.recvMu.Unlock()
 		l.heldMu.Lock()
@@ -492,16 +554,17 @@ func (l *listener) Close() error {
 		}
 		l.held = map[string]*held{}
 		l.heldMu.Unlock()
-		for _, b := range batches {
-			l.wg.Add(1)
-			go func() {
-				defer l.wg.Done()
-				for m := range b.Messages() {
-					_ = m.Nak()
-				}
-			}()
-		}
+		// Pulls in flight end within fetch_wait; they nak what they bring.
 		l.wg.Wait()
+		for {
+			select {
+			case a := <-l.arrivals:
+				_ = a.msg.Nak()
+				continue
+			default:
+			}
+			break
+		}
 		_ = l.b.nc.FlushTimeout(time.Second)
 		l.b.forget(l)
 	})

@@ -72,6 +72,9 @@ func (b *broker) wrap(op string, err error) error { return wrapErr(op, b.conn, b
 // Python taskiq-nats worker's), and subjects it lacks are reported by the
 // callers that need them.
 func (b *broker) ensureStream(ctx context.Context, cfg jetstream.StreamConfig) (*jetstream.StreamInfo, error) {
+	if b.opts.memory {
+		cfg.Storage = jetstream.MemoryStorage
+	}
 	b.streamMu.Lock()
 	defer b.streamMu.Unlock()
 	if info, ok := b.streams[cfg.Name]; ok {

@@ -193,3 +193,52 @@ func TestExistingStreamIsUsedAsItIs(t *testing.T) {
 	require.Equal(t, []string{subject}, info.Config.Subjects, "the existing stream is not changed")
 	require.Equal(t, jetstream.LimitsPolicy, info.Config.Retention)
 }
+
+// TestCompactRemovesOnlyAckedMessages: messages at or below the consumer's
+// ack floor are removed from the stream, the others stay. (A work-queue
+// stream removes acked messages itself; the leftovers compact is for only
+// appear after an unclean server restart, so a limits stream, which keeps
+// acked messages, stands in for it.)
+func TestCompactRemovesOnlyAckedMessages(t *testing.T) {
+	url := natsURL(t)
+	t.Parallel()
+	prefix := testNames(t, url)
+	cfg := cfgOf(t, map[string]any{"servers": []string{url}, "subject": prefix + "_tasks", "stream": prefix,
+		"durable": prefix + "_durable", "retention": "limits", "fetch_wait": "200ms"})
+	b, err := newBroker(ctxT(t), cfg)
+	require.NoError(t, err)
+	defer b.Close(ctxT(t))
+	var msgs []sdk.Outgoing
+	for i := range 5 {
+		msgs = append(msgs, testMsg(t, fmt.Sprintf("c-%d", i)))
+	}
+	require.NoError(t, b.Kick(ctxT(t), msgs))
+	st, err := b.Listen(ctxT(t), sdk.ListenRequest{})
+	require.NoError(t, err)
+	l := st.(*listener)
+	var got []sdk.Delivery
+	for len(got) < 3 {
+		ds, err := l.Recv(ctxT(t), 3-len(got))
+		require.NoError(t, err)
+		got = append(got, ds...)
+	}
+	require.NoError(t, l.Settle(ctxT(t), settlementsOf(sdk.SettleAck, got)))
+	js := jsFor(t, url)
+	c, err := js.Consumer(ctxT(t), prefix, prefix+"_durable")
+	require.NoError(t, err)
+	eventually(t, "the ack floor reaches the third message", func() bool {
+		ci, err := c.Info(ctxT(t))
+		return err == nil && ci.AckFloor.Stream == 3
+	})
+	l.compact(ctxT(t), false)
+	require.Equal(t, uint64(2), streamMsgs(t, js, prefix), "the two messages above the ack floor stay")
+	require.NoError(t, st.Close())
+}
+
+func settlementsOf(kind sdk.SettleKind, ds []sdk.Delivery) []sdk.Settlement {
+	out := make([]sdk.Settlement, len(ds))
+	for i, d := range ds {
+		out[i] = sdk.Settlement{DeliveryID: d.ID, Kind: kind}
+	}
+	return out
+}

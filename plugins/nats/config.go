@@ -77,6 +77,9 @@ func brokerSchema() sdk.Schema {
 			"of a stream this plugin creates: \"workqueue\" (a message is removed once acked, so the " +
 			"stream holds only work not yet done) or \"limits\" (kept up to max_age, as a stream of " +
 			"taskiq-nats' defaults)."},
+		sdk.Attribute{Name: "storage", Type: sdk.TypeString, Default: "file", Description: "Storage " +
+			"of the streams this plugin creates: \"file\" (survives a server restart) or \"memory\" " +
+			"(faster; lost when the server stops)."},
 		sdk.Attribute{Name: "max_age", Type: sdk.TypeDuration, Default: "0s", Description: "Max age " +
 			"of messages in a stream this plugin creates (0s: no limit). Needed with retention " +
 			"\"limits\", or the stream grows forever."},
@@ -159,6 +162,7 @@ type brokerConfig struct {
 	Stream           string   `json:"stream"`
 	Durable          string   `json:"durable"`
 	Retention        string   `json:"retention"`
+	Storage          string   `json:"storage"`
 	MaxAge           *string  `json:"max_age"`
 	AckWait          *string  `json:"ack_wait"`
 	MaxDeliver       *float64 `json:"max_deliver"`
@@ -173,6 +177,7 @@ type brokerConfig struct {
 type brokerOptions struct {
 	subject, stream, durable string
 	workQueue                bool
+	memory                   bool
 	maxAge                   time.Duration
 	ackWait                  time.Duration
 	maxDeliver               int
@@ -257,6 +262,13 @@ func decodeBrokerConfig(cfg sdk.Config) (connOptions, brokerOptions, error) {
 	case "limits":
 	default:
 		errs = append(errs, sdk.AttrError("retention", "unknown retention %q; use \"workqueue\" or \"limits\"", c.Retention))
+	}
+	switch c.Storage {
+	case "", "file":
+	case "memory":
+		o.memory = true
+	default:
+		errs = append(errs, sdk.AttrError("storage", "unknown storage %q; use \"file\" or \"memory\"", c.Storage))
 	}
 	o.maxAge = parseDuration("max_age", c.MaxAge, 0, 0, &errs)
 	o.ackWait = parseDuration("ack_wait", c.AckWait, 30*time.Second, 100*time.Millisecond, &errs)

@@ -126,6 +126,7 @@ func newListener(ctx context.Context, b *broker, req sdk.ListenRequest) (*listen
 		return nil, err
 	}
 	l.ctx, l.stop = context.WithCancel(context.Background())
+	l.runCompactor()
 	m := &delayMover{b: b, cons: delayCons, ctx: l.ctx}
 	l.wg.Add(1)
 	go func() {

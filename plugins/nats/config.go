@@ -345,7 +345,7 @@ func validateConn(c connConfig) (connOptions, []error) {
 	o.opts = append(o.opts, nats.Name(or(c.Name, "taskiq-go")),
 		// Reconnect forever: a stream rides out a server restart.
 		nats.MaxReconnects(-1), nats.ReconnectWait(250*time.Millisecond),
-		nats.ReconnectBufSize(-1), nats.RetryOnFailedConnect(false))
+		nats.RetryOnFailedConnect(false))
 	o.opts = append(o.opts, nats.Timeout(parseDuration("connect_timeout", c.ConnectTimeout, 5*time.Second, time.Millisecond, &errs)))
 	o.requestTimeout = parseDuration("request_timeout", c.RequestTimeout, 10*time.Second, time.Millisecond, &errs)
 

@@ -52,6 +52,18 @@ func streamMsgs(t *testing.T, js jetstream.JetStream, name string) uint64 {
 	return info.State.Msgs
 }
 
+// recvN receives exactly n deliveries.
+func recvN(t *testing.T, st sdk.Stream, n int) []sdk.Delivery {
+	t.Helper()
+	var out []sdk.Delivery
+	for len(out) < n {
+		ds, err := st.Recv(ctxT(t), n-len(out))
+		require.NoError(t, err)
+		out = append(out, ds...)
+	}
+	return out
+}
+
 // eventually polls cond until it holds or the deadline passes: for server
 // state that a settlement changes asynchronously.
 func eventually(t *testing.T, what string, cond func() bool) {
@@ -110,12 +122,16 @@ func TestDeadLetterStream(t *testing.T) {
 	st, err := b.Listen(ctxT(t), sdk.ListenRequest{})
 	require.NoError(t, err)
 	defer st.Close()
-	ds, err := st.Recv(ctxT(t), 2)
-	require.NoError(t, err)
-	require.Len(t, ds, 2)
+	ds := recvN(t, st, 2)
+	byTask := map[string]sdk.Delivery{}
+	for _, d := range ds {
+		m, err := wire.DecodeMessage(d.Body)
+		require.NoError(t, err)
+		byTask[m.TaskID] = d
+	}
 	require.NoError(t, st.Settle(ctxT(t), []sdk.Settlement{
-		{DeliveryID: ds[0].ID, Kind: sdk.SettleDeadLetter, Reason: "unknown task m:f"},
-		{DeliveryID: ds[1].ID, Kind: sdk.SettleNack},
+		{DeliveryID: byTask["dead-1"].ID, Kind: sdk.SettleDeadLetter, Reason: "unknown task m:f"},
+		{DeliveryID: byTask["poison-1"].ID, Kind: sdk.SettleNack},
 	}))
 	again, err := st.Recv(ctxT(t), 1)
 	require.NoError(t, err)
@@ -216,12 +232,7 @@ func TestCompactRemovesOnlyAckedMessages(t *testing.T) {
 	st, err := b.Listen(ctxT(t), sdk.ListenRequest{})
 	require.NoError(t, err)
 	l := st.(*listener)
-	var got []sdk.Delivery
-	for len(got) < 3 {
-		ds, err := l.Recv(ctxT(t), 3-len(got))
-		require.NoError(t, err)
-		got = append(got, ds...)
-	}
+	got := recvN(t, l, 3)
 	require.NoError(t, l.Settle(ctxT(t), settlementsOf(sdk.SettleAck, got)))
 	js := jsFor(t, url)
 	c, err := js.Consumer(ctxT(t), prefix, prefix+"_durable")
@@ -241,4 +252,75 @@ func settlementsOf(kind sdk.SettleKind, ds []sdk.Delivery) []sdk.Settlement {
 		out[i] = sdk.Settlement{DeliveryID: d.ID, Kind: kind}
 	}
 	return out
+}
+
+// deadReasons reads the dead-letter stream of prefix: task id (or the
+// body, when it is no message) -> reason.
+func deadReasons(t *testing.T, js jetstream.JetStream, prefix string, want int) map[string]string {
+	t.Helper()
+	var dead jetstream.Stream
+	eventually(t, fmt.Sprintf("%d dead letter(s)", want), func() bool {
+		var err error
+		if dead, err = js.Stream(ctxT(t), prefix+"_dead"); err != nil {
+			return false // created with the first dead letter
+		}
+		info, err := dead.Info(ctxT(t))
+		return err == nil && info.State.Msgs == uint64(want)
+	})
+	out := map[string]string{}
+	for seq := uint64(1); seq <= uint64(want); seq++ {
+		m, err := dead.GetMsg(ctxT(t), seq)
+		require.NoError(t, err)
+		key := string(m.Data)
+		if msg, err := wire.DecodeMessage(m.Data); err == nil {
+			key = msg.TaskID
+		}
+		out[key] = m.Header.Get(hdrReason)
+	}
+	return out
+}
+
+// TestExistingConsumerMaxDeliver: on a consumer created elsewhere with a
+// server-side MaxDeliver, a nack of the last delivery the server allows is
+// dead-lettered instead of being dropped by the server.
+func TestExistingConsumerMaxDeliver(t *testing.T) {
+	url := natsURL(t)
+	t.Parallel()
+	prefix := testNames(t, url)
+	js := jsFor(t, url)
+	subject := prefix + "_tasks"
+	_, err := js.CreateStream(ctxT(t), jetstream.StreamConfig{Name: prefix, Subjects: []string{subject, subject + ".>"}})
+	require.NoError(t, err)
+	_, err = js.CreateConsumer(ctxT(t), prefix, jetstream.ConsumerConfig{Durable: prefix + "_durable", FilterSubject: subject,
+		AckPolicy: jetstream.AckExplicitPolicy, MaxDeliver: 2})
+	require.NoError(t, err)
+	b := sdktest.Launch(t, sdk.KindBroker, testBrokerConfig(t, url, prefix, nil)).Broker()
+	require.NoError(t, b.Kick(ctxT(t), []sdk.Outgoing{testMsg(t, "md-1")}))
+	st, err := b.Listen(ctxT(t), sdk.ListenRequest{})
+	require.NoError(t, err)
+	defer st.Close()
+	for attempt := 1; attempt <= 2; attempt++ {
+		ds, err := st.Recv(ctxT(t), 1)
+		require.NoError(t, err)
+		require.Equal(t, attempt, ds[0].Attempt)
+		require.NoError(t, st.Settle(ctxT(t), []sdk.Settlement{{DeliveryID: ds[0].ID, Kind: sdk.SettleNack}}))
+	}
+	require.Equal(t, map[string]string{"md-1": "nacked at the consumer's max_deliver (2)"}, deadReasons(t, js, prefix, 1))
+}
+
+// TestMalformedDelayedMessageIsDeadLettered: a message in the delay stream
+// without a due time or target is dead-lettered, not redelivered forever.
+func TestMalformedDelayedMessageIsDeadLettered(t *testing.T) {
+	url := natsURL(t)
+	t.Parallel()
+	prefix := testNames(t, url)
+	b := sdktest.Launch(t, sdk.KindBroker, testBrokerConfig(t, url, prefix, nil)).Broker()
+	st, err := b.Listen(ctxT(t), sdk.ListenRequest{}) // creates the delay stream, runs the mover
+	require.NoError(t, err)
+	defer st.Close()
+	js := jsFor(t, url)
+	_, err = js.PublishMsg(ctxT(t), &nats.Msg{Subject: prefix + "_tasks_delayed", Data: []byte("no headers")})
+	require.NoError(t, err)
+	require.Equal(t, map[string]string{"no headers": "delayed message without Taskiq-Due or Taskiq-Target header"},
+		deadReasons(t, js, prefix, 1))
 }

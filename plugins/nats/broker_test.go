@@ -170,6 +170,18 @@ func TestKickDeduplicatesTaskIDs(t *testing.T) {
 	require.Equal(t, uint64(2), streamMsgs(t, jsFor(t, url), prefix))
 }
 
+// existingStream creates, the way taskiq-nats does (limits retention, only
+// the default subject), the stream a test's broker will find.
+func existingStream(t *testing.T, url string) (prefix, subject string, js jetstream.JetStream) {
+	t.Helper()
+	prefix = testNames(t, url)
+	js = jsFor(t, url)
+	subject = prefix + "_tasks"
+	_, err := js.CreateStream(ctxT(t), jetstream.StreamConfig{Name: prefix, Subjects: []string{subject}})
+	require.NoError(t, err)
+	return prefix, subject, js
+}
+
 // TestExistingStreamIsUsedAsItIs: a stream created the way taskiq-nats
 // creates it (limits retention, only the default subject) is not changed;
 // a message a Python producer published there (body = message JSON, labels
@@ -178,13 +190,9 @@ func TestKickDeduplicatesTaskIDs(t *testing.T) {
 func TestExistingStreamIsUsedAsItIs(t *testing.T) {
 	url := natsURL(t)
 	t.Parallel()
-	prefix := testNames(t, url)
-	js := jsFor(t, url)
-	subject := prefix + "_tasks"
-	_, err := js.CreateStream(ctxT(t), jetstream.StreamConfig{Name: prefix, Subjects: []string{subject}})
-	require.NoError(t, err)
+	prefix, subject, js := existingStream(t, url)
 	py := []byte(`{"task_id": "py-1", "task_name": "app.tasks:add", "labels": {"queue_name": "x"}, "labels_types": {"queue_name": 3}, "args": [1, 2], "kwargs": {}}`)
-	_, err = js.PublishMsg(ctxT(t), &nats.Msg{Subject: subject, Data: py, Header: nats.Header{"queue_name": []string{"x"}}})
+	_, err := js.PublishMsg(ctxT(t), &nats.Msg{Subject: subject, Data: py, Header: nats.Header{"queue_name": []string{"x"}}})
 	require.NoError(t, err)
 
 	b := sdktest.Launch(t, sdk.KindBroker, testBrokerConfig(t, url, prefix, nil)).Broker()
@@ -286,12 +294,8 @@ func deadReasons(t *testing.T, js jetstream.JetStream, prefix string, want int) 
 func TestExistingConsumerMaxDeliver(t *testing.T) {
 	url := natsURL(t)
 	t.Parallel()
-	prefix := testNames(t, url)
-	js := jsFor(t, url)
-	subject := prefix + "_tasks"
-	_, err := js.CreateStream(ctxT(t), jetstream.StreamConfig{Name: prefix, Subjects: []string{subject, subject + ".>"}})
-	require.NoError(t, err)
-	_, err = js.CreateConsumer(ctxT(t), prefix, jetstream.ConsumerConfig{Durable: prefix + "_durable", FilterSubject: subject,
+	prefix, subject, js := existingStream(t, url)
+	_, err := js.CreateConsumer(ctxT(t), prefix, jetstream.ConsumerConfig{Durable: prefix + "_durable", FilterSubject: subject,
 		AckPolicy: jetstream.AckExplicitPolicy, MaxDeliver: 2})
 	require.NoError(t, err)
 	b := sdktest.Launch(t, sdk.KindBroker, testBrokerConfig(t, url, prefix, nil)).Broker()

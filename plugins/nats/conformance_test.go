@@ -27,8 +27,8 @@ func TestConformance(t *testing.T) {
 			return sdktest.Launch(t, sdk.KindBroker, cfg, sdktest.WithMaxMessageSize(conformanceMaxSize)).Broker()
 		}, BrokerCapabilities,
 			conformance.WithMaxMessageSize(conformanceMaxSize),
-			conformance.WithLease(1500*time.Millisecond),
-			conformance.WithDefaultLease(1500*time.Millisecond))
+			conformance.WithLease(2500*time.Millisecond),
+			conformance.WithDefaultLease(2500*time.Millisecond))
 	})
 	launchResults := func(ttl string) func(t *testing.T) sdk.ResultBackend {
 		return func(t *testing.T) sdk.ResultBackend {

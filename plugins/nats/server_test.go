@@ -82,7 +82,7 @@ func testBrokerConfig(t *testing.T, url, prefix string, extra map[string]any) st
 		"subject":    prefix + "_tasks",
 		"stream":     prefix,
 		"durable":    prefix + "_durable",
-		"ack_wait":   "1500ms",
+		"ack_wait":   "2500ms",
 		"fetch_wait": "500ms",
 	}
 	for k, v := range extra {

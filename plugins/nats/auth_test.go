@@ -161,3 +161,20 @@ func writeTestCerts(t *testing.T, dir string) (caFile, certFile, keyFile string)
 	}
 	return write("ca.pem", "CERTIFICATE", caDER), write("server.pem", "CERTIFICATE", srvDER), write("server.key", "EC PRIVATE KEY", keyDER)
 }
+
+// TestMaxPayload: a message larger than the server's max_payload is refused
+// with sdk.ErrMessageTooLarge and a message that names both limits.
+func TestMaxPayload(t *testing.T) {
+	port := privateServer(t, "max_payload: 2048")
+	prefix := "tq_nats_auth_" + randomHex(4)
+	b, err := json.Marshal(map[string]any{"servers": []string{fmt.Sprintf("nats://127.0.0.1:%d", port)},
+		"subject": prefix + "_tasks", "stream": prefix, "durable": prefix + "_durable"})
+	require.NoError(t, err)
+	br := sdktest.Launch(t, sdk.KindBroker, string(b)).Broker()
+	big := testMsg(t, "big-1")
+	big.Body = append(big.Body, make([]byte, 4096)...)
+	err = br.Kick(ctxT(t), []sdk.Outgoing{big})
+	require.ErrorIs(t, err, sdk.ErrMessageTooLarge)
+	require.Contains(t, err.Error(), "max_payload (2048 bytes)")
+	require.NoError(t, br.Kick(ctxT(t), []sdk.Outgoing{testMsg(t, "small-1")}), "a message within the limit goes through")
+}

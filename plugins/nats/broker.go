@@ -149,6 +149,10 @@ func (b *broker) Kick(ctx context.Context, msgs []sdk.Outgoing) error {
 		if err := validQueue(m.Queue); err != nil {
 			return fmt.Errorf("nats kick: task %s: %w", m.TaskID, err)
 		}
+		if limit := b.nc.MaxPayload(); limit > 0 && int64(len(m.Body)) > limit {
+			return fmt.Errorf("nats kick: task %s: its message of %d bytes is larger than the NATS server's max_payload (%d bytes): raise max_payload in the server's configuration, or lower the host's max_message_size to it: %w",
+				m.TaskID, len(m.Body), limit, sdk.ErrMessageTooLarge)
+		}
 		subject := b.opts.queueSubject(m.Queue)
 		if err := checkCovered(info, subject, m.Queue); err != nil {
 			return fmt.Errorf("nats kick: task %s: %w", m.TaskID, err)

@@ -45,10 +45,11 @@ const (
 	KillResults EventKind = "kill-result-plugin"
 	RedisDown   EventKind = "redis-restart"
 	RedisOOM    EventKind = "redis-oom"
+	NatsDown    EventKind = "nats-restart"
 )
 
 // faultKinds are every EventKind, in the order reports list them.
-var faultKinds = []EventKind{KillWorker, KillBroker, KillResults, RedisDown, RedisOOM}
+var faultKinds = []EventKind{KillWorker, KillBroker, KillResults, RedisDown, RedisOOM, NatsDown}
 
 // Event is one injected fault. WorkerPID is the worker child it hit (0: all
 // of them, as a Redis restart does). Until is the end of a fault that lasts
@@ -69,7 +70,7 @@ func (e Event) end() time.Time {
 	switch {
 	case e.Until.IsZero():
 		return e.At
-	case e.Kind == RedisDown:
+	case e.Kind == RedisDown, e.Kind == NatsDown:
 		return e.Until.Add(redisRecovery)
 	}
 	return e.Until

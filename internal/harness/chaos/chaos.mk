@@ -1,7 +1,8 @@
 # Chaos runs, included by the root Makefile (-include internal/harness/chaos/chaos.mk).
 # Each scenario starts its own redis-server on a free port (AOF, appendfsync
 # always) and its own `taskiq worker`; the shared Redis on 6379 is never
-# touched. Needs redis-server in PATH. See docs/chaos.md.
+# touched; the nats scenario also starts its own `nats-server -js` (file
+# storage). Needs redis-server and nats-server. See docs/chaos.md.
 
 CHAOS_FLAGS ?=
 
@@ -17,10 +18,10 @@ chaos: chaos-bins
 	$(BIN)/chaos -bin $(BIN) -tasks 20000 -task-ms 100 -bad 30 \
 		-deadline 6m -total-deadline 20m -scheduler-duration 60s $(CHAOS_FLAGS)
 
-# Bounded for CI: 3k tasks per scenario, about 80s in all (redis-oom holds
-# Redis full for 14s and takes about 25s), then scheduler-replicas and
+# Bounded for CI: 3k tasks per scenario (redis-oom holds Redis full for 14s
+# and takes about 25s; nats about 20s), then scheduler-replicas and
 # scheduler-lease (20s of kills each, about 27s and 45s in all); hard stop
-# at 210s.
+# at 300s.
 chaos-ci: chaos-bins
 	$(BIN)/chaos -bin $(BIN) -tasks 3000 -task-ms 100 -bad 10 \
-		-deadline 60s -total-deadline 210s -scheduler-duration 20s $(CHAOS_FLAGS)
+		-deadline 60s -total-deadline 300s -scheduler-duration 20s $(CHAOS_FLAGS)

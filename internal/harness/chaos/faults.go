@@ -15,6 +15,7 @@ var minFaults = map[string]map[EventKind]int{
 	"kill-plugins":  {KillBroker: 1, KillResults: 1},
 	"redis-restart": {RedisDown: 2},
 	"redis-oom":     {RedisOOM: 1},
+	"nats":          {KillWorker: 2, KillBroker: 2, NatsDown: 2},
 }
 
 // checkFaults reports the faults a scenario failed to inject.
@@ -57,11 +58,19 @@ func (r *run) readyWorkers() []proc {
 	}
 	var out []proc
 	for _, w := range childrenOf(ps, r.supervisorPID(), "") {
-		if len(childrenOf(ps, w.pid, "chaos-module")) == 1 && len(childrenOf(ps, w.pid, "taskiq-redis")) == 2 {
+		if len(childrenOf(ps, w.pid, "chaos-module")) == 1 && r.pluginsUp(ps, w.pid) {
 			out = append(out, w)
 		}
 	}
 	return out
+}
+
+// pluginsUp reports whether worker w runs both its plugin processes.
+func (r *run) pluginsUp(ps []proc, w int) bool {
+	if r.sc.broker == brokerNATS {
+		return len(childrenOf(ps, w, "taskiq-nats")) == 1 && len(childrenOf(ps, w, "taskiq-redis")) == 1
+	}
+	return len(childrenOf(ps, w, "taskiq-redis")) == 2
 }
 
 // killWorkers SIGKILLs a random worker child every KillEvery, when every

@@ -99,6 +99,9 @@ type Scenario struct {
 	bad bool
 	// checkWorkers: no worker child may die during the run.
 	checkWorkers bool
+	// broker is the broker plugin: brokerRedis (default) or brokerNATS,
+	// which runs on a private nats-server (results stay on Redis).
+	broker string
 	// inject runs the faults until ctx ends.
 	inject func(r *run, ctx context.Context)
 }
@@ -110,6 +113,7 @@ var Scenarios = []Scenario{
 	{Name: "redis-restart", Title: "restart Redis twice (kill -9, SHUTDOWN NOSAVE), AOF always", inject: (*run).restartRedis},
 	{Name: "redis-oom", Title: "Redis reaches maxmemory (noeviction) for longer than the result-save retry, then gets room again", inject: (*run).fillRedis},
 	{Name: "bad-tasks", Title: "tasks that panic, hang past their timeout, allocate too much", bad: true, checkWorkers: true},
+	{Name: "nats", Title: "NATS JetStream broker: SIGKILL worker children and the taskiq-nats plugin, restart nats-server (file storage) twice", broker: brokerNATS, inject: (*run).natsFaults},
 }
 
 // Report is the outcome of one scenario.
@@ -159,6 +163,7 @@ type run struct {
 	env   string // TMPDIR=<dir>, the mark of the run's processes
 	redis *redisServer
 	rdb   *redis.Client
+	nats  *natsServer // NATS scenarios only
 	log   func(format string, args ...any)
 	rng   *rand.Rand
 
@@ -241,7 +246,11 @@ func (r *run) setup(ctx context.Context) error {
 	if err := os.MkdirAll(r.dir, 0o755); err != nil {
 		return err
 	}
-	for _, name := range []string{"taskiq", "taskiq-redis", "chaos-module"} {
+	bins := []string{"taskiq", "taskiq-redis", "chaos-module"}
+	if r.sc.broker == brokerNATS {
+		bins = append(bins, "taskiq-nats")
+	}
+	for _, name := range bins {
 		if err := execfile.Explain("binary", filepath.Join(r.opts.Bin, name), "run make build bin/chaos-module"); err != nil {
 			return err
 		}
@@ -253,6 +262,12 @@ func (r *run) setup(ctx context.Context) error {
 	r.rdb = redis.NewClient(&redis.Options{Addr: r.redis.Addr(), MaxRetries: -1,
 		DialTimeout: 300 * time.Millisecond, ReadTimeout: 2 * time.Second, WriteTimeout: 2 * time.Second})
 	r.log("redis-server on %s (AOF, appendfsync always), dir %s", r.redis.Addr(), r.dir)
+	if r.sc.broker == brokerNATS {
+		if r.nats, err = startNATS(ctx, filepath.Join(r.dir, "nats")); err != nil {
+			return err
+		}
+		r.log("nats-server -js on %s (file storage), dir %s", r.nats.URL(), r.dir)
+	}
 	return os.WriteFile(r.configPath(), []byte(r.config()), 0o644)
 }
 
@@ -264,18 +279,7 @@ func (r *run) config() string {
 	return fmt.Sprintf(`# Written by the chaos harness (chaos/run.go) for scenario %[1]s.
 plugin_dir = %[2]q
 
-broker "default" {
-  plugin = "taskiq-redis"
-  config {
-    url          = %[3]q
-    queue        = "chaos"
-    mode         = "stream"
-    lease        = %[4]q
-    block        = "500ms"
-    max_attempts = 10
-  }
-}
-
+%[7]s
 result_backend "default" {
   plugin = "taskiq-redis"
   config {
@@ -291,7 +295,26 @@ worker {
   lease            = %[4]q
   shutdown_timeout = "10s"
 }
-`, r.sc.Name, bin, r.redis.URL(), lease, r.opts.Workers, r.opts.MaxAsync)
+`, r.sc.Name, bin, r.redis.URL(), lease, r.opts.Workers, r.opts.MaxAsync, r.brokerBlock())
+}
+
+// brokerBlock is the scenario's broker block.
+func (r *run) brokerBlock() string {
+	if r.sc.broker == brokerNATS {
+		return natsBrokerBlock(r.nats.URL(), r.opts.Lease.String())
+	}
+	return fmt.Sprintf(`broker "default" {
+  plugin = "taskiq-redis"
+  config {
+    url          = %q
+    queue        = "chaos"
+    mode         = "stream"
+    lease        = %q
+    block        = "500ms"
+    max_attempts = 10
+  }
+}
+`, r.redis.URL(), r.opts.Lease.String())
 }
 
 // execute starts the worker, kicks the tasks, injects the faults and waits
@@ -481,6 +504,13 @@ func (r *run) waitSettled(ctx context.Context, rep *Report, kickErr chan error) 
 			r.log("%d/%d tasks have an outcome", len(r.tasks)-len(pending), len(r.tasks))
 			lastLog = time.Now()
 		}
+		if len(pending) == 0 && kickDone && r.sc.broker == brokerNATS {
+			if r.natsQueueEmpty(ctx) {
+				r.log("every task has an outcome and the queue is empty")
+				return
+			}
+			continue
+		}
 		if len(pending) == 0 && kickDone {
 			n, err1 := r.rdb.XLen(ctx, "chaos").Result()
 			z, err2 := r.rdb.ZCard(ctx, "chaos:delayed").Result()
@@ -528,6 +558,9 @@ func (r *run) pollOutcomes(ctx context.Context, pending map[string]bool) error {
 
 // deadLetters reads the dead-letter stream: task id -> reason.
 func (r *run) deadLetters(ctx context.Context) (map[string]string, error) {
+	if r.sc.broker == brokerNATS {
+		return r.natsDeadLetters(ctx)
+	}
 	msgs, err := r.rdb.XRange(ctx, "chaos:dead", "-", "+").Result()
 	if err != nil {
 		return nil, err
@@ -736,13 +769,16 @@ func (r *run) account(rep *Report) {
 		if r.redis != nil {
 			r.redis.stop()
 		}
+		if r.nats != nil {
+			r.nats.stop()
+		}
 	}()
 	r.mu.Lock()
 	rep.Events = append([]Event(nil), r.events...)
 	r.mu.Unlock()
 	for _, e := range rep.Events {
-		if e.Kind == RedisDown && strings.Contains(e.Detail, restartFailed) {
-			rep.Problems = append(rep.Problems, "Redis could not be restarted: "+e.Detail)
+		if (e.Kind == RedisDown || e.Kind == NatsDown) && strings.Contains(e.Detail, restartFailed) {
+			rep.Problems = append(rep.Problems, string(e.Kind)+": the server could not be restarted: "+e.Detail)
 		}
 	}
 	if rep.Err == "" && !rep.TimedOut {

@@ -1,0 +1,453 @@
+package taskiqnats
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nkeys"
+
+	"github.com/taskiq-go/taskiq/plugin/sdk"
+)
+
+// Defaults of taskiq-nats' PullBasedJetStreamBroker, so that a Go worker
+// and a Python one share a stream without configuration.
+const (
+	defaultURL     = "nats://127.0.0.1:4222"
+	defaultSubject = "taskiq_tasks"
+	defaultStream  = "taskiq_jetstream"
+	defaultDurable = "taskiq_durable"
+	defaultBucket  = "taskiq_results"
+)
+
+// connectionAttributes are shared by the broker and the result backend.
+func connectionAttributes() []sdk.Attribute {
+	return []sdk.Attribute{
+		{Name: "servers", Type: sdk.TypeStringList, Default: []string{defaultURL}, Description: "NATS " +
+			"server URLs (nats:// or tls://); the client connects to one of them and fails over to " +
+			"the others. Credentials in a URL (nats://user:pass@host) work but prefer the attributes below."},
+		{Name: "name", Type: sdk.TypeString, Default: "taskiq-go", Description: "Connection name shown " +
+			"by the server's monitoring."},
+		{Name: "token", Type: sdk.TypeString, Default: "", Sensitive: true, Description: "Token " +
+			"authentication. Never logged."},
+		{Name: "username", Type: sdk.TypeString, Default: "", Description: "User of user/password authentication."},
+		{Name: "password", Type: sdk.TypeString, Default: "", Sensitive: true, Description: "Password of " +
+			"user/password authentication. Never logged."},
+		{Name: "nkey_seed", Type: sdk.TypeString, Default: "", Sensitive: true, Description: "NKey " +
+			"seed (SU...) for nkey authentication. Never logged; prefer nkey_seed_file."},
+		{Name: "nkey_seed_file", Type: sdk.TypeString, Default: "", Description: "File holding the " +
+			"NKey seed for nkey authentication."},
+		{Name: "creds_file", Type: sdk.TypeString, Default: "", Sensitive: true, Description: "Credentials " +
+			"file (user JWT and NKey seed, as written by nsc) for decentralized authentication."},
+		{Name: "tls_ca_file", Type: sdk.TypeString, Default: "", Description: "PEM file of the " +
+			"certificate authorities that signed the server certificate. Setting any tls_* " +
+			"attribute turns TLS on; tls:// URLs do too. Empty means the system's trust store."},
+		{Name: "tls_cert_file", Type: sdk.TypeString, Default: "", Description: "PEM client " +
+			"certificate for servers that verify clients; set together with tls_key_file."},
+		{Name: "tls_key_file", Type: sdk.TypeString, Default: "", Description: "PEM private key of tls_cert_file."},
+		{Name: "tls_insecure_skip_verify", Type: sdk.TypeBool, Default: false, Description: "Accept " +
+			"any server certificate. For tests only: it makes the connection open to interception."},
+		{Name: "connect_timeout", Type: sdk.TypeDuration, Default: "5s", Description: "Timeout of " +
+			"one connection attempt."},
+		{Name: "request_timeout", Type: sdk.TypeDuration, Default: "10s", Description: "Timeout of " +
+			"one JetStream API call or publish acknowledgement."},
+	}
+}
+
+func brokerSchema() sdk.Schema {
+	attrs := connectionAttributes()
+	attrs = append(attrs,
+		sdk.Attribute{Name: "subject", Type: sdk.TypeString, Default: defaultSubject, Description: "Subject " +
+			"of the default queue. A message whose queue_name label names queue q goes to " +
+			"\"<subject>.q\" instead, consumed by its own durable consumer."},
+		sdk.Attribute{Name: "stream", Type: sdk.TypeString, Default: defaultStream, Description: "JetStream " +
+			"stream holding the queues. An existing stream is used as it is (never re-created or " +
+			"changed); a missing one is created with subjects [\"<subject>\", \"<subject>.>\"] and " +
+			"the retention below."},
+		sdk.Attribute{Name: "durable", Type: sdk.TypeString, Default: defaultDurable, Description: "Durable " +
+			"pull consumer of the default queue, shared by every worker; queue q uses \"<durable>_q\". " +
+			"An existing consumer is used as it is: its ack_wait is the lease."},
+		sdk.Attribute{Name: "retention", Type: sdk.TypeString, Default: "workqueue", Description: "Retention " +
+			"of a stream this plugin creates: \"workqueue\" (a message is removed once acked, so the " +
+			"stream holds only work not yet done) or \"limits\" (kept up to max_age, as a stream of " +
+			"taskiq-nats' defaults)."},
+		sdk.Attribute{Name: "storage", Type: sdk.TypeString, Default: "file", Description: "Storage " +
+			"of the streams this plugin creates: \"file\" (survives a server restart) or \"memory\" " +
+			"(faster; lost when the server stops)."},
+		sdk.Attribute{Name: "max_age", Type: sdk.TypeDuration, Default: "0s", Description: "Max age " +
+			"of messages in a stream this plugin creates (0s: no limit). Needed with retention " +
+			"\"limits\", or the stream grows forever."},
+		sdk.Attribute{Name: "ack_wait", Type: sdk.TypeDuration, Default: "30s", Description: "AckWait " +
+			"of consumers this plugin creates: the lease. A delivery not acked, nacked or extended " +
+			"(InProgress) within it is redelivered. The lease a worker asks for is not used: a " +
+			"JetStream consumer has one AckWait for all its workers, and deliveries report it."},
+		sdk.Attribute{Name: "max_deliver", Type: sdk.TypeNumber, Default: 10, Description: "A message " +
+			"delivered for a higher attempt is terminated and copied to the dead-letter stream with " +
+			"reason \"exceeded max_deliver\". 0 disables the limit. Consumers this plugin creates have " +
+			"no server-side limit, so no message is dropped by the server unseen."},
+		sdk.Attribute{Name: "dead_letter_stream", Type: sdk.TypeString, Default: "", Description: "Stream " +
+			"receiving dead letters (the body, with headers Taskiq-Reason, Taskiq-Queue, " +
+			"Taskiq-Attempt, Taskiq-Failed-At, Taskiq-Stream-Seq) on subject \"<subject>_dead\". Empty " +
+			"means \"<stream>_dead\". Created with limits retention and dead_letter_max_age."},
+		sdk.Attribute{Name: "dead_letter_max_age", Type: sdk.TypeDuration, Default: "168h", Description: "Max " +
+			"age of dead letters in a dead-letter stream this plugin creates (0s: kept forever)."},
+		sdk.Attribute{Name: "delay_stream", Type: sdk.TypeString, Default: "", Description: "Stream " +
+			"holding delayed kicks until they are due, on subject \"<subject>_delayed\". Empty means " +
+			"\"<stream>_delayed\". Work-queue retention: a message leaves it when moved."},
+		sdk.Attribute{Name: "fetch_wait", Type: sdk.TypeDuration, Default: "5s", Description: "How long " +
+			"one pull request waits on the server for messages before it is renewed."},
+		sdk.Attribute{Name: "dedup", Type: sdk.TypeBool, Default: true, Description: "Publish a " +
+			"kick that asks for deduplication (the scheduler's) with Nats-Msg-Id = task id, so the " +
+			"stream drops a second kick of one task id within its duplicate window (2 minutes by " +
+			"default, which caps the window a kick asks for); other kicks carry no id. A message " +
+			"carrying _retries or X-Taskiq-requeue labels gets an id with those counts appended, so " +
+			"retries and requeues are never dropped."},
+	)
+	return sdk.Schema{Attributes: attrs}
+}
+
+func resultSchema() sdk.Schema {
+	attrs := connectionAttributes()
+	attrs = append(attrs,
+		sdk.Attribute{Name: "bucket", Type: sdk.TypeString, Default: defaultBucket, Description: "JetStream " +
+			"key-value bucket of results; key = task id, progress under \"<task id>__progress\". An " +
+			"existing bucket is used as it is; a missing one is created with result_ttl."},
+		sdk.Attribute{Name: "result_ttl", Type: sdk.TypeDuration, Default: "0s", Description: "Max age " +
+			"of the entries of a bucket this plugin creates (0s: kept forever)."},
+		sdk.Attribute{Name: "keep_results", Type: sdk.TypeBool, Default: true, Description: "When false, " +
+			"reading a result deletes it."},
+		sdk.Attribute{Name: "poll_fallback", Type: sdk.TypeDuration, Default: "1s", Description: "WaitResult " +
+			"is woken by a watch of the bucket; it re-reads the key at this interval as well, so an " +
+			"update missed during a reconnect still completes the wait."},
+	)
+	return sdk.Schema{Attributes: attrs}
+}
+
+// connConfig is how to reach NATS.
+type connConfig struct {
+	Servers               []string `json:"servers"`
+	Name                  string   `json:"name"`
+	Token                 string   `json:"token"`
+	Username              string   `json:"username"`
+	Password              string   `json:"password"`
+	NKeySeed              string   `json:"nkey_seed"`
+	NKeySeedFile          string   `json:"nkey_seed_file"`
+	CredsFile             string   `json:"creds_file"`
+	TLSCAFile             string   `json:"tls_ca_file"`
+	TLSCertFile           string   `json:"tls_cert_file"`
+	TLSKeyFile            string   `json:"tls_key_file"`
+	TLSInsecureSkipVerify bool     `json:"tls_insecure_skip_verify"`
+	ConnectTimeout        *string  `json:"connect_timeout"`
+	RequestTimeout        *string  `json:"request_timeout"`
+}
+
+// connOptions is the validated connection.
+type connOptions struct {
+	servers        []string
+	opts           []nats.Option
+	requestTimeout time.Duration
+}
+
+// String describes the servers without credentials.
+func (c connOptions) String() string { return sdk.RedactURLs(strings.Join(c.servers, ",")) }
+
+type brokerConfig struct {
+	connConfig
+	Subject          string   `json:"subject"`
+	Stream           string   `json:"stream"`
+	Durable          string   `json:"durable"`
+	Retention        string   `json:"retention"`
+	Storage          string   `json:"storage"`
+	MaxAge           *string  `json:"max_age"`
+	AckWait          *string  `json:"ack_wait"`
+	MaxDeliver       *float64 `json:"max_deliver"`
+	DeadLetterStream string   `json:"dead_letter_stream"`
+	DeadLetterMaxAge *string  `json:"dead_letter_max_age"`
+	DelayStream      string   `json:"delay_stream"`
+	FetchWait        *string  `json:"fetch_wait"`
+	Dedup            *bool    `json:"dedup"`
+}
+
+// brokerOptions is the validated broker configuration.
+type brokerOptions struct {
+	subject, stream, durable string
+	workQueue                bool
+	memory                   bool
+	maxAge                   time.Duration
+	ackWait                  time.Duration
+	maxDeliver               int
+	deadStream               string
+	deadMaxAge               time.Duration
+	delayStream              string
+	fetchWait                time.Duration
+	dedup                    bool
+}
+
+type resultConfig struct {
+	connConfig
+	Bucket       string  `json:"bucket"`
+	ResultTTL    *string `json:"result_ttl"`
+	KeepResults  *bool   `json:"keep_results"`
+	PollFallback *string `json:"poll_fallback"`
+}
+
+type resultOptions struct {
+	bucket       string
+	ttl          time.Duration
+	keepResults  bool
+	pollFallback time.Duration
+}
+
+func parseDuration(attr string, v *string, def, min time.Duration, errs *[]error) time.Duration {
+	if v == nil || *v == "" {
+		return def
+	}
+	d, err := time.ParseDuration(*v)
+	if err != nil {
+		*errs = append(*errs, sdk.AttrError(attr, "%q is not a duration; write it like \"30s\" or \"1m30s\"", *v))
+		return def
+	}
+	if d < min {
+		*errs = append(*errs, sdk.AttrError(attr, "must be at least %s, got %s", min, d))
+		return def
+	}
+	return d
+}
+
+// validName checks a stream, consumer or bucket name: JetStream refuses
+// names with whitespace, dots, wildcards or path separators.
+func validName(attr, v string, errs *[]error) {
+	if v == "" || strings.ContainsAny(v, " \t\r\n.*>/\\") {
+		*errs = append(*errs, sdk.AttrError(attr, "%q is not a valid JetStream name: use letters, digits, \"-\" and \"_\"", v))
+	}
+}
+
+// validSubject checks a literal subject (no wildcards, no empty tokens).
+func validSubject(attr, v string, errs *[]error) {
+	if v == "" || strings.ContainsAny(v, " \t\r\n*>") || strings.HasPrefix(v, ".") || strings.HasSuffix(v, ".") || strings.Contains(v, "..") {
+		*errs = append(*errs, sdk.AttrError(attr, "%q is not a valid subject: use tokens of letters, digits, \"-\" and \"_\" separated by dots, without wildcards", v))
+	}
+}
+
+func or(v, def string) string {
+	if v == "" {
+		return def
+	}
+	return v
+}
+
+func decodeBrokerConfig(cfg sdk.Config) (connOptions, brokerOptions, error) {
+	var c brokerConfig
+	if err := cfg.Decode(&c); err != nil {
+		return connOptions{}, brokerOptions{}, err
+	}
+	var errs []error
+	o := brokerOptions{subject: or(c.Subject, defaultSubject), stream: or(c.Stream, defaultStream),
+		durable: or(c.Durable, defaultDurable), dedup: true}
+	validSubject("subject", o.subject, &errs)
+	validName("stream", o.stream, &errs)
+	validName("durable", o.durable, &errs)
+	o.deadStream = or(c.DeadLetterStream, o.stream+"_dead")
+	validName("dead_letter_stream", o.deadStream, &errs)
+	o.delayStream = or(c.DelayStream, o.stream+"_delayed")
+	validName("delay_stream", o.delayStream, &errs)
+	switch c.Retention {
+	case "", "workqueue":
+		o.workQueue = true
+	case "limits":
+	default:
+		errs = append(errs, sdk.AttrError("retention", "unknown retention %q; use \"workqueue\" or \"limits\"", c.Retention))
+	}
+	switch c.Storage {
+	case "", "file":
+	case "memory":
+		o.memory = true
+	default:
+		errs = append(errs, sdk.AttrError("storage", "unknown storage %q; use \"file\" or \"memory\"", c.Storage))
+	}
+	o.maxAge = parseDuration("max_age", c.MaxAge, 0, 0, &errs)
+	o.ackWait = parseDuration("ack_wait", c.AckWait, 30*time.Second, 100*time.Millisecond, &errs)
+	o.deadMaxAge = parseDuration("dead_letter_max_age", c.DeadLetterMaxAge, 168*time.Hour, 0, &errs)
+	o.fetchWait = parseDuration("fetch_wait", c.FetchWait, 5*time.Second, 10*time.Millisecond, &errs)
+	o.maxDeliver = 10
+	if c.MaxDeliver != nil {
+		n := int(*c.MaxDeliver)
+		if float64(n) != *c.MaxDeliver || n < 0 {
+			errs = append(errs, sdk.AttrError("max_deliver", "must be a whole number >= 0, got %v", *c.MaxDeliver))
+		} else {
+			o.maxDeliver = n
+		}
+	}
+	if c.Dedup != nil {
+		o.dedup = *c.Dedup
+	}
+	conn, cerrs := validateConn(c.connConfig)
+	errs = append(errs, cerrs...)
+	if len(errs) > 0 {
+		return connOptions{}, brokerOptions{}, errors.Join(errs...)
+	}
+	return conn, o, nil
+}
+
+func decodeResultConfig(cfg sdk.Config) (connOptions, resultOptions, error) {
+	var c resultConfig
+	if err := cfg.Decode(&c); err != nil {
+		return connOptions{}, resultOptions{}, err
+	}
+	var errs []error
+	o := resultOptions{bucket: or(c.Bucket, defaultBucket), keepResults: true}
+	if o.bucket == "" || strings.ContainsAny(o.bucket, " \t\r\n.*>/\\") {
+		errs = append(errs, sdk.AttrError("bucket", "%q is not a valid bucket name: use letters, digits, \"-\" and \"_\"", o.bucket))
+	}
+	o.ttl = parseDuration("result_ttl", c.ResultTTL, 0, 0, &errs)
+	o.pollFallback = parseDuration("poll_fallback", c.PollFallback, time.Second, time.Millisecond, &errs)
+	if c.KeepResults != nil {
+		o.keepResults = *c.KeepResults
+	}
+	conn, cerrs := validateConn(c.connConfig)
+	errs = append(errs, cerrs...)
+	if len(errs) > 0 {
+		return connOptions{}, resultOptions{}, errors.Join(errs...)
+	}
+	return conn, o, nil
+}
+
+// validateConn checks the connection attributes and turns them into
+// nats.Options. Files are read here, so a wrong path is reported against its
+// attribute instead of as a connection failure later.
+func validateConn(c connConfig) (connOptions, []error) {
+	var errs []error
+	servers := c.Servers
+	if len(servers) == 0 {
+		servers = []string{defaultURL}
+	}
+	useTLS := false
+	for _, s := range servers {
+		u, err := url.Parse(s)
+		if err != nil || u.Host == "" {
+			errs = append(errs, sdk.AttrError("servers", "%s is not a NATS URL; write it like nats://host:4222", sdk.RedactURLs(s)))
+			continue
+		}
+		switch u.Scheme {
+		case "nats":
+		case "tls":
+			useTLS = true
+		default:
+			errs = append(errs, sdk.AttrError("servers", "%s: unknown scheme %q; use nats:// or tls://", sdk.RedactURLs(s), u.Scheme))
+		}
+	}
+	o := connOptions{servers: servers}
+	o.opts = append(o.opts, nats.Name(or(c.Name, "taskiq-go")),
+		// Reconnect forever: a stream rides out a server restart.
+		nats.MaxReconnects(-1), nats.ReconnectWait(250*time.Millisecond),
+		nats.RetryOnFailedConnect(false))
+	o.opts = append(o.opts, nats.Timeout(parseDuration("connect_timeout", c.ConnectTimeout, 5*time.Second, time.Millisecond, &errs)))
+	o.requestTimeout = parseDuration("request_timeout", c.RequestTimeout, 10*time.Second, time.Millisecond, &errs)
+
+	auth := map[string]bool{"token": c.Token != "", "username": c.Username != "" || c.Password != "",
+		"nkey_seed": c.NKeySeed != "" || c.NKeySeedFile != "", "creds_file": c.CredsFile != ""}
+	n := 0
+	for _, set := range auth {
+		if set {
+			n++
+		}
+	}
+	if n > 1 {
+		errs = append(errs, sdk.AttrError("token", "set one authentication method: token, username/password, nkey_seed(_file) or creds_file"))
+	}
+	switch {
+	case c.Token != "":
+		o.opts = append(o.opts, nats.Token(c.Token))
+	case c.Username != "" || c.Password != "":
+		if c.Username == "" {
+			errs = append(errs, sdk.AttrError("username", "password is set, so give the user name here"))
+		}
+		o.opts = append(o.opts, nats.UserInfo(c.Username, c.Password))
+	case c.NKeySeed != "" && c.NKeySeedFile != "":
+		errs = append(errs, sdk.AttrError("nkey_seed_file", "set nkey_seed or nkey_seed_file, not both"))
+	case c.NKeySeed != "" || c.NKeySeedFile != "":
+		opt, err := nkeyOption(c.NKeySeed, c.NKeySeedFile)
+		if err != nil {
+			attr := "nkey_seed"
+			if c.NKeySeedFile != "" {
+				attr = "nkey_seed_file"
+			}
+			errs = append(errs, sdk.AttrError(attr, "%v", err))
+		} else {
+			o.opts = append(o.opts, opt)
+		}
+	case c.CredsFile != "":
+		if _, err := os.Stat(c.CredsFile); err != nil {
+			errs = append(errs, sdk.AttrError("creds_file", "cannot read the credentials file: %v", err))
+		}
+		o.opts = append(o.opts, nats.UserCredentials(c.CredsFile))
+	}
+
+	if c.TLSCAFile != "" || c.TLSCertFile != "" || c.TLSKeyFile != "" || c.TLSInsecureSkipVerify {
+		useTLS = true
+	}
+	if useTLS {
+		cfg, terrs := buildTLS(c)
+		errs = append(errs, terrs...)
+		o.opts = append(o.opts, nats.Secure(cfg))
+	}
+	return o, errs
+}
+
+// nkeyOption signs the server's nonce with the seed, given inline or in a file.
+func nkeyOption(seed, file string) (nats.Option, error) {
+	if file != "" {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return nil, fmt.Errorf("cannot read the seed file: %w", err)
+		}
+		seed = strings.TrimSpace(string(b))
+	}
+	kp, err := nkeys.FromSeed([]byte(seed))
+	if err != nil {
+		return nil, fmt.Errorf("not a valid NKey seed (it starts with \"SU\"): %w", err)
+	}
+	pub, err := kp.PublicKey()
+	if err != nil {
+		return nil, fmt.Errorf("not a valid NKey seed: %w", err)
+	}
+	return nats.Nkey(pub, func(nonce []byte) ([]byte, error) { return kp.Sign(nonce) }), nil
+}
+
+func buildTLS(c connConfig) (*tls.Config, []error) {
+	var errs []error
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: c.TLSInsecureSkipVerify}
+	if c.TLSCAFile != "" {
+		pem, err := os.ReadFile(c.TLSCAFile)
+		switch {
+		case err != nil:
+			errs = append(errs, sdk.AttrError("tls_ca_file", "cannot read the CA file: %v", err))
+		default:
+			pool := x509.NewCertPool()
+			if !pool.AppendCertsFromPEM(pem) {
+				errs = append(errs, sdk.AttrError("tls_ca_file", "%s holds no PEM certificate", c.TLSCAFile))
+			}
+			cfg.RootCAs = pool
+		}
+	}
+	switch {
+	case c.TLSCertFile != "" && c.TLSKeyFile == "":
+		errs = append(errs, sdk.AttrError("tls_key_file", "tls_cert_file is set, so give the file of its private key here"))
+	case c.TLSKeyFile != "" && c.TLSCertFile == "":
+		errs = append(errs, sdk.AttrError("tls_cert_file", "tls_key_file is set, so give the file of its certificate here"))
+	case c.TLSCertFile != "":
+		pair, err := tls.LoadX509KeyPair(c.TLSCertFile, c.TLSKeyFile)
+		if err != nil {
+			errs = append(errs, sdk.AttrError("tls_cert_file", "cannot load the client certificate %s with key %s: %v", c.TLSCertFile, c.TLSKeyFile, err))
+		} else {
+			cfg.Certificates = []tls.Certificate{pair}
+		}
+	}
+	return cfg, errs
+}

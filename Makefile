@@ -1,6 +1,6 @@
 GO ?= go
 BIN := bin
-PLUGINS := taskiq-inmemory taskiq-redis taskiq-retry-middleware
+PLUGINS := taskiq-inmemory taskiq-redis taskiq-retry-middleware taskiq-rabbitmq
 export PATH := $(shell $(GO) env GOPATH)/bin:$(PATH)
 
 .PHONY: all build plugins demo demo-worker test lint cover proto integration bench clean
@@ -20,6 +20,9 @@ $(BIN)/taskiq-inmemory: FORCE
 $(BIN)/taskiq-redis: FORCE
 	$(GO) build -o $@ ./plugins/redis/cmd/taskiq-redis
 
+$(BIN)/taskiq-rabbitmq: FORCE
+	$(GO) build -o $@ ./plugins/rabbitmq/cmd/taskiq-rabbitmq
+
 $(BIN)/taskiq-retry-middleware: FORCE
 	$(GO) build -o $@ ./plugins/retry-middleware/cmd/taskiq-retry-middleware
 
@@ -36,7 +39,7 @@ demo-worker: build $(BIN)/example-tasks
 	$(BIN)/taskiq worker --config examples/tasks-module/taskiq.hcl $(BIN)/example-tasks
 
 # All tests; unit tests need no server. Tests against real services run when
-# their env var is set (TASKIQ_REDIS_URL, see .ci/run).
+# their env var is set (TASKIQ_REDIS_URL, TASKIQ_AMQP_URL, see .ci/run).
 test:
 	$(GO) test -race -count=1 -timeout 15m ./...
 
@@ -63,6 +66,8 @@ integration:
 	TASKIQ_REDIS_URL=$${TASKIQ_REDIS_URL:-redis://127.0.0.1:6379/15} \
 	TASKIQ_REDIS_TOPOLOGY=$${TASKIQ_REDIS_TOPOLOGY:-1} \
 		$(GO) test -race -count=1 -p 1 -timeout 30m ./plugins/redis/... ./cmd/taskiq/
+	TASKIQ_AMQP_URL=$${TASKIQ_AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/} \
+		$(GO) test -race -count=1 -p 1 -timeout 10m ./plugins/rabbitmq/...
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 200000x ./core/... ./plugin/sdk/ ./plugins/...

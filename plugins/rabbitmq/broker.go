@@ -46,8 +46,7 @@ type broker struct {
 	// buckets holds when each delay bucket queue was last declared.
 	buckets map[string]time.Time
 
-	exchangeKind string
-	defaultQueue queueSpec // as declared (adopted arguments included)
+	topo topology
 
 	pubMu sync.Mutex
 	pub   *amqp.Channel // confirm mode; nil until (re)opened
@@ -72,11 +71,12 @@ func newBroker(ctx context.Context, cfg sdk.Config) (*broker, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := b.declareTopology(conn); err != nil {
+	topo, err := b.declareTopology(conn)
+	if err != nil {
 		_ = conn.Close()
 		return nil, err
 	}
-	b.setConn(conn)
+	b.setConn(conn, topo)
 	b.wg.Add(1)
 	go b.supervise()
 	return b, nil
@@ -96,32 +96,39 @@ func (b *broker) dial() (*amqp.Connection, error) {
 	return conn, nil
 }
 
+// topology is what declaring the fixed entities found on the server.
+type topology struct {
+	exchangeKind string
+	defaultQueue queueSpec // as declared (adopted arguments included)
+}
+
 // declareTopology declares the exchange, the dead-letter queue, Python's
 // delay queue when the layout has one, and the default queue.
-func (b *broker) declareTopology(conn *amqp.Connection) error {
+func (b *broker) declareTopology(conn *amqp.Connection) (topology, error) {
+	var t topology
 	kind, err := declareExchange(conn, b.o.exchange, b.o.compat != compat05)
 	if err != nil {
-		return err
+		return t, err
 	}
-	b.exchangeKind = kind
+	t.exchangeKind = kind
 	if _, err := declareQueue(conn, deadLetterSpec(b.o)); err != nil {
-		return err
+		return t, err
 	}
 	if b.o.delayQueue != "" {
 		if _, err := declareQueue(conn, pythonDelaySpec(b.o)); err != nil {
-			return err
+			return t, err
 		}
 	}
 	spec, err := b.declareTaskQueue(conn, b.o.queue)
 	if err != nil {
-		return err
+		return t, err
 	}
-	b.defaultQueue = spec
+	t.defaultQueue = spec
 	if spec.queueType() != b.o.queueType || spec.maxPriority() != b.o.maxPriority {
 		b.log.Info("queue exists with other arguments; using them", "queue", spec.name,
 			"type", spec.queueType(), "max_priority", spec.maxPriority())
 	}
-	return nil
+	return t, nil
 }
 
 // declareTaskQueue declares a task queue and binds it to the exchange: by
@@ -150,10 +157,11 @@ func (b *broker) declareTaskQueue(conn *amqp.Connection, name string) (queueSpec
 	return spec, nil
 }
 
-func (b *broker) setConn(conn *amqp.Connection) {
+func (b *broker) setConn(conn *amqp.Connection, topo topology) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.conn = conn
+	b.topo = topo
 	b.gen++
 	b.declared = map[string]bool{b.o.queue: true}
 	b.buckets = map[string]time.Time{}
@@ -185,8 +193,9 @@ func (b *broker) supervise() {
 				return
 			}
 			conn, err := b.dial()
+			var topo topology
 			if err == nil {
-				if err = b.declareTopology(conn); err != nil {
+				if topo, err = b.declareTopology(conn); err != nil {
 					_ = conn.Close()
 				}
 			}
@@ -194,7 +203,7 @@ func (b *broker) supervise() {
 				b.log.Warn("reconnecting to RabbitMQ", "addr", b.o.addr, "error", err)
 				continue
 			}
-			b.setConn(conn)
+			b.setConn(conn, topo)
 			b.log.Info("reconnected to RabbitMQ", "addr", b.o.addr)
 			break
 		}
@@ -305,6 +314,9 @@ func (b *broker) route(conn *amqp.Connection, gen uint64, m sdk.Outgoing) (outgo
 		MessageId:    m.TaskID,
 		Body:         m.Body,
 	}
+	b.mu.Lock()
+	exchangeKind := b.topo.exchangeKind
+	b.mu.Unlock()
 	if m.Priority > 0 {
 		p.Priority = uint8(min(m.Priority, 255))
 	}
@@ -320,7 +332,7 @@ func (b *broker) route(conn *amqp.Connection, gen uint64, m sdk.Outgoing) (outgo
 		return outgoing{exchange: b.o.exchange, key: q, msg: p}, nil
 	case q != b.o.queue:
 		return outgoing{exchange: "", key: q, msg: p}, nil
-	case b.exchangeKind == amqp.ExchangeDirect:
+	case exchangeKind == amqp.ExchangeDirect:
 		return outgoing{exchange: b.o.exchange, key: "#", msg: p}, nil
 	default:
 		return outgoing{exchange: b.o.exchange, key: m.TaskName, msg: p}, nil
@@ -420,8 +432,11 @@ func (b *broker) wrap(op string, err error) error {
 // only on a classic queue with x-max-priority (RabbitMQ 3.x quorum queues
 // have none).
 func (b *broker) Capabilities() []string {
-	caps := []string{sdk.CapAckable, sdk.CapDelay, sdk.CapDeadLetter, sdk.CapRouting}
-	if b.defaultQueue.queueType() == queueClassic && b.defaultQueue.maxPriority() > 0 {
+	b.mu.Lock()
+	q := b.topo.defaultQueue
+	b.mu.Unlock()
+	caps := append([]string{}, Capabilities...)
+	if q.queueType() == queueClassic && q.maxPriority() > 0 {
 		caps = append(caps, sdk.CapPriority)
 	}
 	return caps

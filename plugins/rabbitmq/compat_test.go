@@ -79,7 +79,7 @@ func TestDeclarationsInteroperate(t *testing.T) {
 		require.NoError(t, pythonDeclares(t, n, compat06, nil))
 		b, err := newTestBroker(t, n.config(t, map[string]any{"queue_expires": "0s"}))
 		require.NoError(t, err, "a queue without x-delivery-limit is used as it is")
-		_, has := b.defaultQueue.args["x-delivery-limit"]
+		_, has := b.topo.defaultQueue.args["x-delivery-limit"]
 		require.False(t, has)
 	})
 	t.Run("priorities-adopted", func(t *testing.T) {

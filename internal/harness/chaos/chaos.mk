@@ -1,7 +1,8 @@
 # Chaos runs, included by the root Makefile (-include internal/harness/chaos/chaos.mk).
 # Each scenario starts its own redis-server on a free port (AOF, appendfsync
 # always) and its own `taskiq worker`; the shared Redis on 6379 is never
-# touched. Needs redis-server in PATH. See docs/chaos.md.
+# touched. Needs redis-server in PATH; rabbitmq-kill also needs RabbitMQ
+# (TASKIQ_AMQP_URL, default amqp://guest:guest@127.0.0.1:5672/). See docs/chaos.md.
 
 CHAOS_FLAGS ?=
 

@@ -15,6 +15,7 @@ var minFaults = map[string]map[EventKind]int{
 	"kill-plugins":  {KillBroker: 1, KillResults: 1},
 	"redis-restart": {RedisDown: 2},
 	"redis-oom":     {RedisOOM: 1},
+	"rabbitmq-kill": {KillWorker: 1, KillBroker: 1},
 }
 
 // checkFaults reports the faults a scenario failed to inject.
@@ -57,7 +58,7 @@ func (r *run) readyWorkers() []proc {
 	}
 	var out []proc
 	for _, w := range childrenOf(ps, r.supervisorPID(), "") {
-		if len(childrenOf(ps, w.pid, "chaos-module")) == 1 && len(childrenOf(ps, w.pid, "taskiq-redis")) == 2 {
+		if len(childrenOf(ps, w.pid, "chaos-module")) == 1 && r.pluginsReady(ps, w.pid) {
 			out = append(out, w)
 		}
 	}

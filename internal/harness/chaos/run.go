@@ -101,6 +101,8 @@ type Scenario struct {
 	checkWorkers bool
 	// inject runs the faults until ctx ends.
 	inject func(r *run, ctx context.Context)
+	// broker is "" (the Redis stream broker) or brokerRabbitMQ.
+	broker string
 }
 
 // Scenarios are every chaos run, in the order `make chaos` runs them.
@@ -110,6 +112,7 @@ var Scenarios = []Scenario{
 	{Name: "redis-restart", Title: "restart Redis twice (kill -9, SHUTDOWN NOSAVE), AOF always", inject: (*run).restartRedis},
 	{Name: "redis-oom", Title: "Redis reaches maxmemory (noeviction) for longer than the result-save retry, then gets room again", inject: (*run).fillRedis},
 	{Name: "bad-tasks", Title: "tasks that panic, hang past their timeout, allocate too much", bad: true, checkWorkers: true},
+	{Name: "rabbitmq-kill", Title: "RabbitMQ broker: SIGKILL worker children and the taskiq-rabbitmq plugin in turn", inject: (*run).killRabbit, broker: brokerRabbitMQ},
 }
 
 // Report is the outcome of one scenario.
@@ -161,6 +164,7 @@ type run struct {
 	rdb   *redis.Client
 	log   func(format string, args ...any)
 	rng   *rand.Rand
+	rmq   *rabbitState // RabbitMQ scenarios only
 
 	sup     *exec.Cmd
 	supDone chan struct{}
@@ -241,7 +245,7 @@ func (r *run) setup(ctx context.Context) error {
 	if err := os.MkdirAll(r.dir, 0o755); err != nil {
 		return err
 	}
-	for _, name := range []string{"taskiq", "taskiq-redis", "chaos-module"} {
+	for _, name := range append([]string{"taskiq", "chaos-module"}, r.pluginBinaries()...) {
 		if err := execfile.Explain("binary", filepath.Join(r.opts.Bin, name), "run make build bin/chaos-module"); err != nil {
 			return err
 		}
@@ -253,6 +257,11 @@ func (r *run) setup(ctx context.Context) error {
 	r.rdb = redis.NewClient(&redis.Options{Addr: r.redis.Addr(), MaxRetries: -1,
 		DialTimeout: 300 * time.Millisecond, ReadTimeout: 2 * time.Second, WriteTimeout: 2 * time.Second})
 	r.log("redis-server on %s (AOF, appendfsync always), dir %s", r.redis.Addr(), r.dir)
+	if r.rabbit() {
+		if err := r.setupRabbit(); err != nil {
+			return err
+		}
+	}
 	return os.WriteFile(r.configPath(), []byte(r.config()), 0o644)
 }
 
@@ -261,21 +270,25 @@ func (r *run) configPath() string { return filepath.Join(r.dir, "taskiq.hcl") }
 func (r *run) config() string {
 	bin, _ := filepath.Abs(r.opts.Bin)
 	lease := r.opts.Lease.String()
-	return fmt.Sprintf(`# Written by the chaos harness (chaos/run.go) for scenario %[1]s.
-plugin_dir = %[2]q
-
-broker "default" {
+	broker := fmt.Sprintf(`broker "default" {
   plugin = "taskiq-redis"
   config {
-    url          = %[3]q
+    url          = %[1]q
     queue        = "chaos"
     mode         = "stream"
-    lease        = %[4]q
+    lease        = %[2]q
     block        = "500ms"
     max_attempts = 10
   }
 }
+`, r.redis.URL(), lease)
+	if r.rabbit() {
+		broker = r.rabbitBrokerBlock()
+	}
+	return fmt.Sprintf(`# Written by the chaos harness (chaos/run.go) for scenario %[1]s.
+plugin_dir = %[2]q
 
+%[7]s
 result_backend "default" {
   plugin = "taskiq-redis"
   config {
@@ -291,7 +304,7 @@ worker {
   lease            = %[4]q
   shutdown_timeout = "10s"
 }
-`, r.sc.Name, bin, r.redis.URL(), lease, r.opts.Workers, r.opts.MaxAsync)
+`, r.sc.Name, bin, r.redis.URL(), lease, r.opts.Workers, r.opts.MaxAsync, broker)
 }
 
 // execute starts the worker, kicks the tasks, injects the faults and waits
@@ -481,7 +494,12 @@ func (r *run) waitSettled(ctx context.Context, rep *Report, kickErr chan error) 
 			r.log("%d/%d tasks have an outcome", len(r.tasks)-len(pending), len(r.tasks))
 			lastLog = time.Now()
 		}
-		if len(pending) == 0 && kickDone {
+		if len(pending) == 0 && kickDone && r.rabbit() {
+			if empty, err := r.rabbitQueueEmpty(); err == nil && empty {
+				r.log("every task has an outcome and the queue is empty")
+				return
+			}
+		} else if len(pending) == 0 && kickDone {
 			n, err1 := r.rdb.XLen(ctx, "chaos").Result()
 			z, err2 := r.rdb.ZCard(ctx, "chaos:delayed").Result()
 			if err1 == nil && err2 == nil && n == 0 && z == 0 {
@@ -528,6 +546,9 @@ func (r *run) pollOutcomes(ctx context.Context, pending map[string]bool) error {
 
 // deadLetters reads the dead-letter stream: task id -> reason.
 func (r *run) deadLetters(ctx context.Context) (map[string]string, error) {
+	if r.rabbit() {
+		return r.rabbitDeadLetters()
+	}
 	msgs, err := r.rdb.XRange(ctx, "chaos:dead", "-", "+").Result()
 	if err != nil {
 		return nil, err
@@ -736,6 +757,7 @@ func (r *run) account(rep *Report) {
 		if r.redis != nil {
 			r.redis.stop()
 		}
+		r.teardownRabbit()
 	}()
 	r.mu.Lock()
 	rep.Events = append([]Event(nil), r.events...)

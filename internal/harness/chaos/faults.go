@@ -71,12 +71,10 @@ func (r *run) readyWorkers() []proc {
 // at all and measures the backoff instead of the queue.
 func (r *run) killWorkers(ctx context.Context) {
 	for waitTick(ctx, r.opts.KillEvery) && r.unfinished() {
-		ws := r.readyWorkers()
-		if len(ws) < r.opts.Workers {
-			r.log("%d of %d worker children ready; skipping this tick", len(ws), r.opts.Workers)
+		w, ok := r.pickReadyWorker()
+		if !ok {
 			continue
 		}
-		w := ws[r.rng.IntN(len(ws))]
 		at := time.Now()
 		if err := sigkill(w.pid); err != nil {
 			r.log("kill worker %d: %v", w.pid, err)
@@ -84,6 +82,17 @@ func (r *run) killWorkers(ctx context.Context) {
 		}
 		r.event(Event{Kind: KillWorker, WorkerPID: w.pid, At: at, Detail: fmt.Sprintf("worker child pid %d", w.pid)})
 	}
+}
+
+// pickReadyWorker picks a worker child at random once every child is
+// ready; false (logged) while one is not.
+func (r *run) pickReadyWorker() (proc, bool) {
+	ws := r.readyWorkers()
+	if len(ws) < r.opts.Workers {
+		r.log("%d of %d worker children ready; skipping this tick", len(ws), r.opts.Workers)
+		return proc{}, false
+	}
+	return ws[r.rng.IntN(len(ws))], true
 }
 
 // pluginRoles tells a worker's two taskiq-redis processes apart. At start

@@ -144,12 +144,10 @@ func (r *run) rabbitDeadLetters() (map[string]string, error) {
 func (r *run) killRabbit(ctx context.Context) {
 	tick := 0
 	for waitTick(ctx, r.opts.KillEvery) && r.unfinished() {
-		ws := r.readyWorkers()
-		if len(ws) < r.opts.Workers {
-			r.log("%d of %d worker children ready; skipping this tick", len(ws), r.opts.Workers)
+		w, ok := r.pickReadyWorker()
+		if !ok {
 			continue
 		}
-		w := ws[r.rng.IntN(len(ws))]
 		kind, pid, what := KillWorker, w.pid, fmt.Sprintf("worker child pid %d", w.pid)
 		if tick%2 == 1 {
 			ps, err := listProcs()

@@ -3,6 +3,7 @@ package taskiqrabbitmq
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -292,4 +293,37 @@ func TestReconnects(t *testing.T) {
 	ds, err := st.Recv(ctx, 1)
 	require.NoError(t, err, "the stream reopened its channel")
 	require.NoError(t, st.Settle(ctxT(t), []sdk.Settlement{{DeliveryID: ds[0].ID, Kind: sdk.SettleAck}}))
+}
+
+// TestAcksBeforeCloseStick: acks settled right before the stream closes
+// are not undone by the close. A quorum queue applies acks asynchronously;
+// a channel closed right after its last acks used to reach the queue
+// first, which then returned the acked messages.
+func TestAcksBeforeCloseStick(t *testing.T) {
+	n := newNames(t)
+	b, err := newTestBroker(t, n.config(t, nil))
+	require.NoError(t, err)
+	const rounds, count = 10, 200
+	for r := range rounds {
+		msgs := make([]sdk.Outgoing, count)
+		for i := range msgs {
+			msgs[i] = sdk.Outgoing{TaskID: fmt.Sprint(r, "-", i), TaskName: "x", Body: []byte(`{}`)}
+		}
+		require.NoError(t, b.Kick(ctxT(t), msgs))
+		st, err := b.Listen(ctxT(t), sdk.ListenRequest{Prefetch: count})
+		require.NoError(t, err)
+		var ss []sdk.Settlement
+		for len(ss) < count {
+			ds, err := st.Recv(ctxT(t), count)
+			require.NoError(t, err)
+			for _, d := range ds {
+				ss = append(ss, sdk.Settlement{DeliveryID: d.ID, Kind: sdk.SettleAck})
+			}
+		}
+		require.NoError(t, st.Settle(ctxT(t), ss))
+		require.NoError(t, st.Close())
+	}
+	q, err := rawChannel(t).QueueDeclarePassive(n.queue, true, false, false, false, nil)
+	require.NoError(t, err)
+	require.Zero(t, q.Messages, "acked messages came back after their stream closed")
 }

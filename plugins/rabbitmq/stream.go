@@ -40,6 +40,12 @@ type stream struct {
 	down time.Time           // since when no channel could be opened
 	cons map[string]struct{} // consumer tags of the current channel
 
+	// settling is held (read) by every Settle under way: closing the
+	// channel waits for them, so that acks settled while the stream (or
+	// the broker) is being closed reach the server instead of being undone
+	// by the close.
+	settling sync.RWMutex
+
 	closed    chan struct{}
 	closeOnce sync.Once
 	wg        sync.WaitGroup
@@ -321,6 +327,8 @@ func (s *stream) Settle(ctx context.Context, ss []sdk.Settlement) error {
 		h   held
 		s   sdk.Settlement
 	}
+	s.settling.RLock()
+	defer s.settling.RUnlock()
 	var acks []uint64
 	var repub []pending
 	s.mu.Lock()
@@ -432,12 +440,22 @@ func (s *stream) Close() error {
 func (s *stream) shut() {
 	s.closeOnce.Do(func() {
 		close(s.closed)
+		s.settling.Lock() // let the settlements under way finish
+		defer s.settling.Unlock()
 		s.mu.Lock()
-		ch := s.ch
+		ch, cons := s.ch, s.cons
 		s.ch = nil
 		s.gen++
 		s.mu.Unlock()
 		if ch != nil {
+			// Cancel the consumers first, waiting for each cancel-ok: a
+			// quorum queue applies acks asynchronously, and a channel
+			// closed right after its last acks can reach the queue first,
+			// which then returns the acked messages. The cancel is
+			// ordered after the acks on the queue's side.
+			for tag := range cons {
+				_ = ch.Cancel(tag, false)
+			}
 			_ = ch.Close()
 		}
 	})

@@ -46,6 +46,9 @@ type stream struct {
 	// by the close.
 	settling sync.RWMutex
 
+	ackMu sync.Mutex
+	acks  ackWindow
+
 	closed    chan struct{}
 	closeOnce sync.Once
 	wg        sync.WaitGroup
@@ -380,15 +383,88 @@ func (s *stream) Settle(ctx context.Context, ss []sdk.Settlement) error {
 			return err
 		}
 	}
-	for _, tag := range acks {
+	if err := s.sendAcks(ch, gen, acks); err != nil {
+		// The channel is gone and its unacked messages with it: they
+		// come back as new attempts.
+		s.b.log.Debug("ack on a closed channel dropped", "error", err)
+	}
+	return nil
+}
+
+// sendAcks acks tags of channel generation gen with as few frames as it
+// can: one multiple ack covers the tags of the batch up to the point below
+// which every tag of the channel is acked, single acks the rest.
+func (s *stream) sendAcks(ch *amqp.Channel, gen uint64, tags []uint64) error {
+	if len(tags) == 0 {
+		return nil
+	}
+	s.ackMu.Lock()
+	defer s.ackMu.Unlock()
+	if s.acks.gen != gen {
+		s.acks = ackWindow{gen: gen}
+	}
+	upTo, single := s.acks.add(tags)
+	if upTo > 0 {
+		if err := ch.Ack(upTo, true); err != nil {
+			return err
+		}
+	}
+	for _, tag := range single {
 		if err := ch.Ack(tag, false); err != nil {
-			// The channel is gone and its unacked messages with it: they
-			// come back as new attempts.
-			s.b.log.Debug("ack on a closed channel dropped", "error", err)
-			break
+			return err
 		}
 	}
 	return nil
+}
+
+// ackWindow tracks the acked delivery tags of one channel (tags count from
+// 1). Below mark every tag is acked; above it, the acked tags wait in done.
+type ackWindow struct {
+	gen  uint64
+	mark uint64
+	done map[uint64]bool
+	// off: a delivery held for very long kept the mark back while
+	// maxAckWindow tags were acked above it; single acks from then on.
+	off bool
+}
+
+// maxAckWindow bounds the acked tags remembered above the mark.
+const maxAckWindow = 1 << 16
+
+// add records a batch of tags to ack (each acked once, never before) and
+// says how to send them: upTo > 0 is the tag of one multiple ack that
+// covers every tag of the batch up to it (every tag below upTo is acked
+// by then, earlier or in this batch, and upTo itself is of this batch, so
+// the server knows it), single the tags to ack one by one.
+func (w *ackWindow) add(tags []uint64) (upTo uint64, single []uint64) {
+	if w.off {
+		return 0, tags
+	}
+	if len(w.done)+len(tags) > maxAckWindow {
+		w.off, w.done = true, nil
+		return 0, tags
+	}
+	if w.done == nil {
+		w.done = map[uint64]bool{}
+	}
+	batch := make(map[uint64]bool, len(tags))
+	for _, t := range tags {
+		batch[t] = true
+		w.done[t] = true
+	}
+	for w.done[w.mark+1] {
+		w.mark++
+		delete(w.done, w.mark)
+		if batch[w.mark] {
+			upTo = w.mark
+		}
+	}
+	for _, t := range tags {
+		if t > upTo {
+			single = append(single, t)
+		}
+	}
+	return upTo, single
 }
 
 // republish builds the copy a nack or dead letter publishes.

@@ -176,3 +176,27 @@ func TestConfigErrors(t *testing.T) {
 	require.Equal(t, "h:5672/v", o.addr, "the address in messages has no credentials")
 	require.Equal(t, "amqp://bob:xxxxx@h:5672/v", redactURL("amqp://bob:s3cret@h:5672/v"))
 }
+
+func TestAckWindow(t *testing.T) {
+	var w ackWindow
+	up, single := w.add([]uint64{2, 3})
+	require.Zero(t, up, "tag 1 is still held: no multiple ack")
+	require.Equal(t, []uint64{2, 3}, single)
+	up, single = w.add([]uint64{1, 5})
+	require.Equal(t, uint64(1), up, "1 acks every outstanding tag up to 1; 2 and 3 were acked before")
+	require.Equal(t, []uint64{5}, single)
+	require.Equal(t, uint64(3), w.mark)
+	up, single = w.add([]uint64{7, 4, 6})
+	require.Equal(t, uint64(7), up, "4..7 all acked: one frame")
+	require.Empty(t, single)
+	require.Empty(t, w.done)
+
+	off := ackWindow{done: map[uint64]bool{}}
+	for i := range uint64(maxAckWindow) {
+		off.done[i+2] = true
+	}
+	up, single = off.add([]uint64{1})
+	require.Zero(t, up, "past the bound the window gives up")
+	require.Equal(t, []uint64{1}, single)
+	require.True(t, off.off)
+}

@@ -327,3 +327,13 @@ func TestAcksBeforeCloseStick(t *testing.T) {
 	require.NoError(t, err)
 	require.Zero(t, q.Messages, "acked messages came back after their stream closed")
 }
+
+// TestRefusedCredentials: a wrong password fails the start with
+// ErrUnauthenticated, without the password in the message.
+func TestRefusedCredentials(t *testing.T) {
+	n := newNames(t)
+	cfg := n.config(t, map[string]any{"password": "not-the-password"})
+	_, err := newTestBroker(t, cfg)
+	require.ErrorIs(t, err, sdk.ErrUnauthenticated)
+	require.NotContains(t, err.Error(), "not-the-password")
+}

@@ -366,20 +366,34 @@ func (s *stream) Settle(ctx context.Context, ss []sdk.Settlement) error {
 	s.mu.Unlock()
 
 	if len(repub) > 0 {
+		// On failure the originals stay unacked: they go back to held so
+		// that the host can settle them again.
+		restore := func() {
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			if s.gen == gen {
+				for _, p := range repub {
+					s.held[p.tag] = p.h
+				}
+			}
+		}
 		conn, cgen, err := s.b.connection(ctx)
 		if err != nil {
+			restore()
 			return err
 		}
 		out := make([]outgoing, 0, len(repub))
 		for _, p := range repub {
 			o, err := s.republish(conn, cgen, p.h, p.s)
 			if err != nil {
+				restore()
 				return s.b.wrap("settle", err)
 			}
 			out = append(out, o)
 			acks = append(acks, p.tag)
 		}
 		if err := s.b.publish(ctx, out); err != nil {
+			restore()
 			return err
 		}
 	}

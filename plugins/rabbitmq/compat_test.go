@@ -337,3 +337,28 @@ func TestRefusedCredentials(t *testing.T) {
 	require.ErrorIs(t, err, sdk.ErrUnauthenticated)
 	require.NotContains(t, err.Error(), "not-the-password")
 }
+
+// TestShortDelayOvertakesLongDelay: a message with a short delay kicked
+// after one with a long delay is delivered first (each delay bucket is its
+// own TTL queue, so nothing waits behind a longer delay), and not before
+// its own delay.
+func TestShortDelayOvertakesLongDelay(t *testing.T) {
+	n := newNames(t)
+	b, err := newTestBroker(t, n.config(t, nil))
+	require.NoError(t, err)
+	st, err := b.Listen(ctxT(t), sdk.ListenRequest{})
+	require.NoError(t, err)
+	defer st.Close()
+	const long, short = 20 * time.Second, 300 * time.Millisecond
+	start := time.Now()
+	require.NoError(t, b.Kick(ctxT(t), []sdk.Outgoing{{TaskID: "long", TaskName: "x", Body: []byte(`"long"`), Delay: long}}))
+	require.NoError(t, b.Kick(ctxT(t), []sdk.Outgoing{{TaskID: "short", TaskName: "x", Body: []byte(`"short"`), Delay: short}}))
+	ctx, cancel := context.WithTimeout(context.Background(), long-time.Second)
+	defer cancel()
+	ds, err := st.Recv(ctx, 1)
+	require.NoError(t, err, "the short delay must not wait behind the long one")
+	require.Equal(t, `"short"`, string(ds[0].Body))
+	require.GreaterOrEqual(t, time.Since(start), short-50*time.Millisecond)
+	require.NoError(t, st.Settle(ctxT(t), []sdk.Settlement{{DeliveryID: ds[0].ID, Kind: sdk.SettleAck}}))
+	_, _ = rawChannel(t).QueueDelete(n.queue+".delay.20000", false, false, false)
+}

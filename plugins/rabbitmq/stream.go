@@ -187,7 +187,12 @@ func (s *stream) run(lost chan *amqp.Error) {
 		case <-s.closed:
 			return
 		case err := <-lost:
-			if err != nil {
+			switch {
+			case err != nil && isConsumerTimeout(err):
+				s.b.log.Error("RabbitMQ closed the delivery channel: a delivery stayed unacked longer than the "+
+					"server's consumer timeout; its task will run again. Raise consumer_timeout in rabbitmq.conf "+
+					"above the longest task", "error", err)
+			case err != nil:
 				s.b.log.Warn("delivery channel closed; unacked deliveries return to their queues", "error", err)
 			}
 		}
@@ -218,6 +223,13 @@ func (s *stream) run(lost chan *amqp.Error) {
 			}
 		}
 	}
+}
+
+// isConsumerTimeout reports whether the server closed a channel because a
+// delivery outlived its consumer timeout.
+func isConsumerTimeout(err *amqp.Error) bool {
+	return err.Code == amqp.PreconditionFailed && strings.Contains(err.Reason, "delivery acknowledgement") &&
+		strings.Contains(err.Reason, "timed out")
 }
 
 func (s *stream) fail(err error) {

@@ -200,3 +200,9 @@ func TestAckWindow(t *testing.T) {
 	require.Equal(t, []uint64{1}, single)
 	require.True(t, off.off)
 }
+
+func TestIsConsumerTimeout(t *testing.T) {
+	require.True(t, isConsumerTimeout(&amqp.Error{Code: amqp.PreconditionFailed,
+		Reason: "PRECONDITION_FAILED - delivery acknowledgement on channel 1 timed out. Timeout value used: 1800000 ms. This timeout value can be configured, see consumers doc guide to learn more"}))
+	require.False(t, isConsumerTimeout(&amqp.Error{Code: amqp.PreconditionFailed, Reason: "PRECONDITION_FAILED - unknown delivery tag 3"}))
+}

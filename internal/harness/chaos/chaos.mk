@@ -18,7 +18,7 @@ chaos: chaos-bins
 	$(BIN)/chaos -bin $(BIN) -tasks 20000 -task-ms 100 -bad 30 \
 		-deadline 6m -total-deadline 20m $(CHAOS_FLAGS)
 
-# Bounded for CI: 3k tasks per scenario, about 80s in all (redis-oom holds
+# Bounded for CI: 3k tasks per scenario, about 95s in all (redis-oom holds
 # Redis full for 14s and takes about 25s), hard stop at 150s.
 chaos-ci: chaos-bins
 	$(BIN)/chaos -bin $(BIN) -tasks 3000 -task-ms 100 -bad 10 \

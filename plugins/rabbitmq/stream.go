@@ -140,6 +140,15 @@ func (s *stream) open(ctx context.Context) (chan *amqp.Error, error) {
 	}
 	lost := ch.NotifyClose(make(chan *amqp.Error, 1))
 	s.mu.Lock()
+	select {
+	case <-s.closed:
+		// Closed while this channel was being opened: shut has already
+		// run and would not see it.
+		s.mu.Unlock()
+		_ = ch.Close()
+		return nil, sdk.ErrClosed
+	default:
+	}
 	s.gen++
 	gen := s.gen
 	s.ch = ch

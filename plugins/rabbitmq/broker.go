@@ -203,6 +203,12 @@ func (b *broker) supervise() {
 				b.log.Warn("reconnecting to RabbitMQ", "addr", b.o.addr, "error", err)
 				continue
 			}
+			select {
+			case <-b.done: // closed while redialling
+				_ = conn.Close()
+				return
+			default:
+			}
 			b.setConn(conn, topo)
 			b.log.Info("reconnected to RabbitMQ", "addr", b.o.addr)
 			break

@@ -157,15 +157,21 @@ func (b *broker) declareTaskQueue(conn *amqp.Connection, name string) (queueSpec
 	return spec, nil
 }
 
-func (b *broker) setConn(conn *amqp.Connection, topo topology) {
+// setConn makes conn the current connection; false when the broker is
+// closed.
+func (b *broker) setConn(conn *amqp.Connection, topo topology) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if b.closed {
+		return false
+	}
 	b.conn = conn
 	b.topo = topo
 	b.gen++
 	b.declared = map[string]bool{b.o.queue: true}
 	b.buckets = map[string]time.Time{}
 	close(b.ready)
+	return true
 }
 
 // supervise redials the connection when it drops, until Close.
@@ -203,13 +209,10 @@ func (b *broker) supervise() {
 				b.log.Warn("reconnecting to RabbitMQ", "addr", b.o.addr, "error", err)
 				continue
 			}
-			select {
-			case <-b.done: // closed while redialling
+			if !b.setConn(conn, topo) { // closed while redialling
 				_ = conn.Close()
 				return
-			default:
 			}
-			b.setConn(conn, topo)
 			b.log.Info("reconnected to RabbitMQ", "addr", b.o.addr)
 			break
 		}

@@ -362,3 +362,32 @@ func TestShortDelayOvertakesLongDelay(t *testing.T) {
 	require.NoError(t, st.Settle(ctxT(t), []sdk.Settlement{{DeliveryID: ds[0].ID, Kind: sdk.SettleAck}}))
 	_, _ = rawChannel(t).QueueDelete(n.queue+".delay.20000", false, false, false)
 }
+
+// TestPythonDelayQueue: a delayed message a taskiq-aio-pika producer puts
+// into its delay queue (per-message expiration, default exchange) reaches
+// the Go worker through the declarations of this plugin.
+func TestPythonDelayQueue(t *testing.T) {
+	for _, layout := range []string{compat05, compat06} {
+		t.Run(layout, func(t *testing.T) {
+			n := newNames(t)
+			delayQueue := n.queue + ".delay" // always declared by 0.5, opted into in 0.6
+			extra := map[string]any{"compat": layout}
+			if layout == compat06 {
+				extra["delay_queue"] = delayQueue
+			}
+			b, err := newTestBroker(t, n.config(t, extra))
+			require.NoError(t, err)
+			st, err := b.Listen(ctxT(t), sdk.ListenRequest{})
+			require.NoError(t, err)
+			defer st.Close()
+			body := []byte(`{"task_id":"d1","task_name":"my_task","labels":{"delay":"0.2"},"args":[],"kwargs":{}}`)
+			require.NoError(t, rawChannel(t).PublishWithContext(ctxT(t), "", delayQueue, false, false, amqp.Publishing{
+				Headers: amqp.Table{"task_id": "d1", "task_name": "my_task"}, DeliveryMode: amqp.Persistent,
+				Expiration: "200", Body: body}))
+			ds, err := st.Recv(ctxT(t), 1)
+			require.NoError(t, err)
+			require.Equal(t, body, ds[0].Body)
+			require.NoError(t, st.Settle(ctxT(t), []sdk.Settlement{{DeliveryID: ds[0].ID, Kind: sdk.SettleAck}}))
+		})
+	}
+}

@@ -391,3 +391,32 @@ func TestPythonDelayQueue(t *testing.T) {
 		})
 	}
 }
+
+// TestDoubleAckKeepsTheChannel: settling a delivery twice does not send a
+// second ack (the server would close the channel and redeliver everything
+// unacked on it).
+func TestDoubleAckKeepsTheChannel(t *testing.T) {
+	n := newNames(t)
+	b, err := newTestBroker(t, n.config(t, nil))
+	require.NoError(t, err)
+	require.NoError(t, b.Kick(ctxT(t), []sdk.Outgoing{{TaskID: "a", TaskName: "x", Body: []byte(`"a"`)}, {TaskID: "b", TaskName: "x", Body: []byte(`"b"`)}}))
+	sst, err := b.Listen(ctxT(t), sdk.ListenRequest{})
+	require.NoError(t, err)
+	defer sst.Close()
+	st := sst.(*stream)
+	var ds []sdk.Delivery
+	for len(ds) < 2 {
+		got, err := st.Recv(ctxT(t), 2)
+		require.NoError(t, err)
+		ds = append(ds, got...)
+	}
+	st.mu.Lock()
+	ch := st.ch
+	st.mu.Unlock()
+	ack := []sdk.Settlement{{DeliveryID: ds[0].ID, Kind: sdk.SettleAck}}
+	require.NoError(t, st.Settle(ctxT(t), ack))
+	require.NoError(t, st.Settle(ctxT(t), ack))
+	require.NoError(t, st.Settle(ctxT(t), []sdk.Settlement{{DeliveryID: ds[1].ID, Kind: sdk.SettleAck}}))
+	requireEmpty(t, n.queue)
+	require.False(t, ch.IsClosed(), "the channel survived the repeated settlement")
+}

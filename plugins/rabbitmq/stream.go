@@ -371,7 +371,9 @@ func (s *stream) Settle(ctx context.Context, ss []sdk.Settlement) error {
 		case sdk.SettleExtend:
 			continue
 		case sdk.SettleAck:
-			acks = append(acks, tag)
+			if ok { // not settled before: a second ack would close the channel
+				acks = append(acks, tag)
+			}
 		case sdk.SettleNack, sdk.SettleDeadLetter:
 			if ok {
 				repub = append(repub, pending{tag, h, st})
@@ -388,15 +390,17 @@ func (s *stream) Settle(ctx context.Context, ss []sdk.Settlement) error {
 
 	if len(repub) > 0 {
 		// On failure the originals stay unacked: they go back to held so
-		// that the host can settle them again.
+		// that the host can settle them again; the plain acks of the
+		// batch go out anyway.
 		restore := func() {
 			s.mu.Lock()
-			defer s.mu.Unlock()
 			if s.gen == gen {
 				for _, p := range repub {
 					s.held[p.tag] = p.h
 				}
 			}
+			s.mu.Unlock()
+			s.ackOrLog(ch, gen, acks)
 		}
 		conn, cgen, err := s.b.connection(ctx)
 		if err != nil {
@@ -411,19 +415,25 @@ func (s *stream) Settle(ctx context.Context, ss []sdk.Settlement) error {
 				return s.b.wrap("settle", err)
 			}
 			out = append(out, o)
-			acks = append(acks, p.tag)
 		}
 		if err := s.b.publish(ctx, out); err != nil {
 			restore()
 			return err
 		}
+		for _, p := range repub {
+			acks = append(acks, p.tag) // their copies are confirmed
+		}
 	}
-	if err := s.sendAcks(ch, gen, acks); err != nil {
-		// The channel is gone and its unacked messages with it: they
-		// come back as new attempts.
+	s.ackOrLog(ch, gen, acks)
+	return nil
+}
+
+// ackOrLog sends acks; a failure means the channel is gone and its unacked
+// messages with it: they come back as new attempts.
+func (s *stream) ackOrLog(ch *amqp.Channel, gen uint64, tags []uint64) {
+	if err := s.sendAcks(ch, gen, tags); err != nil {
 		s.b.log.Debug("ack on a closed channel dropped", "error", err)
 	}
-	return nil
 }
 
 // sendAcks acks tags of channel generation gen with as few frames as it

@@ -24,6 +24,12 @@ func Plugin() sdk.Plugin {
 		Broker: &sdk.Factory[sdk.Broker]{
 			Schema:       brokerSchema(),
 			Capabilities: Capabilities,
+			// Check decodes and checks the block without connecting (an
+			// existing queue's arguments are only known at start).
+			Check: func(_ context.Context, cfg sdk.Config) error {
+				_, err := decodeConfig(cfg)
+				return err
+			},
 			New: func(ctx context.Context, cfg sdk.Config) (sdk.Broker, error) {
 				b, err := newBroker(ctx, cfg)
 				if err != nil {

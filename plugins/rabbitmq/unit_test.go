@@ -1,6 +1,7 @@
 package taskiqrabbitmq
 
 import (
+	"context"
 	"encoding/json"
 	"testing"
 	"time"
@@ -205,4 +206,12 @@ func TestIsConsumerTimeout(t *testing.T) {
 	require.True(t, isConsumerTimeout(&amqp.Error{Code: amqp.PreconditionFailed,
 		Reason: "PRECONDITION_FAILED - delivery acknowledgement on channel 1 timed out. Timeout value used: 1800000 ms. This timeout value can be configured, see consumers doc guide to learn more"}))
 	require.False(t, isConsumerTimeout(&amqp.Error{Code: amqp.PreconditionFailed, Reason: "PRECONDITION_FAILED - unknown delivery tag 3"}))
+}
+
+func TestCheckWithoutServer(t *testing.T) {
+	check := Plugin().Broker.Check
+	require.NoError(t, check(context.Background(), sdk.Config{Raw: json.RawMessage(`{"compat":"aio-pika-0.6","url":"amqp://nobody@203.0.113.1:5672/"}`)}),
+		"a valid block passes without connecting")
+	err := check(context.Background(), sdk.Config{Raw: json.RawMessage(`{"compat":"aio-pika-0.7"}`)})
+	require.Equal(t, "compat", sdk.ConfigErrors(err)[0].Attribute)
 }

@@ -114,7 +114,7 @@ func TestFailingTaskRecordsErrorPerWire(t *testing.T) {
 	require.True(t, res.IsErr)
 	_, verr := res.Value()
 	require.Error(t, verr)
-	require.Equal(t, "wrapError", res.Error.ExcType)
+	require.Equal(t, "Error", res.Error.ExcType)
 	require.Equal(t, "fmt", res.Error.ExcModule)
 	require.Equal(t, []any{"charge c-1: quota exhausted (0 left)"}, res.Error.ExcMessage)
 	require.NotNil(t, res.Error.ExcCause)

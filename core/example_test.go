@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/taskiq-go/taskiq/core"
@@ -94,7 +95,29 @@ func ExampleResult_Value() {
 	res, _ := task.WaitResult(ctx, 5*time.Second)
 	_, err := res.Value()
 	fmt.Println(res.IsErr, res.Error.ExcType, err)
-	// Output: true errorString errorString: division by zero
+	// Output: true Error Error: division by zero
+}
+
+// A task chooses the exception type its failure is stored under: a Python
+// client of the result raises builtins.ValueError here.
+func ExampleNamedError() {
+	ctx := context.Background()
+	app := newExampleApp()
+	defer app.Close(ctx)
+
+	parse := core.MustTask[int](app, "parse.age", func(s string) (int, error) {
+		n, err := strconv.Atoi(s)
+		if err != nil {
+			return 0, core.NamedError("builtins.ValueError", fmt.Errorf("age %q: %w", s, err))
+		}
+		return n, nil
+	})
+	defer runExampleWorker(app)()
+
+	task, _ := parse.Kiq(ctx, "ten")
+	res, _ := task.WaitResult(ctx, 5*time.Second)
+	fmt.Println(res.Error.ExcModule, res.Error.ExcType, res.Error.ExcCause.ExcType)
+	// Output: builtins ValueError NumError
 }
 
 func ExampleContext_Requeue() {

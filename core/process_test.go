@@ -109,9 +109,9 @@ func TestProcessRoundTrip(t *testing.T) {
 	require.NoError(t, err)
 	fr := wait(t, f)
 	require.True(t, fr.IsErr)
-	require.Equal(t, "wrapError", fr.Error.ExcType)
+	require.Equal(t, "Error", fr.Error.ExcType)
 	require.Equal(t, []any{"wrapped: root"}, fr.Error.ExcMessage)
-	require.Equal(t, "errorString", fr.Error.ExcCause.ExcType)
+	require.Equal(t, "Error", fr.Error.ExcCause.ExcType)
 
 	s, err := slow.Kicker().WithLabels(map[string]any{"timeout": 0.05}).Kiq(ctx)
 	require.NoError(t, err)

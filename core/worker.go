@@ -149,6 +149,10 @@ type worker struct {
 	// keep holds settlements across a broken stream, for a broker with
 	// sdk.CapStableIDs; nil otherwise.
 	keep *keeper
+
+	// unknownSeen holds the unknown task names given back to the queue
+	// (leaveUnknown), each logged once.
+	unknownSeen sync.Map
 }
 
 // settlePace spaces a stream's settlement sends under load. A send is a
@@ -474,6 +478,9 @@ func (w *worker) handle(s *stream, d sdk.Delivery) {
 	}
 	def, reason := w.decode(tc)
 	if def == nil {
+		if w.leaveUnknown(tc) {
+			return
+		}
 		w.saveDeadLetterResult(tc, reason)
 		w.apply(w.taskCtx, tc, w.plan(tc, runInvalid, reason, w.opts.AckType).final)
 		return

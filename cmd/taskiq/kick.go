@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -51,19 +52,9 @@ Each ARG is a JSON value when it parses as one (42, true, [1,2], {"a":1},
 					return fmt.Errorf("--kwargs must be a JSON object such as '{\"name\":\"Ann\"}': %v", err)
 				}
 			}
-			if len(labels) > 0 {
-				k.Labels = map[string]any{}
-			}
-			for _, l := range labels {
-				key, val, ok := strings.Cut(l, "=")
-				if !ok || key == "" {
-					return fmt.Errorf("--label %q: write it as key=value", l)
-				}
-				var v any
-				if err := json.Unmarshal(jsonOrString(val), &v); err != nil {
-					return fmt.Errorf("--label %q: %v", l, err)
-				}
-				k.Labels[key] = v
+			var err error
+			if k.Labels, err = parseLabels(labels); err != nil {
+				return err
 			}
 			ctx, stop := signalContext(cmd.Context())
 			defer stop()
@@ -93,7 +84,7 @@ Each ARG is a JSON value when it parses as one (42, true, [1,2], {"a":1},
 	fl := cmd.Flags()
 	fl.StringVarP(&cfg, "config", "c", "taskiq.hcl", "path to taskiq.hcl")
 	fl.StringVar(&kwargs, "kwargs", "", "keyword arguments as a JSON object")
-	fl.StringArrayVar(&labels, "label", nil, "label key=value (value parsed as JSON when it is JSON); repeatable")
+	fl.StringArrayVar(&labels, "label", nil, "label key=value (value parsed as JSON when it is JSON: 7 is an int, 7.5 a float, else a string); repeatable")
 	fl.StringVar(&broker, "broker", "", "broker to send through; default: client.default_broker")
 	fl.StringVar(&taskID, "task-id", "", "task id; default: a new random one")
 	fl.BoolVar(&wait, "wait", false, "wait for the result and print its return value")
@@ -103,6 +94,38 @@ Each ARG is a JSON value when it parses as one (42, true, [1,2], {"a":1},
 
 // jsonOrString returns s itself when it is a JSON value, else s as a JSON
 // string.
+// parseLabels reads --label key=value flags. A value is JSON when it is
+// JSON, else a string; an integer is an int (label type 2, as Python's int),
+// any other number a float (type 4).
+func parseLabels(flags []string) (map[string]any, error) {
+	if len(flags) == 0 {
+		return nil, nil
+	}
+	labels := map[string]any{}
+	for _, l := range flags {
+		key, val, ok := strings.Cut(l, "=")
+		if !ok || key == "" {
+			return nil, fmt.Errorf("--label %q: write it as key=value", l)
+		}
+		dec := json.NewDecoder(bytes.NewReader(jsonOrString(val)))
+		dec.UseNumber()
+		var v any
+		err := dec.Decode(&v)
+		if err != nil {
+			return nil, fmt.Errorf("--label %q: %v", l, err)
+		}
+		if n, ok := v.(json.Number); ok {
+			if v, err = n.Int64(); err != nil {
+				if v, err = n.Float64(); err != nil {
+					return nil, fmt.Errorf("--label %q: %v", l, err)
+				}
+			}
+		}
+		labels[key] = v
+	}
+	return labels, nil
+}
+
 func jsonOrString(s string) json.RawMessage {
 	if json.Valid([]byte(s)) {
 		return json.RawMessage(s)

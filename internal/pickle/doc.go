@@ -16,7 +16,10 @@
 // Encoding writes protocol 4 the way CPython's pickler does for such
 // values (memoized strings, dicts and lists, batches of 1000 items, 64 KiB
 // frames, large strings outside frames), so [FromJSON] of the JSON Python
-// taskiq would have stored gives the bytes Python stores.
+// taskiq would have stored gives the bytes Python stores. One difference
+// remains by design: Python memoizes a string by identity, the encoder by
+// value, so a string value repeated in distinct Python objects is written
+// once and referenced (smaller bytes, the same value when read).
 //
 // github.com/kisielk/og-rek was evaluated first and not used: its decoder
 // builds values for GLOBAL/REDUCE instead of refusing them and loses dict

@@ -535,19 +535,19 @@ func checkMiddlewareHooks(t *testing.T, unary bool) {
 	require.ErrorIs(t, err, sdk.ErrDeadLetter)
 	reason, ok := sdk.DeadLetterReason(err)
 	require.True(t, ok)
-	require.Equal(t, "gave up: errorString: fatal failure", reason)
+	require.Equal(t, "gave up: Error: fatal failure", reason)
 
 	_, err = onError(errors.New("complain"))
 	require.EqualError(t, err, "on_error complaint")
 
 	res, err = onError(errors.New("boom"))
 	require.NoError(t, err)
-	require.Equal(t, "errorString: boom", res.Labels["seen_error"], "on_error gets res.Error as its err")
+	require.Equal(t, "Error: boom", res.Labels["seen_error"], "on_error gets res.Error as its err")
 
 	// A result without an error gets the err argument as its error.
 	res = &wire.Result{IsErr: true}
 	require.NoError(t, mw.(sdk.ErrorHandler).OnError(ctx, msg, res, errors.New("bare")))
-	require.Equal(t, "errorString: bare", res.Labels["seen_error"])
+	require.Equal(t, "Error: bare", res.Labels["seen_error"])
 
 	err = mw.(sdk.PostSender).PostSend(ctx, msg)
 	require.ErrorIs(t, err, sdk.ErrUnsupported, "a hook the plugin does not implement")

@@ -213,7 +213,7 @@ func TestTaskModuleExecuteStream(t *testing.T) {
 		_, err := m.Execute(ctx, taskMsg("fail"))
 		var we *wire.Error
 		require.ErrorAs(t, err, &we)
-		require.Equal(t, "wrapError", we.ExcType)
+		require.Equal(t, "Error", we.ExcType)
 		require.Equal(t, "charging the card: card declined", fmt.Sprint(we.ExcMessage...))
 		require.NotNil(t, we.ExcCause)
 		require.Equal(t, "ValueError", we.ExcCause.ExcType)

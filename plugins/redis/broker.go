@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -35,6 +36,12 @@ type broker struct {
 	closed    bool
 	listeners map[closer]struct{}
 	consumers int
+	// listened counts this broker's open listeners per queue: their own
+	// movers move that queue's delayed messages, the broker's mover skips it.
+	listened   map[string]int
+	listenedBy map[closer][]string
+	mover      *delayedMover // nil with move_delayed = false or in pubsub mode
+	moverOnce  sync.Once     // starts mover at the first Kick or Listen
 }
 
 type closer interface{ Close() error }
@@ -52,8 +59,29 @@ func newBroker(_ context.Context, cfg sdk.Config) (*broker, error) {
 	if log == nil {
 		log = hclog.NewNullLogger()
 	}
-	return &broker{client: client, addr: addr, opts: opts, log: log, now: time.Now,
-		listeners: map[closer]struct{}{}}, nil
+	b := &broker{client: client, addr: addr, opts: opts, log: log, now: time.Now,
+		listeners: map[closer]struct{}{}, listened: map[string]int{}, listenedBy: map[closer][]string{}}
+	if opts.moveDelayed && opts.mode != modePubSub {
+		b.mover = newDelayedMover(b)
+	}
+	return b, nil
+}
+
+// startMover starts the broker-wide delayed mover once, at the first kick
+// or listen: a process that loaded the broker and uses it moves delayed
+// messages, and the clock (b.now) is settled by then.
+func (b *broker) startMover() {
+	if b.mover != nil {
+		b.moverOnce.Do(b.mover.start)
+	}
+}
+
+// listening reports whether one of this broker's listeners moves queue's
+// delayed messages.
+func (b *broker) listening(queue string) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.listened[queue] > 0
 }
 
 // capabilitiesFor lists what a mode implements.
@@ -109,12 +137,9 @@ func (b *broker) deadKey(queue string) string {
 	return b.streamKey(queue) + ":dead"
 }
 
-func (b *broker) groupName(queue string) string {
-	if b.opts.group != "" {
-		return b.opts.group
-	}
-	return b.queueName(queue)
-}
+// groupName is the consumer group of a queue's stream: one name for all
+// queues ("taskiq" unless consumer_group says otherwise).
+func (b *broker) groupName(string) string { return b.opts.group }
 
 func (b *broker) spec(q sdk.Queue) *queueSpec {
 	w := q.Weight
@@ -134,6 +159,7 @@ func unixMilli(t time.Time) float64 { return float64(t.UnixMilli()) }
 
 // Kick sends the whole batch in one pipeline: one round trip per batch.
 func (b *broker) Kick(ctx context.Context, msgs []sdk.Outgoing) error {
+	b.startMover()
 	if b.isClosed() {
 		return fmt.Errorf("redis kick: %w", sdk.ErrClosed)
 	}
@@ -168,6 +194,13 @@ func (b *broker) Kick(ctx context.Context, msgs []sdk.Outgoing) error {
 			pipe.Publish(ctx, b.queueName(m.Queue), m.Body)
 		}
 	}
+	var delayed []string
+	for _, m := range msgs {
+		if m.Delay > 0 && !slices.Contains(delayed, m.Queue) {
+			delayed = append(delayed, m.Queue)
+		}
+	}
+	b.registerDelayed(ctx, pipe, delayed...)
 	cmds, err := pipe.Exec(ctx)
 	if err := pipelineErr(cmds, err, isBusyGroup); err != nil {
 		return wrapErr("kick", b.addr, err)
@@ -265,6 +298,7 @@ func isNoGroup(err error) bool   { return err != nil && strings.HasPrefix(err.Er
 // open, a stream rides out outages shorter than unavailable_after by
 // retrying, and ends with an error wrapping sdk.ErrUnavailable after that.
 func (b *broker) Listen(ctx context.Context, req sdk.ListenRequest) (sdk.Stream, error) {
+	b.startMover()
 	if b.isClosed() {
 		return nil, fmt.Errorf("redis listen: %w", sdk.ErrClosed)
 	}
@@ -307,6 +341,17 @@ func (b *broker) Listen(ctx context.Context, req sdk.ListenRequest) (sdk.Stream,
 	if err != nil {
 		return nil, err
 	}
+	// Registered so that the delayed nacks of these queues are moved by the
+	// other processes too once this one is gone.
+	if b.opts.mode != modePubSub {
+		pipe := b.client.Pipeline()
+		for _, sp := range specs {
+			b.registerDelayed(ctx, pipe, sp.name)
+		}
+		if _, err := pipe.Exec(ctx); err != nil {
+			b.log.Debug("could not register the listened queues for delayed moves", "error", err)
+		}
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.closed {
@@ -314,6 +359,14 @@ func (b *broker) Listen(ctx context.Context, req sdk.ListenRequest) (sdk.Stream,
 		return nil, fmt.Errorf("redis listen: %w", sdk.ErrClosed)
 	}
 	b.listeners[l] = struct{}{}
+	if b.opts.mode != modePubSub {
+		names := make([]string, len(specs))
+		for i, sp := range specs {
+			names[i] = sp.name
+			b.listened[sp.name]++
+		}
+		b.listenedBy[l] = names
+	}
 	return l.(sdk.Stream), nil
 }
 
@@ -334,6 +387,10 @@ func (b *broker) nextConsumerName() string {
 func (b *broker) forget(l closer) {
 	b.mu.Lock()
 	delete(b.listeners, l)
+	for _, q := range b.listenedBy[l] {
+		b.listened[q]--
+	}
+	delete(b.listenedBy, l)
 	b.mu.Unlock()
 }
 
@@ -357,6 +414,9 @@ func (b *broker) Close(context.Context) error {
 		ls = append(ls, l)
 	}
 	b.mu.Unlock()
+	if b.mover != nil {
+		b.mover.shutdown()
+	}
 	// In parallel: each may wait up to one block interval for its read.
 	errs := make([]error, len(ls)+1)
 	var wg sync.WaitGroup
@@ -368,14 +428,11 @@ func (b *broker) Close(context.Context) error {
 	return errors.Join(errs...)
 }
 
-// moveDue moves the delayed messages of queue due at now; it returns how
-// many it moved and when the next one is due (zero time when none is left).
-func (b *broker) moveDue(ctx context.Context, queue string, now time.Time) (int, time.Time, error) {
+// moveDue moves the delayed messages of queue due at now to its stream
+// (mode "stream") or list ("list"); it returns how many it moved and when
+// the next one is due (zero time when none is left).
+func (b *broker) moveDue(ctx context.Context, target, queue string, now time.Time) (int, time.Time, error) {
 	const limit = 500
-	target := modeStream
-	if b.opts.mode == modeList {
-		target = modeList
-	}
 	total := 0
 	for {
 		res, err := moveDueScript.Run(ctx, b.client, []string{b.delayedKey(queue), b.streamKey(queue)},

@@ -27,6 +27,10 @@ const (
 
 const defaultURL = "redis://127.0.0.1:6379/0"
 
+// defaultGroup is the stream consumer group, as taskiq-redis names it
+// whatever the stream is called.
+const defaultGroup = "taskiq"
+
 // defaultUnavailableAfter matches the host's core.DefaultUnreadyAfter: an
 // outage shows on /readyz after about twice this (the stream ends, then
 // reopening it fails for the host's bound).
@@ -81,8 +85,10 @@ func brokerSchema() sdk.Schema {
 		sdk.Attribute{Name: "queue", Type: sdk.TypeString, Default: "taskiq", Description: "Default " +
 			"queue: the stream key, list key or pub/sub channel. The queue_name label of a message " +
 			"overrides it per message."},
-		sdk.Attribute{Name: "consumer_group", Type: sdk.TypeString, Default: "", Description: "Stream " +
-			"mode: consumer group name. Empty means the name of each queue, as taskiq-redis does."},
+		sdk.Attribute{Name: "consumer_group", Type: sdk.TypeString, Default: defaultGroup, Description: "Stream " +
+			"mode: consumer group name, the same for every queue (stream) a worker reads. The default " +
+			"\"taskiq\" is taskiq-redis's consumer_group_name default, so Go and Python workers of one " +
+			"stream share a group and each message runs once."},
 		sdk.Attribute{Name: "consumer_name", Type: sdk.TypeString, Default: "", Description: "Stream " +
 			"mode: consumer name of this process within the group. Empty means hostname-pid-random, " +
 			"which is unique per process; a fixed name shared by two live processes breaks leases."},
@@ -111,6 +117,8 @@ func brokerSchema() sdk.Schema {
 		sdk.Attribute{Name: "delay_poll", Type: sdk.TypeDuration, Default: "100ms", Description: "How " +
 			"often a listener moves due delayed messages to their queue; a delayed message starts " +
 			"at most this late."},
+		unknownTasksAttribute(),
+		moveDelayedAttribute(),
 		sdk.Attribute{Name: "unavailable_after", Type: sdk.TypeDuration, Default: "10s", Description: "How " +
 			"long Redis may stay unreachable (every call of a delivery stream failing, none " +
 			"succeeding) before the stream ends with an error wrapping ErrUnavailable, so that the " +
@@ -133,6 +141,7 @@ func resultSchema() sdk.Schema {
 		sdk.Attribute{Name: "poll_fallback", Type: sdk.TypeDuration, Default: "1s", Description: "WaitResult " +
 			"is woken by a pub/sub notification; it re-reads the key at this interval as well, so a " +
 			"notification lost in a reconnect still completes the wait."},
+		serializerAttribute(),
 	)
 	return sdk.Schema{Attributes: attrs}
 }
@@ -174,6 +183,8 @@ type brokerConfig struct {
 	MaxAttempts     *int           `json:"max_attempts"`
 	DelayPoll       *time.Duration `json:"delay_poll"`
 	UnavailableFor  *time.Duration `json:"unavailable_after"`
+	UnknownTasks    string         `json:"unknown_tasks"`
+	MoveDelayed     *bool          `json:"move_delayed"`
 }
 
 // brokerOptions is the validated broker configuration.
@@ -194,6 +205,9 @@ type brokerOptions struct {
 	// one succeeding before its stream ends with ErrUnavailable.
 	unavailableAfter time.Duration
 	clusterHashes    bool
+	// leaveUnknown: unknown_tasks = "leave" (see unknownTasksAttribute).
+	leaveUnknown bool
+	moveDelayed  bool
 }
 
 type resultConfig struct {
@@ -202,6 +216,7 @@ type resultConfig struct {
 	ResultTTL    *time.Duration `json:"result_ttl"`
 	KeepResults  *bool          `json:"keep_results"`
 	PollFallback *time.Duration `json:"poll_fallback"`
+	Serializer   string         `json:"serializer"`
 }
 
 type resultOptions struct {
@@ -209,6 +224,7 @@ type resultOptions struct {
 	ttl          time.Duration
 	keepResults  bool
 	pollFallback time.Duration
+	serializer   string
 }
 
 // durationAtLeast returns *v, or def when v is nil (absent); below min it
@@ -246,7 +262,10 @@ func decodeBrokerConfig(cfg sdk.Config) (connConfig, brokerOptions, error) {
 		errs = append(errs, err)
 	}
 	o := brokerOptions{mode: c.Mode, queue: c.Queue, group: c.ConsumerGroup, consumer: c.ConsumerName,
-		deadLetter: c.DeadLetterQueue, deleteAcked: true, clusterHashes: len(c.ClusterAddrs) > 0}
+		deadLetter: c.DeadLetterQueue, deleteAcked: true, clusterHashes: len(c.ClusterAddrs) > 0, moveDelayed: true}
+	if c.MoveDelayed != nil {
+		o.moveDelayed = *c.MoveDelayed
+	}
 	if o.mode == "" {
 		o.mode = modeStream
 	}
@@ -257,6 +276,9 @@ func decodeBrokerConfig(cfg sdk.Config) (connConfig, brokerOptions, error) {
 	}
 	if o.queue == "" {
 		o.queue = "taskiq"
+	}
+	if o.group == "" {
+		o.group = defaultGroup
 	}
 	if o.consumer == "" {
 		o.consumer = defaultConsumerName()
@@ -271,6 +293,13 @@ func decodeBrokerConfig(cfg sdk.Config) (connConfig, brokerOptions, error) {
 	if c.DeleteAcked != nil {
 		o.deleteAcked = *c.DeleteAcked
 	}
+	switch c.UnknownTasks {
+	case "", unknownDeadLetter:
+	case unknownLeave:
+		o.leaveUnknown = true
+	default:
+		errs = append(errs, sdk.AttrError("unknown_tasks", "unknown value %q; use \"dead_letter\" or \"leave\"", c.UnknownTasks))
+	}
 	errs = append(errs, validateConn(&c.connConfig)...)
 	if len(errs) > 0 {
 		return connConfig{}, brokerOptions{}, errors.Join(errs...)
@@ -284,7 +313,14 @@ func decodeResultConfig(cfg sdk.Config) (connConfig, resultOptions, error) {
 	if err := cfg.Decode(&c); err != nil {
 		errs = append(errs, err)
 	}
-	o := resultOptions{prefix: c.Prefix, keepResults: true}
+	o := resultOptions{prefix: c.Prefix, keepResults: true, serializer: c.Serializer}
+	switch o.serializer {
+	case "":
+		o.serializer = serializerJSON
+	case serializerJSON, serializerPickle:
+	default:
+		errs = append(errs, sdk.AttrError("serializer", "unknown serializer %q; use \"json\" or \"pickle\"", o.serializer))
+	}
 	o.ttl = durationAtLeast("result_ttl", c.ResultTTL, 0, 0, &errs)
 	if o.ttl > 0 && o.ttl < time.Millisecond {
 		errs = append(errs, sdk.AttrError("result_ttl", "must be 0s or at least 1ms"))

@@ -9,7 +9,8 @@
 // # Broker modes
 //
 //   - "stream" (default): XADD <queue> * data <message> to produce;
-//     XREADGROUP through consumer group <queue> to consume. At-least-once:
+//     XREADGROUP through consumer group "taskiq" (taskiq-redis's
+//     default, whatever the stream is called) to consume. At-least-once:
 //     an entry stays pending in the group until it is acked, and an entry
 //     whose lease expired is reclaimed by another worker. Capabilities:
 //     ackable, lease, delay, dead_letter, routing, stable_ids (a delivery

@@ -104,7 +104,7 @@ func requireStreamDrained(t testing.TB, e *testEnv, q string) {
 		if err != nil || n != 0 {
 			return false
 		}
-		p, err := e.rdb.XPending(ctx, q, q).Result()
+		p, err := e.rdb.XPending(ctx, q, defaultGroup).Result()
 		return err == nil && p.Count == 0
 	}, 20*time.Second, 10*time.Millisecond, "stream %s still holds entries or pending deliveries", q)
 }
@@ -178,7 +178,7 @@ func readExecutions(t testing.TB, ctx context.Context, rdb *redis.Client, queue 
 // q's group: deliveries it received and never acked.
 func pendingTaskIDs(t testing.TB, ctx context.Context, rdb *redis.Client, q, consumer string) map[string]bool {
 	t.Helper()
-	ps, err := rdb.XPendingExt(ctx, &redis.XPendingExtArgs{Stream: q, Group: q, Start: "-", End: "+", Count: 10000, Consumer: consumer}).Result()
+	ps, err := rdb.XPendingExt(ctx, &redis.XPendingExtArgs{Stream: q, Group: defaultGroup, Start: "-", End: "+", Count: 10000, Consumer: consumer}).Result()
 	require.NoError(t, err)
 	out := map[string]bool{}
 	for _, p := range ps {
@@ -621,7 +621,7 @@ func TestE2EPythonWireCompat(t *testing.T) {
 	require.JSONEq(t, "null", string(failed["return_value"]))
 	require.JSONEq(t, `{"exc_type": "ValueError", "exc_message": ["boom", 42],
 		"exc_module": "github.com/taskiq-go/taskiq/plugins/redis",
-		"exc_cause": {"exc_type": "errorString", "exc_message": ["cause: disk"], "exc_module": "errors",
+		"exc_cause": {"exc_type": "Error", "exc_message": ["cause: disk"], "exc_module": "errors",
 			"exc_cause": null, "exc_context": null, "exc_suppress_context": false},
 		"exc_context": null, "exc_suppress_context": false}`, string(failed["error"]))
 	requireStreamDrained(t, e, q)

@@ -252,7 +252,7 @@ func (l *listenerBase) runMover() {
 			wait := l.b.opts.delayPoll
 			failed := false
 			for _, q := range l.queues {
-				_, next, err := l.b.moveDue(l.ctx, q.name, l.b.now())
+				_, next, err := l.b.moveDue(l.ctx, l.b.opts.mode, q.name, l.b.now())
 				if err != nil {
 					if l.ctx.Err() != nil {
 						return
@@ -276,11 +276,7 @@ func (l *listenerBase) runMover() {
 				continue
 			}
 			bo.Reset()
-			t := time.NewTimer(wait)
-			select {
-			case <-t.C:
-			case <-l.ctx.Done():
-				t.Stop()
+			if !sleep(l.ctx, wait) {
 				return
 			}
 		}

@@ -83,7 +83,7 @@ func testListDelay(t *testing.T, e *testEnv) {
 	n, err := e.rdb.LLen(ctxT(t), q).Result()
 	require.NoError(t, err)
 	require.Zero(t, n)
-	moved, _, err := b.moveDue(ctxT(t), q, now.Add(2*time.Minute))
+	moved, _, err := b.moveDue(ctxT(t), modeList, q, now.Add(2*time.Minute))
 	require.NoError(t, err)
 	require.Equal(t, 1, moved)
 	vals, err := e.rdb.LRange(ctxT(t), q, 0, -1).Result()
@@ -232,7 +232,7 @@ func TestConfig(t *testing.T) {
 	require.Equal(t, "{jobs}", c.streamKey(""))
 	require.Equal(t, "{jobs}:delayed", c.delayedKey(""))
 	require.Equal(t, "{jobs}:dead", c.deadKey(""))
-	require.Equal(t, "jobs", c.groupName(""))
+	require.Equal(t, "taskiq", c.groupName(""), "the group is taskiq whatever the queue, as in taskiq-redis")
 	require.Equal(t, "x{t}", c.streamKey("x{t}"), "a name with its own hash tag is kept")
 
 	// The schema documents every attribute, with defaults.

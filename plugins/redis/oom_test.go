@@ -62,7 +62,7 @@ func (o *oomServer) broker(t *testing.T, kv map[string]any) *broker {
 // pendingCount is how many entries of the queue's group are pending.
 func (o *oomServer) pendingCount(t *testing.T, queue string) int64 {
 	t.Helper()
-	p, err := o.admin.XPending(ctxT(t), queue, queue).Result()
+	p, err := o.admin.XPending(ctxT(t), queue, defaultGroup).Result()
 	require.NoError(t, err)
 	return p.Count
 }
@@ -180,12 +180,12 @@ func TestOOMMoveDueKeepsMembers(t *testing.T) {
 	b.now = func() time.Time { return now }
 	kick(t, b, sdk.Outgoing{TaskID: "t", TaskName: "n", Body: []byte("later"), Delay: time.Second})
 	o.full(t)
-	_, _, err := b.moveDue(ctxT(t), queue, now.Add(time.Minute))
+	_, _, err := b.moveDue(ctxT(t), modeStream, queue, now.Add(time.Minute))
 	require.ErrorContains(t, err, "OOM")
 	require.EqualValues(t, 1, o.admin.ZCard(ctxT(t), queue+":delayed").Val(), "the member stays delayed")
 	require.Zero(t, o.admin.XLen(ctxT(t), queue).Val())
 	o.room(t)
-	moved, _, err := b.moveDue(ctxT(t), queue, now.Add(time.Minute))
+	moved, _, err := b.moveDue(ctxT(t), modeStream, queue, now.Add(time.Minute))
 	require.NoError(t, err)
 	require.Equal(t, 1, moved)
 	require.EqualValues(t, 1, o.admin.XLen(ctxT(t), queue).Val())

@@ -82,6 +82,3 @@ func credentialChecked[R connected](ctx context.Context) func(R, error) (R, erro
 		return r, nil
 	}
 }
-
-// Capabilities reports what this broker's mode implements.
-func (b *broker) Capabilities() []string { return capabilitiesFor(b.opts.mode) }

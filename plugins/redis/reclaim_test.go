@@ -86,7 +86,7 @@ func TestReclaimKeepsOwnHeldEntries(t *testing.T) {
 	require.Equal(t, "next", string(got.Body), "the reclaim handed back the entry this worker still runs")
 	require.Contains(t, logs.String(), "still held by this worker; kept, not redelivered")
 	require.Contains(t, logs.String(), first.ID)
-	p, err := e.rdb.XPendingExt(ctxT(t), &redis.XPendingExtArgs{Stream: "q", Group: "q", Start: first.ID, End: first.ID, Count: 1}).Result()
+	p, err := e.rdb.XPendingExt(ctxT(t), &redis.XPendingExtArgs{Stream: "q", Group: defaultGroup, Start: first.ID, End: first.ID, Count: 1}).Result()
 	require.NoError(t, err)
 	require.Len(t, p, 1)
 	require.Equal(t, "a", p[0].Consumer)
@@ -97,7 +97,7 @@ func TestReclaimKeepsOwnHeldEntries(t *testing.T) {
 	got = recvN(t, s, 1)[0]
 	require.Equal(t, "last", string(got.Body))
 	require.NoError(t, s.Settle(ctxT(t), []sdk.Settlement{{DeliveryID: first.ID, Kind: sdk.SettleAck}}))
-	require.EqualValues(t, 2, e.rdb.XPending(ctxT(t), "q", "q").Val().Count, "the two later deliveries are still pending, the first is acked")
+	require.EqualValues(t, 2, e.rdb.XPending(ctxT(t), "q", defaultGroup).Val().Count, "the two later deliveries are still pending, the first is acked")
 
 	// A worker that stays frozen does not keep its entries from the others:
 	// another listener takes the expired ones over.

@@ -97,7 +97,11 @@ func (r *resultBackend) SetResults(ctx context.Context, results []sdk.StoredResu
 	_, cluster := r.client.(*redis.ClusterClient)
 	pipe := r.client.Pipeline()
 	for _, res := range results {
-		pipe.Set(ctx, r.key(res.TaskID), res.Body, r.opts.ttl)
+		stored, err := r.encodeStored(res.Body)
+		if err != nil {
+			return fmt.Errorf("result of task %s: %w", res.TaskID, err)
+		}
+		pipe.Set(ctx, r.key(res.TaskID), stored, r.opts.ttl)
 		if !cluster {
 			pipe.Publish(ctx, resultChannel(r.key(res.TaskID)), notification(res.Body))
 		}
@@ -131,7 +135,7 @@ func (r *resultBackend) GetResult(ctx context.Context, taskID string) ([]byte, e
 	if rd.err != nil {
 		return nil, wrapErr("get result", r.addr, rd.err)
 	}
-	return rd.body, nil
+	return r.decodeStored("result of task "+taskID, rd.body)
 }
 
 // readBatch reads a batch of results in one pipeline (GETDEL with
@@ -175,7 +179,11 @@ func (r *resultBackend) IsReady(ctx context.Context, taskID string) (bool, error
 
 // SetProgress stores a progress report, with the results' TTL.
 func (r *resultBackend) SetProgress(ctx context.Context, taskID string, progress []byte) error {
-	if err := r.client.Set(ctx, r.key(taskID)+"__progress", progress, r.opts.ttl).Err(); err != nil {
+	stored, err := r.encodeStored(progress)
+	if err != nil {
+		return fmt.Errorf("progress of task %s: %w", taskID, err)
+	}
+	if err := r.client.Set(ctx, r.key(taskID)+"__progress", stored, r.opts.ttl).Err(); err != nil {
 		return wrapErr("set progress", r.addr, err)
 	}
 	return nil
@@ -190,7 +198,7 @@ func (r *resultBackend) GetProgress(ctx context.Context, taskID string) ([]byte,
 	if err != nil {
 		return nil, wrapErr("get progress", r.addr, err)
 	}
-	return b, nil
+	return r.decodeStored("progress of task "+taskID, b)
 }
 
 // WaitResult subscribes to the result's channel first and only then reads
@@ -218,6 +226,8 @@ func (r *resultBackend) WaitResult(ctx context.Context, taskID string) ([]byte, 
 		case err == nil:
 			return b, nil
 		case errors.Is(err, sdk.ErrNotFound):
+		case errors.Is(err, errStored):
+			return nil, err // waiting longer cannot fix it
 		case ctx.Err() != nil:
 			return nil, ctx.Err()
 		default:

@@ -40,7 +40,7 @@ func TestCrossSlotDeadLetter(t *testing.T) {
 	require.Len(t, dead, 1)
 	require.Equal(t, "one", dead[0].Values["data"])
 	require.Equal(t, "why", dead[0].Values["reason"])
-	p, err := e.rdb.XPending(ctxT(t), "{q}", "q").Result()
+	p, err := e.rdb.XPending(ctxT(t), "{q}", defaultGroup).Result()
 	require.NoError(t, err)
 	require.EqualValues(t, 1, p.Count, "the dead-lettered entry was acked, the other one is still pending")
 

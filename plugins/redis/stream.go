@@ -44,6 +44,7 @@ func newStreamListener(ctx context.Context, b *broker, queues []*queueSpec, stri
 	if err := s.createGroups(ctx, "$"); err != nil {
 		return nil, wrapErr("listen (XGROUP CREATE)", b.addr, err)
 	}
+	s.registerConsumers(ctx)
 	s.runMover()
 	return s, nil
 }

@@ -68,7 +68,7 @@ func testKickWireLayout(t *testing.T, e *testEnv) {
 	groups, err := e.rdb.XInfoGroups(ctxT(t), q).Result()
 	require.NoError(t, err)
 	require.Len(t, groups, 1)
-	require.Equal(t, q, groups[0].Name, "the group defaults to the queue name")
+	require.Equal(t, "taskiq", groups[0].Name, "the group is taskiq whatever the stream is called (taskiq-redis consumer_group_name)")
 }
 
 func testPythonEntryReceived(t *testing.T, e *testEnv) {
@@ -86,7 +86,7 @@ func testPythonEntryReceived(t *testing.T, e *testEnv) {
 	require.NoError(t, err)
 	require.Equal(t, "math:add", m.TaskName)
 	require.NoError(t, s.Settle(ctxT(t), []sdk.Settlement{{DeliveryID: ds[0].ID, Kind: sdk.SettleAck}}))
-	requirePending(t, e, q, q, 0)
+	requirePending(t, e, q, defaultGroup, 0)
 }
 
 func requirePending(t *testing.T, e *testEnv, key, group string, n int64) {
@@ -110,7 +110,7 @@ func testAckDeletesEntry(t *testing.T, e *testEnv) {
 	n, err := e.rdb.XLen(ctxT(t), q).Result()
 	require.NoError(t, err)
 	require.Zero(t, n, "acked entries are deleted, so the stream does not grow")
-	requirePending(t, e, q, q, 0)
+	requirePending(t, e, q, defaultGroup, 0)
 }
 
 func testDeleteAckedFalse(t *testing.T, e *testEnv) {
@@ -123,7 +123,7 @@ func testDeleteAckedFalse(t *testing.T, e *testEnv) {
 	n, err := e.rdb.XLen(ctxT(t), q).Result()
 	require.NoError(t, err)
 	require.EqualValues(t, 1, n)
-	requirePending(t, e, q, q, 0)
+	requirePending(t, e, q, defaultGroup, 0)
 }
 
 const testLease = 300 * time.Millisecond
@@ -154,7 +154,7 @@ func testLeaseExpiryReclaims(t *testing.T, e *testEnv) {
 
 	// A's late extension must not take the entry back from B.
 	require.NoError(t, sa.Settle(ctxT(t), []sdk.Settlement{{DeliveryID: da[0].ID, Kind: sdk.SettleExtend, Delay: time.Minute}}))
-	p, err := e.rdb.XPendingExt(ctxT(t), &redis.XPendingExtArgs{Stream: q, Group: q, Start: "-", End: "+", Count: 10}).Result()
+	p, err := e.rdb.XPendingExt(ctxT(t), &redis.XPendingExtArgs{Stream: q, Group: defaultGroup, Start: "-", End: "+", Count: 10}).Result()
 	require.NoError(t, err)
 	require.Len(t, p, 1)
 	require.Equal(t, "b", p[0].Consumer)
@@ -166,12 +166,12 @@ func testLeaseExpiryReclaims(t *testing.T, e *testEnv) {
 	n, err := e.rdb.XLen(ctxT(t), q).Result()
 	require.NoError(t, err)
 	require.EqualValues(t, 1, n, "a late nack must not add a second copy of the message")
-	requirePending(t, e, q, q, 1)
+	requirePending(t, e, q, defaultGroup, 1)
 	dead, err := e.rdb.XLen(ctxT(t), q+":dead").Result()
 	require.NoError(t, err)
 	require.Zero(t, dead, "a late dead letter must not move an entry another worker runs")
 	require.NoError(t, sb.Settle(ctxT(t), []sdk.Settlement{{DeliveryID: db[0].ID, Kind: sdk.SettleAck}}))
-	requirePending(t, e, q, q, 0)
+	requirePending(t, e, q, defaultGroup, 0)
 }
 
 func testExtendedNotReclaimed(t *testing.T, e *testEnv) {
@@ -193,7 +193,7 @@ func testExtendedNotReclaimed(t *testing.T, e *testEnv) {
 	require.NoError(t, err)
 	require.Len(t, got, 1)
 	require.Equal(t, "lost", string(got[0].Body), "only the entry whose lease was not extended is reclaimed")
-	p, err := e.rdb.XPendingExt(ctxT(t), &redis.XPendingExtArgs{Stream: q, Group: q, Start: "-", End: "+", Count: 10}).Result()
+	p, err := e.rdb.XPendingExt(ctxT(t), &redis.XPendingExtArgs{Stream: q, Group: defaultGroup, Start: "-", End: "+", Count: 10}).Result()
 	require.NoError(t, err)
 	owners := map[string]string{}
 	for _, x := range p {
@@ -284,7 +284,7 @@ func testMaxAttemptsDeadLetters(t *testing.T, e *testEnv) {
 	require.Equal(t, "exceeded max_attempts (2)", dead[0].Values["reason"])
 	require.Equal(t, "3", dead[0].Values["attempt"])
 	require.Equal(t, d1[0].ID, dead[0].Values["original_id"])
-	requirePending(t, e, q, q, 0)
+	requirePending(t, e, q, defaultGroup, 0)
 	n, err := e.rdb.XLen(ctxT(t), q).Result()
 	require.NoError(t, err)
 	require.Zero(t, n)
@@ -318,10 +318,10 @@ func testNackWithDelay(t *testing.T, e *testEnv) {
 	n, err := e.rdb.ZCard(ctxT(t), q+":delayed").Result()
 	require.NoError(t, err)
 	require.EqualValues(t, 1, n)
-	moved, _, err := b.moveDue(ctxT(t), q, time.Now().Add(30*time.Minute))
+	moved, _, err := b.moveDue(ctxT(t), modeStream, q, time.Now().Add(30*time.Minute))
 	require.NoError(t, err)
 	require.Zero(t, moved, "not due yet")
-	moved, _, err = b.moveDue(ctxT(t), q, time.Now().Add(2*time.Hour))
+	moved, _, err = b.moveDue(ctxT(t), modeStream, q, time.Now().Add(2*time.Hour))
 	require.NoError(t, err)
 	require.Equal(t, 1, moved)
 	d2 := recvN(t, s, 1)
@@ -352,7 +352,7 @@ func testDeadLetterFields(t *testing.T, e *testEnv) {
 	n, err := e.rdb.XLen(ctxT(t), q).Result()
 	require.NoError(t, err)
 	require.Zero(t, n)
-	requirePending(t, e, q, q, 0)
+	requirePending(t, e, q, defaultGroup, 0)
 }
 
 func testEntryWithoutData(t *testing.T, e *testEnv) {
@@ -384,7 +384,7 @@ func testDelayedKickMover(t *testing.T, e *testEnv) {
 	require.NoError(t, err)
 	require.Zero(t, xl)
 
-	moved, next, err := b.moveDue(ctxT(t), q, now.Add(20*time.Second))
+	moved, next, err := b.moveDue(ctxT(t), modeStream, q, now.Add(20*time.Second))
 	require.NoError(t, err)
 	require.Equal(t, 2, moved)
 	require.WithinDuration(t, now.Add(time.Hour), next, time.Millisecond)
@@ -395,7 +395,7 @@ func testDelayedKickMover(t *testing.T, e *testEnv) {
 		require.Equal(t, map[string]any{"data": "soon"}, m.Values, "a moved message is a plain taskiq-redis entry")
 	}
 	// A second mover at the same time finds nothing more to move.
-	moved, _, err = b.moveDue(ctxT(t), q, now.Add(20*time.Second))
+	moved, _, err = b.moveDue(ctxT(t), modeStream, q, now.Add(20*time.Second))
 	require.NoError(t, err)
 	require.Zero(t, moved)
 }
@@ -437,7 +437,7 @@ func testStrictOrder(t *testing.T, e *testEnv) {
 	}
 	require.Equal(t, []string{"hi1", "hi2", "lo1", "lo2"}, got)
 	for _, q := range []string{hi, lo} {
-		requirePending(t, e, q, q, 0)
+		requirePending(t, e, q, defaultGroup, 0)
 	}
 }
 

@@ -367,7 +367,7 @@ func failover(t *testing.T, st *sentinelSetup, conn map[string]any, kill bool) {
 	}, 30*time.Second, 10*time.Millisecond, "messages kicked after the failover were not delivered")
 	stop()
 	nc := adminClient(t, newMaster, nil)
-	pending, err := nc.XPending(ctx, q, q).Result()
+	pending, err := nc.XPending(ctx, q, defaultGroup).Result()
 	require.NoError(t, err)
 	require.Zero(t, pending.Count, "entries left pending on the new master")
 	length, err := nc.XLen(ctx, q).Result()

@@ -41,7 +41,7 @@ func TestMarkersWireForm(t *testing.T) {
 	require.Equal(t, module, nr.ExcModule)
 	require.Equal(t, []any{"card declined"}, nr.ExcMessage)
 	require.NotNil(t, nr.ExcCause)
-	require.Equal(t, "errorString", nr.ExcCause.ExcType)
+	require.Equal(t, "Error", nr.ExcCause.ExcType)
 
 	ra := wire.FromError(RetryAfter(1500*time.Millisecond, errors.New("429")))
 	require.Equal(t, "RetryAfter", ra.ExcType)

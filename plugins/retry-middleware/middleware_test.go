@@ -148,9 +148,9 @@ func TestRetryCountsAttempts(t *testing.T) {
 				if attempt == maxRetries {
 					reason, ok := sdk.DeadLetterReason(got)
 					require.True(t, ok, "attempt %d: want a dead letter, got %v", attempt, got)
-					want := fmt.Sprintf("retries exhausted after %d attempts: errorString: boom", maxRetries)
+					want := fmt.Sprintf("retries exhausted after %d attempts: Error: boom", maxRetries)
 					if maxRetries == 1 {
-						want = "retries exhausted after 1 attempt: errorString: boom"
+						want = "retries exhausted after 1 attempt: Error: boom"
 					}
 					require.Equal(t, want, reason)
 					require.Len(t, kicks, maxRetries-1)
@@ -288,14 +288,14 @@ func TestRetryExhaustedWithoutDeadLetter(t *testing.T) {
 	require.Empty(t, b.host.kicked())
 }
 
-// timeoutError is a Go error type the filters name.
-type timeoutError struct{}
+// TimeoutError is a Go error type the filters name.
+type TimeoutError struct{}
 
-func (timeoutError) Error() string { return "upstream timed out" }
+func (TimeoutError) Error() string { return "upstream timed out" }
 
 func TestRetryFilters(t *testing.T) {
 	t.Parallel()
-	wrappedTimeout := fmt.Errorf("charge card: %w", timeoutError{})
+	wrappedTimeout := fmt.Errorf("charge card: %w", TimeoutError{})
 	tests := []struct {
 		name      string
 		config    string
@@ -303,16 +303,16 @@ func TestRetryFilters(t *testing.T) {
 		wantRetry bool
 	}{
 		{"no filters", "", errors.New("x"), true},
-		{"retry_on matches the error", `{"retry_on": ["timeoutError"]}`, timeoutError{}, true},
-		{"retry_on matches a cause", `{"retry_on": ["timeoutError"]}`, wrappedTimeout, true},
-		{"retry_on with module", `{"retry_on": ["github.com/taskiq-go/taskiq/plugins/retry-middleware.timeoutError"]}`, wrappedTimeout, true},
+		{"retry_on matches the error", `{"retry_on": ["TimeoutError"]}`, TimeoutError{}, true},
+		{"retry_on matches a cause", `{"retry_on": ["TimeoutError"]}`, wrappedTimeout, true},
+		{"retry_on with module", `{"retry_on": ["github.com/taskiq-go/taskiq/plugins/retry-middleware.TimeoutError"]}`, wrappedTimeout, true},
 		{"retry_on misses", `{"retry_on": ["ConnectionError"]}`, wrappedTimeout, false},
-		{"no_retry_on matches a cause", `{"no_retry_on": ["timeoutError"]}`, wrappedTimeout, false},
+		{"no_retry_on matches a cause", `{"no_retry_on": ["TimeoutError"]}`, wrappedTimeout, false},
 		{"no_retry_on misses", `{"no_retry_on": ["ValueError"]}`, wrappedTimeout, true},
-		{"no_retry_on wins", `{"retry_on": ["timeoutError"], "no_retry_on": ["wrapError"]}`, wrappedTimeout, false},
-		{"NoRetry marker", "", NoRetry(timeoutError{}), false},
+		{"no_retry_on wins", `{"retry_on": ["TimeoutError"], "no_retry_on": ["Error"]}`, wrappedTimeout, false},
+		{"NoRetry marker", "", NoRetry(TimeoutError{}), false},
 		{"NoRetry marker wrapped", "", fmt.Errorf("charge: %w", NoRetry(errors.New("card declined"))), false},
-		{"NoRetry beats retry_on", `{"retry_on": ["timeoutError"]}`, NoRetry(wrappedTimeout), false},
+		{"NoRetry beats retry_on", `{"retry_on": ["TimeoutError"]}`, NoRetry(wrappedTimeout), false},
 		{"NoRetry without error", "", NoRetry(nil), false},
 	}
 	for _, tt := range tests {

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"go/token"
 	"math"
 	"reflect"
 	"sort"
@@ -71,8 +72,8 @@ func (e *Error) Unwrap() error {
 	return e.ExcCause
 }
 
-// Named lets an error choose its exc_type (and optionally exc_module) on the
-// wire instead of its Go type name.
+// Named lets an error choose its exc_type on the wire instead of its Go type
+// name (TypedError also sets exc_module).
 type Named interface {
 	ErrorType() string
 }
@@ -84,9 +85,12 @@ type ExcArgs interface {
 	ErrorArgs() []any
 }
 
-// FromError converts a Go error to the wire layout: exc_type is the error's
-// type name (or what ErrorType returns), exc_module its package path,
-// exc_message [err.Error()], and a wrapped error becomes exc_cause.
+// FromError converts a Go error to the wire layout: exc_type is the name of
+// the error's type when it is exported (type parameters dropped), "Error"
+// for an unexported one (errors.New, fmt.Errorf, errors.Join), or what
+// ErrorType returns; exc_module is its package path; exc_message is
+// [err.Error()] (or ErrorArgs); a wrapped error becomes exc_cause. A
+// *TypedError gives its own type and module to the error it wraps.
 func FromError(err error) *Error {
 	if err == nil {
 		return nil
@@ -94,6 +98,14 @@ func FromError(err error) *Error {
 	var we *Error
 	if errors.As(err, &we) && err == error(we) {
 		return we
+	}
+	if te, ok := err.(*TypedError); ok {
+		e := *FromError(te.Err)
+		e.ExcType = te.Type
+		if te.Module != "" {
+			e.ExcModule = te.Module
+		}
+		return &e
 	}
 	typ, module := typeName(err)
 	e := &Error{ExcType: typ, ExcModule: module, ExcMessage: []any{err.Error()}}
@@ -106,17 +118,39 @@ func FromError(err error) *Error {
 	return e
 }
 
+// TypedError is Err under an explicit exception type: Type becomes exc_type
+// and Module, when set, exc_module, in place of Err's own (Err's message,
+// arguments and cause are kept). Python taskiq raises the class Module.Type when that
+// module is loaded ("builtins" and "ValueError" make a real ValueError),
+// else an exception class of that name.
+type TypedError struct {
+	Type, Module string
+	Err          error
+}
+
+// Error is Err's message.
+func (e *TypedError) Error() string { return e.Err.Error() }
+
+// Unwrap returns Err, so errors.Is and errors.As see through the renaming.
+func (e *TypedError) Unwrap() error { return e.Err }
+
+// ErrorType is Type.
+func (e *TypedError) ErrorType() string { return e.Type }
+
 func typeName(err error) (string, string) {
 	t := reflect.TypeOf(err)
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
 	name, module := t.Name(), t.PkgPath()
-	if n, ok := err.(Named); ok {
-		name = n.ErrorType()
+	if i := strings.IndexByte(name, '['); i >= 0 {
+		name = name[:i] // Generic[T] -> Generic
 	}
-	if name == "" {
-		name = t.String()
+	if n, ok := err.(Named); ok {
+		return n.ErrorType(), module
+	}
+	if !token.IsExported(name) {
+		name = "Error" // errors.New, fmt.Errorf, errors.Join, other unexported types
 	}
 	return name, module
 }

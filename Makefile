@@ -1,6 +1,6 @@
 GO ?= go
 BIN := bin
-PLUGINS := taskiq-inmemory taskiq-redis taskiq-retry-middleware taskiq-nats
+PLUGINS := taskiq-inmemory taskiq-redis taskiq-retry-middleware taskiq-nats taskiq-rabbitmq
 export PATH := $(shell $(GO) env GOPATH)/bin:$(PATH)
 
 .PHONY: all build plugins demo demo-worker test lint cover proto integration bench bench-middleware clean
@@ -23,6 +23,9 @@ $(BIN)/taskiq-redis: FORCE
 $(BIN)/taskiq-nats: FORCE
 	$(GO) build -o $@ ./plugins/nats/cmd/taskiq-nats
 
+$(BIN)/taskiq-rabbitmq: FORCE
+	$(GO) build -o $@ ./plugins/rabbitmq/cmd/taskiq-rabbitmq
+
 $(BIN)/taskiq-retry-middleware: FORCE
 	$(GO) build -o $@ ./plugins/retry-middleware/cmd/taskiq-retry-middleware
 
@@ -39,7 +42,7 @@ demo-worker: build $(BIN)/example-tasks
 	$(BIN)/taskiq worker --config examples/tasks-module/taskiq.hcl $(BIN)/example-tasks
 
 # All tests; unit tests need no server. Tests against real services run when
-# their env var is set (TASKIQ_REDIS_URL, TASKIQ_NATS_URL, see .ci/run).
+# their env var is set (TASKIQ_REDIS_URL, TASKIQ_NATS_URL, TASKIQ_AMQP_URL, see .ci/run).
 test:
 	$(GO) test -race -count=1 -timeout 15m ./...
 
@@ -70,6 +73,8 @@ integration:
 		$(GO) test -race -count=1 -p 1 -timeout 30m ./plugins/redis/... ./cmd/taskiq/ ./core/dashboard/
 	TASKIQ_NATS_URL=$${TASKIQ_NATS_URL:-nats://127.0.0.1:4222} \
 		$(GO) test -race -count=1 -timeout 10m ./plugins/nats/...
+	TASKIQ_AMQP_URL=$${TASKIQ_AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/} \
+		$(GO) test -race -count=1 -p 1 -timeout 10m ./plugins/rabbitmq/...
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 200000x ./core/... ./plugin/sdk/ ./plugins/...

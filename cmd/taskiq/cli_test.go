@@ -32,6 +32,7 @@ func builtPlugins(t *testing.T) string {
 			"taskiq-retry-middleware": "../../plugins/retry-middleware/cmd/taskiq-retry-middleware",
 			"taskiq-redis":            "../../plugins/redis/cmd/taskiq-redis",
 			"taskiq-nats":             "../../plugins/nats/cmd/taskiq-nats",
+			"taskiq-rabbitmq":         "../../plugins/rabbitmq/cmd/taskiq-rabbitmq",
 		} {
 			out, err := exec.Command("go", "build", "-o", filepath.Join(pluginDir, name), pkg).CombinedOutput()
 			if err != nil {
@@ -179,6 +180,7 @@ func TestExampleConfigIsValid(t *testing.T) {
 	enabled := uncommentBlocks(text)
 	require.Contains(t, enabled, `plugin = "taskiq-redis"`)
 	require.Contains(t, enabled, `plugin = "taskiq-nats"`)
+	require.Contains(t, enabled, `plugin = "taskiq-rabbitmq"`)
 	code, _, errOut = runCLI("config", "validate", "-c", writeConfig(t, enabled))
 	require.Equal(t, 0, code, errOut)
 }

@@ -111,8 +111,8 @@ func newScheduleCmd(g *globals) *cobra.Command {
 
 	var (
 		source, cron, interval, at, zone, args, kwargs, catchup, overlap, broker string
-		labels                                                                    []string
-		paused                                                                    bool
+		labels                                                                   []string
+		paused                                                                   bool
 	)
 	add := &cobra.Command{
 		Use:   "add ID TASK_NAME",

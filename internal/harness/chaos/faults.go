@@ -16,6 +16,7 @@ var minFaults = map[string]map[EventKind]int{
 	"redis-restart": {RedisDown: 2},
 	"redis-oom":     {RedisOOM: 1},
 	"nats":          {KillWorker: 2, KillBroker: 2, NatsDown: 2},
+	"rabbitmq-kill": {KillWorker: 1, KillBroker: 1},
 }
 
 // checkFaults reports the faults a scenario failed to inject.
@@ -65,8 +66,12 @@ func (r *run) readyWorkers() []proc {
 	return out
 }
 
-// pluginsUp reports whether worker w runs both its plugin processes.
+// pluginsUp reports whether worker w runs both its plugin processes: two
+// taskiq-redis (broker, results), or the broker plugin and taskiq-redis.
 func (r *run) pluginsUp(ps []proc, w int) bool {
+	if r.rabbit() {
+		return len(childrenOf(ps, w, "taskiq-rabbitmq")) == 1 && len(childrenOf(ps, w, "taskiq-redis")) == 1
+	}
 	if r.sc.broker == brokerNATS {
 		return len(childrenOf(ps, w, "taskiq-nats")) == 1 && len(childrenOf(ps, w, "taskiq-redis")) == 1
 	}
@@ -79,12 +84,10 @@ func (r *run) pluginsUp(ps []proc, w int) bool {
 // at all and measures the backoff instead of the queue.
 func (r *run) killWorkers(ctx context.Context) {
 	for waitTick(ctx, r.opts.KillEvery) && r.unfinished() {
-		ws := r.readyWorkers()
-		if len(ws) < r.opts.Workers {
-			r.log("%d of %d worker children ready; skipping this tick", len(ws), r.opts.Workers)
+		w, ok := r.pickReadyWorker()
+		if !ok {
 			continue
 		}
-		w := ws[r.rng.IntN(len(ws))]
 		at := time.Now()
 		if err := sigkill(w.pid); err != nil {
 			r.log("kill worker %d: %v", w.pid, err)
@@ -92,6 +95,17 @@ func (r *run) killWorkers(ctx context.Context) {
 		}
 		r.event(Event{Kind: KillWorker, WorkerPID: w.pid, At: at, Detail: fmt.Sprintf("worker child pid %d", w.pid)})
 	}
+}
+
+// pickReadyWorker picks a worker child at random once every child is
+// ready; false (logged) while one is not.
+func (r *run) pickReadyWorker() (proc, bool) {
+	ws := r.readyWorkers()
+	if len(ws) < r.opts.Workers {
+		r.log("%d of %d worker children ready; skipping this tick", len(ws), r.opts.Workers)
+		return proc{}, false
+	}
+	return ws[r.rng.IntN(len(ws))], true
 }
 
 // pluginRoles tells a worker's two taskiq-redis processes apart. At start

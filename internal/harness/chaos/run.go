@@ -99,8 +99,9 @@ type Scenario struct {
 	bad bool
 	// checkWorkers: no worker child may die during the run.
 	checkWorkers bool
-	// broker is the broker plugin: brokerRedis (default) or brokerNATS,
-	// which runs on a private nats-server (results stay on Redis).
+	// broker is the broker plugin: brokerRedis (default), brokerNATS,
+	// which runs on a private nats-server, or brokerRabbitMQ (results stay
+	// on Redis for both).
 	broker string
 	// inject runs the faults until ctx ends.
 	inject func(r *run, ctx context.Context)
@@ -114,6 +115,7 @@ var Scenarios = []Scenario{
 	{Name: "redis-oom", Title: "Redis reaches maxmemory (noeviction) for longer than the result-save retry, then gets room again", inject: (*run).fillRedis},
 	{Name: "bad-tasks", Title: "tasks that panic, hang past their timeout, allocate too much", bad: true, checkWorkers: true},
 	{Name: "nats", Title: "NATS JetStream broker: SIGKILL worker children and the taskiq-nats plugin, restart nats-server (file storage) twice", broker: brokerNATS, inject: (*run).natsFaults},
+	{Name: "rabbitmq-kill", Title: "RabbitMQ broker: SIGKILL worker children and the taskiq-rabbitmq plugin in turn", inject: (*run).killRabbit, broker: brokerRabbitMQ},
 }
 
 // Report is the outcome of one scenario.
@@ -166,6 +168,7 @@ type run struct {
 	nats  *natsServer // NATS scenarios only
 	log   func(format string, args ...any)
 	rng   *rand.Rand
+	rmq   *rabbitState // RabbitMQ scenarios only
 
 	sup     *exec.Cmd
 	supDone chan struct{}
@@ -246,11 +249,7 @@ func (r *run) setup(ctx context.Context) error {
 	if err := os.MkdirAll(r.dir, 0o755); err != nil {
 		return err
 	}
-	bins := []string{"taskiq", "taskiq-redis", "chaos-module"}
-	if r.sc.broker == brokerNATS {
-		bins = append(bins, "taskiq-nats")
-	}
-	for _, name := range bins {
+	for _, name := range append([]string{"taskiq", "chaos-module"}, r.pluginBinaries()...) {
 		if err := execfile.Explain("binary", filepath.Join(r.opts.Bin, name), "run make build bin/chaos-module"); err != nil {
 			return err
 		}
@@ -267,6 +266,11 @@ func (r *run) setup(ctx context.Context) error {
 			return err
 		}
 		r.log("nats-server -js on %s (file storage), dir %s", r.nats.URL(), r.dir)
+	}
+	if r.rabbit() {
+		if err := r.setupRabbit(); err != nil {
+			return err
+		}
 	}
 	return os.WriteFile(r.configPath(), []byte(r.config()), 0o644)
 }
@@ -300,6 +304,9 @@ worker {
 
 // brokerBlock is the scenario's broker block.
 func (r *run) brokerBlock() string {
+	if r.rabbit() {
+		return r.rabbitBrokerBlock()
+	}
 	if r.sc.broker == brokerNATS {
 		return natsBrokerBlock(r.nats.URL(), r.opts.Lease.String())
 	}
@@ -511,7 +518,12 @@ func (r *run) waitSettled(ctx context.Context, rep *Report, kickErr chan error) 
 			}
 			continue
 		}
-		if len(pending) == 0 && kickDone {
+		if len(pending) == 0 && kickDone && r.rabbit() {
+			if empty, err := r.rabbitQueueEmpty(); err == nil && empty {
+				r.log("every task has an outcome and the queue is empty")
+				return
+			}
+		} else if len(pending) == 0 && kickDone {
 			n, err1 := r.rdb.XLen(ctx, "chaos").Result()
 			z, err2 := r.rdb.ZCard(ctx, "chaos:delayed").Result()
 			if err1 == nil && err2 == nil && n == 0 && z == 0 {
@@ -560,6 +572,9 @@ func (r *run) pollOutcomes(ctx context.Context, pending map[string]bool) error {
 func (r *run) deadLetters(ctx context.Context) (map[string]string, error) {
 	if r.sc.broker == brokerNATS {
 		return r.natsDeadLetters(ctx)
+	}
+	if r.rabbit() {
+		return r.rabbitDeadLetters()
 	}
 	msgs, err := r.rdb.XRange(ctx, "chaos:dead", "-", "+").Result()
 	if err != nil {
@@ -772,6 +787,7 @@ func (r *run) account(rep *Report) {
 		if r.nats != nil {
 			r.nats.stop()
 		}
+		r.teardownRabbit()
 	}()
 	r.mu.Lock()
 	rep.Events = append([]Event(nil), r.events...)
@@ -810,4 +826,11 @@ func (r *run) account(rep *Report) {
 		return
 	}
 	rep.Stats = Analyze(r.tasks, results, dead, lines, rep.Events, 2*time.Second)
+	if r.rabbit() {
+		// taskiq-rabbitmq declares no stable_ids (delivery tags die with
+		// their channel): acks in flight when its plugin is killed are
+		// lost by design and those tasks run again, counted as duplicates
+		// of the plugin kill, not as a violation.
+		rep.Stats.DupFinishedBeforeBrokerKill = 0
+	}
 }

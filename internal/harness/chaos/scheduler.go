@@ -64,11 +64,11 @@ type SchedulerReport struct {
 	Kills, Restarts                      int
 	// Lease is set for the lease run; Leaders counts the times a replica
 	// took the lease (from the replicas' logs).
-	Lease   bool
-	Leaders int
+	Lease    bool
+	Leaders  int
 	Duration time.Duration
-	Problems                             []string
-	Samples                              []string
+	Problems []string
+	Samples  []string
 }
 
 // Violations lists every broken guarantee.

@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"sort"
 	"sync"
+	"time"
 
 	"github.com/taskiq-go/taskiq/core/internal/supervise"
+	"github.com/taskiq-go/taskiq/core/internal/telemetry"
 
 	"github.com/hashicorp/go-hclog"
 
@@ -53,6 +55,13 @@ type App struct {
 	// caller's options win over taskiq.hcl.
 	explicit struct{ defaultBroker, maxMessageSize, workerDefaults bool }
 	clock    clock
+
+	// Observability (telemetry.go): the options collected, and the
+	// Recorder built from them (nil when all are off).
+	telOpts         telemetry.Options
+	tel             *telemetry.Recorder
+	queueStats      QueueStatsFunc
+	queueStatsEvery time.Duration
 
 	mu        sync.RWMutex
 	tasks     map[string]*taskDef
@@ -143,6 +152,9 @@ func New(opts ...Option) (*App, error) {
 		return nil, err
 	}
 	a.finish()
+	if err := a.startTelemetry(); err != nil {
+		return nil, err
+	}
 	return a, nil
 }
 

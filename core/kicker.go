@@ -82,7 +82,9 @@ func (k Kicker[R]) Kiq(ctx context.Context, args ...any) (*AsyncTask[R], error) 
 }
 
 // send runs the client middlewares around the broker kick.
-func (a *App) send(ctx context.Context, broker string, msg *wire.Message) error {
+func (a *App) send(ctx context.Context, broker string, msg *wire.Message) (err error) {
+	ctx, span := a.tel.StartSend(ctx, msg)
+	defer func() { span.End(err) }()
 	if err := a.chain.preSend(ctx, msg); err != nil {
 		return fmt.Errorf("taskiq: pre_send: %w", err)
 	}
@@ -103,6 +105,7 @@ func (a *App) kick(ctx context.Context, broker string, msgs ...*wire.Message) er
 	}
 	out := make([]sdk.Outgoing, len(msgs))
 	for i, msg := range msgs {
+		a.tel.StampKick(msg)
 		if out[i], err = a.outgoing(msg); err != nil {
 			return err
 		}
@@ -111,6 +114,9 @@ func (a *App) kick(ctx context.Context, broker string, msgs ...*wire.Message) er
 		// The broker does not say which messages of a failed batch it
 		// enqueued, so none of them is known not to be.
 		return fmt.Errorf("taskiq: kick through broker %q failed (%w): %w", e.name, ErrMaybeSent, err)
+	}
+	for _, msg := range msgs {
+		a.tel.Kicked(msg)
 	}
 	return nil
 }

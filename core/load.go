@@ -70,6 +70,10 @@ func Load(ctx context.Context, path string, opts ...Option) (*App, error) {
 		return nil, err
 	}
 	a.finish()
+	if err := a.startTelemetry(); err != nil {
+		_ = a.Close(ctx)
+		return nil, err
+	}
 	host.setApp(a)
 	return a, nil
 }

@@ -70,6 +70,10 @@ func Load(ctx context.Context, path string, opts ...Option) (*App, error) {
 		return nil, err
 	}
 	a.finish()
+	if err := a.configureTelemetry(ctx, f.Telemetry); err != nil {
+		_ = a.Close(ctx)
+		return nil, fmt.Errorf("taskiq: telemetry: %w", err)
+	}
 	if err := a.startTelemetry(); err != nil {
 		_ = a.Close(ctx)
 		return nil, err

@@ -4,6 +4,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net"
 	"path/filepath"
 	"strings"
 	"time"
@@ -29,6 +30,7 @@ var (
 			{Type: "worker"},
 			{Type: "client"},
 			{Type: "security"},
+			{Type: "telemetry"},
 		},
 	}
 	pluginSchema = &hcl.BodySchema{
@@ -56,6 +58,12 @@ var (
 	}
 	securitySchema = &hcl.BodySchema{
 		Attributes: []hcl.AttributeSchema{{Name: "auto_mtls"}},
+	}
+	telemetrySchema = &hcl.BodySchema{
+		Attributes: []hcl.AttributeSchema{
+			{Name: "metrics_addr"}, {Name: "tracing"}, {Name: "otlp_endpoint"},
+			{Name: "service_name"}, {Name: "queue_stats_interval"},
+		},
 	}
 )
 
@@ -89,7 +97,7 @@ func (d *decoder) decode(body hcl.Body) hcl.Diagnostics {
 	labels := map[sdk.Kind]map[string]*PluginBlock{}
 	for _, blk := range content.Blocks {
 		switch blk.Type {
-		case "worker", "client", "security":
+		case "worker", "client", "security", "telemetry":
 			if prev := singles[blk.Type]; prev != nil {
 				d.errorf(blk.DefRange, fmt.Sprintf("Duplicate %s block", blk.Type),
 					"A %s block is already defined at %s; merge the two blocks into one.", blk.Type, rangeString(prev.DefRange))
@@ -132,6 +140,7 @@ func (d *decoder) decode(body hcl.Body) hcl.Diagnostics {
 	d.worker(singles["worker"])
 	d.client(singles["client"])
 	d.security(singles["security"])
+	d.telemetry(singles["telemetry"])
 	return d.diags
 }
 
@@ -313,6 +322,39 @@ func (d *decoder) client(blk *hcl.Block) {
 }
 
 // security decodes the security block (nil when absent).
+func (d *decoder) telemetry(blk *hcl.Block) {
+	t := &d.file.Telemetry
+	t.ServiceName = DefaultServiceName
+	if blk == nil {
+		return
+	}
+	content, diags := blk.Body.Content(telemetrySchema)
+	d.diags = append(d.diags, diags...)
+	if a := content.Attributes["metrics_addr"]; a != nil {
+		if d.expr(a, &t.MetricsAddr) && t.MetricsAddr != "" {
+			if _, _, err := net.SplitHostPort(t.MetricsAddr); err != nil {
+				d.errorf(a.Expr.Range(), "Invalid metrics_addr", "metrics_addr is host:port, e.g. \"127.0.0.1:9464\": %v.", err)
+			}
+		}
+	}
+	if a := content.Attributes["tracing"]; a != nil {
+		d.expr(a, &t.Tracing)
+	}
+	if a := content.Attributes["otlp_endpoint"]; a != nil {
+		if d.expr(a, &t.OTLPEndpoint) && t.OTLPEndpoint != "" && !strings.HasPrefix(t.OTLPEndpoint, "http://") && !strings.HasPrefix(t.OTLPEndpoint, "https://") {
+			d.errorf(a.Expr.Range(), "Invalid otlp_endpoint", "otlp_endpoint is the URL of an OTLP/HTTP collector, e.g. \"http://127.0.0.1:4318\".")
+		}
+	}
+	if a := content.Attributes["service_name"]; a != nil {
+		if d.expr(a, &t.ServiceName) && t.ServiceName == "" {
+			d.errorf(a.Expr.Range(), "Invalid service_name", "service_name must not be empty; remove it for %q.", DefaultServiceName)
+		}
+	}
+	if a := content.Attributes["queue_stats_interval"]; a != nil {
+		d.durationAttr(a, &t.QueueStatsInterval)
+	}
+}
+
 func (d *decoder) security(blk *hcl.Block) {
 	if blk == nil {
 		return

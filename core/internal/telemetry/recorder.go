@@ -36,6 +36,10 @@ type Options struct {
 	Propagator propagation.TextMapPropagator
 	// Now is the clock (time.Now when nil).
 	Now func() time.Time
+	// StampKicks writes the kick time into every message kicked, even with
+	// everything else off: a client that kicks for workers that measure
+	// the wait (the same taskiq.hcl with a telemetry block).
+	StampKicks bool
 }
 
 // Recorder records the metrics and spans of one App. Its methods may be
@@ -53,7 +57,7 @@ type Recorder struct {
 
 // New returns a Recorder for o, or nil when o turns everything off.
 func New(o Options) (*Recorder, error) {
-	if o.Registerer == nil && o.TracerProvider == nil && o.MeterProvider == nil {
+	if o.Registerer == nil && o.TracerProvider == nil && o.MeterProvider == nil && !o.StampKicks {
 		return nil, nil
 	}
 	r := &Recorder{now: o.Now, prop: o.Propagator}

@@ -3,6 +3,7 @@ package core
 import (
 	"context"
 	"os"
+	"strings"
 
 	"go.opentelemetry.io/otel/exporters/otlp/otlpmetric/otlpmetrichttp"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
@@ -41,7 +42,7 @@ func (a *App) configureTelemetry(ctx context.Context, t config.Telemetry) error 
 	if a.telOpts.TracerProvider == nil {
 		var opts []otlptracehttp.Option
 		if t.OTLPEndpoint != "" {
-			opts = append(opts, otlptracehttp.WithEndpointURL(t.OTLPEndpoint))
+			opts = append(opts, otlptracehttp.WithEndpointURL(signalURL(t.OTLPEndpoint, "traces")))
 		}
 		exp, err := otlptracehttp.New(ctx, opts...)
 		if err != nil {
@@ -54,7 +55,7 @@ func (a *App) configureTelemetry(ctx context.Context, t config.Telemetry) error 
 	if a.telOpts.MeterProvider == nil {
 		var opts []otlpmetrichttp.Option
 		if t.OTLPEndpoint != "" {
-			opts = append(opts, otlpmetrichttp.WithEndpointURL(t.OTLPEndpoint))
+			opts = append(opts, otlpmetrichttp.WithEndpointURL(signalURL(t.OTLPEndpoint, "metrics")))
 		}
 		exp, err := otlpmetrichttp.New(ctx, opts...)
 		if err != nil {
@@ -65,4 +66,10 @@ func (a *App) configureTelemetry(ctx context.Context, t config.Telemetry) error 
 		a.closers = append(a.closers, mp.Shutdown)
 	}
 	return nil
+}
+
+// signalURL is a signal's URL under the collector's base URL, as for
+// OTEL_EXPORTER_OTLP_ENDPOINT: <base>/v1/<signal>.
+func signalURL(base, signal string) string {
+	return strings.TrimSuffix(base, "/") + "/v1/" + signal
 }

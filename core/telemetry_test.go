@@ -4,9 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -353,4 +355,36 @@ func TestQueueStatsNeedMetrics(t *testing.T) {
 	t.Cleanup(func() { _ = br.Close(context.Background()) })
 	_, err := core.New(core.WithBroker("default", br), core.WithQueueStats(func(context.Context) ([]core.QueueStat, error) { return nil, nil }, 0))
 	require.ErrorContains(t, err, "WithQueueStats needs WithMetrics")
+}
+
+// TestTelemetryBlockExportsOverOTLP: tracing = true in taskiq.hcl exports
+// the spans of a kick and its run over OTLP/HTTP to otlp_endpoint (here a
+// collector stand-in on 127.0.0.1), flushed by App.Close.
+func TestTelemetryBlockExportsOverOTLP(t *testing.T) {
+	var mu sync.Mutex
+	paths := map[string]int{}
+	collector := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		mu.Lock()
+		paths[r.URL.Path]++
+		mu.Unlock()
+		w.Header().Set("Content-Type", "application/x-protobuf")
+	}))
+	defer collector.Close()
+	pb := loadProc(t, "telemetry {\n  tracing = true\n  otlp_endpoint = \""+collector.URL+"\"\n  service_name = \"obs-test\"\n}\n")
+	task := core.MustTask[int](pb.app, "obs.otlp", func() (int, error) { return 1, nil })
+	at, err := task.Kiq(context.Background())
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- pb.app.RunWorker(ctx, core.WorkerOptions{}) }()
+	_, err = at.WaitResult(context.Background(), 20*time.Second)
+	require.NoError(t, err)
+	cancel()
+	require.NoError(t, <-done)
+	require.NoError(t, pb.app.Close(context.Background()))
+	mu.Lock()
+	defer mu.Unlock()
+	require.Positive(t, paths["/v1/traces"], "spans exported: %v", paths)
+	require.Positive(t, paths["/v1/metrics"], "messaging metrics exported: %v", paths)
 }

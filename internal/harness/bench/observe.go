@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"fmt"
 	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -11,7 +12,7 @@ import (
 	"github.com/taskiq-go/taskiq/core"
 )
 
-// observer turns on everything the host can record, for --observe:
+// observer turns on what the host can record, for --observe:
 // Prometheus metrics into a registry that is gathered once at the end (as
 // one scrape would), spans through the SDK's batching processor into an
 // exporter that counts and drops them, and the OpenTelemetry messaging
@@ -25,24 +26,45 @@ type observer struct {
 	sink   countingExporter
 }
 
-func newObserver() *observer {
+func newObserver(what string) (*observer, error) {
 	o := &observer{reg: prometheus.NewRegistry(), reader: sdkmetric.NewManualReader()}
-	o.tp = sdktrace.NewTracerProvider(sdktrace.WithBatcher(&o.sink))
-	o.mp = sdkmetric.NewMeterProvider(sdkmetric.WithReader(o.reader))
-	return o
+	switch what {
+	case "metrics":
+		return o, nil
+	case "tracing", "all":
+		o.tp = sdktrace.NewTracerProvider(sdktrace.WithBatcher(&o.sink))
+		o.mp = sdkmetric.NewMeterProvider(sdkmetric.WithReader(o.reader))
+		if what == "tracing" {
+			o.reg = nil
+		}
+		return o, nil
+	}
+	return nil, fmt.Errorf("--observe %q: use metrics, tracing or all", what)
 }
 
 func (o *observer) options() []core.Option {
-	return []core.Option{core.WithMetrics(o.reg), core.WithTracing(o.tp), core.WithMeterProvider(o.mp)}
+	var opts []core.Option
+	if o.reg != nil {
+		opts = append(opts, core.WithMetrics(o.reg))
+	}
+	if o.tp != nil {
+		opts = append(opts, core.WithTracing(o.tp), core.WithMeterProvider(o.mp))
+	}
+	return opts
 }
 
 // finish flushes the spans, gathers the metrics once and returns how many
 // spans were exported.
 func (o *observer) finish(ctx context.Context) (int64, error) {
-	if err := o.tp.Shutdown(ctx); err != nil {
-		return 0, err
+	if o.reg != nil {
+		if _, err := o.reg.Gather(); err != nil {
+			return 0, err
+		}
 	}
-	if _, err := o.reg.Gather(); err != nil {
+	if o.tp == nil {
+		return 0, nil
+	}
+	if err := o.tp.Shutdown(ctx); err != nil {
 		return 0, err
 	}
 	if err := o.mp.Shutdown(ctx); err != nil {

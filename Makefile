@@ -3,7 +3,7 @@ BIN := bin
 PLUGINS := taskiq-inmemory taskiq-redis taskiq-retry-middleware
 export PATH := $(shell $(GO) env GOPATH)/bin:$(PATH)
 
-.PHONY: all build plugins demo demo-worker test lint cover proto integration bench clean
+.PHONY: all build plugins demo demo-worker test lint cover proto integration bench bench-middleware clean
 
 all: build
 
@@ -66,6 +66,17 @@ integration:
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 200000x ./core/... ./plugin/sdk/ ./plugins/...
+
+# What a middleware plugin's hooks cost end to end (docs/plugins.md, "Hooks
+# on the hot path"): the in-memory plugin without (A) and with (B) a
+# middleware implementing pre_send, pre_execute and post_execute, alternating
+# A/B for 3 rounds in one run; take the medians.
+bench-middleware: build
+	$(GO) build -o $(BIN)/taskiq-bench-middleware ./internal/harness/bench/middleware
+	@for round in 1 2 3; do for c in inmemory inmemory-middleware; do \
+		printf '%s %-20s ' $$round $$c; \
+		$(BIN)/taskiq bench -c internal/harness/bench/configs/$$c.hcl --tasks 30000 --concurrency 64 | grep 'end to end'; \
+	done; done
 
 proto:
 	@command -v protoc >/dev/null || { echo "protoc not found: apt-get install protobuf-compiler"; exit 1; }

@@ -75,6 +75,9 @@ type brokerEntry struct {
 	broker sdk.Broker
 	caps   []string
 	kicks  *coalesce.Coalescer[sdk.Outgoing]
+	// maxSize is the broker's own message size limit (sdk.MessageSizeLimiter),
+	// 0 when it declares none.
+	maxSize int
 }
 
 // Option configures an App built with New.
@@ -91,6 +94,9 @@ func (a *App) addBroker(name string, b Broker, capabilities []string) error {
 		return fmt.Errorf("broker %q added twice", name)
 	}
 	e := &brokerEntry{name: name, broker: b, caps: capabilities}
+	if l, ok := b.(sdk.MessageSizeLimiter); ok {
+		e.maxSize = l.MaxMessageSize()
+	}
 	e.kicks = coalesce.New(256, b.Kick)
 	a.brokers[name] = e
 	if a.defaultBroker == "" {

@@ -109,6 +109,10 @@ func (a *App) kick(ctx context.Context, broker string, msgs ...*wire.Message) er
 		if out[i], err = a.outgoing(msg); err != nil {
 			return err
 		}
+		if e.maxSize > 0 && len(out[i].Body) > e.maxSize {
+			return fmt.Errorf("taskiq: task %q: %w: %d bytes, over the limit of broker %q (%d bytes; the host's max_message_size is %d)",
+				msg.TaskName, sdk.ErrMessageTooLarge, len(out[i].Body), e.name, e.maxSize, a.maxMessageSize)
+		}
 	}
 	if err := e.kicks.Do(ctx, out...); err != nil {
 		// The broker does not say which messages of a failed batch it

@@ -147,6 +147,9 @@ type worker struct {
 	// taskCtx is the parent of every task context; it is cancelled when the
 	// shutdown timeout passes.
 	taskCtx context.Context
+	// keep holds settlements across a broken stream, for a broker with
+	// sdk.CapStableIDs; nil otherwise.
+	keep *keeper
 }
 
 // settlePace spaces a stream's settlement sends under load. A send is a
@@ -212,9 +215,13 @@ func (a *App) RunWorker(ctx context.Context, opts WorkerOptions) error {
 		slots:   make(chan struct{}, opts.MaxPrefetch),
 		running: make(chan struct{}, opts.MaxAsyncTasks),
 		jobs:    make(chan job, opts.MaxPrefetch)}
+	if sdk.Has(e.caps, sdk.CapStableIDs) {
+		w.keep = &keeper{}
+	}
 	w.startPool(&w.pool)
 
 	var streams []*stream
+	var retired []*leaseExtender
 	bo := newBackoff(a.clock, 50*time.Millisecond, 5*time.Second)
 	ready := opts.Ready
 	var parts sync.WaitGroup // the goroutines of the worker's parts but its tasks
@@ -232,18 +239,29 @@ func (a *App) RunWorker(ctx context.Context, opts WorkerOptions) error {
 			continue
 		}
 		streams = append(streams, s)
+		if w.keep != nil {
+			w.keep.adopt(w, s, &parts)
+		}
 		health.up()
 		if ready != nil {
 			ready()
 			ready = nil
 		}
-		// The extender of a stream ends with it, before the next one opens.
+		// The extender of a stream ends with it, before the next one opens;
+		// with stable ids it goes on while deliveries of the stream run, its
+		// extensions sent on the next stream (see keeper).
 		var extending sync.WaitGroup
 		ext := w.leaseExtender(s)
 		ext.start(&extending)
 		err = w.consume(ctx, s)
-		ext.shutdown()
-		extending.Wait()
+		if w.keep != nil && ctx.Err() == nil {
+			w.keep.broke(s)
+			retired = append(retired, ext)
+			ext.retire(&parts, &extending)
+		} else {
+			ext.shutdown()
+			extending.Wait()
+		}
 		if ctx.Err() != nil {
 			break
 		}
@@ -270,9 +288,15 @@ func (a *App) RunWorker(ctx context.Context, opts WorkerOptions) error {
 			w.logStillRunning()
 		}
 	}
+	for _, ext := range retired {
+		ext.shutdown()
+	}
 	for _, s := range streams {
 		s.settler.Close()
 		_ = s.Close()
+	}
+	if w.keep != nil {
+		w.keep.dropped(w)
 	}
 	return a.fire(context.WithoutCancel(ctx), EventWorkerShutdown)
 }
@@ -385,7 +409,7 @@ type job struct {
 }
 
 func (w *worker) settle(s *stream, tc *Context, st sdk.Settlement) error {
-	err := s.settler.Do(w.taskCtx, st)
+	err := w.send(s, st)
 	if err != nil {
 		tc.Logger().Error("settling a delivery failed; the broker will redeliver it", "delivery", st.DeliveryID, "kind", st.Kind, "error", err)
 	}
@@ -454,6 +478,7 @@ func (w *worker) handle(s *stream, d sdk.Delivery) {
 	def, reason := w.decode(tc)
 	if def == nil {
 		w.app.tel.Invalid()
+		w.saveDeadLetterResult(tc, reason)
 		w.apply(w.taskCtx, tc, w.plan(tc, runInvalid, reason, w.opts.AckType).final)
 		return
 	}
@@ -503,11 +528,11 @@ func (w *worker) decode(tc *Context) (*taskDef, string) {
 	if err != nil {
 		return nil, "unparseable message: " + err.Error()
 	}
+	tc.Message = msg
 	def := w.app.task(msg.TaskName)
 	if def == nil {
 		return nil, fmt.Sprintf("unknown task name %q: no task of that name is registered on this worker", msg.TaskName)
 	}
-	tc.Message = msg
 	return def, ""
 }
 
@@ -753,6 +778,14 @@ func (w *worker) setLease(s *stream, tc *Context) {
 		return
 	}
 	tc.leaseDeadline = d.LeaseDeadline
+	if g, ok := s.Stream.(sdk.LeaseGranter); ok {
+		if granted := g.GrantedLease(); granted > 0 {
+			// The broker renews every extension by this lease, whatever it
+			// is asked: the extender times its extensions by it.
+			tc.leaseLen = granted
+			return
+		}
+	}
 	tc.leaseLen = d.LeaseDeadline.Sub(w.app.clock.Now())
 	if tc.leaseLen <= 0 {
 		tc.leaseLen = w.opts.Lease
@@ -791,6 +824,13 @@ func (s *stream) wakeExtender() {
 	}
 }
 
+// idle reports whether no delivery of s is in flight.
+func (s *stream) idle() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.inflight) == 0
+}
+
 func (s *stream) untrack(tc *Context) {
 	s.mu.Lock()
 	if s.inflight[tc.Delivery.ID] == tc {
@@ -819,6 +859,7 @@ type leaseExtender struct {
 	w    *worker
 	s    *stream
 	done chan struct{}
+	stop sync.Once
 }
 
 // start launches the extender, on a broker that has leases.
@@ -842,7 +883,29 @@ func (e *leaseExtender) start(wg *sync.WaitGroup) {
 	}()
 }
 
-func (e *leaseExtender) shutdown() { close(e.done) }
+func (e *leaseExtender) shutdown() { e.stop.Do(func() { close(e.done) }) }
+
+// retire lets the extender of a broken stream go on until no delivery of
+// the stream is in flight (or shutdown); its goroutine moves from ext, the
+// stream's wait group, to wg, the worker's.
+func (e *leaseExtender) retire(wg, ext *sync.WaitGroup) {
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-e.done:
+			case <-e.w.app.clock.After(50 * time.Millisecond):
+				if !e.s.idle() {
+					continue
+				}
+				e.shutdown()
+			}
+			ext.Wait()
+			return
+		}
+	}()
+}
 
 // extendDue extends the leases due on s and returns when to look again.
 func (w *worker) extendDue(s *stream) time.Duration {
@@ -871,7 +934,7 @@ func (w *worker) extendDue(s *stream) time.Duration {
 		for i, tc := range due {
 			ext[i] = sdk.Settlement{DeliveryID: tc.Delivery.ID, Kind: sdk.SettleExtend, Delay: tc.leaseLen}
 		}
-		if err := s.settler.Do(w.taskCtx, ext...); err != nil {
+		if err := w.send(s, ext...); err != nil {
 			w.app.logger.Warn("extending leases failed", "count", len(ext), "error", err)
 		} else {
 			for _, tc := range due {
@@ -893,7 +956,7 @@ func (w *worker) extendOverdue(s *stream, tc *Context, now time.Time) {
 	tc.mu.Unlock()
 	tc.Logger().Warn("lease expired before the worker extended it (was the process frozen or starved of CPU?); extending it now",
 		"broker", w.broker.name, "delivery", id, "overdue", late.Round(time.Millisecond))
-	err := s.settler.Do(w.taskCtx, sdk.Settlement{DeliveryID: id, Kind: sdk.SettleExtend, Delay: tc.leaseLen})
+	err := w.send(s, sdk.Settlement{DeliveryID: id, Kind: sdk.SettleExtend, Delay: tc.leaseLen})
 	tc.mu.Lock()
 	defer tc.mu.Unlock()
 	if tc.settled {

@@ -122,7 +122,8 @@ func TestPluginsInfo(t *testing.T) {
 	dir := builtPlugins(t)
 	code, out, errOut := runCLI("plugins", "info", filepath.Join(dir, "taskiq-redis"))
 	require.Equal(t, 0, code, errOut)
-	for _, want := range []string{"name:     taskiq-redis", "role: broker", "role: result_backend", "capabilities:", "url", "password"} {
+	for _, want := range []string{"name:     taskiq-redis", "role: broker", "role: result_backend", "capabilities:", "url", "password",
+		`string (one of "stream", "list", "pubsub")`, "number (integer, 1..)"} {
 		require.Contains(t, out, want)
 	}
 
@@ -134,7 +135,9 @@ func TestPluginsInfo(t *testing.T) {
 			Kind   string   `json:"kind"`
 			Hooks  []string `json:"hooks"`
 			Config []struct {
-				Name string `json:"name"`
+				Name    string   `json:"name"`
+				Integer bool     `json:"integer"`
+				Min     *float64 `json:"min"`
 			} `json:"config"`
 		} `json:"roles"`
 	}
@@ -143,6 +146,16 @@ func TestPluginsInfo(t *testing.T) {
 	require.Equal(t, "middleware", info.Roles[0].Kind)
 	require.Equal(t, []string{"on_error"}, info.Roles[0].Hooks)
 	require.NotEmpty(t, info.Roles[0].Config)
+	var maxRetries bool
+	for _, a := range info.Roles[0].Config {
+		if a.Name == "max_retries" {
+			maxRetries = true
+			require.True(t, a.Integer)
+			require.NotNil(t, a.Min)
+			require.EqualValues(t, 1, *a.Min)
+		}
+	}
+	require.True(t, maxRetries, "max_retries is in the schema")
 }
 
 func TestPluginsInfoOnMissingBinary(t *testing.T) {

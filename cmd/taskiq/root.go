@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -173,6 +174,35 @@ func defaultText(a sdk.Attribute) string {
 	return string(b)
 }
 
+// typeText renders an attribute's type with the constraints its schema
+// declares: "number (integer, 1..5)", "string (one of "a", "b")".
+func typeText(a sdk.Attribute) string {
+	var parts []string
+	if a.Integer {
+		parts = append(parts, "integer")
+	}
+	if a.Min != nil || a.Max != nil {
+		bound := func(p *float64) string {
+			if p == nil {
+				return ""
+			}
+			return strconv.FormatFloat(*p, 'f', -1, 64)
+		}
+		parts = append(parts, bound(a.Min)+".."+bound(a.Max))
+	}
+	if len(a.Allowed) > 0 {
+		quoted := make([]string, len(a.Allowed))
+		for i, v := range a.Allowed {
+			quoted[i] = strconv.Quote(v)
+		}
+		parts = append(parts, "one of "+strings.Join(quoted, ", "))
+	}
+	if len(parts) == 0 {
+		return string(a.Type)
+	}
+	return fmt.Sprintf("%s (%s)", a.Type, strings.Join(parts, ", "))
+}
+
 func printInfo(w io.Writer, inf sdk.Info) {
 	fmt.Fprintf(w, "name:     %s\nversion:  %s\nprotocol: %d\n", inf.Name, inf.Version, inf.ProtocolVersion)
 	for _, r := range inf.Roles {
@@ -186,6 +216,9 @@ func printInfo(w io.Writer, inf sdk.Info) {
 				hooks[i] = string(h)
 			}
 			fmt.Fprintf(w, "  hooks: %s\n", orNone(strings.Join(hooks, ", ")))
+		}
+		if r.MaxMessageSize > 0 {
+			fmt.Fprintf(w, "  max message size: %d bytes\n", r.MaxMessageSize)
 		}
 		if len(r.Schema.Attributes) == 0 {
 			fmt.Fprintln(w, "  config: (no attributes)")
@@ -203,7 +236,7 @@ func printInfo(w io.Writer, inf sdk.Info) {
 			if a.Sensitive {
 				desc += " (sensitive)"
 			}
-			fmt.Fprintf(tw, "    %s\t%s\t%s\t%s\t%s\n", a.Name, a.Type, req, defaultText(a), desc)
+			fmt.Fprintf(tw, "    %s\t%s\t%s\t%s\t%s\n", a.Name, typeText(a), req, defaultText(a), desc)
 		}
 		_ = tw.Flush()
 	}
@@ -218,18 +251,23 @@ func orNone(s string) string {
 
 func printInfoJSON(w io.Writer, inf sdk.Info) error {
 	type attr struct {
-		Name        string `json:"name"`
-		Type        string `json:"type"`
-		Required    bool   `json:"required"`
-		Default     any    `json:"default,omitempty"`
-		Sensitive   bool   `json:"sensitive,omitempty"`
-		Description string `json:"description,omitempty"`
+		Name        string   `json:"name"`
+		Type        string   `json:"type"`
+		Required    bool     `json:"required"`
+		Default     any      `json:"default,omitempty"`
+		Sensitive   bool     `json:"sensitive,omitempty"`
+		Description string   `json:"description,omitempty"`
+		Allowed     []string `json:"allowed,omitempty"`
+		Integer     bool     `json:"integer,omitempty"`
+		Min         *float64 `json:"min,omitempty"`
+		Max         *float64 `json:"max,omitempty"`
 	}
 	type role struct {
-		Kind         string   `json:"kind"`
-		Capabilities []string `json:"capabilities"`
-		Hooks        []string `json:"hooks,omitempty"`
-		Config       []attr   `json:"config"`
+		Kind           string   `json:"kind"`
+		Capabilities   []string `json:"capabilities"`
+		Hooks          []string `json:"hooks,omitempty"`
+		MaxMessageSize int      `json:"max_message_size,omitempty"`
+		Config         []attr   `json:"config"`
 	}
 	out := struct {
 		Name     string `json:"name"`
@@ -238,7 +276,7 @@ func printInfoJSON(w io.Writer, inf sdk.Info) error {
 		Roles    []role `json:"roles"`
 	}{Name: inf.Name, Version: inf.Version, Protocol: inf.ProtocolVersion}
 	for _, r := range inf.Roles {
-		rr := role{Kind: string(r.Kind), Capabilities: r.Capabilities, Config: []attr{}}
+		rr := role{Kind: string(r.Kind), Capabilities: r.Capabilities, MaxMessageSize: r.MaxMessageSize, Config: []attr{}}
 		for _, h := range r.Hooks {
 			rr.Hooks = append(rr.Hooks, string(h))
 		}
@@ -247,7 +285,8 @@ func printInfoJSON(w io.Writer, inf sdk.Info) error {
 			if a.Sensitive && d != nil {
 				d = "(sensitive)"
 			}
-			rr.Config = append(rr.Config, attr{a.Name, string(a.Type), a.Required, d, a.Sensitive, a.Description})
+			rr.Config = append(rr.Config, attr{a.Name, string(a.Type), a.Required, d, a.Sensitive, a.Description,
+				a.Allowed, a.Integer, a.Min, a.Max})
 		}
 		out.Roles = append(out.Roles, rr)
 	}

@@ -48,6 +48,9 @@ func scriptBinaries() (string, error) {
 			"taskiq":        ".",
 			"taskiq-redis":  "../../plugins/redis/cmd/taskiq-redis",
 			"example-tasks": "../../examples/tasks-module",
+			// A plugin answering as one built with the first release of
+			// protocol v1 does (no CheckConfig).
+			"taskiq-baseline": "./testdata/baseline-plugin",
 		} {
 			out, err := exec.Command("go", "build", "-o", filepath.Join(scriptBinDir, name), pkg).CombinedOutput()
 			if err != nil {

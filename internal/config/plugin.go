@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"time"
 
 	"github.com/taskiq-go/taskiq/internal/execfile"
 
@@ -27,7 +26,8 @@ var repoPlugins = []string{"taskiq-inmemory", "taskiq-redis", "taskiq-retry-midd
 
 // DecodePluginConfig decodes b's config body against the schema its plugin
 // declared and returns the JSON object the plugin is configured with, with
-// defaults applied and absent optional attributes left out.
+// defaults applied (by sdk.Schema.Prepare, as in the plugin process) and
+// absent optional attributes without one left out.
 //
 // Unknown attributes get HCL's "Unsupported argument ... Did you mean ...?",
 // wrong types and missing required attributes get HCL's diagnostics too, and
@@ -83,7 +83,11 @@ func DecodePluginConfig(b *PluginBlock, schema sdk.Schema) (json.RawMessage, hcl
 		buf.Write(enc)
 	}
 	buf.WriteByte('}')
-	return json.RawMessage(buf.Bytes()), diags
+	raw, err := schema.Prepare(buf.Bytes())
+	if err != nil {
+		return nil, append(diags, PluginDiagnostics(b, sdk.ConfigErrors(err))...)
+	}
+	return raw, diags
 }
 
 // objectSpec turns a plugin schema into an hcldec spec. A malformed schema is
@@ -109,13 +113,17 @@ func objectSpec(b *PluginBlock, schema sdk.Schema) (hcldec.ObjectSpec, hcl.Diagn
 		if a.Type == sdk.TypeDuration {
 			s = &hcldec.ValidateSpec{Wrapped: s, Func: durationValidator(a)}
 		}
+		if len(a.Allowed) > 0 || a.Integer || a.Min != nil || a.Max != nil {
+			s = &hcldec.ValidateSpec{Wrapped: s, Func: schemaValidator(a)}
+		}
+		// The defaults are applied by sdk.Schema.Prepare, the same code the
+		// plugin process runs: here they are only checked, so that a broken
+		// one is reported as the plugin's bug on the block.
 		if a.Default != nil && !a.Required {
-			def, err := defaultValue(a, ty)
-			if err != nil {
+			if _, err := defaultValue(a, ty); err != nil {
 				diags = append(diags, pluginBug(b, fmt.Sprintf("the default of attribute %q is invalid: %v", a.Name, err)))
 				continue
 			}
-			s = &hcldec.DefaultSpec{Primary: s, Default: &hcldec.LiteralSpec{Value: def}}
 		}
 		spec[a.Name] = s
 	}
@@ -142,28 +150,16 @@ func ctyType(t sdk.AttrType) (cty.Type, bool) {
 
 // defaultValue converts a schema default to a value of type ty. Defaults
 // arrive either as Go values (in-process plugins) or decoded from JSON (over
-// the wire), so JSON is the common ground.
+// the wire); sdk.Attribute.DefaultJSON makes JSON of both and checks it as
+// a value of the attribute.
 func defaultValue(a sdk.Attribute, ty cty.Type) (cty.Value, error) {
-	var raw []byte
-	switch d := a.Default.(type) {
-	case json.RawMessage:
-		raw = d
-	case time.Duration:
-		raw, _ = json.Marshal(d.String())
-	default:
-		var err error
-		if raw, err = json.Marshal(d); err != nil {
-			return cty.NilVal, err
-		}
+	raw, err := a.DefaultJSON()
+	if err != nil {
+		return cty.NilVal, err
 	}
 	v, err := ctyjson.Unmarshal(raw, ty)
 	if err != nil {
 		return cty.NilVal, fmt.Errorf("%s is not a %s", raw, a.Type)
-	}
-	if a.Type == sdk.TypeDuration {
-		if _, err := parseDuration(v.AsString()); err != nil {
-			return cty.NilVal, err
-		}
 	}
 	return v, nil
 }
@@ -181,6 +177,29 @@ func durationValidator(a sdk.Attribute) func(cty.Value) hcl.Diagnostics {
 				detail = fmt.Sprintf("%s is not a valid non-negative duration; write a number with a unit, such as \"30s\", \"5m\" or \"1h30m\".", a.Name)
 			}
 			return hcl.Diagnostics{{Severity: hcl.DiagError, Summary: "Invalid duration", Detail: detail}}
+		}
+		return nil
+	}
+}
+
+// schemaValidator checks a value against the attribute's Allowed, Integer,
+// Min and Max with sdk.Attribute.Check, the check the plugin process runs
+// too; the diagnostic lands on the value. A sensitive value is not quoted.
+func schemaValidator(a sdk.Attribute) func(cty.Value) hcl.Diagnostics {
+	return func(v cty.Value) hcl.Diagnostics {
+		if v.IsNull() || !v.IsWhollyKnown() {
+			return nil
+		}
+		enc, err := ctyjson.Marshal(v, v.Type())
+		if err != nil {
+			return nil // not a value of the attribute's type: HCL reports that
+		}
+		if err := a.Check(enc); err != nil {
+			detail := fmt.Sprintf("%s %v.", a.Name, err)
+			if a.Sensitive {
+				detail = fmt.Sprintf("%s is not a value the plugin's schema allows.", a.Name)
+			}
+			return hcl.Diagnostics{{Severity: hcl.DiagError, Summary: "Invalid value", Detail: detail}}
 		}
 		return nil
 	}

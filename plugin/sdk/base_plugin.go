@@ -2,7 +2,6 @@ package sdk
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -89,7 +88,12 @@ func (s *pluginServer) middlewareHooks() []Hook {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), defaultShutdownTimeout)
 		defer cancel()
-		mw, err := f.New(ctx, Config{Raw: f.Schema.defaultsJSON(), Logger: s.logger, MaxMessageSize: s.maxSize})
+		raw, err := f.Schema.defaults()
+		if err != nil {
+			s.logger.Debug("cannot detect middleware hooks: its schema's defaults are invalid; set Plugin.Hooks", "error", err)
+			return
+		}
+		mw, err := f.New(ctx, Config{Raw: raw, Logger: s.logger, MaxMessageSize: s.maxSize})
 		if err != nil {
 			s.logger.Debug("cannot detect middleware hooks: building it from its schema defaults failed; set Plugin.Hooks", "error", err)
 			return
@@ -103,16 +107,16 @@ func (s *pluginServer) middlewareHooks() []Hook {
 func (s *pluginServer) info() *pluginv1.InfoResponse {
 	resp := &pluginv1.InfoResponse{Name: s.p.Name, Version: s.p.Version, ProtocolVersion: ProtocolVersion}
 	if f := s.p.Broker; f != nil {
-		resp.Roles = append(resp.Roles, roleToProto(KindBroker, f.Capabilities, nil, f.Schema))
+		resp.Roles = append(resp.Roles, roleToProto(KindBroker, f.Capabilities, nil, f.Schema, f.MaxMessageSize))
 	}
 	if f := s.p.ResultBackend; f != nil {
-		resp.Roles = append(resp.Roles, roleToProto(KindResultBackend, f.Capabilities, nil, f.Schema))
+		resp.Roles = append(resp.Roles, roleToProto(KindResultBackend, f.Capabilities, nil, f.Schema, f.MaxMessageSize))
 	}
 	if f := s.p.Middleware; f != nil {
-		resp.Roles = append(resp.Roles, roleToProto(KindMiddleware, f.Capabilities, s.middlewareHooks(), f.Schema))
+		resp.Roles = append(resp.Roles, roleToProto(KindMiddleware, withHookStream(f.Capabilities), s.middlewareHooks(), f.Schema, f.MaxMessageSize))
 	}
 	if f := s.p.Tasks; f != nil {
-		resp.Roles = append(resp.Roles, roleToProto(KindTasks, f.Capabilities, nil, f.Schema))
+		resp.Roles = append(resp.Roles, roleToProto(KindTasks, f.Capabilities, nil, f.Schema, f.MaxMessageSize))
 	}
 	return resp
 }
@@ -134,78 +138,120 @@ func (s *pluginServer) servedKinds() []string {
 	return kinds
 }
 
+// roleFactory is the part of a Factory that does not depend on its role's
+// type.
+type roleFactory struct {
+	schema  Schema
+	check   func(context.Context, Config) error
+	maxSize int
+	build   func(context.Context, Config) (any, error)
+}
+
+func partsOf[T any](f *Factory[T]) *roleFactory {
+	if f == nil || f.New == nil {
+		return nil
+	}
+	return &roleFactory{
+		schema: f.Schema, check: f.Check, maxSize: f.MaxMessageSize,
+		build: func(ctx context.Context, cfg Config) (any, error) {
+			v, err := f.New(ctx, cfg)
+			if err != nil {
+				return nil, err
+			}
+			return v, nil // nil when New returned a nil value
+		},
+	}
+}
+
+// factory returns the factory of kind, or nil when the binary does not
+// serve it.
+func (s *pluginServer) factory(kind Kind) *roleFactory {
+	switch kind {
+	case KindBroker:
+		return partsOf(s.p.Broker)
+	case KindResultBackend:
+		return partsOf(s.p.ResultBackend)
+	case KindMiddleware:
+		return partsOf(s.p.Middleware)
+	case KindTasks:
+		return partsOf(s.p.Tasks)
+	}
+	return nil
+}
+
+// notServed is the answer to a request for a role the binary does not serve.
+func (s *pluginServer) notServed(kind string) *pluginv1.ConfigureResponse {
+	return &pluginv1.ConfigureResponse{Diagnostics: []*pluginv1.Diagnostic{{
+		Summary: fmt.Sprintf("plugin %s does not serve the %q role; it serves: %s",
+			s.p.Name, kind, strings.Join(s.servedKinds(), ", ")),
+	}}}
+}
+
+// diagnosticsOf turns config errors into a response carrying them.
+func diagnosticsOf(err error) *pluginv1.ConfigureResponse {
+	resp := &pluginv1.ConfigureResponse{}
+	for _, ce := range ConfigErrors(err) {
+		resp.Diagnostics = append(resp.Diagnostics, &pluginv1.Diagnostic{Attribute: ce.Attribute, Summary: ce.Message})
+	}
+	return resp
+}
+
+// checkConfig runs the schema's checks and the factory's Check on a config
+// block, building nothing; the process stays as it was.
+func (s *pluginServer) checkConfig(ctx context.Context, req *pluginv1.ConfigureRequest) (*pluginv1.ConfigureResponse, error) {
+	f := s.factory(Kind(req.Kind))
+	if f == nil {
+		return s.notServed(req.Kind), nil
+	}
+	raw, err := f.schema.Prepare(req.ConfigJson)
+	if err != nil {
+		return diagnosticsOf(err), nil
+	}
+	if f.check != nil {
+		cfg := Config{
+			Name:           req.InstanceName,
+			Raw:            raw,
+			Logger:         s.logger.With("instance", req.InstanceName),
+			MaxMessageSize: s.maxSize,
+		}
+		if err := f.check(ctx, cfg); err != nil {
+			return diagnosticsOf(err), nil
+		}
+	}
+	return &pluginv1.ConfigureResponse{}, nil
+}
+
 func (s *pluginServer) configure(ctx context.Context, req *pluginv1.ConfigureRequest) (*pluginv1.ConfigureResponse, error) {
 	kind := Kind(req.Kind)
+	f := s.factory(kind)
+	if f == nil {
+		return s.notServed(req.Kind), nil
+	}
+	// Whatever the host sent (taskiq.hcl's block, or sdktest's JSON), New
+	// sees it with the schema's defaults and checks applied.
+	raw, err := f.schema.Prepare(req.ConfigJson)
+	if err != nil {
+		return diagnosticsOf(err), nil
+	}
 	host, err := s.hostFor(req.HostServiceId)
 	if err != nil {
 		return nil, status.Error(codes.Unavailable, err.Error())
 	}
 	cfg := Config{
 		Name:           req.InstanceName,
-		Raw:            json.RawMessage(req.ConfigJson),
+		Raw:            raw,
 		Host:           host,
 		Logger:         s.logger.With("instance", req.InstanceName),
 		MaxMessageSize: s.maxSize,
 	}
-	var (
-		role   any
-		newErr error
-		served bool
-	)
-	switch kind {
-	case KindBroker:
-		if f := s.p.Broker; f != nil && f.New != nil {
-			served = true
-			var b Broker
-			b, newErr = f.New(ctx, cfg)
-			if newErr == nil {
-				role = b
-			}
+	role, newErr := f.build(ctx, cfg)
+	if newErr == nil && role != nil && kind == KindMiddleware {
+		if newErr = s.checkMiddleware(role); newErr != nil {
+			_ = closeRole(ctx, role)
 		}
-	case KindResultBackend:
-		if f := s.p.ResultBackend; f != nil && f.New != nil {
-			served = true
-			var r ResultBackend
-			r, newErr = f.New(ctx, cfg)
-			if newErr == nil {
-				role = r
-			}
-		}
-	case KindMiddleware:
-		if f := s.p.Middleware; f != nil && f.New != nil {
-			served = true
-			var m Middleware
-			m, newErr = f.New(ctx, cfg)
-			if newErr == nil {
-				if newErr = s.checkMiddleware(m); newErr != nil {
-					_ = closeRole(ctx, m)
-				} else {
-					role = m
-				}
-			}
-		}
-	case KindTasks:
-		if f := s.p.Tasks; f != nil && f.New != nil {
-			served = true
-			var m TaskModule
-			m, newErr = f.New(ctx, cfg)
-			if newErr == nil {
-				role = m
-			}
-		}
-	}
-	if !served {
-		return &pluginv1.ConfigureResponse{Diagnostics: []*pluginv1.Diagnostic{{
-			Summary: fmt.Sprintf("plugin %s does not serve the %q role; it serves: %s",
-				s.p.Name, req.Kind, strings.Join(s.servedKinds(), ", ")),
-		}}}, nil
 	}
 	if newErr != nil {
-		resp := &pluginv1.ConfigureResponse{}
-		for _, ce := range ConfigErrors(newErr) {
-			resp.Diagnostics = append(resp.Diagnostics, &pluginv1.Diagnostic{Attribute: ce.Attribute, Summary: ce.Message})
-		}
-		return resp, nil
+		return diagnosticsOf(newErr), nil
 	}
 	if role == nil {
 		return nil, status.Errorf(codes.Internal, "plugin %s: the %s factory returned neither a value nor an error", s.p.Name, kind)
@@ -221,9 +267,15 @@ func (s *pluginServer) configure(ctx context.Context, req *pluginv1.ConfigureReq
 			s.logger.Warn("closing the previous role after reconfiguration failed", "error", err)
 		}
 	}
-	resp := &pluginv1.ConfigureResponse{}
+	resp := &pluginv1.ConfigureResponse{MaxMessageSize: int64(f.maxSize)}
+	if l, ok := role.(MessageSizeLimiter); ok && l.MaxMessageSize() > 0 {
+		resp.MaxMessageSize = int64(l.MaxMessageSize())
+	}
 	if c, ok := role.(Capable); ok {
 		resp.Capabilities = c.Capabilities()
+		if kind == KindMiddleware && len(resp.Capabilities) > 0 {
+			resp.Capabilities = withHookStream(resp.Capabilities)
+		}
 	}
 	if m, ok := role.(TaskModule); ok {
 		if resp.Tasks, err = tasksToProto(m.Tasks()); err != nil {
@@ -269,6 +321,10 @@ func (b *baseServer) Info(context.Context, *pluginv1.InfoRequest) (*pluginv1.Inf
 
 func (b *baseServer) Configure(ctx context.Context, req *pluginv1.ConfigureRequest) (*pluginv1.ConfigureResponse, error) {
 	return b.srv.configure(ctx, req)
+}
+
+func (b *baseServer) CheckConfig(ctx context.Context, req *pluginv1.ConfigureRequest) (*pluginv1.ConfigureResponse, error) {
+	return b.srv.checkConfig(ctx, req)
 }
 
 func (b *baseServer) Shutdown(ctx context.Context, req *pluginv1.ShutdownRequest) (*pluginv1.ShutdownResponse, error) {

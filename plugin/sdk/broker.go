@@ -82,6 +82,16 @@ type Stream interface {
 	Close() error
 }
 
+// LeaseGranter is implemented by a Stream whose broker grants every
+// delivery and every extension one lease, whatever an extension asks for
+// (a per-consumer ack timeout, as in NATS JetStream, RabbitMQ's consumer
+// timeout or an SQS queue's visibility timeout). The host then times its
+// extensions by that lease instead of by what it asked for. A stream that
+// cannot tell does not implement it (or returns 0).
+type LeaseGranter interface {
+	GrantedLease() time.Duration
+}
+
 // SettleKind is what happens to a delivery.
 type SettleKind int
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -20,13 +21,21 @@ type remoteBroker struct {
 	rpc pluginv1.BrokerClient
 }
 
+// MaxMessageSize is the broker's own message size limit (0: none).
+func (b *remoteBroker) MaxMessageSize() int { return b.c.RoleMaxMessageSize() }
+
 // Kick sends the batch in one request, or in several when the bodies
 // together would exceed the message size limit.
 func (b *remoteBroker) Kick(ctx context.Context, msgs []Outgoing) error {
 	out := make([]*pluginv1.Outgoing, len(msgs))
+	roleMax := b.c.RoleMaxMessageSize()
 	for i, m := range msgs {
 		if len(m.Body) > b.c.maxSize {
 			return tooLarge(fmt.Sprintf("message %s (task %s)", m.TaskID, m.TaskName), len(m.Body), b.c.maxSize)
+		}
+		if roleMax > 0 && len(m.Body) > roleMax {
+			return fmt.Errorf("%w: message %s (task %s) is %d bytes, over the limit of broker plugin %s (%d bytes; the host's max_message_size is %d)",
+				ErrMessageTooLarge, m.TaskID, m.TaskName, len(m.Body), b.c.name, roleMax, b.c.maxSize)
 		}
 		out[i] = outgoingToProto(m)
 	}
@@ -75,6 +84,7 @@ func (b *remoteBroker) Listen(ctx context.Context, req ListenRequest) (Stream, e
 		c: b.c, gs: gs, ctx: sctx, cancel: cancel,
 		batches: make(chan []Delivery, prefetch),
 		done:    make(chan struct{}),
+		track:   Has(b.c.Capabilities(), CapStableIDs),
 	}
 	if !b.c.start(s.run) {
 		cancel()
@@ -111,6 +121,63 @@ type remoteStream struct {
 
 	errMu     sync.Mutex
 	settleErr error // a settle failure reported by the plugin, returned by the next Settle
+
+	// With stable ids (track), Settle messages are numbered and kept, under
+	// sendMu, until the plugin says they were applied; those left when the
+	// stream ends are what Unapplied returns.
+	track     bool
+	seq       uint64
+	unapplied []numberedSettle
+	granted   atomic.Int64 // the broker's granted lease in ms; 0: unknown
+}
+
+// numberedSettle is one Settle message sent and not yet applied.
+type numberedSettle struct {
+	seq uint64
+	ss  []Settlement
+}
+
+// UnappliedReporter is implemented by the host's side of a plugin's
+// delivery stream for a broker declaring CapStableIDs: once the stream has
+// ended, Unapplied returns the settlements sent on it that the plugin did
+// not confirm as applied (its process died first), so the host can send
+// them on the next stream.
+type UnappliedReporter interface {
+	Unapplied() []Settlement
+}
+
+// Unapplied returns, once the stream has ended, the settlements the plugin
+// did not confirm, and forgets them; before that, nil.
+func (s *remoteStream) Unapplied() []Settlement {
+	select {
+	case <-s.done:
+	default:
+		return nil
+	}
+	s.sendMu.Lock()
+	defer s.sendMu.Unlock()
+	var out []Settlement
+	for _, b := range s.unapplied {
+		out = append(out, b.ss...)
+	}
+	s.unapplied = nil
+	return out
+}
+
+// GrantedLease is the lease the broker said it grants (LeaseGranter).
+func (s *remoteStream) GrantedLease() time.Duration {
+	return time.Duration(s.granted.Load()) * time.Millisecond
+}
+
+// applied forgets the settlements the plugin applied, up to seq.
+func (s *remoteStream) applied(seq uint64) {
+	s.sendMu.Lock()
+	i := 0
+	for i < len(s.unapplied) && s.unapplied[i].seq <= seq {
+		i++
+	}
+	s.unapplied = s.unapplied[i:]
+	s.sendMu.Unlock()
 }
 
 func (s *remoteStream) run() {
@@ -120,6 +187,12 @@ func (s *remoteStream) run() {
 		if err != nil {
 			s.err = s.streamErr(err)
 			return
+		}
+		if resp.GrantedLeaseMs > 0 {
+			s.granted.Store(resp.GrantedLeaseMs)
+		}
+		if resp.AppliedSeq > 0 {
+			s.applied(resp.AppliedSeq)
 		}
 		if resp.Error != "" {
 			s.c.logger.Error("broker plugin failed to apply settlements", "error", resp.Error)
@@ -228,7 +301,16 @@ func (s *remoteStream) Settle(ctx context.Context, ss []Settlement) error {
 		return s.err
 	default:
 	}
+	if s.track {
+		s.seq++
+		msg.Seq = s.seq
+		s.unapplied = append(s.unapplied, numberedSettle{seq: s.seq, ss: append([]Settlement(nil), ss...)})
+	}
 	err := s.gs.Send(&pluginv1.ListenRequest{Msg: &pluginv1.ListenRequest_Settle{Settle: msg}})
+	if err != nil && s.track {
+		// Not sent: the caller gets the error and handles these itself.
+		s.unapplied = s.unapplied[:len(s.unapplied)-1]
+	}
 	s.sendMu.Unlock()
 	if err != nil {
 		// io.EOF means the stream is over; its status comes from Recv.
@@ -270,6 +352,8 @@ func (s *remoteStream) Close() error {
 
 // Interface guards
 var (
-	_ Broker = (*remoteBroker)(nil)
-	_ Stream = (*remoteStream)(nil)
+	_ Broker            = (*remoteBroker)(nil)
+	_ Stream            = (*remoteStream)(nil)
+	_ UnappliedReporter = (*remoteStream)(nil)
+	_ LeaseGranter      = (*remoteStream)(nil)
 )

@@ -80,6 +80,14 @@ func (s *brokerServer) Listen(gs pluginv1.Broker_ListenServer) error {
 	}
 
 	l := &listenSession{gs: gs, st: st, credit: newCreditWindow(prefetch), maxSize: s.srv.maxSize, logger: s.srv.logger}
+	if g, ok := st.(LeaseGranter); ok {
+		if lease := g.GrantedLease(); lease > 0 {
+			if err := l.send(&pluginv1.ListenResponse{GrantedLeaseMs: lease.Milliseconds()}); err != nil {
+				_ = st.Close()
+				return err
+			}
+		}
+	}
 	delivered := make(chan error, 1)
 	go func() { delivered <- l.deliver(ctx) }()
 	read := make(chan error, 1)
@@ -190,7 +198,7 @@ func (l *listenSession) readHost(ctx context.Context) error {
 		}
 		switch x := m.Msg.(type) {
 		case *pluginv1.ListenRequest_Settle:
-			b := settleBatch{ss: make([]Settlement, len(x.Settle.Settlements))}
+			b := settleBatch{ss: make([]Settlement, len(x.Settle.Settlements)), seq: x.Settle.Seq}
 			for i, p := range x.Settle.Settlements {
 				b.ss[i] = settlementFromProto(p)
 				if p.Credit {
@@ -212,6 +220,7 @@ func (l *listenSession) readHost(ctx context.Context) error {
 type settleBatch struct {
 	ss      []Settlement
 	credits int
+	seq     uint64 // the host's number for the message; 0: no answer wanted
 }
 
 // applySettlements applies batches in arrival order, merging those already
@@ -228,6 +237,7 @@ func (l *listenSession) applySettlements(ctx context.Context, pending <-chan set
 				}
 				merged.ss = append(merged.ss, next.ss...)
 				merged.credits += next.credits
+				merged.seq = max(merged.seq, next.seq)
 			default:
 				break more
 			}
@@ -240,9 +250,15 @@ func (l *listenSession) applySettlements(ctx context.Context, pending <-chan set
 		// The host considers these deliveries finished whatever the broker
 		// said, so their credit comes back either way.
 		l.credit.add(merged.credits)
-		if err != nil {
-			if serr := l.send(&pluginv1.ListenResponse{Error: err.Error()}); serr != nil {
-				l.logger.Warn("cannot report a settle failure to the host", "error", err, "send_error", serr)
+		// A host that numbers its messages learns which were applied: it
+		// keeps the others to send again if this process dies.
+		if err != nil || merged.seq > 0 {
+			resp := &pluginv1.ListenResponse{AppliedSeq: merged.seq}
+			if err != nil {
+				resp.Error = err.Error()
+			}
+			if serr := l.send(resp); serr != nil {
+				l.logger.Warn("cannot report applied settlements to the host", "error", err, "send_error", serr)
 			}
 		}
 	}

@@ -49,9 +49,13 @@ type Client struct {
 	modules     map[int]*remoteTasks         // by window
 
 	mu     sync.Mutex
-	caps   []string   // reported by Configure
-	tasks  []TaskInfo // reported by Configure for KindTasks
-	hostID uint32
+	caps   []string // reported by Configure
+	mwCaps []string // the middleware role's, reported by Info
+	// roleMax is the configured role's own message size limit, reported
+	// by Configure (0: none).
+	roleMax int
+	tasks   []TaskInfo // reported by Configure for KindTasks
+	hostID  uint32
 
 	// The goroutines the Client starts (the delivery streams', task
 	// streams' and result watch's receive loops, the Host server, health
@@ -129,7 +133,25 @@ func (c *Client) Info(ctx context.Context) (Info, error) {
 	if err != nil {
 		return Info{}, c.mapErr(ctx, "info", err)
 	}
-	return infoFromProto(resp), nil
+	info := infoFromProto(resp)
+	if role, ok := info.Role(KindMiddleware); ok {
+		c.mu.Lock()
+		c.mwCaps = role.Capabilities
+		c.mu.Unlock()
+	}
+	return info, nil
+}
+
+// hookStreams reports whether the plugin's middleware takes its hook calls
+// over the Hooks stream: its configured capabilities (or, when Configure
+// reported none, those of Info) include CapHookStream.
+func (c *Client) hookStreams() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.caps) > 0 {
+		return Has(c.caps, CapHookStream)
+	}
+	return Has(c.mwCaps, CapHookStream)
 }
 
 // Configure configures the process for one role. Problems with the config
@@ -154,16 +176,47 @@ func (c *Client) Configure(ctx context.Context, kind Kind, name string, raw json
 	c.mu.Lock()
 	c.caps = resp.Capabilities
 	c.tasks = tasks
+	c.roleMax = int(resp.MaxMessageSize)
 	c.mu.Unlock()
+	return configErrorsOf(resp.Diagnostics), nil
+}
+
+// CheckConfig asks the plugin to check a config block for kind the way
+// Configure would, without building the role or connecting to anything; the
+// process stays as it was. Problems with the config come back as
+// ConfigErrors; err is for transport failures, and matches ErrUnsupported
+// when the plugin was built before the call existed (then only the schema
+// checks the host runs itself apply).
+func (c *Client) CheckConfig(ctx context.Context, kind Kind, name string, raw json.RawMessage) ([]*ConfigError, error) {
+	if len(raw) == 0 {
+		raw = json.RawMessage("{}")
+	}
+	resp, err := c.base.CheckConfig(ctx, &pluginv1.ConfigureRequest{Kind: string(kind), ConfigJson: raw, InstanceName: name})
+	if err != nil {
+		return nil, c.mapErr(ctx, "check config", err)
+	}
+	return configErrorsOf(resp.Diagnostics), nil
+}
+
+func configErrorsOf(diags []*pluginv1.Diagnostic) []*ConfigError {
 	var out []*ConfigError
-	for _, d := range resp.Diagnostics {
+	for _, d := range diags {
 		ce := &ConfigError{Attribute: d.Attribute, Message: d.Summary}
 		if d.Detail != "" {
 			ce.Message += ": " + d.Detail
 		}
 		out = append(out, ce)
 	}
-	return out, nil
+	return out
+}
+
+// RoleMaxMessageSize is the configured role's own message size limit, as
+// Configure reported it; 0 when it reported none (a plugin without one, or
+// built before the field existed).
+func (c *Client) RoleMaxMessageSize() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.roleMax
 }
 
 // Capabilities returns the capabilities the configured role reported, or
@@ -230,7 +283,7 @@ func (c *Client) ResultBackend() ResultBackend {
 // only ones the host should call. Calls with the same hooks return the
 // same value.
 func (c *Client) Middleware(hooks []Hook) Middleware {
-	key := fmt.Sprint(hooks)
+	key := hookKey(hooks)
 	c.shimMu.Lock()
 	defer c.shimMu.Unlock()
 	if m := c.middlewares[key]; m != nil {
@@ -240,6 +293,9 @@ func (c *Client) Middleware(hooks []Hook) Middleware {
 		c.middlewares = map[string]*remoteMiddleware{}
 	}
 	m := &remoteMiddleware{c: c, rpc: pluginv1.NewMiddlewareClient(c.conn), hooks: append([]Hook(nil), hooks...)}
+	if c.hookStreams() {
+		m.stream = newHookStream(c, m.rpc)
+	}
 	c.middlewares[key] = m
 	return m
 }
@@ -358,4 +414,18 @@ type remoteConn struct {
 
 func (p *grpcPlugin) GRPCClient(_ context.Context, b *plugin.GRPCBroker, c *grpc.ClientConn) (any, error) {
 	return &remoteConn{conn: c, broker: b}, nil
+}
+
+// hookKey names a hook list, the key of Client.Middleware's shims; it is
+// computed on every hook call of a supervised middleware, so it stays cheap.
+func hookKey(hooks []Hook) string {
+	n := 0
+	for _, h := range hooks {
+		n += len(h) + 1
+	}
+	b := make([]byte, 0, n)
+	for _, h := range hooks {
+		b = append(append(b, h...), ',')
+	}
+	return string(b)
 }

@@ -45,8 +45,8 @@ func toStatus(err error) error {
 	return status.Error(code, err.Error())
 }
 
-func roleToProto(kind Kind, caps []string, hooks []Hook, schema Schema) *pluginv1.RoleInfo {
-	r := &pluginv1.RoleInfo{Kind: string(kind), Capabilities: caps, Schema: &pluginv1.Schema{}}
+func roleToProto(kind Kind, caps []string, hooks []Hook, schema Schema, maxSize int) *pluginv1.RoleInfo {
+	r := &pluginv1.RoleInfo{Kind: string(kind), Capabilities: caps, Schema: &pluginv1.Schema{}, MaxMessageSize: int64(maxSize)}
 	for _, h := range hooks {
 		r.Hooks = append(r.Hooks, string(h))
 	}
@@ -54,10 +54,13 @@ func roleToProto(kind Kind, caps []string, hooks []Hook, schema Schema) *pluginv
 		pa := &pluginv1.Attribute{
 			Name: a.Name, Type: string(a.Type), Required: a.Required,
 			Sensitive: a.Sensitive, Description: a.Description,
+			Allowed: a.Allowed, Integer: a.Integer, Min: a.Min, Max: a.Max,
 		}
 		if a.Default != nil {
-			if b, err := json.Marshal(a.Default); err == nil {
+			if b, err := a.DefaultJSON(); err == nil {
 				pa.DefaultJson = string(b)
+			} else if b, err := json.Marshal(a.Default); err == nil {
+				pa.DefaultJson = string(b) // invalid: the host reports it as the plugin's bug
 			}
 		}
 		r.Schema.Attributes = append(r.Schema.Attributes, pa)
@@ -68,7 +71,7 @@ func roleToProto(kind Kind, caps []string, hooks []Hook, schema Schema) *pluginv
 func infoFromProto(p *pluginv1.InfoResponse) Info {
 	info := Info{Name: p.Name, Version: p.Version, ProtocolVersion: int(p.ProtocolVersion)}
 	for _, r := range p.Roles {
-		ri := RoleInfo{Kind: Kind(r.Kind), Capabilities: r.Capabilities}
+		ri := RoleInfo{Kind: Kind(r.Kind), Capabilities: r.Capabilities, MaxMessageSize: int(r.MaxMessageSize)}
 		for _, h := range r.Hooks {
 			ri.Hooks = append(ri.Hooks, Hook(h))
 		}
@@ -76,6 +79,7 @@ func infoFromProto(p *pluginv1.InfoResponse) Info {
 			attr := Attribute{
 				Name: a.Name, Type: AttrType(a.Type), Required: a.Required,
 				Sensitive: a.Sensitive, Description: a.Description,
+				Allowed: a.Allowed, Integer: a.Integer, Min: a.Min, Max: a.Max,
 			}
 			if a.DefaultJson != "" {
 				var v any

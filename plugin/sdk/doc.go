@@ -37,12 +37,27 @@
 // errors.Join): the host shows each with the attribute it concerns. A role
 // whose capabilities depend on its config implements Capable.
 //
+// # Config
+//
+// The Schema's attributes may declare Allowed values, Integer and Min/Max;
+// the host checks them (and the types) at the attribute's line in
+// taskiq.hcl. In the plugin, Schema.Prepare checks the block again and
+// fills in the defaults before New runs, whoever launched it, and
+// Config.Decode fills a struct with typed fields (time.Duration, integer
+// types, []string, map[string]string), reporting each problem as an
+// AttrError. Factory.Check, when set, runs New's checks without building
+// anything, for `taskiq config validate`.
+//
 // # Roles
 //
 //   - Broker (broker.go): Kick takes a batch of Outgoing messages; Listen
 //     opens a Stream whose Recv hands out Delivery batches and whose Settle
 //     takes Settlement batches (ack, nack, lease extension, dead letter).
 //     The host bounds the deliveries outstanding on a stream (its prefetch).
+//     A Stream whose service renews every extension by a fixed ack timeout
+//     implements LeaseGranter; a broker whose delivery ids survive a
+//     restart of its process declares CapStableIDs, and the host then sends
+//     the settlements a dead process did not apply to the next one.
 //   - ResultBackend (results.go): batched SetResults, GetResult, IsReady and
 //     progress; a backend that can block until a result exists also
 //     implements ResultWaiter (capability CapWait).
@@ -52,6 +67,8 @@
 //     CheckMiddleware: a value with no hook, or with a method that looks like
 //     a misspelled hook, is refused with an error naming it. A middleware
 //     reaches the host's brokers and result backend through Config.Host.
+//     Serve declares CapHookStream for it: the host sends the hook calls of
+//     concurrent tasks in batches over one stream.
 //   - TaskModule (tasks.go): the task functions of a module binary that a
 //     generic worker runs; ServeTasks serves one.
 //
@@ -61,6 +78,31 @@
 //
 // Messages and results are package wire's types (wire.Message, wire.Result),
 // the JSON format taskiq's Python workers speak.
+//
+// # Stability
+//
+// Protocol v1 (ProtocolVersion, the proto package taskiq.plugin.v1) changes
+// only additively: new RPCs, new messages, new fields, new capability
+// strings. What may change inside v1, and how each side copes with a peer
+// that predates it:
+//
+//   - A new RPC: a plugin built before it answers Unimplemented, which the
+//     host sees as ErrUnsupported and works without (Client.CheckConfig).
+//   - A new field: absent, so zero, from an older peer; its zero value
+//     always means what the behaviour was before the field existed (no
+//     message size limit of a broker's own, no constraint on an attribute).
+//   - A new behaviour a plugin opts into: a capability string (Cap*
+//     constants) it declares in Info or Configure; the host relies on none
+//     it was not told of, and an older host ignores those it does not know.
+//
+// What does not change inside v1: field numbers and meanings, RPC names and
+// their streams' message order, the handshake, and the meaning of every
+// capability. Such a change is protocol v2. The Go API follows the same
+// rule: interfaces a plugin implements gain no methods (new features come
+// as optional interfaces such as Capable and MessageSizeLimiter, or new
+// Factory fields), and exported names and their meanings stay. A plugin
+// built against an older SDK of v1 needs no rebuild to keep working with a
+// newer host. CHANGELOG.md in this directory lists what each release added.
 //
 // # Testing a plugin
 //
@@ -76,7 +118,8 @@
 //
 // The plugin author's files: the role interfaces (broker.go, results.go,
 // middleware.go, tasks.go, host.go), the plugin description (plugin.go,
-// schema.go), the size limits and environment (limits.go, env.go), log
+// schema.go, with schema_check.go: Schema.Prepare and Attribute.Check, and
+// config_decode.go: Config.Decode), the size limits and environment (limits.go, env.go), log
 // redaction (redact.go) and the plugin side of each role, which Serve runs
 // inside the plugin process: serve_plugin.go (Serve, with umask_*.go),
 // base_plugin.go (pluginServer: Info, Configure, Shutdown), broker_plugin.go
@@ -86,7 +129,8 @@
 // Host a plugin calls).
 //
 // The host's files, used by package core and never by a plugin: Client
-// (client_host.go), Launch and LaunchConfig (launch_host.go, runner_host.go),
+// (client_host.go), Launch and LaunchConfig (launch_host.go, runner_host.go,
+// pluginlog_host.go: how a plugin's log lines enter the host's log),
 // and the shims that make a plugin process look like a local role:
 // broker_host.go (remoteBroker, remoteStream), results_host.go
 // (remoteResults), watch_host.go (the result watcher), middleware_host.go

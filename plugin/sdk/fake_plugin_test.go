@@ -24,7 +24,8 @@ import (
 )
 
 // envFakeMode makes the test binary act as something other than the fake
-// plugin: a plugin of another protocol version, a plugin that crashes at
+// plugin: a plugin of another protocol version, the fake plugin as one
+// built with the first release of protocol v1 serves it, a plugin that crashes at
 // start, or an intermediate host (for the orphan test).
 const envFakeMode = "TASKIQ_SDKTEST_FAKE"
 
@@ -32,6 +33,9 @@ func TestMain(m *testing.M) {
 	switch os.Getenv(envFakeMode) {
 	case "v2":
 		serveOtherProtocol()
+		os.Exit(0)
+	case "baseline":
+		sdk.ServeBaselineV1(fakePlugin())
 		os.Exit(0)
 	case "crash":
 		fmt.Fprintln(os.Stderr, "fake plugin: cannot read /nonexistent/plugin.conf: boom at start")
@@ -57,8 +61,18 @@ func fakePlugin() sdk.Plugin {
 				{Name: "stats_file", Type: sdk.TypeString, Description: "where the broker writes its counters"},
 				{Name: "max_outstanding", Type: sdk.TypeNumber, Default: 0, Description: "fail Recv calls that could exceed this many unsettled deliveries"},
 				{Name: "password", Type: sdk.TypeString, Sensitive: true},
+				{Name: "storage", Type: sdk.TypeString, Default: "memory", Allowed: []string{"memory", "file"}},
+				{Name: "replicas", Type: sdk.TypeNumber, Default: 1, Integer: true, Min: sdk.Num(1), Max: sdk.Num(5)},
+				{Name: "max_message_size", Type: sdk.TypeNumber, Default: 0, Integer: true, Min: sdk.Num(0),
+					Description: "the broker's own message size limit; 0: none"},
+				{Name: "stable_ids", Type: sdk.TypeBool, Default: false, Description: "declare stable_ids"},
+				{Name: "hang_reason", Type: sdk.TypeString, Default: "", Description: "a settlement with this reason blocks Settle forever, as a process dying before it applied it"},
 			}},
-			New: newMemBroker,
+			New:   newMemBroker,
+			Check: checkMemBroker,
+			// A limit of its own, below the host's 16 MiB; max_message_size
+			// lowers it further (MessageSizeLimiter).
+			MaxMessageSize: fakeBrokerMaxSize,
 		},
 		ResultBackend: &sdk.Factory[sdk.ResultBackend]{
 			Capabilities: []string{sdk.CapWait, sdk.CapProgress},
@@ -66,6 +80,7 @@ func fakePlugin() sdk.Plugin {
 				{Name: "ttl", Type: sdk.TypeDuration, Default: "1h"},
 				{Name: "no_wait", Type: sdk.TypeBool, Default: false},
 				{Name: "tags", Type: sdk.TypeStringList, Default: []string{"a", "b"}},
+				{Name: "limit", Type: sdk.TypeNumber, Default: 3},
 			}},
 			New: newMemResults,
 		},
@@ -75,10 +90,25 @@ func fakePlugin() sdk.Plugin {
 
 // ---- broker ----
 
+// fakeBrokerMaxSize is the fake broker's Factory.MaxMessageSize.
+const fakeBrokerMaxSize = 4 << 20
+
 type brokerConfig struct {
 	Queue          string `json:"queue"`
 	StatsFile      string `json:"stats_file"`
 	MaxOutstanding int    `json:"max_outstanding"`
+	MaxMessageSize int    `json:"max_message_size"`
+	StableIDs      bool   `json:"stable_ids"`
+	HangReason     string `json:"hang_reason"`
+}
+
+// Capabilities adds stable_ids when configured (sdk.Capable).
+func (b *memBroker) Capabilities() []string {
+	caps := []string{sdk.CapAckable, sdk.CapDeadLetter}
+	if b.cfg.StableIDs {
+		caps = append(caps, sdk.CapStableIDs)
+	}
+	return caps
 }
 
 // brokerStats are the fake broker's counters, written to stats_file so the
@@ -117,10 +147,12 @@ type memBroker struct {
 	closed  bool
 }
 
-func newMemBroker(_ context.Context, cfg sdk.Config) (sdk.Broker, error) {
+// decodeMemBroker decodes and checks the broker's config: what New and
+// Check share.
+func decodeMemBroker(cfg sdk.Config) (brokerConfig, error) {
 	var c brokerConfig
 	if err := cfg.Decode(&c); err != nil {
-		return nil, err
+		return c, err
 	}
 	var errs []error
 	if c.Queue == "" {
@@ -129,9 +161,20 @@ func newMemBroker(_ context.Context, cfg sdk.Config) (sdk.Broker, error) {
 	if c.MaxOutstanding < 0 {
 		errs = append(errs, sdk.AttrError("max_outstanding", "must not be negative, got %d", c.MaxOutstanding))
 	}
-	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
+	return c, errors.Join(errs...)
+}
+
+func checkMemBroker(_ context.Context, cfg sdk.Config) error {
+	_, err := decodeMemBroker(cfg)
+	return err
+}
+
+func newMemBroker(_ context.Context, cfg sdk.Config) (sdk.Broker, error) {
+	c, err := decodeMemBroker(cfg)
+	if err != nil {
+		return nil, err
 	}
+	cfg.Logger.Info("fake broker configured", "queue", c.Queue, "max_message_size", cfg.MaxMessageSize, "ratio", 0.5)
 	b := &memBroker{cfg: c, logger: cfg.Logger, changed: make(chan struct{}), out: map[string]*memMsg{}}
 	b.writeStats()
 	return b, nil
@@ -174,6 +217,9 @@ func (b *memBroker) Listen(_ context.Context, req sdk.ListenRequest) (sdk.Stream
 	}
 	return &memStream{b: b}, nil
 }
+
+// MaxMessageSize is the broker's own limit, from max_message_size.
+func (b *memBroker) MaxMessageSize() int { return b.cfg.MaxMessageSize }
 
 func (b *memBroker) Close(context.Context) error {
 	b.mu.Lock()
@@ -228,8 +274,14 @@ func (s *memStream) Recv(ctx context.Context, limit int) ([]sdk.Delivery, error)
 	}
 }
 
-func (s *memStream) Settle(_ context.Context, ss []sdk.Settlement) error {
+func (s *memStream) Settle(ctx context.Context, ss []sdk.Settlement) error {
 	b := s.b
+	for _, x := range ss {
+		if b.cfg.HangReason != "" && x.Reason == b.cfg.HangReason {
+			<-ctx.Done()
+			return ctx.Err()
+		}
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	defer b.writeStats()
@@ -289,8 +341,16 @@ func (s *memStream) Close() error {
 // ---- result backend ----
 
 type resultsConfig struct {
-	NoWait bool `json:"no_wait"`
+	TTL    time.Duration     `json:"ttl"`
+	NoWait bool              `json:"no_wait"`
+	Tags   []string          `json:"tags"`
+	Limit  int               `json:"limit"`
+	Labels map[string]string `json:"labels"`
 }
+
+// configResultID is a task id whose result is the backend's decoded config,
+// so a test sees what New received.
+const configResultID = "__config__"
 
 type memResults struct {
 	mu       sync.Mutex
@@ -307,7 +367,11 @@ func newMemResults(_ context.Context, cfg sdk.Config) (sdk.ResultBackend, error)
 	if err := cfg.Decode(&c); err != nil {
 		return nil, err
 	}
+	if c.TTL <= 0 {
+		return nil, sdk.AttrError("ttl", "must be positive, got %s", c.TTL)
+	}
 	r := &memResults{changed: make(chan struct{}), results: map[string][]byte{}, progress: map[string][]byte{}}
+	r.results[configResultID], _ = json.Marshal(c)
 	if c.NoWait {
 		return r, nil
 	}

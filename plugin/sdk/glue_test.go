@@ -149,21 +149,33 @@ func TestConfigure(t *testing.T) {
 	})
 
 	t.Run("diagnostics name attributes", func(t *testing.T) {
+		diags, err := c.Configure(ctx, sdk.KindBroker, "default", json.RawMessage(`{"queue": "q", "max_outstanding": -2}`))
+		require.NoError(t, err)
+		require.Len(t, diags, 1)
+		require.Equal(t, "max_outstanding", diags[0].Attribute)
+		require.Contains(t, diags[0].Message, "got -2")
+	})
+
+	t.Run("the schema is checked in the plugin before New", func(t *testing.T) {
 		diags, err := c.Configure(ctx, sdk.KindBroker, "default", json.RawMessage(`{"max_outstanding": -2}`))
 		require.NoError(t, err)
-		require.Len(t, diags, 2)
+		require.Len(t, diags, 1, "New does not run on a config its schema refuses")
 		require.Equal(t, "queue", diags[0].Attribute)
 		require.Contains(t, diags[0].Message, "is required")
-		require.Equal(t, "max_outstanding", diags[1].Attribute)
-		require.Contains(t, diags[1].Message, "got -2")
+
+		diags, err = c.Configure(ctx, sdk.KindBroker, "default", json.RawMessage(`{"queue": 5}`))
+		require.NoError(t, err)
+		require.Len(t, diags, 1)
+		require.Equal(t, "queue", diags[0].Attribute)
+		require.Contains(t, diags[0].Message, "must be a string, got 5")
 	})
 
 	t.Run("malformed config is a block-level diagnostic", func(t *testing.T) {
-		diags, err := c.Configure(ctx, sdk.KindBroker, "default", json.RawMessage(`{"queue": 5}`))
+		diags, err := c.Configure(ctx, sdk.KindBroker, "default", json.RawMessage(`[1]`))
 		require.NoError(t, err)
 		require.Len(t, diags, 1)
 		require.Empty(t, diags[0].Attribute)
-		require.Contains(t, diags[0].Message, "decode config")
+		require.Contains(t, diags[0].Message, "not a JSON object")
 	})
 
 	t.Run("unknown role", func(t *testing.T) {
@@ -475,14 +487,31 @@ func TestWaitResultUnsupported(t *testing.T) {
 	require.ErrorIs(t, err, sdk.ErrUnsupported)
 }
 
+// TestMiddlewareHooks runs every hook over the batched Hooks stream (the
+// plugin declares hook_stream) and over the unary Hook, which a host uses
+// for a plugin built before the stream existed.
 func TestMiddlewareHooks(t *testing.T) {
 	t.Parallel()
+	for _, unary := range []bool{false, true} {
+		t.Run(map[bool]string{false: "stream", true: "unary"}[unary], func(t *testing.T) {
+			t.Parallel()
+			checkMiddlewareHooks(t, unary)
+		})
+	}
+}
+
+func checkMiddlewareHooks(t *testing.T, unary bool) {
 	ctx := testCtx(t)
 	c := sdktest.Launch(t, sdk.KindMiddleware, `{}`)
 	info, err := c.Info(ctx)
 	require.NoError(t, err)
 	role, _ := info.Role(sdk.KindMiddleware)
+	require.Contains(t, role.Capabilities, sdk.CapHookStream, "Serve declares the hook stream")
+	if unary {
+		sdk.ForgetHookStream(c)
+	}
 	mw := c.Middleware(role.Hooks)
+	require.Equal(t, !unary, sdk.UsesHookStream(mw))
 	require.Equal(t, role.Hooks, sdk.HooksOf(mw), "the shim lists the plugin's hooks, not every method it has")
 
 	msg := &wire.Message{TaskID: "1", TaskName: "t", Labels: map[string]any{"keep": int64(7)}, Args: []json.RawMessage{json.RawMessage(`1`)}}

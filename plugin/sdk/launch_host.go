@@ -137,7 +137,7 @@ func Launch(ctx context.Context, cfg LaunchConfig) (*Client, error) {
 		VersionedPlugins: pluginSets(nil),
 		SkipHostEnv:      true,
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
-		Logger:           logger,
+		Logger:           pluginLogger{logger},
 		AutoMTLS:         cfg.AutoMTLS,
 		StartTimeout:     timeout,
 		Stderr:           tail,

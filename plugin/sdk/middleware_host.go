@@ -16,6 +16,9 @@ type remoteMiddleware struct {
 	c     *Client
 	rpc   pluginv1.MiddlewareClient
 	hooks []Hook
+	// stream, when the plugin declares CapHookStream, carries the calls in
+	// batches; nil: one Hook RPC per call.
+	stream *hookStream
 }
 
 func (m *remoteMiddleware) Hooks() []Hook { return append([]Hook(nil), m.hooks...) }
@@ -36,8 +39,12 @@ func (m *remoteMiddleware) call(ctx context.Context, hook Hook, msg *wire.Messag
 			return fmt.Errorf("%s hook: encode the result: %w", hook, err)
 		}
 	}
-	resp, err := m.rpc.Hook(ctx, req)
-	if err != nil {
+	var resp *pluginv1.HookResponse
+	if m.stream != nil {
+		if resp, err = m.stream.call(ctx, req); err != nil {
+			return err
+		}
+	} else if resp, err = m.rpc.Hook(ctx, req); err != nil {
 		return m.c.mapErr(ctx, string(hook)+" hook", err)
 	}
 	if len(resp.Message) > 0 {

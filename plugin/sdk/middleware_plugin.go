@@ -1,6 +1,7 @@
 package sdk
 
 import (
+	"bytes"
 	"context"
 	"errors"
 
@@ -22,6 +23,11 @@ func (s *middlewareServer) Hook(ctx context.Context, req *pluginv1.HookRequest) 
 	if err != nil {
 		return nil, err
 	}
+	return s.runHook(ctx, r, req)
+}
+
+// runHook runs one hook call on the configured middleware r.
+func (s *middlewareServer) runHook(ctx context.Context, r any, req *pluginv1.HookRequest) (*pluginv1.HookResponse, error) {
 	msg, err := wire.DecodeMessage(req.Message)
 	if err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "%s hook: %v", req.Hook, err)
@@ -103,6 +109,14 @@ func (s *middlewareServer) Hook(ctx context.Context, req *pluginv1.HookRequest) 
 		if resp.Result, err = wire.EncodeResult(res); err != nil {
 			return nil, status.Errorf(codes.Internal, "%s hook: encode the result: %v", req.Hook, err)
 		}
+	}
+	// What the hook left as it was goes back empty ("unchanged"), so the host
+	// does not decode it again.
+	if bytes.Equal(resp.Message, req.Message) {
+		resp.Message = nil
+	}
+	if bytes.Equal(resp.Result, req.Result) {
+		resp.Result = nil
 	}
 	switch {
 	case hookErr == nil:

@@ -19,7 +19,30 @@ type Factory[T any] struct {
 	// Capabilities lists the optional features the role implements.
 	Capabilities []string
 	// New builds the role. Return AttrError values (joined) for bad config.
+	// cfg.Raw has passed Schema.Prepare: it holds the schema's defaults and
+	// only values the schema allows.
 	New func(ctx context.Context, cfg Config) (T, error)
+	// Check, when set, checks a config block the way New would, without
+	// building the role or connecting to anything; `taskiq config validate`
+	// runs it, so a value New would refuse is reported before a worker
+	// starts. Return AttrError values (joined), as from New. cfg is the one
+	// New would get, except that Host is nil. Without Check, validation
+	// stops at the schema's checks.
+	Check func(ctx context.Context, cfg Config) error
+	// MaxMessageSize is the largest message body a broker accepts, in
+	// bytes, when its service has a limit below the host's (a NATS server
+	// takes 1 MiB by default); 0 means none of its own. The host refuses a
+	// larger kick with ErrMessageTooLarge before it reaches the plugin. A
+	// broker whose limit depends on its config implements
+	// MessageSizeLimiter.
+	MaxMessageSize int
+}
+
+// MessageSizeLimiter is implemented by a built broker whose largest
+// accepted message body depends on its config or its service. A positive
+// value replaces Factory.MaxMessageSize for the configured broker.
+type MessageSizeLimiter interface {
+	MaxMessageSize() int
 }
 
 // Plugin describes a plugin binary: its identity and the roles it serves. A
@@ -54,6 +77,9 @@ type RoleInfo struct {
 	Capabilities []string
 	Hooks        []Hook
 	Schema       Schema
+	// MaxMessageSize is the role's own message size limit (Factory's); 0:
+	// none.
+	MaxMessageSize int
 }
 
 // Info describes a plugin binary.

@@ -32,11 +32,20 @@ type Attribute struct {
 	// Sensitive values never appear in logs, diagnostics or `taskiq plugins info`.
 	Sensitive   bool
 	Description string
+	// Allowed lists the values a string attribute (or each element of a
+	// list(string)) may take; empty allows any.
+	Allowed []string
+	// Integer makes a number attribute accept whole numbers only.
+	Integer bool
+	// Min and Max bound a number attribute, inclusive; nil is unbounded.
+	// Write them with Num: Min: sdk.Num(1).
+	Min, Max *float64
 }
 
 // Schema is the config block a role accepts. The host decodes the block of
-// taskiq.hcl against it, so unknown attributes and wrong types are reported
-// with file:line:col before the plugin sees anything.
+// taskiq.hcl against it, so unknown attributes, wrong types, values outside
+// Allowed, fractions of Integer attributes and numbers outside Min..Max are
+// reported with file:line:col before the plugin sees anything.
 type Schema struct {
 	Attributes []Attribute
 }
@@ -53,19 +62,6 @@ type Config struct {
 	Logger hclog.Logger
 	// MaxMessageSize is the largest message body the host accepts, in bytes.
 	MaxMessageSize int
-}
-
-// Decode unmarshals the config block into v (a pointer to a struct with json
-// tags). Attributes of type duration arrive as strings; use Duration fields.
-func (c Config) Decode(v any) error {
-	raw := c.Raw
-	if len(raw) == 0 {
-		raw = json.RawMessage("{}")
-	}
-	if err := json.Unmarshal(raw, v); err != nil {
-		return fmt.Errorf("decode config: %w", err)
-	}
-	return nil
 }
 
 // AttrError reports a problem with one attribute; the host turns it into a
@@ -120,21 +116,6 @@ func (s Schema) Redact(values map[string]any) map[string]any {
 		}
 	}
 	return out
-}
-
-// defaultsJSON is the config a block with no attributes decodes to.
-func (s Schema) defaultsJSON() json.RawMessage {
-	defaults := map[string]any{}
-	for _, a := range s.Attributes {
-		if a.Default != nil {
-			defaults[a.Name] = a.Default
-		}
-	}
-	b, err := json.Marshal(defaults)
-	if err != nil {
-		return json.RawMessage("{}")
-	}
-	return b
 }
 
 // Attribute returns the named attribute.

@@ -2,10 +2,7 @@ package inmemory
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
-	"fmt"
-	"math"
 	"time"
 
 	"github.com/taskiq-go/taskiq/plugin/sdk"
@@ -36,11 +33,13 @@ func Plugin() sdk.Plugin {
 			Schema:       brokerSchema(),
 			Capabilities: BrokerCapabilities,
 			New:          newBrokerFromConfig,
+			Check:        checkBrokerConfig,
 		},
 		ResultBackend: &sdk.Factory[sdk.ResultBackend]{
 			Schema:       resultSchema(),
 			Capabilities: ResultCapabilities,
 			New:          newResultBackendFromConfig,
+			Check:        checkResultConfig,
 		},
 	}
 }
@@ -63,6 +62,8 @@ func brokerSchema() sdk.Schema {
 			Name:        "max_attempts",
 			Type:        sdk.TypeNumber,
 			Default:     0,
+			Integer:     true,
+			Min:         sdk.Num(0),
 			Description: "How many times one message may be delivered; a message coming back after that many deliveries goes to the dead-letter store with the reason \"exceeded max_attempts\". 0 means unlimited.",
 		},
 	}}
@@ -86,9 +87,9 @@ func resultSchema() sdk.Schema {
 }
 
 type brokerConfig struct {
-	Queue       *string  `json:"queue"`
-	Lease       *string  `json:"lease"`
-	MaxAttempts *float64 `json:"max_attempts"`
+	Queue       *string        `json:"queue"`
+	Lease       *time.Duration `json:"lease"`
+	MaxAttempts *int           `json:"max_attempts"`
 }
 
 func newBrokerFromConfig(ctx context.Context, cfg sdk.Config) (sdk.Broker, error) {
@@ -99,41 +100,44 @@ func newBrokerFromConfig(ctx context.Context, cfg sdk.Config) (sdk.Broker, error
 	return NewBroker(opts), nil
 }
 
+// checkBrokerConfig is the broker's Factory.Check: the checks of New,
+// building nothing.
+func checkBrokerConfig(_ context.Context, cfg sdk.Config) error {
+	_, err := brokerOptionsFromConfig(cfg)
+	return err
+}
+
+// brokerOptionsFromConfig decodes the broker block. Absent attributes
+// (New called without a host, in tests or library use) keep the defaults.
 func brokerOptionsFromConfig(cfg sdk.Config) (BrokerOptions, error) {
+	// A value Decode refuses leaves its field nil: the others are still
+	// checked, so every problem is reported at once.
 	var c brokerConfig
-	if err := decode(cfg, &c); err != nil {
-		return BrokerOptions{}, err
-	}
+	errs := []error{cfg.Decode(&c)}
 	opts := BrokerOptions{Logger: cfg.Logger, Lease: DefaultLease}
-	var errs []error
 	if c.Queue != nil {
 		opts.Queue = *c.Queue
 	}
 	if c.Lease != nil {
-		d, err := parseDuration(*c.Lease)
-		switch {
-		case err != nil:
-			errs = append(errs, sdk.AttrError("lease", "not a duration (write it like \"30s\" or \"5m\"): %v", err))
-		case d <= 0:
-			errs = append(errs, sdk.AttrError("lease", "must be positive, got %q; a delivery needs time to be settled", *c.Lease))
-		default:
-			opts.Lease = d
+		if *c.Lease <= 0 {
+			errs = append(errs, sdk.AttrError("lease", "must be positive, got %s; a delivery needs time to be settled", *c.Lease))
+		} else {
+			opts.Lease = *c.Lease
 		}
 	}
 	if c.MaxAttempts != nil {
-		n := *c.MaxAttempts
-		if n < 0 || n != math.Trunc(n) || n > math.MaxInt32 {
-			errs = append(errs, sdk.AttrError("max_attempts", "must be a whole number, 0 (unlimited) or more, got %v", n))
+		if *c.MaxAttempts < 0 {
+			errs = append(errs, sdk.AttrError("max_attempts", "must be a whole number, 0 (unlimited) or more, got %d", *c.MaxAttempts))
 		} else {
-			opts.MaxAttempts = int(n)
+			opts.MaxAttempts = *c.MaxAttempts
 		}
 	}
 	return opts, errors.Join(errs...)
 }
 
 type resultConfig struct {
-	ResultTTL   *string `json:"result_ttl"`
-	KeepResults *bool   `json:"keep_results"`
+	ResultTTL   *time.Duration `json:"result_ttl"`
+	KeepResults *bool          `json:"keep_results"`
 }
 
 func newResultBackendFromConfig(ctx context.Context, cfg sdk.Config) (sdk.ResultBackend, error) {
@@ -144,46 +148,23 @@ func newResultBackendFromConfig(ctx context.Context, cfg sdk.Config) (sdk.Result
 	return NewResultBackend(opts), nil
 }
 
+// checkResultConfig is the result backend's Factory.Check.
+func checkResultConfig(_ context.Context, cfg sdk.Config) error {
+	_, err := resultOptionsFromConfig(cfg)
+	return err
+}
+
 func resultOptionsFromConfig(cfg sdk.Config) (ResultOptions, error) {
 	var c resultConfig
-	if err := decode(cfg, &c); err != nil {
+	if err := cfg.Decode(&c); err != nil {
 		return ResultOptions{}, err
 	}
 	var opts ResultOptions
 	if c.ResultTTL != nil {
-		d, err := parseDuration(*c.ResultTTL)
-		switch {
-		case err != nil:
-			return opts, sdk.AttrError("result_ttl", "not a duration (write it like \"1h\", or \"0s\" to keep results forever): %v", err)
-		case d < 0:
-			return opts, sdk.AttrError("result_ttl", "must not be negative, got %q; use \"0s\" to keep results forever", *c.ResultTTL)
-		}
-		opts.TTL = d
+		opts.TTL = *c.ResultTTL
 	}
 	if c.KeepResults != nil {
 		opts.DiscardOnRead = !*c.KeepResults
 	}
 	return opts, nil
-}
-
-// parseDuration accepts Go duration strings, and "" for zero.
-func parseDuration(s string) (time.Duration, error) {
-	if s == "" {
-		return 0, nil
-	}
-	return time.ParseDuration(s)
-}
-
-// decode decodes the config block, turning a value of the wrong JSON type
-// into an error on its attribute.
-func decode(cfg sdk.Config, v any) error {
-	err := cfg.Decode(v)
-	var te *json.UnmarshalTypeError
-	if errors.As(err, &te) && te.Field != "" {
-		return sdk.AttrError(te.Field, "expected a value of Go type %s, got a JSON %s", te.Type, te.Value)
-	}
-	if err != nil {
-		return fmt.Errorf("in-memory plugin config: %w", err)
-	}
-	return nil
 }

@@ -75,9 +75,9 @@ func TestBrokerConfigErrors(t *testing.T) {
 		contains string
 	}{
 		{map[string]any{"lease": "soon"}, []string{"lease"}, "not a duration"},
-		{map[string]any{"lease": "-1s"}, []string{"lease"}, "must be positive"},
+		{map[string]any{"lease": "-1s"}, []string{"lease"}, "negative"},
 		{map[string]any{"lease": "0s"}, []string{"lease"}, "must be positive"},
-		{map[string]any{"lease": 30}, []string{"lease"}, "expected"},
+		{map[string]any{"lease": 30}, []string{"lease"}, "must be a duration string"},
 		{map[string]any{"max_attempts": -1}, []string{"max_attempts"}, "whole number"},
 		{map[string]any{"max_attempts": 1.5}, []string{"max_attempts"}, "whole number"},
 		{map[string]any{"lease": "x", "max_attempts": -2}, []string{"lease", "max_attempts"}, ""},
@@ -123,4 +123,24 @@ func TestResultConfig(t *testing.T) {
 		require.Len(t, ces, 1)
 		require.Equal(t, tc.attr, ces[0].Attribute, "%v", err)
 	}
+}
+
+// Check (what `taskiq config validate` runs) refuses what New refuses, and
+// builds nothing.
+func TestCheckCatchesWhatNewRefuses(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	for _, cfg := range []map[string]any{{"lease": "0s"}, {"max_attempts": -1}, {"max_attempts": 1.5}} {
+		_, newErr := Plugin().Broker.New(ctx, rawConfig(t, cfg))
+		require.Error(t, newErr, "%v", cfg)
+		checkErr := Plugin().Broker.Check(ctx, rawConfig(t, cfg))
+		require.Equal(t, newErr.Error(), checkErr.Error(), "%v", cfg)
+	}
+	require.NoError(t, Plugin().Broker.Check(ctx, rawConfig(t, map[string]any{"lease": "1s"})))
+	require.Error(t, Plugin().ResultBackend.Check(ctx, rawConfig(t, map[string]any{"result_ttl": "forever"})))
+	require.NoError(t, Plugin().ResultBackend.Check(ctx, rawConfig(t, map[string]any{"result_ttl": "1h"})))
+
+	// The schema itself says max_attempts is a whole number of 0 or more.
+	_, err := Plugin().Broker.Schema.Prepare(json.RawMessage(`{"max_attempts": 2.5}`))
+	require.ErrorContains(t, err, "max_attempts: must be a whole number, got 2.5")
 }

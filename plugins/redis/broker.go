@@ -64,7 +64,9 @@ func capabilitiesFor(mode string) []string {
 	case modePubSub:
 		return []string{sdk.CapBroadcast}
 	default:
-		return []string{sdk.CapAckable, sdk.CapLease, sdk.CapDelay, sdk.CapDeadLetter, sdk.CapRouting}
+		// Delivery ids are stream entry ids (queue-prefixed when listening
+		// to several queues): any process of the group can settle them.
+		return []string{sdk.CapAckable, sdk.CapLease, sdk.CapDelay, sdk.CapDeadLetter, sdk.CapRouting, sdk.CapStableIDs}
 	}
 }
 

@@ -73,10 +73,11 @@ func connectionAttributes() []sdk.Attribute {
 func brokerSchema() sdk.Schema {
 	attrs := connectionAttributes()
 	attrs = append(attrs,
-		sdk.Attribute{Name: "mode", Type: sdk.TypeString, Default: modeStream, Description: `"stream" ` +
-			`(default: Redis streams with a consumer group, at-least-once, leases, dead letter), ` +
-			`"list" (LPUSH/BRPOP, at-most-once) or "pubsub" (PUBLISH/SUBSCRIBE, every listener ` +
-			`receives every message, at-most-once). All three use the keys of Python taskiq-redis.`},
+		sdk.Attribute{Name: "mode", Type: sdk.TypeString, Default: modeStream,
+			Allowed: []string{modeStream, modeList, modePubSub}, Description: `"stream" ` +
+				`(default: Redis streams with a consumer group, at-least-once, leases, dead letter), ` +
+				`"list" (LPUSH/BRPOP, at-most-once) or "pubsub" (PUBLISH/SUBSCRIBE, every listener ` +
+				`receives every message, at-most-once). All three use the keys of Python taskiq-redis.`},
 		sdk.Attribute{Name: "queue", Type: sdk.TypeString, Default: "taskiq", Description: "Default " +
 			"queue: the stream key, list key or pub/sub channel. The queue_name label of a message " +
 			"overrides it per message."},
@@ -91,9 +92,9 @@ func brokerSchema() sdk.Schema {
 		sdk.Attribute{Name: "block", Type: sdk.TypeDuration, Default: "2s", Description: "How long " +
 			"one blocking read (XREADGROUP/BRPOP) waits on the server before it is repeated. It " +
 			"bounds how late a stream notices Close and how late a reclaim runs."},
-		sdk.Attribute{Name: "count", Type: sdk.TypeNumber, Default: 100, Description: "Largest batch " +
+		sdk.Attribute{Name: "count", Type: sdk.TypeNumber, Default: 100, Integer: true, Min: sdk.Num(1), Description: "Largest batch " +
 			"read from Redis by one call."},
-		sdk.Attribute{Name: "maxlen", Type: sdk.TypeNumber, Default: 0, Description: "Stream mode: " +
+		sdk.Attribute{Name: "maxlen", Type: sdk.TypeNumber, Default: 0, Integer: true, Min: sdk.Num(0), Description: "Stream mode: " +
 			"when > 0, every XADD also trims the stream to about this many entries (MAXLEN ~). " +
 			"Trimming drops the oldest entries even when they were never read, so leave it 0 " +
 			"(acked entries are deleted anyway) unless the stream is shared with producers that " +
@@ -104,7 +105,7 @@ func brokerSchema() sdk.Schema {
 		sdk.Attribute{Name: "dead_letter_queue", Type: sdk.TypeString, Default: "", Description: "Stream " +
 			"receiving dead-lettered messages (fields data, reason, queue, attempt, failed_at, " +
 			"original_id). Empty means \"<queue>:dead\" for each queue."},
-		sdk.Attribute{Name: "max_attempts", Type: sdk.TypeNumber, Default: 10, Description: "Stream " +
+		sdk.Attribute{Name: "max_attempts", Type: sdk.TypeNumber, Default: 10, Integer: true, Min: sdk.Num(0), Description: "Stream " +
 			"mode: a message about to be delivered for a higher attempt goes to the dead-letter " +
 			"queue with reason \"exceeded max_attempts\" instead. 0 disables the limit."},
 		sdk.Attribute{Name: "delay_poll", Type: sdk.TypeDuration, Default: "100ms", Description: "How " +
@@ -160,19 +161,19 @@ type connConfig struct {
 // that applies schema defaults (tests, library use).
 type brokerConfig struct {
 	connConfig
-	Mode            string   `json:"mode"`
-	Queue           string   `json:"queue"`
-	ConsumerGroup   string   `json:"consumer_group"`
-	ConsumerName    string   `json:"consumer_name"`
-	Lease           *string  `json:"lease"`
-	Block           *string  `json:"block"`
-	Count           *float64 `json:"count"`
-	MaxLen          *float64 `json:"maxlen"`
-	DeleteAcked     *bool    `json:"delete_acked"`
-	DeadLetterQueue string   `json:"dead_letter_queue"`
-	MaxAttempts     *float64 `json:"max_attempts"`
-	DelayPoll       *string  `json:"delay_poll"`
-	UnavailableFor  *string  `json:"unavailable_after"`
+	Mode            string         `json:"mode"`
+	Queue           string         `json:"queue"`
+	ConsumerGroup   string         `json:"consumer_group"`
+	ConsumerName    string         `json:"consumer_name"`
+	Lease           *time.Duration `json:"lease"`
+	Block           *time.Duration `json:"block"`
+	Count           *int           `json:"count"`
+	MaxLen          *int64         `json:"maxlen"`
+	DeleteAcked     *bool          `json:"delete_acked"`
+	DeadLetterQueue string         `json:"dead_letter_queue"`
+	MaxAttempts     *int           `json:"max_attempts"`
+	DelayPoll       *time.Duration `json:"delay_poll"`
+	UnavailableFor  *time.Duration `json:"unavailable_after"`
 }
 
 // brokerOptions is the validated broker configuration.
@@ -197,10 +198,10 @@ type brokerOptions struct {
 
 type resultConfig struct {
 	connConfig
-	Prefix       string  `json:"prefix"`
-	ResultTTL    *string `json:"result_ttl"`
-	KeepResults  *bool   `json:"keep_results"`
-	PollFallback *string `json:"poll_fallback"`
+	Prefix       string         `json:"prefix"`
+	ResultTTL    *time.Duration `json:"result_ttl"`
+	KeepResults  *bool          `json:"keep_results"`
+	PollFallback *time.Duration `json:"poll_fallback"`
 }
 
 type resultOptions struct {
@@ -210,40 +211,40 @@ type resultOptions struct {
 	pollFallback time.Duration
 }
 
-func parseDuration(attr string, v *string, def time.Duration, min time.Duration, errs *[]error) time.Duration {
-	if v == nil || *v == "" {
-		return def
-	}
-	d, err := time.ParseDuration(*v)
-	if err != nil {
-		*errs = append(*errs, sdk.AttrError(attr, "%q is not a duration; write it like \"30s\" or \"1m30s\"", *v))
-		return def
-	}
-	if d < min {
-		*errs = append(*errs, sdk.AttrError(attr, "must be at least %s, got %s", min, d))
-		return def
-	}
-	return d
-}
-
-func parseCount(attr string, v *float64, def int, min int, errs *[]error) int {
+// durationAtLeast returns *v, or def when v is nil (absent); below min it
+// records an error on attr.
+func durationAtLeast(attr string, v *time.Duration, def, min time.Duration, errs *[]error) time.Duration {
 	if v == nil {
 		return def
 	}
-	n := int(*v)
-	if float64(n) != *v || n < min {
-		*errs = append(*errs, sdk.AttrError(attr, "must be a whole number >= %d, got %v", min, *v))
+	if *v < min {
+		*errs = append(*errs, sdk.AttrError(attr, "must be at least %s, got %s", min, *v))
 		return def
 	}
-	return n
+	return *v
+}
+
+// countAtLeast returns *v, or def when v is nil (absent); below min it
+// records an error on attr.
+func countAtLeast[T int | int64](attr string, v *T, def, min T, errs *[]error) T {
+	if v == nil {
+		return def
+	}
+	if *v < min {
+		*errs = append(*errs, sdk.AttrError(attr, "must be a whole number >= %d, got %d", min, *v))
+		return def
+	}
+	return *v
 }
 
 func decodeBrokerConfig(cfg sdk.Config) (connConfig, brokerOptions, error) {
+	// A value Decode refuses leaves its field unset: the others are still
+	// checked, so every problem is reported at once.
 	var c brokerConfig
-	if err := cfg.Decode(&c); err != nil {
-		return connConfig{}, brokerOptions{}, err
-	}
 	var errs []error
+	if err := cfg.Decode(&c); err != nil {
+		errs = append(errs, err)
+	}
 	o := brokerOptions{mode: c.Mode, queue: c.Queue, group: c.ConsumerGroup, consumer: c.ConsumerName,
 		deadLetter: c.DeadLetterQueue, deleteAcked: true, clusterHashes: len(c.ClusterAddrs) > 0}
 	if o.mode == "" {
@@ -260,13 +261,13 @@ func decodeBrokerConfig(cfg sdk.Config) (connConfig, brokerOptions, error) {
 	if o.consumer == "" {
 		o.consumer = defaultConsumerName()
 	}
-	o.lease = parseDuration("lease", c.Lease, 30*time.Second, 10*time.Millisecond, &errs)
-	o.block = parseDuration("block", c.Block, 2*time.Second, time.Millisecond, &errs)
-	o.delayPoll = parseDuration("delay_poll", c.DelayPoll, 100*time.Millisecond, time.Millisecond, &errs)
-	o.unavailableAfter = parseDuration("unavailable_after", c.UnavailableFor, defaultUnavailableAfter, minUnavailableAfter, &errs)
-	o.count = parseCount("count", c.Count, 100, 1, &errs)
-	o.maxlen = int64(parseCount("maxlen", c.MaxLen, 0, 0, &errs))
-	o.maxAttempts = parseCount("max_attempts", c.MaxAttempts, 10, 0, &errs)
+	o.lease = durationAtLeast("lease", c.Lease, 30*time.Second, 10*time.Millisecond, &errs)
+	o.block = durationAtLeast("block", c.Block, 2*time.Second, time.Millisecond, &errs)
+	o.delayPoll = durationAtLeast("delay_poll", c.DelayPoll, 100*time.Millisecond, time.Millisecond, &errs)
+	o.unavailableAfter = durationAtLeast("unavailable_after", c.UnavailableFor, defaultUnavailableAfter, minUnavailableAfter, &errs)
+	o.count = countAtLeast("count", c.Count, 100, 1, &errs)
+	o.maxlen = countAtLeast("maxlen", c.MaxLen, 0, 0, &errs)
+	o.maxAttempts = countAtLeast("max_attempts", c.MaxAttempts, 10, 0, &errs)
 	if c.DeleteAcked != nil {
 		o.deleteAcked = *c.DeleteAcked
 	}
@@ -279,16 +280,16 @@ func decodeBrokerConfig(cfg sdk.Config) (connConfig, brokerOptions, error) {
 
 func decodeResultConfig(cfg sdk.Config) (connConfig, resultOptions, error) {
 	var c resultConfig
-	if err := cfg.Decode(&c); err != nil {
-		return connConfig{}, resultOptions{}, err
-	}
 	var errs []error
+	if err := cfg.Decode(&c); err != nil {
+		errs = append(errs, err)
+	}
 	o := resultOptions{prefix: c.Prefix, keepResults: true}
-	o.ttl = parseDuration("result_ttl", c.ResultTTL, 0, 0, &errs)
+	o.ttl = durationAtLeast("result_ttl", c.ResultTTL, 0, 0, &errs)
 	if o.ttl > 0 && o.ttl < time.Millisecond {
 		errs = append(errs, sdk.AttrError("result_ttl", "must be 0s or at least 1ms"))
 	}
-	o.pollFallback = parseDuration("poll_fallback", c.PollFallback, time.Second, time.Millisecond, &errs)
+	o.pollFallback = durationAtLeast("poll_fallback", c.PollFallback, time.Second, time.Millisecond, &errs)
 	if c.KeepResults != nil {
 		o.keepResults = *c.KeepResults
 	}

@@ -1,12 +1,15 @@
 package taskiqredis
 
 import (
+	"context"
 	"encoding/json"
 	"os"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
 	"github.com/taskiq-go/taskiq/plugin/sdk"
@@ -71,16 +74,38 @@ func TestConformance(t *testing.T) {
 			if mode == modeList {
 				opts = append(opts, conformance.WithSkip("AttemptCounting",
 					"list mode stores bare bodies, as taskiq-redis does: a nacked message comes back as attempt 1"))
+			} else {
+				opts = append(opts, conformance.WithMaxAttempts(4))
 			}
+			var launched sync.Map // sdk.Broker -> conformanceLaunch
+			launch := func(t *testing.T, l conformanceLaunch) sdk.Broker {
+				c := sdktest.Launch(t, sdk.KindBroker, l.cfg, sdktest.WithMaxMessageSize(conformanceMaxSize))
+				l.client = c
+				b := c.Broker()
+				launched.Store(b, l)
+				return b
+			}
+			opts = append(opts,
+				conformance.WithDeadLetters(func(t *testing.T, b sdk.Broker, queue string) []conformance.DeadLetter {
+					l, _ := launched.Load(b)
+					return readDeadLetters(t, l.(conformanceLaunch), queue)
+				}),
+				conformance.WithRestart(func(t *testing.T, b sdk.Broker) sdk.Broker {
+					l, _ := launched.Load(b)
+					l.(conformanceLaunch).client.Kill()
+					return launch(t, l.(conformanceLaunch))
+				}))
 			conformance.TestBroker(t, func(t *testing.T) sdk.Broker {
-				cfg := conformanceConfig(t, map[string]any{
-					"url":   conformanceRedis(t, false),
-					"mode":  mode,
-					"queue": "conf-" + randomHex(6),
-					"lease": "1500ms",
-					"block": "100ms",
+				l := conformanceLaunch{url: conformanceRedis(t, false), queue: "conf-" + randomHex(6)}
+				l.cfg = conformanceConfig(t, map[string]any{
+					"url":          l.url,
+					"mode":         mode,
+					"queue":        l.queue,
+					"lease":        "1500ms",
+					"block":        "100ms",
+					"max_attempts": 4,
 				})
-				return sdktest.Launch(t, sdk.KindBroker, cfg, sdktest.WithMaxMessageSize(conformanceMaxSize)).Broker()
+				return launch(t, l)
 			}, capabilitiesFor(mode), opts...)
 		})
 	}
@@ -107,4 +132,32 @@ func TestConformance(t *testing.T) {
 			return sdktest.Launch(t, sdk.KindResultBackend, cfg, sdktest.WithMaxMessageSize(conformanceMaxSize)).ResultBackend()
 		}, resultCaps, conformance.WithMaxMessageSize(conformanceMaxSize), conformance.WithResultTTL(2*time.Second))
 	})
+}
+
+// conformanceLaunch is one broker process the suite launched: enough to
+// read its dead letters and to start it again the same way.
+type conformanceLaunch struct {
+	url, queue, cfg string
+	client          *sdk.Client
+}
+
+// readDeadLetters reads the dead-letter stream of queue ("" is the
+// launch's default queue).
+func readDeadLetters(t *testing.T, l conformanceLaunch, queue string) []conformance.DeadLetter {
+	if queue == "" {
+		queue = l.queue
+	}
+	opt, err := redis.ParseURL(l.url)
+	require.NoError(t, err)
+	c := redis.NewClient(opt)
+	defer c.Close()
+	entries, err := c.XRange(context.Background(), queue+":dead", "-", "+").Result()
+	require.NoError(t, err)
+	out := make([]conformance.DeadLetter, len(entries))
+	for i, e := range entries {
+		data, _ := e.Values["data"].(string)
+		reason, _ := e.Values["reason"].(string)
+		out[i] = conformance.DeadLetter{Body: []byte(data), Reason: reason}
+	}
+	return out
 }

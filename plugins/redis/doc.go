@@ -12,7 +12,9 @@
 //     XREADGROUP through consumer group <queue> to consume. At-least-once:
 //     an entry stays pending in the group until it is acked, and an entry
 //     whose lease expired is reclaimed by another worker. Capabilities:
-//     ackable, lease, delay, dead_letter, routing.
+//     ackable, lease, delay, dead_letter, routing, stable_ids (a delivery
+//     id is the entry id, so the process restarted after a crash can ack
+//     what the dead one delivered).
 //   - "list": LPUSH/BRPOP on <queue>, exactly as taskiq-redis. At-most-once:
 //     a popped message lives only in the worker. Capabilities: delay,
 //     dead_letter, routing.

@@ -24,6 +24,12 @@ func Plugin() sdk.Plugin {
 		Broker: &sdk.Factory[sdk.Broker]{
 			Schema:       brokerSchema(),
 			Capabilities: capabilitiesFor(modeStream),
+			// Check decodes and checks the block (TLS files included)
+			// without connecting.
+			Check: func(_ context.Context, cfg sdk.Config) error {
+				_, _, err := decodeBrokerConfig(cfg)
+				return err
+			},
 			New: func(ctx context.Context, cfg sdk.Config) (sdk.Broker, error) {
 				b, err := credentialChecked[*broker](ctx)(newBroker(ctx, cfg))
 				if err != nil {
@@ -35,6 +41,10 @@ func Plugin() sdk.Plugin {
 		ResultBackend: &sdk.Factory[sdk.ResultBackend]{
 			Schema:       resultSchema(),
 			Capabilities: []string{sdk.CapWait, sdk.CapProgress},
+			Check: func(_ context.Context, cfg sdk.Config) error {
+				_, _, err := decodeResultConfig(cfg)
+				return err
+			},
 			New: func(ctx context.Context, cfg sdk.Config) (sdk.ResultBackend, error) {
 				r, err := credentialChecked[*resultBackend](ctx)(newResultBackend(ctx, cfg))
 				if err != nil {

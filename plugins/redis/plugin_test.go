@@ -1,6 +1,7 @@
 package taskiqredis
 
 import (
+	"context"
 	"encoding/json"
 	"testing"
 	"time"
@@ -61,4 +62,32 @@ func TestPluginProcess(t *testing.T) {
 	got, err = w.WaitResult(ctxT(t), "1")
 	require.NoError(t, err)
 	require.Equal(t, errorResult, string(got))
+}
+
+// Check (what `taskiq config validate` runs) refuses what New refuses
+// without connecting: the URL points at a port nothing listens on.
+func TestCheckDoesNotConnect(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	p := Plugin()
+	ok := map[string]any{"url": "redis://127.0.0.1:1/0", "lease": "5s"}
+	require.NoError(t, p.Broker.Check(ctx, rawTestConfig(t, ok)))
+	require.NoError(t, p.ResultBackend.Check(ctx, rawTestConfig(t, map[string]any{"url": "redis://127.0.0.1:1/0"})))
+
+	for _, tc := range []struct {
+		cfg  map[string]any
+		attr string
+	}{
+		{map[string]any{"url": "http://127.0.0.1:1"}, "url"},
+		{map[string]any{"url": "redis://127.0.0.1:1/0", "lease": "5ms"}, "lease"},
+		{map[string]any{"url": "redis://127.0.0.1:1/0", "count": 0}, "count"},
+		{map[string]any{"url": "redis://127.0.0.1:1/0", "sentinel_master": "m"}, "sentinel_addrs"},
+	} {
+		err := p.Broker.Check(ctx, rawTestConfig(t, tc.cfg))
+		ces := sdk.ConfigErrors(err)
+		require.Len(t, ces, 1, "%v: %v", tc.cfg, err)
+		require.Equal(t, tc.attr, ces[0].Attribute, "%v", tc.cfg)
+	}
+	_, err := p.Broker.Schema.Prepare(json.RawMessage(`{"mode": "disk"}`))
+	require.ErrorContains(t, err, `mode: must be one of "stream", "list", "pubsub", got "disk"`)
 }

@@ -814,3 +814,8 @@ func toAny(ss []string) []any {
 
 // Interface guards
 var _ sdk.Stream = (*streamListener)(nil)
+
+// GrantedLease is the lease of every delivery and extension: an extension
+// resets the entry's idle time, so it always renews a full lease
+// (sdk.LeaseGranter).
+func (s *streamListener) GrantedLease() time.Duration { return s.lease }

@@ -3,7 +3,6 @@ package retry
 import (
 	"encoding/json"
 	"errors"
-	"fmt"
 	"math"
 	"strings"
 	"time"
@@ -28,6 +27,7 @@ var Schema = sdk.Schema{Attributes: []sdk.Attribute{
 	},
 	{
 		Name: "max_retries", Type: sdk.TypeNumber, Default: DefaultMaxRetries,
+		Integer: true, Min: sdk.Num(1), Max: sdk.Num(math.MaxInt32),
 		Description: "Total number of attempts, the first execution included (taskiq's " +
 			"meaning), for tasks without a max_retries label. 1 means never retry. " +
 			"Must be a whole number >= 1.",
@@ -82,17 +82,17 @@ var Schema = sdk.Schema{Attributes: []sdk.Attribute{
 
 // options is the validated config.
 type options struct {
-	DefaultRetryLabel        bool
-	MaxRetries               int
-	Backoff                  Strategy
-	Delay                    time.Duration
-	MaxDelay                 time.Duration
-	Jitter                   bool
-	RetryOn                  []string
-	NoRetryOn                []string
-	StoreIntermediateResults bool
-	DeadLetterOnExhaustion   bool
-	Broker                   string
+	DefaultRetryLabel        bool          `json:"default_retry_label"`
+	MaxRetries               int           `json:"max_retries"`
+	Backoff                  Strategy      `json:"backoff"`
+	Delay                    time.Duration `json:"delay"`
+	MaxDelay                 time.Duration `json:"max_delay"`
+	Jitter                   bool          `json:"jitter"`
+	RetryOn                  []string      `json:"retry_on"`
+	NoRetryOn                []string      `json:"no_retry_on"`
+	StoreIntermediateResults bool          `json:"store_intermediate_results"`
+	DeadLetterOnExhaustion   bool          `json:"dead_letter_on_exhaustion"`
+	Broker                   string        `json:"broker"`
 }
 
 func defaultOptions() options {
@@ -111,117 +111,40 @@ func defaultOptions() options {
 // is reported (joined), each on its attribute.
 func parseOptions(raw json.RawMessage) (options, error) {
 	o := defaultOptions()
-	if len(raw) == 0 {
-		return o, nil
+	var errs []error
+	fail := func(attr, format string, args ...any) {
+		errs = append(errs, sdk.AttrError(attr, format, args...))
 	}
-	var attrs map[string]json.RawMessage
-	if err := json.Unmarshal(raw, &attrs); err != nil {
-		return o, fmt.Errorf("the config block is not a JSON object: %w", err)
+	// A value Decode refuses leaves its default in place, so the checks
+	// below still run on the others.
+	if err := (sdk.Config{Raw: raw}).Decode(&o); err != nil {
+		errs = append(errs, err)
 	}
-	p := attrParser{attrs: attrs}
-	p.bool("default_retry_label", &o.DefaultRetryLabel)
-	p.bool("jitter", &o.Jitter)
-	p.bool("store_intermediate_results", &o.StoreIntermediateResults)
-	p.bool("dead_letter_on_exhaustion", &o.DeadLetterOnExhaustion)
-	p.string("broker", &o.Broker)
-	p.strings("retry_on", &o.RetryOn)
-	p.strings("no_retry_on", &o.NoRetryOn)
-	p.duration("delay", &o.Delay)
-	p.duration("max_delay", &o.MaxDelay)
-
-	var maxRetries float64 = DefaultMaxRetries
-	if p.number("max_retries", &maxRetries) {
-		switch {
-		case maxRetries != math.Trunc(maxRetries) || maxRetries < 1 || maxRetries > math.MaxInt32:
-			p.fail("max_retries", "must be a whole number >= 1 (it counts every attempt, "+
-				"the first included; 1 means never retry), got %v", maxRetries)
-		default:
-			o.MaxRetries = int(maxRetries)
+	if o.MaxRetries < 1 || o.MaxRetries > math.MaxInt32 {
+		fail("max_retries", "must be a whole number >= 1 (it counts every attempt, "+
+			"the first included; 1 means never retry), got %d", o.MaxRetries)
+		o.MaxRetries = DefaultMaxRetries
+	}
+	if st, err := ParseStrategy(string(o.Backoff)); err != nil {
+		fail("backoff", "%v", err)
+		o.Backoff = DefaultBackoff
+	} else {
+		o.Backoff = st
+	}
+	for _, list := range []struct {
+		attr string
+		v    []string
+	}{{"retry_on", o.RetryOn}, {"no_retry_on", o.NoRetryOn}} {
+		for i, s := range list.v {
+			if strings.TrimSpace(s) == "" {
+				fail(list.attr, "element %d is empty; list error type names such as \"TimeoutError\"", i)
+				break
+			}
 		}
-	}
-
-	backoff := string(o.Backoff)
-	if p.string("backoff", &backoff) {
-		st, err := ParseStrategy(backoff)
-		if err != nil {
-			p.fail("backoff", "%v", err)
-		} else {
-			o.Backoff = st
-		}
-	}
-	if o.Delay < 0 {
-		p.fail("delay", "must not be negative, got %s", o.Delay)
-	}
-	if o.MaxDelay < 0 {
-		p.fail("max_delay", "must not be negative, got %s", o.MaxDelay)
 	}
 	if o.Delay > 0 && o.MaxDelay < o.Delay {
-		p.fail("max_delay", "(%s) is smaller than delay (%s), so every retry would wait "+
+		fail("max_delay", "(%s) is smaller than delay (%s), so every retry would wait "+
 			"max_delay; raise max_delay or lower delay", o.MaxDelay, o.Delay)
 	}
-	return o, errors.Join(p.errs...)
-}
-
-// attrParser reads attributes of a decoded config block and collects an
-// attribute error for each one of the wrong shape.
-type attrParser struct {
-	attrs map[string]json.RawMessage
-	errs  []error
-}
-
-func (p *attrParser) fail(attr, format string, args ...any) {
-	p.errs = append(p.errs, sdk.AttrError(attr, format, args...))
-}
-
-// decode unmarshals attribute name into v; it returns false when the
-// attribute is absent, null or malformed (then an error is recorded).
-func (p *attrParser) decode(name, want string, v any) bool {
-	raw, ok := p.attrs[name]
-	if !ok || string(raw) == "null" {
-		return false
-	}
-	if err := json.Unmarshal(raw, v); err != nil {
-		p.fail(name, "must be %s, got %s", want, raw)
-		return false
-	}
-	return true
-}
-
-func (p *attrParser) bool(name string, dst *bool) bool {
-	return p.decode(name, "true or false", dst)
-}
-
-func (p *attrParser) string(name string, dst *string) bool {
-	return p.decode(name, "a string", dst)
-}
-
-func (p *attrParser) number(name string, dst *float64) bool {
-	return p.decode(name, "a number", dst)
-}
-
-func (p *attrParser) strings(name string, dst *[]string) {
-	var list []string
-	if !p.decode(name, "a list of strings", &list) {
-		return
-	}
-	for i, s := range list {
-		if strings.TrimSpace(s) == "" {
-			p.fail(name, "element %d is empty; list error type names such as \"TimeoutError\"", i)
-			return
-		}
-	}
-	*dst = list
-}
-
-func (p *attrParser) duration(name string, dst *time.Duration) {
-	var s string
-	if !p.decode(name, "a duration string such as \"1s\" or \"1m30s\"", &s) {
-		return
-	}
-	d, err := time.ParseDuration(strings.TrimSpace(s))
-	if err != nil {
-		p.fail(name, "%q is not a duration; write it like \"500ms\", \"1s\" or \"1m30s\"", s)
-		return
-	}
-	*dst = d
+	return o, errors.Join(errs...)
 }

@@ -1,6 +1,7 @@
 package retry
 
 import (
+	"context"
 	"encoding/json"
 	"testing"
 	"time"
@@ -67,14 +68,14 @@ func TestParseOptionsErrors(t *testing.T) {
 		msg  string
 	}{
 		{`{"max_retries": 0}`, "max_retries", "must be a whole number >= 1"},
-		{`{"max_retries": 2.5}`, "max_retries", "must be a whole number >= 1"},
+		{`{"max_retries": 2.5}`, "max_retries", "must be a whole number, got 2.5"},
 		{`{"max_retries": 1e12}`, "max_retries", "must be a whole number >= 1"},
-		{`{"max_retries": "3"}`, "max_retries", "must be a number"},
+		{`{"max_retries": "3"}`, "max_retries", "must be a whole number"},
 		{`{"backoff": "expo"}`, "backoff", `unknown backoff "expo"; use "fixed", "linear" or "exponential"`},
-		{`{"delay": "soon"}`, "delay", `"soon" is not a duration; write it like "500ms", "1s" or "1m30s"`},
+		{`{"delay": "soon"}`, "delay", `"soon" is not a duration; write a number with a unit, such as "30s"`},
 		{`{"delay": 5}`, "delay", "must be a duration string"},
-		{`{"delay": "-1s"}`, "delay", "must not be negative"},
-		{`{"max_delay": "-1s", "delay": "0s"}`, "max_delay", "must not be negative"},
+		{`{"delay": "-1s"}`, "delay", "is negative"},
+		{`{"max_delay": "-1s", "delay": "0s"}`, "max_delay", "is negative"},
 		{`{"delay": "10s", "max_delay": "5s"}`, "max_delay", "(5s) is smaller than delay (10s)"},
 		{`{"jitter": "yes"}`, "jitter", "must be true or false"},
 		{`{"retry_on": "TimeoutError"}`, "retry_on", "must be a list of strings"},
@@ -116,4 +117,25 @@ func TestSchemaDocumentsEveryAttribute(t *testing.T) {
 		"dead_letter_on_exhaustion", "broker"} {
 		require.True(t, names[n], n)
 	}
+}
+
+// Check (what `taskiq config validate` runs, with no host) refuses what New
+// refuses from the config alone.
+func TestCheckCatchesBadOptions(t *testing.T) {
+	t.Parallel()
+	check := Plugin().Middleware.Check
+	require.NoError(t, check(context.Background(), sdk.Config{Raw: json.RawMessage(`{"backoff": "fixed"}`)}))
+	err := check(context.Background(), sdk.Config{Raw: json.RawMessage(`{"backoff": "expo", "delay": "10s", "max_delay": "5s"}`)})
+	require.ElementsMatch(t, []string{"backoff", "max_delay"}, attrsOf(err))
+
+	_, err = Schema.Prepare(json.RawMessage(`{"max_retries": 0}`))
+	require.ErrorContains(t, err, "max_retries: must be at least 1, got 0")
+}
+
+func attrsOf(err error) []string {
+	var out []string
+	for _, ce := range sdk.ConfigErrors(err) {
+		out = append(out, ce.Attribute)
+	}
+	return out
 }

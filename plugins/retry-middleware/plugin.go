@@ -20,6 +20,12 @@ func Plugin() sdk.Plugin {
 		Version: Version,
 		Middleware: &sdk.Factory[sdk.Middleware]{
 			Schema: Schema,
+			// Check is New's validation without the host (the broker's
+			// capabilities are only known to a running host).
+			Check: func(_ context.Context, cfg sdk.Config) error {
+				_, err := parseOptions(cfg.Raw)
+				return err
+			},
 			New: func(ctx context.Context, cfg sdk.Config) (sdk.Middleware, error) {
 				m, err := newMiddleware(ctx, cfg)
 				if err != nil {

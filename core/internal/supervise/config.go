@@ -62,13 +62,33 @@ func launchConfig(f *config.File, b *config.PluginBlock, host sdk.Host, logger h
 	}
 }
 
-// Inspect checks b's binary, launches it (without configuring it) and decodes
-// the block's config against the role's schema, for taskiq config validate.
-// The process is stopped before Inspect returns.
+// Inspect checks b's binary, launches it (without configuring it), decodes
+// the block's config against the role's schema and has the plugin check the
+// result without connecting to anything (sdk.Client.CheckConfig), for
+// taskiq config validate. A plugin built before that call existed is
+// checked against its schema only. The process is stopped before Inspect
+// returns.
 func Inspect(ctx context.Context, f *config.File, b *config.PluginBlock, logger hclog.Logger) hcl.Diagnostics {
-	c, _, _, diags := inspect(ctx, f, b, nil, logger)
-	if c != nil {
-		stopClient(c)
+	c, _, raw, diags := inspect(ctx, f, b, nil, logger)
+	if c == nil {
+		return diags
+	}
+	defer stopClient(c)
+	if diags.HasErrors() {
+		return diags
+	}
+	errs, err := c.CheckConfig(ctx, b.Kind, b.Name, raw)
+	switch {
+	case errors.Is(err, sdk.ErrUnsupported):
+		logger.Debug("the plugin cannot check its config (built before CheckConfig); its schema was checked",
+			"kind", b.Kind, "name", b.Name, "plugin", b.Path)
+	case err != nil:
+		diags = append(diags, &hcl.Diagnostic{
+			Severity: hcl.DiagError, Summary: "Plugin config check failed",
+			Detail: err.Error(), Subject: b.DeclRange.Ptr(),
+		})
+	default:
+		diags = append(diags, config.PluginDiagnostics(b, errs)...)
 	}
 	return diags
 }

@@ -269,6 +269,20 @@ func (p *Proc) Capabilities() []string {
 	return role.Capabilities
 }
 
+// MaxMessageSize is the configured role's own message size limit: the one
+// Configure reported, else the role's from Info; 0 when it has none.
+func (p *Proc) MaxMessageSize() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.client != nil {
+		if n := p.client.RoleMaxMessageSize(); n > 0 {
+			return n
+		}
+	}
+	role, _ := p.info.Role(p.kind)
+	return role.MaxMessageSize
+}
+
 // Broker is the broker role of p, retried once on a restarted process.
 func Broker(p *Proc) sdk.Broker { return supervisedBroker{p} }
 
@@ -296,6 +310,9 @@ func (b supervisedBroker) Listen(ctx context.Context, req sdk.ListenRequest) (sd
 // Close is a no-op: the process is stopped by the App's closer, after the
 // other plugins had a chance to drain.
 func (b supervisedBroker) Close(context.Context) error { return nil }
+
+// MaxMessageSize is the broker's own message size limit (0: none).
+func (b supervisedBroker) MaxMessageSize() int { return b.p.MaxMessageSize() }
 
 type supervisedResults struct{ p *Proc }
 
@@ -379,14 +396,15 @@ func (m supervisedMiddleware) do(ctx context.Context, fn func(sdk.Middleware) er
 
 // Interface guards
 var (
-	_ sdk.Broker        = supervisedBroker{}
-	_ sdk.ResultBackend = supervisedResults{}
-	_ sdk.ResultWaiter  = supervisedResults{}
-	_ sdk.PreSender     = supervisedMiddleware{}
-	_ sdk.PostSender    = supervisedMiddleware{}
-	_ sdk.PreExecuter   = supervisedMiddleware{}
-	_ sdk.ErrorHandler  = supervisedMiddleware{}
-	_ sdk.PostExecuter  = supervisedMiddleware{}
-	_ sdk.PostSaver     = supervisedMiddleware{}
-	_ sdk.HookLister    = supervisedMiddleware{}
+	_ sdk.Broker             = supervisedBroker{}
+	_ sdk.MessageSizeLimiter = supervisedBroker{}
+	_ sdk.ResultBackend      = supervisedResults{}
+	_ sdk.ResultWaiter       = supervisedResults{}
+	_ sdk.PreSender          = supervisedMiddleware{}
+	_ sdk.PostSender         = supervisedMiddleware{}
+	_ sdk.PreExecuter        = supervisedMiddleware{}
+	_ sdk.ErrorHandler       = supervisedMiddleware{}
+	_ sdk.PostExecuter       = supervisedMiddleware{}
+	_ sdk.PostSaver          = supervisedMiddleware{}
+	_ sdk.HookLister         = supervisedMiddleware{}
 )

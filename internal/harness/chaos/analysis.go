@@ -106,6 +106,11 @@ type Stats struct {
 	// plugin kill, the Redis restart); DupKickRetry belong to a task whose
 	// kick was retried; DupUnexplained have no cause: a broken guarantee.
 	Duplicates, DupKilledRunning, DupDisrupted, DupKickRetry, DupUnexplained int
+	// DupFinishedBeforeBrokerKill counts, among the duplicates, executions
+	// that had ended before a SIGKILL of their worker's broker plugin (within
+	// grace): the broker declares stable delivery ids, so the host must carry
+	// their acks to the restarted plugin, and each one is a violation.
+	DupFinishedBeforeBrokerKill int
 	// DupByFault splits DupKilledRunning + DupDisrupted by the kind of the
 	// fault that explains them.
 	DupByFault map[EventKind]int
@@ -216,6 +221,10 @@ func Analyze(tasks []Task, results map[string]*wire.Result, dead map[string]stri
 				disrupted++
 			}
 		}
+		st.DupFinishedBeforeBrokerKill += min(dups, finishedBeforeBrokerKill(ex, events, grace))
+		if finishedBeforeBrokerKill(ex, events, grace) > 0 {
+			st.sample("duplicate of a task finished before its broker plugin was killed", t.ID)
+		}
 		byKill := min(dups, killed)
 		byFault := min(dups, disrupted) - byKill
 		if st.DupByFault == nil {
@@ -277,6 +286,33 @@ func classify(e execution, events []Event, grace time.Duration) (killedRunning b
 	return killedRunning, cause
 }
 
+// finishedBeforeBrokerKill counts the executions, all but the last to
+// start, that had ended when their worker's broker plugin was SIGKILLed,
+// the kill coming within grace after the end (while the ack could still be
+// on its way).
+func finishedBeforeBrokerKill(ex []execution, events []Event, grace time.Duration) int {
+	n := 0
+	last := 0
+	for i, e := range ex {
+		if e.start.After(ex[last].start) {
+			last = i
+		}
+	}
+	for i, e := range ex {
+		if i == last || e.end.IsZero() {
+			continue
+		}
+		for _, ev := range events {
+			if ev.Kind == KillBroker && (ev.WorkerPID == 0 || ev.WorkerPID == e.workerPID) &&
+				!ev.At.Before(e.end) && !ev.At.After(e.end.Add(grace)) {
+				n++
+				break
+			}
+		}
+	}
+	return n
+}
+
 // pairExecutions groups start lines per task id and gives each the end line
 // of the same module process that follows it.
 func pairExecutions(lines []execlog.Line) map[string][]execution {
@@ -313,6 +349,10 @@ func (s Stats) Violations() []string {
 	}
 	if s.DupUnexplained > 0 {
 		v = append(v, fmt.Sprintf("%d duplicate execution(s) not explained by an injected fault; e.g. %v", s.DupUnexplained, s.Samples["unexplained duplicate"]))
+	}
+	if s.DupFinishedBeforeBrokerKill > 0 {
+		v = append(v, fmt.Sprintf("%d duplicate execution(s) of tasks that had finished before their broker plugin was killed: their acks were not carried to the restarted plugin; e.g. %v",
+			s.DupFinishedBeforeBrokerKill, s.Samples["duplicate of a task finished before its broker plugin was killed"]))
 	}
 	if s.Wrong > 0 {
 		var ex []string

@@ -227,3 +227,23 @@ func TestPlanSpreadsBadTasks(t *testing.T) {
 	require.Less(t, first, len(tasks)/4, "bad tasks start early")
 	require.Greater(t, last, 3*len(tasks)/4, "and go on to the end")
 }
+
+// TestAnalyzeDuplicateAfterFinishBeforeBrokerKill: a task that had ended
+// when its worker's broker plugin was killed, and ran again, is explained
+// by the fault but still a violation: the broker's ids are stable, so the
+// ack had to reach the restarted plugin. One killed while it ran is not.
+func TestAnalyzeDuplicateAfterFinishBeforeBrokerKill(t *testing.T) {
+	t.Parallel()
+	tasks := []Task{{ID: "a", Kind: KindEcho, Payload: "pa"}, {ID: "b", Kind: KindEcho, Payload: "pb"}}
+	st := Analyze(tasks, map[string]*wire.Result{"a": ok("pa"), "b": ok("pb")}, nil,
+		lines(execLines("a", 10, 1000, 1100), execLines("a", 20, 5000, 5100),
+			execLines("b", 10, 1000, 1400), execLines("b", 20, 5000, 5100)),
+		[]Event{{Kind: KillBroker, WorkerPID: 10, At: at(1200)}}, grace)
+	require.Equal(t, 2, st.Duplicates)
+	require.Equal(t, 2, st.DupDisrupted)
+	require.Equal(t, 1, st.DupFinishedBeforeBrokerKill)
+	v := st.Violations()
+	require.Len(t, v, 1)
+	require.Contains(t, v[0], "1 duplicate execution(s) of tasks that had finished before their broker plugin was killed")
+	require.Contains(t, v[0], "[a]")
+}

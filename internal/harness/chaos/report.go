@@ -79,6 +79,7 @@ func FormatDetail(r Report) string {
 	}
 	fmt.Fprintf(&b, "   executions %d, duplicates %d = killed while running %d + other injected fault %d + kick retry %d + unexplained %d\n",
 		s.Executions, s.Duplicates, s.DupKilledRunning, s.DupDisrupted, s.DupKickRetry, s.DupUnexplained)
+	fmt.Fprintf(&b, "   duplicates of tasks finished before their broker plugin was killed: %d (expected 0)\n", s.DupFinishedBeforeBrokerKill)
 	if len(s.DupByFault) > 0 {
 		var parts []string
 		for _, k := range faultKinds {

@@ -52,6 +52,7 @@ func TestBroker(t *testing.T, launch func(t *testing.T) sdk.Broker, caps []strin
 	s.run(t, "ConcurrentProducersConsumers", nil, s.concurrent)
 	s.run(t, "CloseReturnsUnsettled", nil, s.closeReturnsUnsettled)
 	s.run(t, "BrokerCloseEndsStreams", nil, s.brokerCloseEndsStreams)
+	s.runMore(t)
 }
 
 type brokerSuite struct {
@@ -486,11 +487,7 @@ func (b *bundle) checkLeaseExpiry(ask, lease time.Duration) {
 // the message from being redelivered for as long as the extensions go on.
 func (s *brokerSuite) extendKeepsLease(t *testing.T, b *bundle) {
 	lease := b.o.lease
-	m := b.msg("")
-	b.kick(m)
-	st := b.listen(sdk.ListenRequest{Lease: lease})
-	d := b.recvOne(st)
-	require.Equal(t, m.TaskID, b.mustID(d))
+	_, st, d := b.kickOneLeased(lease)
 
 	// Watch both this stream and another listener for a redelivery while
 	// the lease is extended every lease/4 for 3 leases.

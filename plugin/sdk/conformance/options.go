@@ -19,6 +19,9 @@ type options struct {
 	resultTTL      time.Duration
 	timeout        time.Duration
 	skips          map[string]string
+	deadLetters    func(t *testing.T, b sdk.Broker, queue string) []DeadLetter
+	maxAttempts    int
+	restart        func(t *testing.T, b sdk.Broker) sdk.Broker
 }
 
 func newOptions(opts []Option) options {

@@ -188,13 +188,16 @@ func (x *InfoResponse) GetProtocolVersion() int32 {
 }
 
 type RoleInfo struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Kind          string                 `protobuf:"bytes,1,opt,name=kind,proto3" json:"kind,omitempty"` // "broker", "result_backend", "middleware"
-	Capabilities  []string               `protobuf:"bytes,2,rep,name=capabilities,proto3" json:"capabilities,omitempty"`
-	Hooks         []string               `protobuf:"bytes,3,rep,name=hooks,proto3" json:"hooks,omitempty"` // middleware only
-	Schema        *Schema                `protobuf:"bytes,4,opt,name=schema,proto3" json:"schema,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	Kind         string                 `protobuf:"bytes,1,opt,name=kind,proto3" json:"kind,omitempty"` // "broker", "result_backend", "middleware"
+	Capabilities []string               `protobuf:"bytes,2,rep,name=capabilities,proto3" json:"capabilities,omitempty"`
+	Hooks        []string               `protobuf:"bytes,3,rep,name=hooks,proto3" json:"hooks,omitempty"` // middleware only
+	Schema       *Schema                `protobuf:"bytes,4,opt,name=schema,proto3" json:"schema,omitempty"`
+	// The largest message body the role accepts, in bytes (a broker whose
+	// service has a smaller limit than the host's); 0: no limit of its own.
+	MaxMessageSize int64 `protobuf:"varint,5,opt,name=max_message_size,json=maxMessageSize,proto3" json:"max_message_size,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *RoleInfo) Reset() {
@@ -255,6 +258,13 @@ func (x *RoleInfo) GetSchema() *Schema {
 	return nil
 }
 
+func (x *RoleInfo) GetMaxMessageSize() int64 {
+	if x != nil {
+		return x.MaxMessageSize
+	}
+	return 0
+}
+
 type Schema struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Attributes    []*Attribute           `protobuf:"bytes,1,rep,name=attributes,proto3" json:"attributes,omitempty"`
@@ -300,13 +310,21 @@ func (x *Schema) GetAttributes() []*Attribute {
 }
 
 type Attribute struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	Type          string                 `protobuf:"bytes,2,opt,name=type,proto3" json:"type,omitempty"` // string, number, bool, duration, list(string), map(string)
-	Required      bool                   `protobuf:"varint,3,opt,name=required,proto3" json:"required,omitempty"`
-	DefaultJson   string                 `protobuf:"bytes,4,opt,name=default_json,json=defaultJson,proto3" json:"default_json,omitempty"` // JSON encoding of the default, empty when none
-	Sensitive     bool                   `protobuf:"varint,5,opt,name=sensitive,proto3" json:"sensitive,omitempty"`
-	Description   string                 `protobuf:"bytes,6,opt,name=description,proto3" json:"description,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Name        string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Type        string                 `protobuf:"bytes,2,opt,name=type,proto3" json:"type,omitempty"` // string, number, bool, duration, list(string), map(string)
+	Required    bool                   `protobuf:"varint,3,opt,name=required,proto3" json:"required,omitempty"`
+	DefaultJson string                 `protobuf:"bytes,4,opt,name=default_json,json=defaultJson,proto3" json:"default_json,omitempty"` // JSON encoding of the default, empty when none
+	Sensitive   bool                   `protobuf:"varint,5,opt,name=sensitive,proto3" json:"sensitive,omitempty"`
+	Description string                 `protobuf:"bytes,6,opt,name=description,proto3" json:"description,omitempty"`
+	// The values a string (or each element of a list(string)) may take; empty:
+	// any.
+	Allowed []string `protobuf:"bytes,7,rep,name=allowed,proto3" json:"allowed,omitempty"`
+	// A number attribute that must be a whole number.
+	Integer bool `protobuf:"varint,8,opt,name=integer,proto3" json:"integer,omitempty"`
+	// Bounds of a number attribute, inclusive; absent: unbounded.
+	Min           *float64 `protobuf:"fixed64,9,opt,name=min,proto3,oneof" json:"min,omitempty"`
+	Max           *float64 `protobuf:"fixed64,10,opt,name=max,proto3,oneof" json:"max,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -381,6 +399,34 @@ func (x *Attribute) GetDescription() string {
 		return x.Description
 	}
 	return ""
+}
+
+func (x *Attribute) GetAllowed() []string {
+	if x != nil {
+		return x.Allowed
+	}
+	return nil
+}
+
+func (x *Attribute) GetInteger() bool {
+	if x != nil {
+		return x.Integer
+	}
+	return false
+}
+
+func (x *Attribute) GetMin() float64 {
+	if x != nil && x.Min != nil {
+		return *x.Min
+	}
+	return 0
+}
+
+func (x *Attribute) GetMax() float64 {
+	if x != nil && x.Max != nil {
+		return *x.Max
+	}
+	return 0
 }
 
 type ConfigureRequest struct {
@@ -458,9 +504,12 @@ type ConfigureResponse struct {
 	// broker mode, say); empty: the role's capabilities from Info.
 	Capabilities []string `protobuf:"bytes,2,rep,name=capabilities,proto3" json:"capabilities,omitempty"`
 	// A task module's tasks (kind "tasks"), known once the module is built.
-	Tasks         []*TaskInfo `protobuf:"bytes,3,rep,name=tasks,proto3" json:"tasks,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Tasks []*TaskInfo `protobuf:"bytes,3,rep,name=tasks,proto3" json:"tasks,omitempty"`
+	// The configured role's largest accepted message body when it depends on
+	// its config; 0: the RoleInfo's.
+	MaxMessageSize int64 `protobuf:"varint,4,opt,name=max_message_size,json=maxMessageSize,proto3" json:"max_message_size,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *ConfigureResponse) Reset() {
@@ -512,6 +561,13 @@ func (x *ConfigureResponse) GetTasks() []*TaskInfo {
 		return x.Tasks
 	}
 	return nil
+}
+
+func (x *ConfigureResponse) GetMaxMessageSize() int64 {
+	if x != nil {
+		return x.MaxMessageSize
+	}
+	return 0
 }
 
 type Diagnostic struct {
@@ -1113,8 +1169,12 @@ func (x *Settlement) GetCredit() bool {
 }
 
 type Settle struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Settlements   []*Settlement          `protobuf:"bytes,1,rep,name=settlements,proto3" json:"settlements,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Settlements []*Settlement          `protobuf:"bytes,1,rep,name=settlements,proto3" json:"settlements,omitempty"`
+	// seq numbers the host's Settle messages on a stream, from 1, when the
+	// host wants to know which were applied (a broker declaring "stable_ids"):
+	// the plugin answers ListenResponse.applied_seq. 0: no answer wanted.
+	Seq           uint64 `protobuf:"varint,20,opt,name=seq,proto3" json:"seq,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1154,6 +1214,13 @@ func (x *Settle) GetSettlements() []*Settlement {
 		return x.Settlements
 	}
 	return nil
+}
+
+func (x *Settle) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
 }
 
 type Credit struct {
@@ -1277,11 +1344,19 @@ func (x *Delivery) GetLeaseDeadlineUnixMs() int64 {
 }
 
 type ListenResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Deliveries    []*Delivery            `protobuf:"bytes,1,rep,name=deliveries,proto3" json:"deliveries,omitempty"`
-	Error         string                 `protobuf:"bytes,2,opt,name=error,proto3" json:"error,omitempty"` // a settle failure reported by the plugin; the stream goes on
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Deliveries []*Delivery            `protobuf:"bytes,1,rep,name=deliveries,proto3" json:"deliveries,omitempty"`
+	Error      string                 `protobuf:"bytes,2,opt,name=error,proto3" json:"error,omitempty"` // a settle failure reported by the plugin; the stream goes on
+	// applied_seq: every Settle message up to this seq has been applied (or
+	// refused, with error) by the broker. Sent only when the host numbers its
+	// Settle messages.
+	AppliedSeq uint64 `protobuf:"varint,20,opt,name=applied_seq,json=appliedSeq,proto3" json:"applied_seq,omitempty"`
+	// granted_lease_ms: the lease this stream's broker grants a delivery and
+	// each extension, whatever the extension asked for; 0: unknown. Sent once,
+	// right after the stream opens, by a broker that knows it.
+	GrantedLeaseMs int64 `protobuf:"varint,21,opt,name=granted_lease_ms,json=grantedLeaseMs,proto3" json:"granted_lease_ms,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *ListenResponse) Reset() {
@@ -1326,6 +1401,20 @@ func (x *ListenResponse) GetError() string {
 		return x.Error
 	}
 	return ""
+}
+
+func (x *ListenResponse) GetAppliedSeq() uint64 {
+	if x != nil {
+		return x.AppliedSeq
+	}
+	return 0
+}
+
+func (x *ListenResponse) GetGrantedLeaseMs() int64 {
+	if x != nil {
+		return x.GrantedLeaseMs
+	}
+	return 0
 }
 
 type StoredResult struct {
@@ -1862,6 +1951,214 @@ func (*SetProgressResponse) Descriptor() ([]byte, []int) {
 	return file_plugin_proto_rawDescGZIP(), []int{31}
 }
 
+type HookCall struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	Request       *HookRequest           `protobuf:"bytes,2,opt,name=request,proto3" json:"request,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HookCall) Reset() {
+	*x = HookCall{}
+	mi := &file_plugin_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HookCall) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HookCall) ProtoMessage() {}
+
+func (x *HookCall) ProtoReflect() protoreflect.Message {
+	mi := &file_plugin_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HookCall.ProtoReflect.Descriptor instead.
+func (*HookCall) Descriptor() ([]byte, []int) {
+	return file_plugin_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *HookCall) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *HookCall) GetRequest() *HookRequest {
+	if x != nil {
+		return x.Request
+	}
+	return nil
+}
+
+type HookBatch struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Calls         []*HookCall            `protobuf:"bytes,1,rep,name=calls,proto3" json:"calls,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HookBatch) Reset() {
+	*x = HookBatch{}
+	mi := &file_plugin_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HookBatch) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HookBatch) ProtoMessage() {}
+
+func (x *HookBatch) ProtoReflect() protoreflect.Message {
+	mi := &file_plugin_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HookBatch.ProtoReflect.Descriptor instead.
+func (*HookBatch) Descriptor() ([]byte, []int) {
+	return file_plugin_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *HookBatch) GetCalls() []*HookCall {
+	if x != nil {
+		return x.Calls
+	}
+	return nil
+}
+
+type HookReply struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	Response      *HookResponse          `protobuf:"bytes,2,opt,name=response,proto3" json:"response,omitempty"`
+	Failure       string                 `protobuf:"bytes,3,opt,name=failure,proto3" json:"failure,omitempty"`                             // the call could not run (bad request, hook not implemented)
+	FailureCode   int32                  `protobuf:"varint,4,opt,name=failure_code,json=failureCode,proto3" json:"failure_code,omitempty"` // its gRPC status code, as the unary Hook would return it
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HookReply) Reset() {
+	*x = HookReply{}
+	mi := &file_plugin_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HookReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HookReply) ProtoMessage() {}
+
+func (x *HookReply) ProtoReflect() protoreflect.Message {
+	mi := &file_plugin_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HookReply.ProtoReflect.Descriptor instead.
+func (*HookReply) Descriptor() ([]byte, []int) {
+	return file_plugin_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *HookReply) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *HookReply) GetResponse() *HookResponse {
+	if x != nil {
+		return x.Response
+	}
+	return nil
+}
+
+func (x *HookReply) GetFailure() string {
+	if x != nil {
+		return x.Failure
+	}
+	return ""
+}
+
+func (x *HookReply) GetFailureCode() int32 {
+	if x != nil {
+		return x.FailureCode
+	}
+	return 0
+}
+
+type HookReplies struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Replies       []*HookReply           `protobuf:"bytes,1,rep,name=replies,proto3" json:"replies,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HookReplies) Reset() {
+	*x = HookReplies{}
+	mi := &file_plugin_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HookReplies) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HookReplies) ProtoMessage() {}
+
+func (x *HookReplies) ProtoReflect() protoreflect.Message {
+	mi := &file_plugin_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HookReplies.ProtoReflect.Descriptor instead.
+func (*HookReplies) Descriptor() ([]byte, []int) {
+	return file_plugin_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *HookReplies) GetReplies() []*HookReply {
+	if x != nil {
+		return x.Replies
+	}
+	return nil
+}
+
 type HookRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Hook          string                 `protobuf:"bytes,1,opt,name=hook,proto3" json:"hook,omitempty"`       // pre_send, post_send, pre_execute, on_error, post_execute, post_save
@@ -1873,7 +2170,7 @@ type HookRequest struct {
 
 func (x *HookRequest) Reset() {
 	*x = HookRequest{}
-	mi := &file_plugin_proto_msgTypes[32]
+	mi := &file_plugin_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1885,7 +2182,7 @@ func (x *HookRequest) String() string {
 func (*HookRequest) ProtoMessage() {}
 
 func (x *HookRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[32]
+	mi := &file_plugin_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1898,7 +2195,7 @@ func (x *HookRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HookRequest.ProtoReflect.Descriptor instead.
 func (*HookRequest) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{32}
+	return file_plugin_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *HookRequest) GetHook() string {
@@ -1934,7 +2231,7 @@ type HookResponse struct {
 
 func (x *HookResponse) Reset() {
 	*x = HookResponse{}
-	mi := &file_plugin_proto_msgTypes[33]
+	mi := &file_plugin_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1946,7 +2243,7 @@ func (x *HookResponse) String() string {
 func (*HookResponse) ProtoMessage() {}
 
 func (x *HookResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[33]
+	mi := &file_plugin_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1959,7 +2256,7 @@ func (x *HookResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HookResponse.ProtoReflect.Descriptor instead.
 func (*HookResponse) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{33}
+	return file_plugin_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *HookResponse) GetMessage() []byte {
@@ -2002,7 +2299,7 @@ type TaskInfo struct {
 
 func (x *TaskInfo) Reset() {
 	*x = TaskInfo{}
-	mi := &file_plugin_proto_msgTypes[34]
+	mi := &file_plugin_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2014,7 +2311,7 @@ func (x *TaskInfo) String() string {
 func (*TaskInfo) ProtoMessage() {}
 
 func (x *TaskInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[34]
+	mi := &file_plugin_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2027,7 +2324,7 @@ func (x *TaskInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskInfo.ProtoReflect.Descriptor instead.
 func (*TaskInfo) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{34}
+	return file_plugin_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *TaskInfo) GetName() string {
@@ -2068,7 +2365,7 @@ type TaskParam struct {
 
 func (x *TaskParam) Reset() {
 	*x = TaskParam{}
-	mi := &file_plugin_proto_msgTypes[35]
+	mi := &file_plugin_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2080,7 +2377,7 @@ func (x *TaskParam) String() string {
 func (*TaskParam) ProtoMessage() {}
 
 func (x *TaskParam) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[35]
+	mi := &file_plugin_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2093,7 +2390,7 @@ func (x *TaskParam) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskParam.ProtoReflect.Descriptor instead.
 func (*TaskParam) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{35}
+	return file_plugin_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *TaskParam) GetName() string {
@@ -2125,7 +2422,7 @@ type ExecuteRequest struct {
 
 func (x *ExecuteRequest) Reset() {
 	*x = ExecuteRequest{}
-	mi := &file_plugin_proto_msgTypes[36]
+	mi := &file_plugin_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2137,7 +2434,7 @@ func (x *ExecuteRequest) String() string {
 func (*ExecuteRequest) ProtoMessage() {}
 
 func (x *ExecuteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[36]
+	mi := &file_plugin_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2150,7 +2447,7 @@ func (x *ExecuteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecuteRequest.ProtoReflect.Descriptor instead.
 func (*ExecuteRequest) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{36}
+	return file_plugin_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *ExecuteRequest) GetCallId() uint64 {
@@ -2216,7 +2513,7 @@ type ExecuteResponse struct {
 
 func (x *ExecuteResponse) Reset() {
 	*x = ExecuteResponse{}
-	mi := &file_plugin_proto_msgTypes[37]
+	mi := &file_plugin_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2228,7 +2525,7 @@ func (x *ExecuteResponse) String() string {
 func (*ExecuteResponse) ProtoMessage() {}
 
 func (x *ExecuteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[37]
+	mi := &file_plugin_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2241,7 +2538,7 @@ func (x *ExecuteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecuteResponse.ProtoReflect.Descriptor instead.
 func (*ExecuteResponse) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{37}
+	return file_plugin_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *ExecuteResponse) GetCallId() uint64 {
@@ -2296,7 +2593,7 @@ type HostKickRequest struct {
 
 func (x *HostKickRequest) Reset() {
 	*x = HostKickRequest{}
-	mi := &file_plugin_proto_msgTypes[38]
+	mi := &file_plugin_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2308,7 +2605,7 @@ func (x *HostKickRequest) String() string {
 func (*HostKickRequest) ProtoMessage() {}
 
 func (x *HostKickRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[38]
+	mi := &file_plugin_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2321,7 +2618,7 @@ func (x *HostKickRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HostKickRequest.ProtoReflect.Descriptor instead.
 func (*HostKickRequest) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{38}
+	return file_plugin_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *HostKickRequest) GetBroker() string {
@@ -2347,7 +2644,7 @@ type BrokerInfoRequest struct {
 
 func (x *BrokerInfoRequest) Reset() {
 	*x = BrokerInfoRequest{}
-	mi := &file_plugin_proto_msgTypes[39]
+	mi := &file_plugin_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2359,7 +2656,7 @@ func (x *BrokerInfoRequest) String() string {
 func (*BrokerInfoRequest) ProtoMessage() {}
 
 func (x *BrokerInfoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[39]
+	mi := &file_plugin_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2372,7 +2669,7 @@ func (x *BrokerInfoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BrokerInfoRequest.ProtoReflect.Descriptor instead.
 func (*BrokerInfoRequest) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{39}
+	return file_plugin_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *BrokerInfoRequest) GetBroker() string {
@@ -2391,7 +2688,7 @@ type BrokerInfoResponse struct {
 
 func (x *BrokerInfoResponse) Reset() {
 	*x = BrokerInfoResponse{}
-	mi := &file_plugin_proto_msgTypes[40]
+	mi := &file_plugin_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2403,7 +2700,7 @@ func (x *BrokerInfoResponse) String() string {
 func (*BrokerInfoResponse) ProtoMessage() {}
 
 func (x *BrokerInfoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[40]
+	mi := &file_plugin_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2416,7 +2713,7 @@ func (x *BrokerInfoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BrokerInfoResponse.ProtoReflect.Descriptor instead.
 func (*BrokerInfoResponse) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{40}
+	return file_plugin_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *BrokerInfoResponse) GetCapabilities() []string {
@@ -2436,33 +2733,42 @@ const file_plugin_proto_rawDesc = "" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x120\n" +
 	"\x05roles\x18\x03 \x03(\v2\x1a.taskiq.plugin.v1.RoleInfoR\x05roles\x12)\n" +
-	"\x10protocol_version\x18\x04 \x01(\x05R\x0fprotocolVersion\"\x8a\x01\n" +
+	"\x10protocol_version\x18\x04 \x01(\x05R\x0fprotocolVersion\"\xb4\x01\n" +
 	"\bRoleInfo\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\"\n" +
 	"\fcapabilities\x18\x02 \x03(\tR\fcapabilities\x12\x14\n" +
 	"\x05hooks\x18\x03 \x03(\tR\x05hooks\x120\n" +
-	"\x06schema\x18\x04 \x01(\v2\x18.taskiq.plugin.v1.SchemaR\x06schema\"E\n" +
+	"\x06schema\x18\x04 \x01(\v2\x18.taskiq.plugin.v1.SchemaR\x06schema\x12(\n" +
+	"\x10max_message_size\x18\x05 \x01(\x03R\x0emaxMessageSize\"E\n" +
 	"\x06Schema\x12;\n" +
 	"\n" +
 	"attributes\x18\x01 \x03(\v2\x1b.taskiq.plugin.v1.AttributeR\n" +
-	"attributes\"\xb2\x01\n" +
+	"attributes\"\xa4\x02\n" +
 	"\tAttribute\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04type\x18\x02 \x01(\tR\x04type\x12\x1a\n" +
 	"\brequired\x18\x03 \x01(\bR\brequired\x12!\n" +
 	"\fdefault_json\x18\x04 \x01(\tR\vdefaultJson\x12\x1c\n" +
 	"\tsensitive\x18\x05 \x01(\bR\tsensitive\x12 \n" +
-	"\vdescription\x18\x06 \x01(\tR\vdescription\"\x94\x01\n" +
+	"\vdescription\x18\x06 \x01(\tR\vdescription\x12\x18\n" +
+	"\aallowed\x18\a \x03(\tR\aallowed\x12\x18\n" +
+	"\ainteger\x18\b \x01(\bR\ainteger\x12\x15\n" +
+	"\x03min\x18\t \x01(\x01H\x00R\x03min\x88\x01\x01\x12\x15\n" +
+	"\x03max\x18\n" +
+	" \x01(\x01H\x01R\x03max\x88\x01\x01B\x06\n" +
+	"\x04_minB\x06\n" +
+	"\x04_max\"\x94\x01\n" +
 	"\x10ConfigureRequest\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x1f\n" +
 	"\vconfig_json\x18\x02 \x01(\fR\n" +
 	"configJson\x12&\n" +
 	"\x0fhost_service_id\x18\x03 \x01(\rR\rhostServiceId\x12#\n" +
-	"\rinstance_name\x18\x04 \x01(\tR\finstanceName\"\xa9\x01\n" +
+	"\rinstance_name\x18\x04 \x01(\tR\finstanceName\"\xd3\x01\n" +
 	"\x11ConfigureResponse\x12>\n" +
 	"\vdiagnostics\x18\x01 \x03(\v2\x1c.taskiq.plugin.v1.DiagnosticR\vdiagnostics\x12\"\n" +
 	"\fcapabilities\x18\x02 \x03(\tR\fcapabilities\x120\n" +
-	"\x05tasks\x18\x03 \x03(\v2\x1a.taskiq.plugin.v1.TaskInfoR\x05tasks\"\\\n" +
+	"\x05tasks\x18\x03 \x03(\v2\x1a.taskiq.plugin.v1.TaskInfoR\x05tasks\x12(\n" +
+	"\x10max_message_size\x18\x04 \x01(\x03R\x0emaxMessageSize\"\\\n" +
 	"\n" +
 	"Diagnostic\x12\x1c\n" +
 	"\tattribute\x18\x01 \x01(\tR\tattribute\x12\x18\n" +
@@ -2509,9 +2815,10 @@ const file_plugin_proto_rawDesc = "" +
 	"\x04NACK\x10\x02\x12\n" +
 	"\n" +
 	"\x06EXTEND\x10\x03\x12\x0f\n" +
-	"\vDEAD_LETTER\x10\x04\"H\n" +
+	"\vDEAD_LETTER\x10\x04\"Z\n" +
 	"\x06Settle\x12>\n" +
-	"\vsettlements\x18\x01 \x03(\v2\x1c.taskiq.plugin.v1.SettlementR\vsettlements\"\x16\n" +
+	"\vsettlements\x18\x01 \x03(\v2\x1c.taskiq.plugin.v1.SettlementR\vsettlements\x12\x10\n" +
+	"\x03seq\x18\x14 \x01(\x04R\x03seq\"\x16\n" +
 	"\x06Credit\x12\f\n" +
 	"\x01n\x18\x01 \x01(\x05R\x01n\"\x93\x01\n" +
 	"\bDelivery\x12\x0e\n" +
@@ -2519,12 +2826,15 @@ const file_plugin_proto_rawDesc = "" +
 	"\x04body\x18\x02 \x01(\fR\x04body\x12\x14\n" +
 	"\x05queue\x18\x03 \x01(\tR\x05queue\x12\x18\n" +
 	"\aattempt\x18\x04 \x01(\x05R\aattempt\x123\n" +
-	"\x16lease_deadline_unix_ms\x18\x05 \x01(\x03R\x13leaseDeadlineUnixMs\"b\n" +
+	"\x16lease_deadline_unix_ms\x18\x05 \x01(\x03R\x13leaseDeadlineUnixMs\"\xad\x01\n" +
 	"\x0eListenResponse\x12:\n" +
 	"\n" +
 	"deliveries\x18\x01 \x03(\v2\x1a.taskiq.plugin.v1.DeliveryR\n" +
 	"deliveries\x12\x14\n" +
-	"\x05error\x18\x02 \x01(\tR\x05error\";\n" +
+	"\x05error\x18\x02 \x01(\tR\x05error\x12\x1f\n" +
+	"\vapplied_seq\x18\x14 \x01(\x04R\n" +
+	"appliedSeq\x12(\n" +
+	"\x10granted_lease_ms\x18\x15 \x01(\x03R\x0egrantedLeaseMs\";\n" +
 	"\fStoredResult\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x12\n" +
 	"\x04body\x18\x02 \x01(\fR\x04body\"M\n" +
@@ -2553,6 +2863,18 @@ const file_plugin_proto_rawDesc = "" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x12\n" +
 	"\x04body\x18\x02 \x01(\fR\x04body\"\x15\n" +
 	"\x13SetProgressResponse\"S\n" +
+	"\bHookCall\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\x127\n" +
+	"\arequest\x18\x02 \x01(\v2\x1d.taskiq.plugin.v1.HookRequestR\arequest\"=\n" +
+	"\tHookBatch\x120\n" +
+	"\x05calls\x18\x01 \x03(\v2\x1a.taskiq.plugin.v1.HookCallR\x05calls\"\x94\x01\n" +
+	"\tHookReply\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\x12:\n" +
+	"\bresponse\x18\x02 \x01(\v2\x1e.taskiq.plugin.v1.HookResponseR\bresponse\x12\x18\n" +
+	"\afailure\x18\x03 \x01(\tR\afailure\x12!\n" +
+	"\ffailure_code\x18\x04 \x01(\x05R\vfailureCode\"D\n" +
+	"\vHookReplies\x125\n" +
+	"\areplies\x18\x01 \x03(\v2\x1b.taskiq.plugin.v1.HookReplyR\areplies\"S\n" +
 	"\vHookRequest\x12\x12\n" +
 	"\x04hook\x18\x01 \x01(\tR\x04hook\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\fR\amessage\x12\x16\n" +
@@ -2594,10 +2916,11 @@ const file_plugin_proto_rawDesc = "" +
 	"\x11BrokerInfoRequest\x12\x16\n" +
 	"\x06broker\x18\x01 \x01(\tR\x06broker\"8\n" +
 	"\x12BrokerInfoResponse\x12\"\n" +
-	"\fcapabilities\x18\x01 \x03(\tR\fcapabilities2\xf8\x01\n" +
+	"\fcapabilities\x18\x01 \x03(\tR\fcapabilities2\xd0\x02\n" +
 	"\x06Plugin\x12E\n" +
 	"\x04Info\x12\x1d.taskiq.plugin.v1.InfoRequest\x1a\x1e.taskiq.plugin.v1.InfoResponse\x12T\n" +
-	"\tConfigure\x12\".taskiq.plugin.v1.ConfigureRequest\x1a#.taskiq.plugin.v1.ConfigureResponse\x12Q\n" +
+	"\tConfigure\x12\".taskiq.plugin.v1.ConfigureRequest\x1a#.taskiq.plugin.v1.ConfigureResponse\x12V\n" +
+	"\vCheckConfig\x12\".taskiq.plugin.v1.ConfigureRequest\x1a#.taskiq.plugin.v1.ConfigureResponse\x12Q\n" +
 	"\bShutdown\x12!.taskiq.plugin.v1.ShutdownRequest\x1a\".taskiq.plugin.v1.ShutdownResponse2\xa0\x01\n" +
 	"\x06Broker\x12E\n" +
 	"\x04Kick\x12\x1d.taskiq.plugin.v1.KickRequest\x1a\x1e.taskiq.plugin.v1.KickResponse\x12O\n" +
@@ -2611,10 +2934,11 @@ const file_plugin_proto_rawDesc = "" +
 	"WaitResult\x12\x19.taskiq.plugin.v1.TaskRef\x1a .taskiq.plugin.v1.ResultResponse\x12S\n" +
 	"\fWatchResults\x12\x1e.taskiq.plugin.v1.WatchRequest\x1a\x1f.taskiq.plugin.v1.WatchResponse(\x010\x01\x12Z\n" +
 	"\vSetProgress\x12$.taskiq.plugin.v1.SetProgressRequest\x1a%.taskiq.plugin.v1.SetProgressResponse\x12J\n" +
-	"\vGetProgress\x12\x19.taskiq.plugin.v1.TaskRef\x1a .taskiq.plugin.v1.ResultResponse2S\n" +
+	"\vGetProgress\x12\x19.taskiq.plugin.v1.TaskRef\x1a .taskiq.plugin.v1.ResultResponse2\x9c\x01\n" +
 	"\n" +
 	"Middleware\x12E\n" +
-	"\x04Hook\x12\x1d.taskiq.plugin.v1.HookRequest\x1a\x1e.taskiq.plugin.v1.HookResponse2`\n" +
+	"\x04Hook\x12\x1d.taskiq.plugin.v1.HookRequest\x1a\x1e.taskiq.plugin.v1.HookResponse\x12G\n" +
+	"\x05Hooks\x12\x1b.taskiq.plugin.v1.HookBatch\x1a\x1d.taskiq.plugin.v1.HookReplies(\x010\x012`\n" +
 	"\n" +
 	"TaskModule\x12R\n" +
 	"\aExecute\x12 .taskiq.plugin.v1.ExecuteRequest\x1a!.taskiq.plugin.v1.ExecuteResponse(\x010\x012\xf4\x01\n" +
@@ -2637,7 +2961,7 @@ func file_plugin_proto_rawDescGZIP() []byte {
 }
 
 var file_plugin_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_plugin_proto_msgTypes = make([]protoimpl.MessageInfo, 41)
+var file_plugin_proto_msgTypes = make([]protoimpl.MessageInfo, 45)
 var file_plugin_proto_goTypes = []any{
 	(Settlement_Kind)(0),        // 0: taskiq.plugin.v1.Settlement.Kind
 	(*InfoRequest)(nil),         // 1: taskiq.plugin.v1.InfoRequest
@@ -2672,22 +2996,26 @@ var file_plugin_proto_goTypes = []any{
 	(*WatchedResult)(nil),       // 30: taskiq.plugin.v1.WatchedResult
 	(*SetProgressRequest)(nil),  // 31: taskiq.plugin.v1.SetProgressRequest
 	(*SetProgressResponse)(nil), // 32: taskiq.plugin.v1.SetProgressResponse
-	(*HookRequest)(nil),         // 33: taskiq.plugin.v1.HookRequest
-	(*HookResponse)(nil),        // 34: taskiq.plugin.v1.HookResponse
-	(*TaskInfo)(nil),            // 35: taskiq.plugin.v1.TaskInfo
-	(*TaskParam)(nil),           // 36: taskiq.plugin.v1.TaskParam
-	(*ExecuteRequest)(nil),      // 37: taskiq.plugin.v1.ExecuteRequest
-	(*ExecuteResponse)(nil),     // 38: taskiq.plugin.v1.ExecuteResponse
-	(*HostKickRequest)(nil),     // 39: taskiq.plugin.v1.HostKickRequest
-	(*BrokerInfoRequest)(nil),   // 40: taskiq.plugin.v1.BrokerInfoRequest
-	(*BrokerInfoResponse)(nil),  // 41: taskiq.plugin.v1.BrokerInfoResponse
+	(*HookCall)(nil),            // 33: taskiq.plugin.v1.HookCall
+	(*HookBatch)(nil),           // 34: taskiq.plugin.v1.HookBatch
+	(*HookReply)(nil),           // 35: taskiq.plugin.v1.HookReply
+	(*HookReplies)(nil),         // 36: taskiq.plugin.v1.HookReplies
+	(*HookRequest)(nil),         // 37: taskiq.plugin.v1.HookRequest
+	(*HookResponse)(nil),        // 38: taskiq.plugin.v1.HookResponse
+	(*TaskInfo)(nil),            // 39: taskiq.plugin.v1.TaskInfo
+	(*TaskParam)(nil),           // 40: taskiq.plugin.v1.TaskParam
+	(*ExecuteRequest)(nil),      // 41: taskiq.plugin.v1.ExecuteRequest
+	(*ExecuteResponse)(nil),     // 42: taskiq.plugin.v1.ExecuteResponse
+	(*HostKickRequest)(nil),     // 43: taskiq.plugin.v1.HostKickRequest
+	(*BrokerInfoRequest)(nil),   // 44: taskiq.plugin.v1.BrokerInfoRequest
+	(*BrokerInfoResponse)(nil),  // 45: taskiq.plugin.v1.BrokerInfoResponse
 }
 var file_plugin_proto_depIdxs = []int32{
 	3,  // 0: taskiq.plugin.v1.InfoResponse.roles:type_name -> taskiq.plugin.v1.RoleInfo
 	4,  // 1: taskiq.plugin.v1.RoleInfo.schema:type_name -> taskiq.plugin.v1.Schema
 	5,  // 2: taskiq.plugin.v1.Schema.attributes:type_name -> taskiq.plugin.v1.Attribute
 	8,  // 3: taskiq.plugin.v1.ConfigureResponse.diagnostics:type_name -> taskiq.plugin.v1.Diagnostic
-	35, // 4: taskiq.plugin.v1.ConfigureResponse.tasks:type_name -> taskiq.plugin.v1.TaskInfo
+	39, // 4: taskiq.plugin.v1.ConfigureResponse.tasks:type_name -> taskiq.plugin.v1.TaskInfo
 	11, // 5: taskiq.plugin.v1.KickRequest.messages:type_name -> taskiq.plugin.v1.Outgoing
 	16, // 6: taskiq.plugin.v1.ListenRequest.start:type_name -> taskiq.plugin.v1.ListenStart
 	18, // 7: taskiq.plugin.v1.ListenRequest.settle:type_name -> taskiq.plugin.v1.Settle
@@ -2698,46 +3026,54 @@ var file_plugin_proto_depIdxs = []int32{
 	20, // 12: taskiq.plugin.v1.ListenResponse.deliveries:type_name -> taskiq.plugin.v1.Delivery
 	22, // 13: taskiq.plugin.v1.SetResultsRequest.results:type_name -> taskiq.plugin.v1.StoredResult
 	30, // 14: taskiq.plugin.v1.WatchResponse.results:type_name -> taskiq.plugin.v1.WatchedResult
-	36, // 15: taskiq.plugin.v1.TaskInfo.params:type_name -> taskiq.plugin.v1.TaskParam
-	1,  // 16: taskiq.plugin.v1.Plugin.Info:input_type -> taskiq.plugin.v1.InfoRequest
-	6,  // 17: taskiq.plugin.v1.Plugin.Configure:input_type -> taskiq.plugin.v1.ConfigureRequest
-	9,  // 18: taskiq.plugin.v1.Plugin.Shutdown:input_type -> taskiq.plugin.v1.ShutdownRequest
-	12, // 19: taskiq.plugin.v1.Broker.Kick:input_type -> taskiq.plugin.v1.KickRequest
-	14, // 20: taskiq.plugin.v1.Broker.Listen:input_type -> taskiq.plugin.v1.ListenRequest
-	23, // 21: taskiq.plugin.v1.ResultBackend.SetResults:input_type -> taskiq.plugin.v1.SetResultsRequest
-	25, // 22: taskiq.plugin.v1.ResultBackend.GetResult:input_type -> taskiq.plugin.v1.TaskRef
-	25, // 23: taskiq.plugin.v1.ResultBackend.IsReady:input_type -> taskiq.plugin.v1.TaskRef
-	25, // 24: taskiq.plugin.v1.ResultBackend.WaitResult:input_type -> taskiq.plugin.v1.TaskRef
-	28, // 25: taskiq.plugin.v1.ResultBackend.WatchResults:input_type -> taskiq.plugin.v1.WatchRequest
-	31, // 26: taskiq.plugin.v1.ResultBackend.SetProgress:input_type -> taskiq.plugin.v1.SetProgressRequest
-	25, // 27: taskiq.plugin.v1.ResultBackend.GetProgress:input_type -> taskiq.plugin.v1.TaskRef
-	33, // 28: taskiq.plugin.v1.Middleware.Hook:input_type -> taskiq.plugin.v1.HookRequest
-	37, // 29: taskiq.plugin.v1.TaskModule.Execute:input_type -> taskiq.plugin.v1.ExecuteRequest
-	39, // 30: taskiq.plugin.v1.Host.Kick:input_type -> taskiq.plugin.v1.HostKickRequest
-	25, // 31: taskiq.plugin.v1.Host.GetResult:input_type -> taskiq.plugin.v1.TaskRef
-	40, // 32: taskiq.plugin.v1.Host.BrokerInfo:input_type -> taskiq.plugin.v1.BrokerInfoRequest
-	2,  // 33: taskiq.plugin.v1.Plugin.Info:output_type -> taskiq.plugin.v1.InfoResponse
-	7,  // 34: taskiq.plugin.v1.Plugin.Configure:output_type -> taskiq.plugin.v1.ConfigureResponse
-	10, // 35: taskiq.plugin.v1.Plugin.Shutdown:output_type -> taskiq.plugin.v1.ShutdownResponse
-	13, // 36: taskiq.plugin.v1.Broker.Kick:output_type -> taskiq.plugin.v1.KickResponse
-	21, // 37: taskiq.plugin.v1.Broker.Listen:output_type -> taskiq.plugin.v1.ListenResponse
-	24, // 38: taskiq.plugin.v1.ResultBackend.SetResults:output_type -> taskiq.plugin.v1.SetResultsResponse
-	26, // 39: taskiq.plugin.v1.ResultBackend.GetResult:output_type -> taskiq.plugin.v1.ResultResponse
-	27, // 40: taskiq.plugin.v1.ResultBackend.IsReady:output_type -> taskiq.plugin.v1.IsReadyResponse
-	26, // 41: taskiq.plugin.v1.ResultBackend.WaitResult:output_type -> taskiq.plugin.v1.ResultResponse
-	29, // 42: taskiq.plugin.v1.ResultBackend.WatchResults:output_type -> taskiq.plugin.v1.WatchResponse
-	32, // 43: taskiq.plugin.v1.ResultBackend.SetProgress:output_type -> taskiq.plugin.v1.SetProgressResponse
-	26, // 44: taskiq.plugin.v1.ResultBackend.GetProgress:output_type -> taskiq.plugin.v1.ResultResponse
-	34, // 45: taskiq.plugin.v1.Middleware.Hook:output_type -> taskiq.plugin.v1.HookResponse
-	38, // 46: taskiq.plugin.v1.TaskModule.Execute:output_type -> taskiq.plugin.v1.ExecuteResponse
-	13, // 47: taskiq.plugin.v1.Host.Kick:output_type -> taskiq.plugin.v1.KickResponse
-	26, // 48: taskiq.plugin.v1.Host.GetResult:output_type -> taskiq.plugin.v1.ResultResponse
-	41, // 49: taskiq.plugin.v1.Host.BrokerInfo:output_type -> taskiq.plugin.v1.BrokerInfoResponse
-	33, // [33:50] is the sub-list for method output_type
-	16, // [16:33] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	37, // 15: taskiq.plugin.v1.HookCall.request:type_name -> taskiq.plugin.v1.HookRequest
+	33, // 16: taskiq.plugin.v1.HookBatch.calls:type_name -> taskiq.plugin.v1.HookCall
+	38, // 17: taskiq.plugin.v1.HookReply.response:type_name -> taskiq.plugin.v1.HookResponse
+	35, // 18: taskiq.plugin.v1.HookReplies.replies:type_name -> taskiq.plugin.v1.HookReply
+	40, // 19: taskiq.plugin.v1.TaskInfo.params:type_name -> taskiq.plugin.v1.TaskParam
+	1,  // 20: taskiq.plugin.v1.Plugin.Info:input_type -> taskiq.plugin.v1.InfoRequest
+	6,  // 21: taskiq.plugin.v1.Plugin.Configure:input_type -> taskiq.plugin.v1.ConfigureRequest
+	6,  // 22: taskiq.plugin.v1.Plugin.CheckConfig:input_type -> taskiq.plugin.v1.ConfigureRequest
+	9,  // 23: taskiq.plugin.v1.Plugin.Shutdown:input_type -> taskiq.plugin.v1.ShutdownRequest
+	12, // 24: taskiq.plugin.v1.Broker.Kick:input_type -> taskiq.plugin.v1.KickRequest
+	14, // 25: taskiq.plugin.v1.Broker.Listen:input_type -> taskiq.plugin.v1.ListenRequest
+	23, // 26: taskiq.plugin.v1.ResultBackend.SetResults:input_type -> taskiq.plugin.v1.SetResultsRequest
+	25, // 27: taskiq.plugin.v1.ResultBackend.GetResult:input_type -> taskiq.plugin.v1.TaskRef
+	25, // 28: taskiq.plugin.v1.ResultBackend.IsReady:input_type -> taskiq.plugin.v1.TaskRef
+	25, // 29: taskiq.plugin.v1.ResultBackend.WaitResult:input_type -> taskiq.plugin.v1.TaskRef
+	28, // 30: taskiq.plugin.v1.ResultBackend.WatchResults:input_type -> taskiq.plugin.v1.WatchRequest
+	31, // 31: taskiq.plugin.v1.ResultBackend.SetProgress:input_type -> taskiq.plugin.v1.SetProgressRequest
+	25, // 32: taskiq.plugin.v1.ResultBackend.GetProgress:input_type -> taskiq.plugin.v1.TaskRef
+	37, // 33: taskiq.plugin.v1.Middleware.Hook:input_type -> taskiq.plugin.v1.HookRequest
+	34, // 34: taskiq.plugin.v1.Middleware.Hooks:input_type -> taskiq.plugin.v1.HookBatch
+	41, // 35: taskiq.plugin.v1.TaskModule.Execute:input_type -> taskiq.plugin.v1.ExecuteRequest
+	43, // 36: taskiq.plugin.v1.Host.Kick:input_type -> taskiq.plugin.v1.HostKickRequest
+	25, // 37: taskiq.plugin.v1.Host.GetResult:input_type -> taskiq.plugin.v1.TaskRef
+	44, // 38: taskiq.plugin.v1.Host.BrokerInfo:input_type -> taskiq.plugin.v1.BrokerInfoRequest
+	2,  // 39: taskiq.plugin.v1.Plugin.Info:output_type -> taskiq.plugin.v1.InfoResponse
+	7,  // 40: taskiq.plugin.v1.Plugin.Configure:output_type -> taskiq.plugin.v1.ConfigureResponse
+	7,  // 41: taskiq.plugin.v1.Plugin.CheckConfig:output_type -> taskiq.plugin.v1.ConfigureResponse
+	10, // 42: taskiq.plugin.v1.Plugin.Shutdown:output_type -> taskiq.plugin.v1.ShutdownResponse
+	13, // 43: taskiq.plugin.v1.Broker.Kick:output_type -> taskiq.plugin.v1.KickResponse
+	21, // 44: taskiq.plugin.v1.Broker.Listen:output_type -> taskiq.plugin.v1.ListenResponse
+	24, // 45: taskiq.plugin.v1.ResultBackend.SetResults:output_type -> taskiq.plugin.v1.SetResultsResponse
+	26, // 46: taskiq.plugin.v1.ResultBackend.GetResult:output_type -> taskiq.plugin.v1.ResultResponse
+	27, // 47: taskiq.plugin.v1.ResultBackend.IsReady:output_type -> taskiq.plugin.v1.IsReadyResponse
+	26, // 48: taskiq.plugin.v1.ResultBackend.WaitResult:output_type -> taskiq.plugin.v1.ResultResponse
+	29, // 49: taskiq.plugin.v1.ResultBackend.WatchResults:output_type -> taskiq.plugin.v1.WatchResponse
+	32, // 50: taskiq.plugin.v1.ResultBackend.SetProgress:output_type -> taskiq.plugin.v1.SetProgressResponse
+	26, // 51: taskiq.plugin.v1.ResultBackend.GetProgress:output_type -> taskiq.plugin.v1.ResultResponse
+	38, // 52: taskiq.plugin.v1.Middleware.Hook:output_type -> taskiq.plugin.v1.HookResponse
+	36, // 53: taskiq.plugin.v1.Middleware.Hooks:output_type -> taskiq.plugin.v1.HookReplies
+	42, // 54: taskiq.plugin.v1.TaskModule.Execute:output_type -> taskiq.plugin.v1.ExecuteResponse
+	13, // 55: taskiq.plugin.v1.Host.Kick:output_type -> taskiq.plugin.v1.KickResponse
+	26, // 56: taskiq.plugin.v1.Host.GetResult:output_type -> taskiq.plugin.v1.ResultResponse
+	45, // 57: taskiq.plugin.v1.Host.BrokerInfo:output_type -> taskiq.plugin.v1.BrokerInfoResponse
+	39, // [39:58] is the sub-list for method output_type
+	20, // [20:39] is the sub-list for method input_type
+	20, // [20:20] is the sub-list for extension type_name
+	20, // [20:20] is the sub-list for extension extendee
+	0,  // [0:20] is the sub-list for field type_name
 }
 
 func init() { file_plugin_proto_init() }
@@ -2745,6 +3081,7 @@ func file_plugin_proto_init() {
 	if File_plugin_proto != nil {
 		return
 	}
+	file_plugin_proto_msgTypes[4].OneofWrappers = []any{}
 	file_plugin_proto_msgTypes[13].OneofWrappers = []any{
 		(*ListenRequest_Start)(nil),
 		(*ListenRequest_Settle)(nil),
@@ -2756,7 +3093,7 @@ func file_plugin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_plugin_proto_rawDesc), len(file_plugin_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   41,
+			NumMessages:   45,
 			NumExtensions: 0,
 			NumServices:   6,
 		},

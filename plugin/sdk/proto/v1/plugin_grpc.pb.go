@@ -26,9 +26,10 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Plugin_Info_FullMethodName      = "/taskiq.plugin.v1.Plugin/Info"
-	Plugin_Configure_FullMethodName = "/taskiq.plugin.v1.Plugin/Configure"
-	Plugin_Shutdown_FullMethodName  = "/taskiq.plugin.v1.Plugin/Shutdown"
+	Plugin_Info_FullMethodName        = "/taskiq.plugin.v1.Plugin/Info"
+	Plugin_Configure_FullMethodName   = "/taskiq.plugin.v1.Plugin/Configure"
+	Plugin_CheckConfig_FullMethodName = "/taskiq.plugin.v1.Plugin/CheckConfig"
+	Plugin_Shutdown_FullMethodName    = "/taskiq.plugin.v1.Plugin/Shutdown"
 )
 
 // PluginClient is the client API for Plugin service.
@@ -39,6 +40,11 @@ const (
 type PluginClient interface {
 	Info(ctx context.Context, in *InfoRequest, opts ...grpc.CallOption) (*InfoResponse, error)
 	Configure(ctx context.Context, in *ConfigureRequest, opts ...grpc.CallOption) (*ConfigureResponse, error)
+	// CheckConfig checks a config block the way Configure would, without
+	// building the role or connecting to anything (taskiq config validate). It
+	// leaves the process unconfigured. A plugin built before it existed answers
+	// Unimplemented; the host then relies on its own schema checks.
+	CheckConfig(ctx context.Context, in *ConfigureRequest, opts ...grpc.CallOption) (*ConfigureResponse, error)
 	// Shutdown asks the configured role to drain and release its resources.
 	Shutdown(ctx context.Context, in *ShutdownRequest, opts ...grpc.CallOption) (*ShutdownResponse, error)
 }
@@ -71,6 +77,16 @@ func (c *pluginClient) Configure(ctx context.Context, in *ConfigureRequest, opts
 	return out, nil
 }
 
+func (c *pluginClient) CheckConfig(ctx context.Context, in *ConfigureRequest, opts ...grpc.CallOption) (*ConfigureResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ConfigureResponse)
+	err := c.cc.Invoke(ctx, Plugin_CheckConfig_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *pluginClient) Shutdown(ctx context.Context, in *ShutdownRequest, opts ...grpc.CallOption) (*ShutdownResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ShutdownResponse)
@@ -89,6 +105,11 @@ func (c *pluginClient) Shutdown(ctx context.Context, in *ShutdownRequest, opts .
 type PluginServer interface {
 	Info(context.Context, *InfoRequest) (*InfoResponse, error)
 	Configure(context.Context, *ConfigureRequest) (*ConfigureResponse, error)
+	// CheckConfig checks a config block the way Configure would, without
+	// building the role or connecting to anything (taskiq config validate). It
+	// leaves the process unconfigured. A plugin built before it existed answers
+	// Unimplemented; the host then relies on its own schema checks.
+	CheckConfig(context.Context, *ConfigureRequest) (*ConfigureResponse, error)
 	// Shutdown asks the configured role to drain and release its resources.
 	Shutdown(context.Context, *ShutdownRequest) (*ShutdownResponse, error)
 	mustEmbedUnimplementedPluginServer()
@@ -106,6 +127,9 @@ func (UnimplementedPluginServer) Info(context.Context, *InfoRequest) (*InfoRespo
 }
 func (UnimplementedPluginServer) Configure(context.Context, *ConfigureRequest) (*ConfigureResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Configure not implemented")
+}
+func (UnimplementedPluginServer) CheckConfig(context.Context, *ConfigureRequest) (*ConfigureResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CheckConfig not implemented")
 }
 func (UnimplementedPluginServer) Shutdown(context.Context, *ShutdownRequest) (*ShutdownResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Shutdown not implemented")
@@ -167,6 +191,24 @@ func _Plugin_Configure_Handler(srv interface{}, ctx context.Context, dec func(in
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Plugin_CheckConfig_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ConfigureRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PluginServer).CheckConfig(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Plugin_CheckConfig_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PluginServer).CheckConfig(ctx, req.(*ConfigureRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _Plugin_Shutdown_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(ShutdownRequest)
 	if err := dec(in); err != nil {
@@ -199,6 +241,10 @@ var Plugin_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Configure",
 			Handler:    _Plugin_Configure_Handler,
+		},
+		{
+			MethodName: "CheckConfig",
+			Handler:    _Plugin_CheckConfig_Handler,
 		},
 		{
 			MethodName: "Shutdown",
@@ -678,7 +724,8 @@ var ResultBackend_ServiceDesc = grpc.ServiceDesc{
 }
 
 const (
-	Middleware_Hook_FullMethodName = "/taskiq.plugin.v1.Middleware/Hook"
+	Middleware_Hook_FullMethodName  = "/taskiq.plugin.v1.Middleware/Hook"
+	Middleware_Hooks_FullMethodName = "/taskiq.plugin.v1.Middleware/Hooks"
 )
 
 // MiddlewareClient is the client API for Middleware service.
@@ -686,6 +733,12 @@ const (
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 type MiddlewareClient interface {
 	Hook(ctx context.Context, in *HookRequest, opts ...grpc.CallOption) (*HookResponse, error)
+	// Hooks carries the hook calls of a host on one stream, batched (the
+	// plugin's middleware role declares capability "hook_stream"): the host
+	// sends the calls of concurrent tasks together, the plugin answers each by
+	// id as it completes, answers batched. A plugin without it answers
+	// Unimplemented and the host calls Hook once per call.
+	Hooks(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[HookBatch, HookReplies], error)
 }
 
 type middlewareClient struct {
@@ -706,11 +759,30 @@ func (c *middlewareClient) Hook(ctx context.Context, in *HookRequest, opts ...gr
 	return out, nil
 }
 
+func (c *middlewareClient) Hooks(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[HookBatch, HookReplies], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Middleware_ServiceDesc.Streams[0], Middleware_Hooks_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[HookBatch, HookReplies]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Middleware_HooksClient = grpc.BidiStreamingClient[HookBatch, HookReplies]
+
 // MiddlewareServer is the server API for Middleware service.
 // All implementations must embed UnimplementedMiddlewareServer
 // for forward compatibility.
 type MiddlewareServer interface {
 	Hook(context.Context, *HookRequest) (*HookResponse, error)
+	// Hooks carries the hook calls of a host on one stream, batched (the
+	// plugin's middleware role declares capability "hook_stream"): the host
+	// sends the calls of concurrent tasks together, the plugin answers each by
+	// id as it completes, answers batched. A plugin without it answers
+	// Unimplemented and the host calls Hook once per call.
+	Hooks(grpc.BidiStreamingServer[HookBatch, HookReplies]) error
 	mustEmbedUnimplementedMiddlewareServer()
 }
 
@@ -723,6 +795,9 @@ type UnimplementedMiddlewareServer struct{}
 
 func (UnimplementedMiddlewareServer) Hook(context.Context, *HookRequest) (*HookResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Hook not implemented")
+}
+func (UnimplementedMiddlewareServer) Hooks(grpc.BidiStreamingServer[HookBatch, HookReplies]) error {
+	return status.Error(codes.Unimplemented, "method Hooks not implemented")
 }
 func (UnimplementedMiddlewareServer) mustEmbedUnimplementedMiddlewareServer() {}
 func (UnimplementedMiddlewareServer) testEmbeddedByValue()                    {}
@@ -763,6 +838,13 @@ func _Middleware_Hook_Handler(srv interface{}, ctx context.Context, dec func(int
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Middleware_Hooks_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(MiddlewareServer).Hooks(&grpc.GenericServerStream[HookBatch, HookReplies]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Middleware_HooksServer = grpc.BidiStreamingServer[HookBatch, HookReplies]
+
 // Middleware_ServiceDesc is the grpc.ServiceDesc for Middleware service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -775,7 +857,14 @@ var Middleware_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _Middleware_Hook_Handler,
 		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "Hooks",
+			Handler:       _Middleware_Hooks_Handler,
+			ServerStreams: true,
+			ClientStreams: true,
+		},
+	},
 	Metadata: "plugin.proto",
 }
 

@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"sort"
 	"sync"
+	"time"
 
 	"github.com/taskiq-go/taskiq/core/internal/supervise"
+	"github.com/taskiq-go/taskiq/core/internal/telemetry"
 
 	"github.com/hashicorp/go-hclog"
 
@@ -55,6 +57,13 @@ type App struct {
 	clock    clock
 	// sched holds what the scheduler reads: schedules and sources.
 	sched scheduling
+
+	// Observability (telemetry.go): the options collected, and the
+	// Recorder built from them (nil when all are off).
+	telOpts         telemetry.Options
+	tel             *telemetry.Recorder
+	queueStats      QueueStatsFunc
+	queueStatsEvery time.Duration
 
 	mu        sync.RWMutex
 	tasks     map[string]*taskDef
@@ -163,6 +172,9 @@ func New(opts ...Option) (*App, error) {
 		return nil, err
 	}
 	a.finish()
+	if err := a.startTelemetry(); err != nil {
+		return nil, err
+	}
 	return a, nil
 }
 

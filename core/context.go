@@ -8,6 +8,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/taskiq-go/taskiq/core/internal/telemetry"
 	"github.com/taskiq-go/taskiq/plugin/sdk"
 	"github.com/taskiq-go/taskiq/plugin/sdk/wire"
 )
@@ -35,6 +38,12 @@ type Context struct {
 	// leaseLost is set when an expired lease could not be extended: the
 	// broker may have handed the message to another worker.
 	leaseLost bool
+
+	// run is the run's telemetry (nil when off); logger, built by Logger
+	// under logMu, carries the task's fields.
+	run    *telemetry.Run
+	logMu  sync.Mutex
+	logger hclog.Logger
 }
 
 type outcome int

@@ -38,7 +38,6 @@ func (w *worker) saveDeadLetterResult(tc *Context, reason string) {
 	}
 	res := &wire.Result{IsErr: true, Labels: labels, Error: wire.FromError(&DeadLetterError{Reason: reason})}
 	if err := w.app.saveResult(w.taskCtx, tc.Message.TaskID, res); err != nil {
-		w.app.logger.Error("saving the error result of a dead-lettered message failed; waiters of its result will time out",
-			"task_id", tc.Message.TaskID, "error", err)
+		tc.Logger().Error("saving the error result of a dead-lettered message failed; waiters of its result will time out", "error", err)
 	}
 }

@@ -87,7 +87,9 @@ func (a *App) send(ctx context.Context, broker string, msg *wire.Message) error 
 }
 
 // sendOnce is send with a dedup window for the broker (0: none).
-func (a *App) sendOnce(ctx context.Context, broker string, dedup time.Duration, msg *wire.Message) error {
+func (a *App) sendOnce(ctx context.Context, broker string, dedup time.Duration, msg *wire.Message) (err error) {
+	ctx, span := a.tel.StartSend(ctx, msg)
+	defer func() { span.End(err) }()
 	if err := a.chain.preSend(ctx, msg); err != nil {
 		return fmt.Errorf("taskiq: pre_send: %w", err)
 	}
@@ -114,6 +116,7 @@ func (a *App) kickOnce(ctx context.Context, broker string, dedup time.Duration, 
 	}
 	out := make([]sdk.Outgoing, len(msgs))
 	for i, msg := range msgs {
+		a.tel.StampKick(msg)
 		if out[i], err = a.outgoing(msg); err != nil {
 			return err
 		}
@@ -127,6 +130,9 @@ func (a *App) kickOnce(ctx context.Context, broker string, dedup time.Duration, 
 		// The broker does not say which messages of a failed batch it
 		// enqueued, so none of them is known not to be.
 		return fmt.Errorf("taskiq: kick through broker %q failed (%w): %w", e.name, ErrMaybeSent, err)
+	}
+	for _, msg := range msgs {
+		a.tel.Kicked(msg)
 	}
 	return nil
 }

@@ -94,7 +94,7 @@ func TestShutdownGivesUpOnATaskThatIgnoresItsContext(t *testing.T) {
 	clk.Advance(5 * time.Second)
 	require.NoError(t, <-done)
 	require.Regexp(t, `\[ERROR\] task still running after its context was cancelled: it ignores its context and cannot be stopped; `+
-		`the worker returns without it and the broker redelivers its message: task=deaf task_id=task-1-0 grace=5s`, logs.String())
+		`the worker returns without it and the broker redelivers its message: attempt=1 queue=default task_id=task-1-0 task_name=deaf grace=5s`, logs.String())
 	require.Empty(t, st.kinds("1-0"))
 }
 

@@ -74,6 +74,14 @@ func Load(ctx context.Context, path string, opts ...Option) (*App, error) {
 		return nil, err
 	}
 	a.finish()
+	if err := a.configureTelemetry(ctx, f.Telemetry); err != nil {
+		_ = a.Close(ctx)
+		return nil, fmt.Errorf("taskiq: telemetry: %w", err)
+	}
+	if err := a.startTelemetry(); err != nil {
+		_ = a.Close(ctx)
+		return nil, err
+	}
 	host.setApp(a)
 	return a, nil
 }

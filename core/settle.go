@@ -176,11 +176,7 @@ func (w *worker) plan(tc *Context, o runOutcome, reason string, ack AckType) set
 // delivery first, so that nothing else settles it meanwhile.
 func (w *worker) apply(ctx context.Context, tc *Context, a settleAction) {
 	if a.warn != "" {
-		var taskID string
-		if tc.Message != nil {
-			taskID = tc.Message.TaskID
-		}
-		w.app.logger.Warn(a.warn, "task_id", taskID)
+		tc.Logger().Warn(a.warn)
 	}
 	d := tc.Delivery
 	switch a.kind {
@@ -215,7 +211,7 @@ func (w *worker) requeue(ctx context.Context, tc *Context) {
 	n, _ := m.LabelInt(wire.LabelRequeue)
 	m.SetLabel(wire.LabelRequeue, n+1)
 	if err := w.app.kick(ctx, w.broker.name, m); err != nil {
-		w.app.logger.Error("requeue failed; the message is returned to the queue instead", "task_id", m.TaskID, "error", err)
+		tc.Logger().Error("requeue failed; the message is returned to the queue instead", "error", err)
 		_ = tc.settle(sdk.Settlement{DeliveryID: d.ID, Kind: sdk.SettleNack, Reason: "requeue failed"})
 		return
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/taskiq-go/taskiq/internal/config"
 
+	"github.com/taskiq-go/taskiq/core/internal/telemetry"
 	"github.com/taskiq-go/taskiq/internal/coalesce"
 	"github.com/taskiq-go/taskiq/plugin/sdk"
 	"github.com/taskiq-go/taskiq/plugin/sdk/wire"
@@ -357,9 +358,9 @@ func (w *worker) tasksEnded() <-chan struct{} {
 func (w *worker) logStillRunning() {
 	w.live.Range(func(k, v any) bool {
 		tc := k.(*Context)
-		w.app.logger.Error("task still running after its context was cancelled: it ignores its context and cannot be stopped; "+
+		tc.Logger().Error("task still running after its context was cancelled: it ignores its context and cannot be stopped; "+
 			"the worker returns without it and the broker redelivers its message",
-			"task", v, "task_id", tc.Message.TaskID, "grace", cancelGrace)
+			"grace", cancelGrace)
 		return true
 	})
 }
@@ -422,10 +423,10 @@ type job struct {
 	d sdk.Delivery
 }
 
-func (w *worker) settle(s *stream, st sdk.Settlement) error {
+func (w *worker) settle(s *stream, tc *Context, st sdk.Settlement) error {
 	err := w.send(s, st)
 	if err != nil {
-		w.app.logger.Error("settling a delivery failed; the broker will redeliver it", "delivery", st.DeliveryID, "kind", st.Kind, "error", err)
+		tc.Logger().Error("settling a delivery failed; the broker will redeliver it", "delivery", st.DeliveryID, "kind", st.Kind, "error", err)
 	}
 	return err
 }
@@ -435,9 +436,9 @@ func (w *worker) deadLetter(tc *Context, reason string) {
 		return
 	}
 	d := tc.Delivery
-	w.app.logger.Error("message moved to dead letter", "broker", w.broker.name, "delivery", d.ID, "reason", reason)
+	tc.Logger().Error("message moved to dead letter", "broker", w.broker.name, "delivery", d.ID, "reason", reason)
 	if !sdk.Has(w.broker.caps, sdk.CapDeadLetter) {
-		w.app.logger.Error("the broker has no dead-letter store; the message is dropped after this log line", "body", string(d.Body))
+		tc.Logger().Error("the broker has no dead-letter store; the message is dropped after this log line", "body", string(d.Body))
 	}
 	_ = tc.settle(sdk.Settlement{DeliveryID: d.ID, Kind: sdk.SettleDeadLetter, Reason: reason})
 }
@@ -460,7 +461,7 @@ func (w *worker) leftToNewOwner(tc *Context, what string) bool {
 }
 
 func (w *worker) logLeftToNewOwner(tc *Context, what string) {
-	w.app.logger.Warn("lease lost: this run does not send its "+what+"; the worker now holding the message settles it",
+	tc.Logger().Warn("lease lost: this run does not send its "+what+"; the worker now holding the message settles it",
 		"broker", w.broker.name, "delivery", tc.Delivery.ID)
 }
 
@@ -469,6 +470,8 @@ func (w *worker) logLeftToNewOwner(tc *Context, what string) {
 // decides.
 func (w *worker) handle(s *stream, d sdk.Delivery) {
 	defer func() { <-w.slots; w.wg.Done() }()
+	w.app.tel.Held(1)
+	defer w.app.tel.Held(-1)
 	tc := &Context{BrokerName: w.broker.name, Delivery: d, app: w.app}
 	w.setLease(s, tc)
 	if running := s.track(tc); running != nil {
@@ -485,31 +488,41 @@ func (w *worker) handle(s *stream, d sdk.Delivery) {
 		if st.Kind != sdk.SettleAck && st.Kind != sdk.SettleExtend && w.leftToNewOwner(tc, st.Kind.String()) {
 			return nil
 		}
-		return w.settle(s, st)
+		return w.settle(s, tc, st)
 	}
 	def, reason := w.decode(tc)
 	if def == nil {
 		if w.leaveUnknown(tc) {
 			return
 		}
+		w.app.tel.Invalid()
 		w.saveDeadLetterResult(tc, reason)
 		w.apply(w.taskCtx, tc, w.plan(tc, runInvalid, reason, w.opts.AckType).final)
 		return
 	}
+	runCtx, run := w.app.tel.StartRun(w.taskCtx, tc.Message, d.Attempt)
+	tc.run = run
+	var ended telemetry.Outcome
+	defer func() { run.End(ended) }()
 	ackType := w.opts.AckType
 	if l, ok := tc.Message.LabelString(wire.LabelAckType); ok && AckType(l).valid() {
 		ackType = AckType(l)
 	}
 	w.apply(w.taskCtx, tc, w.plan(tc, runStarting, "", ackType).final)
 
-	ctx := withTaskContext(w.taskCtx, tc)
+	ctx := withTaskContext(runCtx, tc)
 	o, reason, res := w.outcome(ctx, def, tc)
+	ended = outcomeFlags(o)
 	p := w.plan(tc, o, reason, ackType)
 	w.apply(ctx, tc, p.early)
 	if p.save {
-		if err := w.saveWithRetry(ctx, tc.Message.TaskID, res); err != nil {
+		begin := w.app.clock.Now()
+		err := w.saveWithRetry(ctx, tc, res)
+		run.Saved(w.app.clock.Now().Sub(begin))
+		if err != nil {
 			// Never ack a message whose result was lost: let it run again.
-			w.app.logger.Error("saving the result failed; the message is returned to the queue", "task_id", tc.Message.TaskID, "error", err)
+			tc.Logger().Error("saving the result failed; the message is returned to the queue", "error", err)
+			ended |= telemetry.Unsaved
 			w.apply(ctx, tc, w.plan(tc, runUnsaved, "", ackType).final)
 			return
 		}
@@ -517,7 +530,7 @@ func (w *worker) handle(s *stream, d sdk.Delivery) {
 	w.apply(ctx, tc, p.final)
 	if p.save {
 		if err := w.app.chain.postSave(ctx, tc.Message, res); err != nil {
-			w.app.logger.Error("post_save middleware failed", "task_id", tc.Message.TaskID, "error", err)
+			tc.Logger().Error("post_save middleware failed", "error", err)
 		}
 	}
 }
@@ -551,12 +564,14 @@ func (w *worker) outcome(ctx context.Context, def *taskDef, tc *Context) (runOut
 	case <-w.taskCtx.Done():
 		return runShutdown, "", nil // not started before the shutdown timeout: left to be redelivered
 	}
+	tc.run.Started()
 	res, taskErr := w.execute(ctx, def, tc)
 	<-w.running
+	tc.run.Executed(time.Duration(res.ExecutionTime*float64(time.Second)), taskErr)
 	if w.taskCtx.Err() != nil {
 		// Cut off by the shutdown timeout: its outcome does not count. The
 		// message stays unsettled and the broker redelivers it.
-		w.app.logger.Warn("task cancelled by shutdown; its message is left to be redelivered", "task_id", msg.TaskID)
+		tc.Logger().Warn("task cancelled by shutdown; its message is left to be redelivered")
 		return runShutdown, "", res
 	}
 	tc.mu.Lock()
@@ -585,11 +600,11 @@ func (w *worker) outcome(ctx context.Context, def *taskDef, tc *Context) (runOut
 			deadLetter = dl
 		}
 		if herr != nil {
-			w.app.logger.Error("on_error middleware failed", "task_id", msg.TaskID, "error", herr)
+			tc.Logger().Error("on_error middleware failed", "error", herr)
 		}
 	}
 	if err := w.app.chain.postExecute(ctx, msg, res); err != nil {
-		w.app.logger.Error("post_execute middleware failed", "task_id", msg.TaskID, "error", err)
+		tc.Logger().Error("post_execute middleware failed", "error", err)
 	}
 	switch {
 	case deadLetter != "" && noResult:
@@ -614,9 +629,9 @@ func (w *worker) ignoredReturn(tc *Context, control outcome, res *wire.Result, t
 	switch {
 	case errors.Is(taskErr, errSettledByTask):
 	case taskErr != nil:
-		w.app.logger.Warn("task called "+call+" and returned an error; the error is ignored", "task_id", tc.Message.TaskID, "error", taskErr)
+		tc.Logger().Warn("task called "+call+" and returned an error; the error is ignored", "error", taskErr)
 	case res != nil && len(res.ReturnValue) > 0 && string(res.ReturnValue) != "null":
-		w.app.logger.Debug("task called "+call+" and returned a value; the value is ignored", "task_id", tc.Message.TaskID)
+		tc.Logger().Debug("task called " + call + " and returned a value; the value is ignored")
 	}
 }
 
@@ -684,7 +699,7 @@ func (w *worker) runTask(ctx context.Context, def *taskDef, tc *Context, timeout
 		defer func() {
 			if p := recover(); p != nil {
 				err = &PanicError{Value: p, Stack: string(debug.Stack())}
-				w.app.logger.Error("task panicked", "task", def.name, "task_id", tc.Message.TaskID, "panic", p)
+				tc.Logger().Error("task panicked", "panic", p)
 			}
 			tc.deps.close()
 		}()
@@ -749,15 +764,15 @@ const saveRetryFor = 10 * time.Second
 
 // saveWithRetry saves a result, retrying with backoff for saveRetryFor: the
 // task has run, and running it again costs more than waiting for the backend.
-func (w *worker) saveWithRetry(ctx context.Context, taskID string, res *wire.Result) error {
+func (w *worker) saveWithRetry(ctx context.Context, tc *Context, res *wire.Result) error {
 	deadline := w.app.clock.Now().Add(saveRetryFor)
 	b := newBackoff(w.app.clock, 100*time.Millisecond, 2*time.Second)
 	for {
-		err := w.app.saveResult(ctx, taskID, res)
+		err := w.app.saveResult(ctx, tc.Message.TaskID, res)
 		if err == nil || w.app.clock.Now().After(deadline) || ctx.Err() != nil {
 			return err
 		}
-		w.app.logger.Warn("saving a result failed; retrying", "task_id", taskID, "error", err)
+		tc.Logger().Warn("saving a result failed; retrying", "error", err)
 		b.Wait(ctx)
 	}
 }
@@ -963,7 +978,7 @@ func (w *worker) extendOverdue(s *stream, tc *Context, now time.Time) {
 	tc.mu.Lock()
 	late := now.Sub(tc.leaseDeadline)
 	tc.mu.Unlock()
-	w.app.logger.Warn("lease expired before the worker extended it (was the process frozen or starved of CPU?); extending it now",
+	tc.Logger().Warn("lease expired before the worker extended it (was the process frozen or starved of CPU?); extending it now",
 		"broker", w.broker.name, "delivery", id, "overdue", late.Round(time.Millisecond))
 	err := w.send(s, sdk.Settlement{DeliveryID: id, Kind: sdk.SettleExtend, Delay: tc.leaseLen})
 	tc.mu.Lock()
@@ -973,7 +988,7 @@ func (w *worker) extendOverdue(s *stream, tc *Context, now time.Time) {
 	}
 	if err != nil {
 		tc.leaseLost = true
-		w.app.logger.Warn("lease lost: the broker did not extend the expired lease and may have given the message to another worker; "+
+		tc.Logger().Warn("lease lost: the broker did not extend the expired lease and may have given the message to another worker; "+
 			"this run goes on, saves its result and acks, but will not nack, requeue or dead-letter the message",
 			"broker", w.broker.name, "delivery", id, "overdue", late.Round(time.Millisecond), "error", err)
 		return

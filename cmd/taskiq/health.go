@@ -48,9 +48,13 @@ func (h *healthState) ready() (bool, string) {
 	return ok, b.String()
 }
 
-// healthHandler answers /livez and /readyz from h.
-func healthHandler(h *healthState) http.Handler {
+// healthHandler answers /livez and /readyz from h, and /metrics from
+// metrics when it is set.
+func healthHandler(h *healthState, metrics http.Handler) http.Handler {
 	mux := http.NewServeMux()
+	if metrics != nil {
+		mux.Handle("/metrics", metrics)
+	}
 	mux.HandleFunc("/livez", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "ok")
 	})
@@ -68,18 +72,31 @@ func healthHandler(h *healthState) http.Handler {
 // (200 once every worker has its broker stream open; 503 before, while
 // stopping, and while a worker's broker has been failing for longer than
 // core.DefaultUnreadyAfter). It listens before returning, so a bad address is an error now.
-func serveHealth(addr string, h *healthState, logger hclog.Logger) (stop func(), err error) {
+func serveHealth(addr string, h *healthState, metrics http.Handler, logger hclog.Logger) (stop func(), err error) {
+	return serveHTTP("--health-addr", addr, healthHandler(h, metrics), logger)
+}
+
+// metricsMux serves metrics on /metrics.
+func metricsMux(metrics http.Handler) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", metrics)
+	return mux
+}
+
+// serveHTTP serves handler on addr (named by flag in errors). It listens
+// before returning, so a bad address is an error now.
+func serveHTTP(flag, addr string, handler http.Handler, logger hclog.Logger) (stop func(), err error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return nil, fmt.Errorf("--health-addr %s: %w", addr, err)
+		return nil, fmt.Errorf("%s %s: %w", flag, addr, err)
 	}
-	srv := &http.Server{Handler: healthHandler(h), ReadHeaderTimeout: 5 * time.Second}
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		if err := srv.Serve(ln); err != nil && err != http.ErrServerClosed {
-			logger.Error("health endpoint stopped", "error", err)
+			logger.Error("endpoint stopped", "flag", flag, "error", err)
 		}
 	}()
-	logger.Info("serving /livez and /readyz", "addr", ln.Addr().String())
+	logger.Info("serving "+flag, "addr", ln.Addr().String())
 	return func() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()

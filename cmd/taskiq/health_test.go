@@ -27,7 +27,7 @@ func TestReadyzFollowsWorkerStatusLines(t *testing.T) {
 	}
 	readyz := func() (int, string) {
 		rec := httptest.NewRecorder()
-		healthHandler(s.health).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/readyz", nil))
+		healthHandler(s.health, nil).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/readyz", nil))
 		return rec.Code, rec.Body.String()
 	}
 	feed := func(c *child, line string) {

@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"fmt"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 	"io"
 	"net"
 	"net/http"
@@ -12,6 +14,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -117,6 +120,7 @@ func TestScripts(t *testing.T) {
 			"waitexit":   cmdWaitExit,
 			"killworker": cmdKillWorker,
 			"httpget":    cmdHTTPGet,
+			"waitmetric": cmdWaitMetric,
 		},
 	})
 }
@@ -325,4 +329,75 @@ func cmdHTTPGet(ts *testscript.TestScript, neg bool, args []string) {
 	if ok := resp.StatusCode == http.StatusOK; ok == neg {
 		ts.Fatalf("GET %s: %s\n%s", args[0], resp.Status, body.String())
 	}
+}
+
+// waitmetric URL FAMILY [LABEL=VALUE...] WANT: scrape URL until the series
+// of FAMILY with those labels add up to WANT (a histogram counts its
+// samples); fails after scriptTimeout with what it saw last.
+func cmdWaitMetric(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) < 3 {
+		ts.Fatalf("usage: waitmetric URL FAMILY [LABEL=VALUE...] WANT")
+	}
+	want, err := strconv.ParseFloat(args[len(args)-1], 64)
+	ts.Check(err)
+	filters := map[string]string{}
+	for _, kv := range args[2 : len(args)-1] {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok {
+			ts.Fatalf("waitmetric: %q is not LABEL=VALUE", kv)
+		}
+		filters[k] = v
+	}
+	deadline := time.Now().Add(scriptTimeout)
+	var got float64
+	for {
+		got, err = sumMetric(args[0], args[1], filters)
+		if err == nil && got == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			ts.Fatalf("waitmetric %s %v: want %v, got %v (error: %v)", args[1], filters, want, got, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func sumMetric(url, family string, filters map[string]string) (float64, error) {
+	c := http.Client{Timeout: 5 * time.Second}
+	resp, err := c.Get(url)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := p.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		return 0, err
+	}
+	f := fams[family]
+	if f == nil {
+		return 0, fmt.Errorf("no family %s", family)
+	}
+	var sum float64
+next:
+	for _, m := range f.Metric {
+		for k, v := range filters {
+			match := false
+			for _, lp := range m.Label {
+				match = match || (lp.GetName() == k && lp.GetValue() == v)
+			}
+			if !match {
+				continue next
+			}
+		}
+		switch {
+		case m.Counter != nil:
+			sum += m.Counter.GetValue()
+		case m.Gauge != nil:
+			sum += m.Gauge.GetValue()
+		case m.Histogram != nil:
+			sum += float64(m.Histogram.GetSampleCount())
+		}
+	}
+	return sum, nil
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -61,13 +62,34 @@ func runSupervisor(ctx context.Context, f *workerFlags, raw, args []string, g *g
 		stderr:    g.stderr,
 		events:    make(chan supervisorEvent, 16),
 		health:    newHealthState(w.Workers),
+		metrics:   newChildMetrics(),
+	}
+	metricsAddr := file.Telemetry.MetricsAddr
+	if f.changed("metrics-addr") {
+		metricsAddr = f.metricsAddr
+	}
+	var metrics http.Handler
+	if metricsAddr != "" {
+		metrics = supervisorMetrics(s.metrics)
+		s.env = append(s.env, envWorkerMetrics+"=1")
 	}
 	if f.healthAddr != "" {
-		stopHealth, err := serveHealth(f.healthAddr, s.health, s.logger)
+		shared := metrics
+		if metricsAddr != f.healthAddr {
+			shared = nil
+		}
+		stopHealth, err := serveHealth(f.healthAddr, s.health, shared, s.logger)
 		if err != nil {
 			return err
 		}
 		defer stopHealth()
+	}
+	if metrics != nil && metricsAddr != f.healthAddr {
+		stopMetrics, err := serveHTTP("--metrics-addr", metricsAddr, metricsMux(metrics), s.logger)
+		if err != nil {
+			return err
+		}
+		defer stopMetrics()
 	}
 	s.logger.Info("starting workers", "workers", w.Workers, "modules", strings.Join(modules, ","), "config", f.config)
 	if code := s.run(ctx); code != 0 {
@@ -96,6 +118,7 @@ type supervisor struct {
 	stderr    io.Writer
 	events    chan supervisorEvent
 	health    *healthState
+	metrics   *childMetrics
 
 	nextID   int
 	slots    []*child // the current child of each slot; nil while it waits for a restart
@@ -135,7 +158,7 @@ type supervisorEvent struct {
 	err    error
 	slot   int
 	timer  int    // evRestart: the timer's id in supervisor.restarts
-	reason string // evUnready
+	reason string // evUnready; evMetrics: the address
 }
 
 type eventKind int
@@ -145,6 +168,7 @@ const (
 	evReady
 	evUnready
 	evRestart
+	evMetrics
 )
 
 // statusEvent turns a child's status line into an event.
@@ -155,6 +179,8 @@ func statusEvent(c *child, line string) (supervisorEvent, bool) {
 		return supervisorEvent{kind: evReady, c: c}, true
 	case statusUnready:
 		return supervisorEvent{kind: evUnready, c: c, reason: strings.TrimSpace(reason)}, true
+	case statusMetrics:
+		return supervisorEvent{kind: evMetrics, c: c, reason: strings.TrimSpace(reason)}, true
 	}
 	return supervisorEvent{}, false
 }
@@ -344,6 +370,10 @@ func (s *supervisor) handle(ev supervisorEvent) {
 		}
 		c.unready = ev.reason
 		s.logger.Warn("worker not ready", "worker", c.slot+1, "pid", c.cmd.Process.Pid, "reason", ev.reason)
+	case evMetrics:
+		if s.live[ev.c] {
+			s.metrics.set(ev.c.cmd.Process.Pid, ev.c.slot+1, ev.reason)
+		}
 	case evRestart:
 		delete(s.restarts, ev.timer)
 		if !s.stopping && s.slots[ev.slot] == nil {
@@ -356,6 +386,7 @@ func (s *supervisor) handle(ev supervisorEvent) {
 
 func (s *supervisor) exited(c *child, state *os.ProcessState) {
 	delete(s.live, c)
+	s.metrics.remove(c.cmd.Process.Pid)
 	// Its status lines no longer matter, and a process it left behind (a
 	// plugin that inherited the pipe) would keep the reader waiting.
 	_ = c.status.Close()

@@ -81,6 +81,7 @@ type workerFlags struct {
 	logLevel         string
 	logFormat        string
 	healthAddr       string
+	metricsAddr      string
 	broker           string
 	queues           []string
 
@@ -136,6 +137,7 @@ Flags override the worker block of taskiq.hcl. -fsd is accepted for
 	fl.StringVar(&f.logLevel, "log-level", "info", "log level: trace, debug, info, warn, error")
 	fl.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
 	fl.StringVar(&f.healthAddr, "health-addr", "", "serve /livez and /readyz on this host:port (e.g. 127.0.0.1:8080)")
+	fl.StringVar(&f.metricsAddr, "metrics-addr", "", "serve Prometheus /metrics of every worker on this host:port; the same as --health-addr shares its server (telemetry.metrics_addr)")
 	fl.StringVar(&f.broker, "broker", "", "broker to consume from; default: client.default_broker")
 	fl.StringSliceVar(&f.queues, "queues", nil, "queues to consume, comma separated (worker.queues)")
 	fl.BoolP("help", "h", false, "help for worker")
@@ -368,6 +370,17 @@ func runWorkerChild(f *workerFlags, stderr io.Writer) int {
 	w := f.settings(file.Worker)
 
 	opts := []core.Option{core.WithLogger(logger)}
+	if os.Getenv(envWorkerMetrics) != "" {
+		reg := childRegistry()
+		addr, stopMetrics, err := serveChildMetrics(reg, logger)
+		if err != nil {
+			logger.Error("cannot serve this worker's metrics", "error", err)
+			return exitStartup
+		}
+		defer stopMetrics()
+		opts = append(opts, core.WithMetrics(reg))
+		status(statusMetrics + " " + addr)
+	}
 	var recycle *taskCounter
 	if f.maxTasksPerChild > 0 {
 		recycle = &taskCounter{limit: f.maxTasksPerChild, reached: func() {

@@ -68,9 +68,10 @@ type File struct {
 	// Schedules are the `schedule "ID" {}` blocks in file order.
 	Schedules []*ScheduleBlock
 
-	Worker   Worker
-	Client   Client
-	Security Security
+	Worker    Worker
+	Client    Client
+	Security  Security
+	Telemetry Telemetry
 
 	// files keeps the parsed sources so diagnostics can show snippets.
 	files map[string]*hcl.File
@@ -156,6 +157,29 @@ type Client struct {
 	DefaultBroker string
 	// MaxMessageSize is the largest message body in bytes (default 16 MiB).
 	MaxMessageSize int
+}
+
+// DefaultServiceName is telemetry.service_name's default, the service.name
+// of spans (OTEL_SERVICE_NAME, when set, wins).
+const DefaultServiceName = "taskiq"
+
+// Telemetry holds the `telemetry {}` block (docs/observability.md).
+type Telemetry struct {
+	// MetricsAddr is where `taskiq worker` serves Prometheus' /metrics
+	// (host:port); empty serves none (--metrics-addr overrides it).
+	MetricsAddr string
+	// Tracing turns on OpenTelemetry spans and messaging metrics, exported
+	// over OTLP/HTTP as the standard OTEL_EXPORTER_OTLP_* variables say.
+	Tracing bool
+	// OTLPEndpoint, when set, is the collector's URL (it wins over
+	// OTEL_EXPORTER_OTLP_ENDPOINT).
+	OTLPEndpoint string
+	// ServiceName is the service.name resource of the spans (default
+	// "taskiq"; OTEL_SERVICE_NAME wins).
+	ServiceName string
+	// QueueStatsInterval is how often the queue gauges are refreshed from
+	// the broker's inspector; 0 is 15s.
+	QueueStatsInterval time.Duration
 }
 
 // Security holds the `security {}` block.

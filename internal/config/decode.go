@@ -4,6 +4,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net"
 	"path/filepath"
 	"strings"
 	"time"
@@ -31,6 +32,7 @@ var (
 			{Type: "worker"},
 			{Type: "client"},
 			{Type: "security"},
+			{Type: "telemetry"},
 		},
 	}
 	pluginSchema = &hcl.BodySchema{
@@ -58,6 +60,12 @@ var (
 	}
 	securitySchema = &hcl.BodySchema{
 		Attributes: []hcl.AttributeSchema{{Name: "auto_mtls"}},
+	}
+	telemetrySchema = &hcl.BodySchema{
+		Attributes: []hcl.AttributeSchema{
+			{Name: "metrics_addr"}, {Name: "tracing"}, {Name: "otlp_endpoint"},
+			{Name: "service_name"}, {Name: "queue_stats_interval"},
+		},
 	}
 )
 
@@ -94,7 +102,7 @@ func (d *decoder) decode(body hcl.Body) hcl.Diagnostics {
 		switch blk.Type {
 		case "schedule":
 			d.schedule(blk, schedules)
-		case "worker", "client", "security":
+		case "worker", "client", "security", "telemetry":
 			if prev := singles[blk.Type]; prev != nil {
 				d.errorf(blk.DefRange, fmt.Sprintf("Duplicate %s block", blk.Type),
 					"A %s block is already defined at %s; merge the two blocks into one.", blk.Type, rangeString(prev.DefRange))
@@ -139,6 +147,7 @@ func (d *decoder) decode(body hcl.Body) hcl.Diagnostics {
 	d.worker(singles["worker"])
 	d.client(singles["client"])
 	d.security(singles["security"])
+	d.telemetry(singles["telemetry"])
 	return d.diags
 }
 
@@ -320,6 +329,39 @@ func (d *decoder) client(blk *hcl.Block) {
 }
 
 // security decodes the security block (nil when absent).
+func (d *decoder) telemetry(blk *hcl.Block) {
+	t := &d.file.Telemetry
+	t.ServiceName = DefaultServiceName
+	if blk == nil {
+		return
+	}
+	content, diags := blk.Body.Content(telemetrySchema)
+	d.diags = append(d.diags, diags...)
+	if a := content.Attributes["metrics_addr"]; a != nil {
+		if d.expr(a, &t.MetricsAddr) && t.MetricsAddr != "" {
+			if _, _, err := net.SplitHostPort(t.MetricsAddr); err != nil {
+				d.errorf(a.Expr.Range(), "Invalid metrics_addr", "metrics_addr is host:port, e.g. \"127.0.0.1:9464\": %v.", err)
+			}
+		}
+	}
+	if a := content.Attributes["tracing"]; a != nil {
+		d.expr(a, &t.Tracing)
+	}
+	if a := content.Attributes["otlp_endpoint"]; a != nil {
+		if d.expr(a, &t.OTLPEndpoint) && t.OTLPEndpoint != "" && !strings.HasPrefix(t.OTLPEndpoint, "http://") && !strings.HasPrefix(t.OTLPEndpoint, "https://") {
+			d.errorf(a.Expr.Range(), "Invalid otlp_endpoint", "otlp_endpoint is the URL of an OTLP/HTTP collector, e.g. \"http://127.0.0.1:4318\".")
+		}
+	}
+	if a := content.Attributes["service_name"]; a != nil {
+		if d.expr(a, &t.ServiceName) && t.ServiceName == "" {
+			d.errorf(a.Expr.Range(), "Invalid service_name", "service_name must not be empty; remove it for %q.", DefaultServiceName)
+		}
+	}
+	if a := content.Attributes["queue_stats_interval"]; a != nil {
+		d.durationAttr(a, &t.QueueStatsInterval)
+	}
+}
+
 func (d *decoder) security(blk *hcl.Block) {
 	if blk == nil {
 		return

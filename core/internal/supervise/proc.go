@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/taskiq-go/taskiq/internal/backoff"
@@ -42,6 +43,25 @@ type Proc struct {
 	// startDur is how long the current process took from launch to
 	// configured (binary checks, handshake, Info and Configure).
 	startDur time.Duration
+	// observer, when set, is told of restarts and failed calls (metrics).
+	observer atomic.Pointer[Observer]
+}
+
+// Observer is told what happens to a plugin process, for its metrics.
+type Observer interface {
+	// PluginRestarted: the process had exited and is being started again.
+	PluginRestarted(kind, name string)
+	// PluginCallFailed: a call failed, after the retry on a restarted process.
+	PluginCallFailed(kind, name string)
+}
+
+// Observe makes o the observer of p.
+func (p *Proc) Observe(o Observer) { p.observer.Store(&o) }
+
+func (p *Proc) observe(fn func(Observer)) {
+	if o := p.observer.Load(); o != nil {
+		fn(*o)
+	}
 }
 
 // New returns a supervised process for the given role and config, not yet
@@ -159,6 +179,7 @@ func (p *Proc) Get(ctx context.Context) (*sdk.Client, error) {
 			wait = p.backoff.Next()
 		}
 		p.logger.Error("plugin process exited; restarting it", "path", p.launch.Path, "restart", p.restarts, "backoff", wait)
+		p.observe(func(o Observer) { o.PluginRestarted(string(p.kind), p.name) })
 		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
@@ -197,6 +218,14 @@ func Died(c *sdk.Client, err error) bool {
 // call runs fn on a live client and, if the process died under it, once more
 // on a restarted one.
 func call[T any](ctx context.Context, p *Proc, fn func(*sdk.Client) (T, error)) (T, error) {
+	v, err := callOnce(ctx, p, fn)
+	if err != nil && !errors.Is(err, sdk.ErrNotFound) && ctx.Err() == nil {
+		p.observe(func(o Observer) { o.PluginCallFailed(string(p.kind), p.name) })
+	}
+	return v, err
+}
+
+func callOnce[T any](ctx context.Context, p *Proc, fn func(*sdk.Client) (T, error)) (T, error) {
 	c, err := p.Get(ctx)
 	if err != nil {
 		var zero T

@@ -125,6 +125,10 @@ type Options struct {
 	MaxAsyncTasks int
 	// KickOnly measures kicking alone: no worker runs, messages stay queued.
 	KickOnly bool
+	// Observe turns on, recorded in memory (see observer): "metrics"
+	// (Prometheus), "tracing" (spans and OpenTelemetry messaging metrics) or
+	// "all"; "" is off.
+	Observe string
 	// Timeout bounds the whole run, plugin start and stop included (default 10m).
 	Timeout time.Duration
 	// Logger receives the host's and plugins' logs (default: warnings to stderr).
@@ -204,6 +208,8 @@ type Report struct {
 	// the numbers are not representative of the machine.
 	CPUPressure float64 `json:"cpu_pressure_before"`
 	GoVersion   string  `json:"go_version"`
+	// Spans (with Observe) is the number of spans exported.
+	Spans int64 `json:"spans,omitempty"`
 }
 
 func (o *Options) defaults() error {
@@ -358,6 +364,14 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	if opts.Results && !opts.Idle {
 		loadOpts = append(loadOpts, core.WithMiddleware(saveClock{r}))
 	}
+	var obs *observer
+	if opts.Observe != "" {
+		var err error
+		if obs, err = newObserver(opts.Observe); err != nil {
+			return nil, err
+		}
+		loadOpts = append(loadOpts, obs.options()...)
+	}
 	loadBegin := time.Now()
 	app, err := core.Load(ctx, opts.Config, loadOpts...)
 	if err != nil {
@@ -485,6 +499,13 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	rep.Brokers = strings.Join(app.BrokerNames(), ",")
 	rep.MaxAsyncTasks = wo.MaxAsyncTasks
 	rep.CPUPressure = pressure
+	if obs != nil {
+		n, err := obs.finish(ctx)
+		if err != nil && runErr == nil {
+			runErr = fmt.Errorf("observe: %w", err)
+		}
+		rep.Spans = n
+	}
 	switch {
 	case runErr != nil:
 		return rep, runErr
@@ -683,6 +704,9 @@ func (rep *Report) WriteText(w io.Writer) {
 	fmt.Fprintf(w, "config        %s (broker %s), %s mode, work %s, payload %d B\n", rep.Config, rep.Brokers, rep.Mode, rep.Work, rep.PayloadBytes)
 	fmt.Fprintf(w, "tasks         %d kicked of %d planned, %d executed, %d duplicate executions\n", rep.Kicked, rep.Planned, rep.Executed, rep.Duplicates)
 	fmt.Fprintf(w, "kicks         %.0f kicks/s (%d kicking goroutines, %.3fs)\n", rep.KicksPerSec, rep.Concurrency, rep.KickSeconds)
+	if rep.Spans > 0 {
+		fmt.Fprintf(w, "observe       tracing on (in memory): %d spans exported\n", rep.Spans)
+	}
 	if rep.Mode != "kick-only" {
 		fmt.Fprintf(w, "end to end    %.0f tasks/s (max_async_tasks %d, %.3fs first kick → last task done)\n", rep.TasksPerSec, rep.MaxAsyncTasks, rep.Seconds)
 	}

@@ -53,7 +53,7 @@ func buildRedisPlugin(t testing.TB, dir string) {
 func randomName() string {
 	b := make([]byte, 4)
 	_, _ = rand.Read(b)
-	return "wt-inspect-e2e-" + hex.EncodeToString(b)
+	return "dashboard-e2e-" + hex.EncodeToString(b)
 }
 
 // loadRedisApp writes a taskiq.hcl for queue q on Redis url and loads it.

@@ -172,4 +172,3 @@ func (r *run) killRabbit(ctx context.Context) {
 		r.event(Event{Kind: kind, WorkerPID: w.pid, At: at, Detail: what})
 	}
 }
-

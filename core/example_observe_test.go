@@ -3,6 +3,7 @@ package core_test
 import (
 	"context"
 	"fmt"
+	"sort"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -38,7 +39,11 @@ func Example_observability() {
 	}
 	stop() // the run's span ends and its counters move once it is settled
 
-	for _, s := range spans.Ended() {
+	// The kick's span and the run's span end on different goroutines, in
+	// either order: print them producer first.
+	ended := spans.Ended()
+	sort.Slice(ended, func(i, j int) bool { return ended[i].SpanKind() < ended[j].SpanKind() })
+	for _, s := range ended {
 		fmt.Println(s.Name(), s.SpanKind())
 	}
 	fams, _ := reg.Gather()

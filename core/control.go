@@ -95,7 +95,7 @@ func (e *CancelledError) Is(target error) bool { return target == ErrCancelled }
 // TaskCancelledError (see IsCancelled).
 var ErrCancelled = errors.New("task cancelled")
 
-const cancelledErrorType = "TaskCancelledError"
+const cancelledErrorType = wire.ErrorTypeCancelled
 
 // IsCancelled reports whether a stored task error says the task was
 // cancelled: the error of Result.Value for a cancelled task.

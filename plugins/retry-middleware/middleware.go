@@ -163,6 +163,9 @@ func (m *middleware) retryable(msg *wire.Message) bool {
 
 // refusal returns why the error must not be retried, or "".
 func (m *middleware) refusal(chain []*wire.Error, taskErr error) string {
+	if matchesAny(chain, []string{wire.ErrorTypeCancelled}) {
+		return "the task was cancelled"
+	}
 	var nr *NoRetryError
 	if errors.As(taskErr, &nr) || matchesAny(chain, []string{NoRetryType}) {
 		return "the task marked its error with NoRetry"

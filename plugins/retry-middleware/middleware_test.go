@@ -356,6 +356,21 @@ func TestRetryPythonNoRetry(t *testing.T) {
 	require.Empty(t, b.host.kicked())
 }
 
+// TestRetryNotCancelled: a cancelled task (exc_type TaskCancelledError)
+// is never retried, though any other error with the same label would be.
+func TestRetryNotCancelled(t *testing.T) {
+	t.Parallel()
+	b := setup(t, "")
+	msg := newMessage(map[string]any{"retry_on_error": true})
+	cancelled := &wire.Result{IsErr: true, Error: &wire.Error{ExcType: wire.ErrorTypeCancelled, ExcMessage: []any{"cancelled"}}}
+	require.NoError(t, b.mw.OnError(context.Background(), msg, cancelled, cancelled.Error))
+	require.Empty(t, b.host.kicked())
+
+	other := &wire.Result{IsErr: true, Error: &wire.Error{ExcType: "ValueError", ExcMessage: []any{"boom"}}}
+	require.ErrorIs(t, b.mw.OnError(context.Background(), msg, other, other.Error), sdk.ErrNoResult)
+	require.Len(t, b.host.kicked(), 1)
+}
+
 func TestRetryAfter(t *testing.T) {
 	t.Parallel()
 	tests := []struct {

@@ -22,6 +22,11 @@ const (
 	StateRetry   = "RETRY"
 )
 
+// ErrorTypeCancelled is the exc_type of the error stored for a task that
+// was cancelled (core.CancelledError). Middlewares branch on it: a
+// cancelled task is not retried.
+const ErrorTypeCancelled = "TaskCancelledError"
+
 // Result is what a result backend stores for one task.
 type Result struct {
 	IsErr         bool            `json:"is_err"`

@@ -595,10 +595,10 @@ func TestHostCallbackWithoutHost(t *testing.T) {
 
 func TestMessageTooLarge(t *testing.T) {
 	t.Parallel()
-	ctx := testCtx(t)
 
 	t.Run("host side", func(t *testing.T) {
 		t.Parallel()
+		ctx := testCtx(t) // its own: a parallel subtest may wait long for its turn
 		c := sdktest.Launch(t, sdk.KindBroker, `{"queue":"q"}`, sdktest.WithMaxMessageSize(1024))
 		err := c.Broker().Kick(ctx, []sdk.Outgoing{{TaskID: "big", TaskName: "t", Body: make([]byte, 2000)}})
 		require.ErrorIs(t, err, sdk.ErrMessageTooLarge)
@@ -607,6 +607,7 @@ func TestMessageTooLarge(t *testing.T) {
 
 	t.Run("plugin side", func(t *testing.T) {
 		t.Parallel()
+		ctx := testCtx(t) // its own: a parallel subtest may wait long for its turn
 		// The plugin gets a smaller limit than the host: it must refuse too.
 		c := sdktest.Launch(t, sdk.KindBroker, `{"queue":"q"}`,
 			sdktest.WithMaxMessageSize(1<<20), sdktest.WithEnv(sdk.EnvMaxMessageSize+"=1000"))
@@ -617,6 +618,7 @@ func TestMessageTooLarge(t *testing.T) {
 
 	t.Run("results", func(t *testing.T) {
 		t.Parallel()
+		ctx := testCtx(t) // its own: a parallel subtest may wait long for its turn
 		c := sdktest.Launch(t, sdk.KindResultBackend, `{}`, sdktest.WithMaxMessageSize(1024))
 		err := c.ResultBackend().SetResults(ctx, []sdk.StoredResult{{TaskID: "big", Body: make([]byte, 1025)}})
 		require.ErrorIs(t, err, sdk.ErrMessageTooLarge)
@@ -625,6 +627,7 @@ func TestMessageTooLarge(t *testing.T) {
 
 	t.Run("a batch over the limit is split, not refused", func(t *testing.T) {
 		t.Parallel()
+		ctx := testCtx(t) // its own: a parallel subtest may wait long for its turn
 		c := sdktest.Launch(t, sdk.KindBroker, `{"queue":"q"}`, sdktest.WithMaxMessageSize(4096))
 		msgs := make([]sdk.Outgoing, 20)
 		for i := range msgs {
@@ -697,11 +700,11 @@ func TestPluginLogsReachHostLogger(t *testing.T) {
 
 func TestLaunchErrors(t *testing.T) {
 	t.Parallel()
-	ctx := testCtx(t)
 	exe := testExe(t)
 
 	t.Run("missing binary", func(t *testing.T) {
 		t.Parallel()
+		ctx := testCtx(t) // its own: a parallel subtest may wait long for its turn
 		path := filepath.Join(t.TempDir(), "taskiq-nope")
 		_, err := sdk.Launch(ctx, sdk.LaunchConfig{Path: path})
 		require.ErrorIs(t, err, os.ErrNotExist)
@@ -710,6 +713,7 @@ func TestLaunchErrors(t *testing.T) {
 
 	t.Run("not executable", func(t *testing.T) {
 		t.Parallel()
+		ctx := testCtx(t) // its own: a parallel subtest may wait long for its turn
 		path := filepath.Join(t.TempDir(), "taskiq-plain")
 		require.NoError(t, os.WriteFile(path, []byte("data"), 0o644))
 		_, err := sdk.Launch(ctx, sdk.LaunchConfig{Path: path})
@@ -718,6 +722,7 @@ func TestLaunchErrors(t *testing.T) {
 
 	t.Run("checksum mismatch", func(t *testing.T) {
 		t.Parallel()
+		ctx := testCtx(t) // its own: a parallel subtest may wait long for its turn
 		pin := strings.Repeat("ab", 32)
 		_, err := sdk.Launch(ctx, sdk.LaunchConfig{Path: exe, SHA256: pin, Env: []string{sdktest.EnvPlugin + "=1"}})
 		require.ErrorIs(t, err, sdk.ErrChecksumMismatch)
@@ -728,6 +733,7 @@ func TestLaunchErrors(t *testing.T) {
 
 	t.Run("checksum match", func(t *testing.T) {
 		t.Parallel()
+		ctx := testCtx(t) // its own: a parallel subtest may wait long for its turn
 		c := sdktest.LaunchBinary(t, exe, sdk.KindBroker, `{"queue":"q"}`,
 			sdktest.WithEnv(sdktest.EnvPlugin+"=1"),
 			sdktest.WithLaunchConfig(func(cfg *sdk.LaunchConfig) { cfg.SHA256 = strings.ToUpper(sha256Hex(t, exe)) }))
@@ -736,12 +742,14 @@ func TestLaunchErrors(t *testing.T) {
 
 	t.Run("malformed pin", func(t *testing.T) {
 		t.Parallel()
+		ctx := testCtx(t) // its own: a parallel subtest may wait long for its turn
 		_, err := sdk.Launch(ctx, sdk.LaunchConfig{Path: exe, SHA256: "xyz"})
 		require.ErrorContains(t, err, "is not a SHA-256 in hex")
 	})
 
 	t.Run("not a plugin", func(t *testing.T) {
 		t.Parallel()
+		ctx := testCtx(t) // its own: a parallel subtest may wait long for its turn
 		path := filepath.Join(t.TempDir(), "taskiq-script")
 		require.NoError(t, os.WriteFile(path, []byte("#!/bin/sh\necho hello\n"), 0o755))
 		_, err := sdk.Launch(ctx, sdk.LaunchConfig{Path: path})
@@ -751,6 +759,7 @@ func TestLaunchErrors(t *testing.T) {
 
 	t.Run("other protocol version", func(t *testing.T) {
 		t.Parallel()
+		ctx := testCtx(t) // its own: a parallel subtest may wait long for its turn
 		_, err := sdk.Launch(ctx, sdk.LaunchConfig{Path: exe, Env: []string{envFakeMode + "=v2"}})
 		require.ErrorIs(t, err, sdk.ErrIncompatiblePlugin)
 		require.ErrorContains(t, err, "this host speaks taskiq plugin protocol 1: rebuild the plugin")
@@ -759,6 +768,7 @@ func TestLaunchErrors(t *testing.T) {
 
 	t.Run("crash at start", func(t *testing.T) {
 		t.Parallel()
+		ctx := testCtx(t) // its own: a parallel subtest may wait long for its turn
 		_, err := sdk.Launch(ctx, sdk.LaunchConfig{Path: exe, Env: []string{envFakeMode + "=crash"}})
 		require.ErrorContains(t, err, "exited during start-up")
 		require.ErrorContains(t, err, "boom at start", "the plugin's stderr is quoted")

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 
 	pluginv1 "github.com/taskiq-go/taskiq/plugin/sdk/proto/v1"
 	"github.com/taskiq-go/taskiq/plugin/sdk/wire"
@@ -23,6 +24,9 @@ type remoteMiddleware struct {
 
 func (m *remoteMiddleware) Hooks() []Hook { return append([]Hook(nil), m.hooks...) }
 
+// hookBufs keeps the buffers messages are encoded into for hook calls.
+var hookBufs = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
+
 // call runs one hook in the plugin and writes the returned message and
 // result back into msg and res.
 func (m *remoteMiddleware) call(ctx context.Context, hook Hook, msg *wire.Message, res *wire.Result) error {
@@ -30,8 +34,19 @@ func (m *remoteMiddleware) call(ctx context.Context, hook Hook, msg *wire.Messag
 		return fmt.Errorf("%s hook: nil message", hook)
 	}
 	req := &pluginv1.HookRequest{Hook: string(hook)}
+	buf := hookBufs.Get().(*[]byte)
+	answered := false
+	defer func() {
+		// Once the plugin answered, the request was sent and nothing refers
+		// to the buffer any more; a call that failed may still sit in the
+		// send queue, so its buffer is left to the garbage collector.
+		if answered {
+			*buf = req.Message[:0]
+			hookBufs.Put(buf)
+		}
+	}()
 	var err error
-	if req.Message, err = msg.AppendJSON(nil); err != nil {
+	if req.Message, err = msg.AppendJSON((*buf)[:0]); err != nil {
 		return fmt.Errorf("%s hook: encode the message: %w", hook, err)
 	}
 	if res != nil {
@@ -47,6 +62,7 @@ func (m *remoteMiddleware) call(ctx context.Context, hook Hook, msg *wire.Messag
 	} else if resp, err = m.rpc.Hook(ctx, req); err != nil {
 		return m.c.mapErr(ctx, string(hook)+" hook", err)
 	}
+	answered = true
 	if len(resp.Message) > 0 {
 		d, err := wire.DecodeMessage(resp.Message)
 		if err != nil {

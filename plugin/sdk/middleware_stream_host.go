@@ -52,9 +52,14 @@ func newHookStream(c *Client, rpc pluginv1.MiddlewareClient) *hookStream {
 	return &hookStream{c: c, rpc: rpc, waiting: map[uint64]chan hookResult{}}
 }
 
+// replyChans keeps the reply channels of finished calls for the next ones:
+// a channel goes back only once its reply was read, so it is empty and no
+// one else holds it.
+var replyChans = sync.Pool{New: func() any { return make(chan hookResult, 1) }}
+
 // call sends req on the stream and waits for its reply.
 func (h *hookStream) call(ctx context.Context, req *pluginv1.HookRequest) (*pluginv1.HookResponse, error) {
-	reply := make(chan hookResult, 1)
+	reply := replyChans.Get().(chan hookResult)
 	h.mu.Lock()
 	conn, err := h.connLocked()
 	if err != nil {
@@ -74,6 +79,7 @@ func (h *hookStream) call(ctx context.Context, req *pluginv1.HookRequest) (*plug
 	}
 	select {
 	case r := <-reply:
+		replyChans.Put(reply)
 		return r.resp, r.err
 	case <-ctx.Done():
 		h.forget(id)

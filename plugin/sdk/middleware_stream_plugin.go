@@ -12,7 +12,11 @@ import (
 
 // Hooks serves the hook calls of a host on one stream: each call runs on a
 // goroutine of its own (calls of concurrent tasks do not wait for each
-// other), and the replies ready at once travel in one message.
+// other), and the replies ready at once travel in one message. The
+// goroutines are kept for the next calls of the stream rather than started
+// per call: a new one starts only when every kept one is busy, so a slow
+// hook never holds up another, and a busy stream pays neither the start
+// nor the stack growth of a goroutine per call.
 func (s *middlewareServer) Hooks(gs grpc.BidiStreamingServer[pluginv1.HookBatch, pluginv1.HookReplies]) error {
 	r, err := s.srv.configured(KindMiddleware)
 	if err != nil {
@@ -22,8 +26,22 @@ func (s *middlewareServer) Hooks(gs grpc.BidiStreamingServer[pluginv1.HookBatch,
 	replies := make(chan *pluginv1.HookReply, 256)
 	sent := make(chan error, 1)
 	go func() { sent <- sendHookReplies(gs, replies) }()
+	run := func(c *pluginv1.HookCall) {
+		rep := &pluginv1.HookReply{Id: c.Id}
+		resp, err := s.runHook(ctx, r, c.Request)
+		if err != nil {
+			st := status.Convert(err)
+			rep.Failure, rep.FailureCode = st.Message(), int32(st.Code())
+		} else {
+			rep.Response = resp
+		}
+		replies <- rep
+	}
+	// idle hands a call to a kept goroutine waiting for one.
+	idle := make(chan *pluginv1.HookCall)
 	var calls sync.WaitGroup
 	defer func() {
+		close(idle) // the kept goroutines finish their call and end
 		calls.Wait()
 		close(replies)
 		<-sent
@@ -34,19 +52,18 @@ func (s *middlewareServer) Hooks(gs grpc.BidiStreamingServer[pluginv1.HookBatch,
 			return nil // the host closed its side or went away
 		}
 		for _, c := range b.Calls {
-			calls.Add(1)
-			go func() {
-				defer calls.Done()
-				rep := &pluginv1.HookReply{Id: c.Id}
-				resp, err := s.runHook(ctx, r, c.Request)
-				if err != nil {
-					st := status.Convert(err)
-					rep.Failure, rep.FailureCode = st.Message(), int32(st.Code())
-				} else {
-					rep.Response = resp
-				}
-				replies <- rep
-			}()
+			select {
+			case idle <- c:
+			default:
+				calls.Add(1)
+				go func() {
+					defer calls.Done()
+					run(c)
+					for c := range idle {
+						run(c)
+					}
+				}()
+			}
 		}
 	}
 }

@@ -3,6 +3,7 @@ package core
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -49,10 +50,41 @@ type QueueStatsFunc = telemetry.QueueStatsFunc
 
 // WithQueueStats serves taskiq_queue_depth and
 // taskiq_queue_oldest_age_seconds from read, called once at start and then
-// every interval (0 is 15s); a scrape reads the cached figures and never
-// makes the broker count. It needs WithMetrics.
+// every interval (0 is taskiq.hcl's telemetry.queue_stats_interval, else
+// 15s); a scrape reads the cached figures and never makes the broker
+// count. A nil read is App.QueueStats: the queues of every broker whose
+// inspection role the App has. It needs WithMetrics.
 func WithQueueStats(read QueueStatsFunc, every time.Duration) Option {
-	return func(a *App) error { a.queueStats, a.queueStatsEvery = read, every; return nil }
+	return func(a *App) error {
+		if read == nil {
+			read = a.QueueStats
+		}
+		a.queueStats, a.queueStatsEvery = read, every
+		return nil
+	}
+}
+
+// QueueStats reads the figures of the queues of every broker with an
+// inspection role (Inspector.Queues): depth is the queued messages (not
+// the delayed ones), oldest age that of the oldest queued one. Brokers
+// without the role are skipped; an error of any broker is returned (the
+// queue gauges then keep their last figures).
+func (a *App) QueueStats(ctx context.Context) ([]QueueStat, error) {
+	var out []QueueStat
+	for _, name := range a.BrokerNames() {
+		in := a.brokers[name].insp
+		if in == nil {
+			continue
+		}
+		qs, err := in.Queues(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("broker %q: queues: %w", name, err)
+		}
+		for _, q := range qs {
+			out = append(out, QueueStat{Broker: name, Queue: q.Name, Depth: q.Queued, OldestAge: q.OldestAge})
+		}
+	}
+	return out, nil
 }
 
 // startTelemetry builds the App's Recorder from the options and starts the

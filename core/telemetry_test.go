@@ -357,6 +357,56 @@ func TestQueueStatsNeedMetrics(t *testing.T) {
 	require.ErrorContains(t, err, "WithQueueStats needs WithMetrics")
 }
 
+// TestQueueGaugesFromTheInspector: WithQueueStats(nil, ...) serves the
+// depth of every queue as the broker's inspector counts it, read at start
+// and then on each interval (the App's clock); scrapes in between serve the
+// cached figures.
+func TestQueueGaugesFromTheInspector(t *testing.T) {
+	t.Parallel()
+	br := inmemory.NewBroker(inmemory.BrokerOptions{})
+	t.Cleanup(func() { _ = br.Close(context.Background()) })
+	reg := prometheus.NewRegistry()
+	clk := core.NewFakeClock()
+	app, err := core.New(core.WithBroker("default", br, brokerCaps()...), core.WithLogger(hclog.NewNullLogger()),
+		core.WithClock(clk), core.WithMetrics(reg), core.WithQueueStats(nil, time.Minute))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = app.Close(context.Background()) })
+	task := core.MustTask[int](app, "gauge.me", func(context.Context) (int, error) { return 1, nil })
+
+	// refreshes is how many reads were stored: the watcher asks for the
+	// next interval once it stored a read.
+	refreshes := func() int {
+		n := 0
+		for _, d := range clk.Afters() {
+			if d == time.Minute {
+				n++
+			}
+		}
+		return n
+	}
+	require.Eventually(t, func() bool { return refreshes() == 1 }, 5*time.Second, time.Millisecond, "the read at start")
+	require.Equal(t, 0.0, value(scrape(t, reg), "taskiq_queue_depth", "broker", "default", "queue", "taskiq"))
+
+	for range 3 {
+		_, err := task.Kiq(context.Background())
+		require.NoError(t, err)
+	}
+	for range 2 {
+		_, err := task.Kicker().WithLabels(map[string]any{"queue_name": "mail"}).Kiq(context.Background())
+		require.NoError(t, err)
+	}
+	fams := scrape(t, reg)
+	require.Equal(t, 0.0, value(fams, "taskiq_queue_depth", "broker", "default", "queue", "taskiq"), "a scrape serves the cached figures")
+	require.Equal(t, -1.0, value(fams, "taskiq_queue_depth", "broker", "default", "queue", "mail"))
+
+	clk.Advance(time.Minute)
+	require.Eventually(t, func() bool { return refreshes() == 2 }, 5*time.Second, time.Millisecond, "the read after one interval")
+	fams = scrape(t, reg)
+	require.Equal(t, 3.0, value(fams, "taskiq_queue_depth", "broker", "default", "queue", "taskiq"))
+	require.Equal(t, 2.0, value(fams, "taskiq_queue_depth", "broker", "default", "queue", "mail"))
+	require.GreaterOrEqual(t, value(fams, "taskiq_queue_oldest_age_seconds", "broker", "default", "queue", "mail"), 0.0)
+}
+
 // TestTelemetryBlockExportsOverOTLP: tracing = true in taskiq.hcl exports
 // the spans of a kick and its run over OTLP/HTTP to otlp_endpoint (here a
 // collector stand-in on 127.0.0.1), flushed by App.Close.

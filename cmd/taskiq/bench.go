@@ -76,7 +76,7 @@ queue nobody else kicks to.`,
 	fl.DurationVar(&f.opts.Duration, "duration", 0, "how long to kick (open loop), or a cap on a closed-loop run; with --idle, how long to wait idle (default 5s)")
 	fl.IntVar(&f.opts.MaxAsyncTasks, "max-async-tasks", 0, "tasks the worker runs at once (default: worker.max_async_tasks of taskiq.hcl)")
 	fl.BoolVar(&f.opts.KickOnly, "kick-only", false, "run no worker: measure kicking alone (messages stay in the broker)")
-	fl.StringVar(&f.opts.Observe, "observe", "", "record in memory, to measure the cost: metrics (Prometheus), tracing (spans and OpenTelemetry metrics) or all (--observe alone)")
+	fl.StringVar(&f.opts.Observe, "observe", "", "record in memory, to measure the cost: metrics (Prometheus), tracing (spans, every one sampled, through the batching processor, and OpenTelemetry metrics) or all (--observe alone)")
 	fl.Lookup("observe").NoOptDefVal = "all"
 	fl.BoolVar(&f.opts.Idle, "idle", false, "kick nothing: report plugin start times and the idle RSS of this process and each plugin after --duration")
 	fl.DurationVar(&f.opts.Timeout, "timeout", 10*time.Minute, "bound on the whole run")

@@ -379,6 +379,11 @@ func runWorkerChild(f *workerFlags, stderr io.Writer) int {
 		}
 		defer stopMetrics()
 		opts = append(opts, core.WithMetrics(reg))
+		if n == "1" {
+			// One child reads the queue gauges, so the broker counts once
+			// per interval however many workers run (docs/observability.md).
+			opts = append(opts, core.WithQueueStats(nil, 0))
+		}
 		status(statusMetrics + " " + addr)
 	}
 	var recycle *taskCounter

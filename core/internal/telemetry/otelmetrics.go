@@ -40,9 +40,11 @@ func newOtelMetrics(m metric.Meter) (*otelMetrics, error) {
 	return &o, nil
 }
 
-// otelSeries are the attribute sets of one queue, built once.
+// otelSeries are the attribute sets of one queue and the measurement
+// options that carry them, built once.
 type otelSeries struct {
-	send, receive, process attribute.Set
+	send, receive, process          attribute.Set
+	sendOpt, receiveOpt, processOpt metric.MeasurementOption
 }
 
 func newOtelSeries(queue string) otelSeries {
@@ -50,11 +52,13 @@ func newOtelSeries(queue string) otelSeries {
 	with := func(kv ...attribute.KeyValue) attribute.Set {
 		return attribute.NewSet(append(append([]attribute.KeyValue(nil), base...), kv...)...)
 	}
-	return otelSeries{
+	o := otelSeries{
 		send:    with(semconv.MessagingOperationName("send"), semconv.MessagingOperationTypeSend),
 		receive: with(semconv.MessagingOperationName("receive"), semconv.MessagingOperationTypeReceive),
 		process: with(semconv.MessagingOperationName("process"), semconv.MessagingOperationTypeProcess),
 	}
+	o.sendOpt, o.receiveOpt, o.processOpt = metric.WithAttributeSet(o.send), metric.WithAttributeSet(o.receive), metric.WithAttributeSet(o.process)
+	return o
 }
 
 // withError is set plus error.type.
@@ -64,28 +68,28 @@ func withError(set attribute.Set, errType string) attribute.Set {
 }
 
 func (o *otelMetrics) sent(s *series, took time.Duration, err error) {
-	set := s.otel.send
+	opt := s.otel.sendOpt
 	if err != nil {
-		set = withError(set, errorType(err))
+		opt = metric.WithAttributeSet(withError(s.otel.send, errorType(err)))
 	}
 	ctx := context.Background()
-	o.sentMessages.Add(ctx, 1, metric.WithAttributeSet(set))
-	o.operationDuration.Record(ctx, took.Seconds(), metric.WithAttributeSet(set))
+	o.sentMessages.Add(ctx, 1, opt)
+	o.operationDuration.Record(ctx, took.Seconds(), opt)
 }
 
 func (o *otelMetrics) consumed(s *series) {
-	o.consumedMessages.Add(context.Background(), 1, metric.WithAttributeSet(s.otel.receive))
+	o.consumedMessages.Add(context.Background(), 1, s.otel.receiveOpt)
 }
 
 func (o *otelMetrics) processed(s *series, took time.Duration, out Outcome) {
-	set := s.otel.process
+	opt := s.otel.processOpt
 	switch {
 	case out&Unsaved != 0:
-		set = withError(set, "result_not_saved")
+		opt = metric.WithAttributeSet(withError(s.otel.process, "result_not_saved"))
 	case out&Cancelled != 0:
-		set = withError(set, "cancelled")
+		opt = metric.WithAttributeSet(withError(s.otel.process, "cancelled"))
 	case out&Failed != 0:
-		set = withError(set, "task_failed")
+		opt = metric.WithAttributeSet(withError(s.otel.process, "task_failed"))
 	}
-	o.processDur.Record(context.Background(), took.Seconds(), metric.WithAttributeSet(set))
+	o.processDur.Record(context.Background(), took.Seconds(), opt)
 }

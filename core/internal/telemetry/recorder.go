@@ -92,28 +92,81 @@ func (r *Recorder) Tracing() bool { return r != nil && r.tracer != nil }
 
 type seriesKey struct{ task, queue string }
 
-// series is what the Recorder keeps per task and queue.
+// series is what the Recorder keeps per task and queue, resolved once so
+// that a kick or a run touches no map but the one lookup of its series:
+// the Prometheus collectors, the OpenTelemetry attribute sets and the span
+// names and attributes that do not change from message to message.
 type series struct {
 	task, queue string
 	prom        *promSeries
 	otel        otelSeries
+	// sendAttrs and processAttrs are the constant attributes of the spans
+	// of the series' kicks and runs, sendName and processName their names.
+	sendAttrs, processAttrs []attribute.KeyValue
+	sendName, processName   string
+	// exactTask: task is the message's own task name (not Other), so the
+	// constant attributes carry it.
+	exactTask bool
 }
 
+// get returns the series of a message of task on queue (raw names). The
+// series map is keyed by the raw names only while both are within the
+// label bounds, so it stays bounded; a name past the bound takes the slow
+// path to the Other series.
 func (r *Recorder) get(task, queue string) *series {
+	if queue == "" {
+		queue = DefaultQueue
+	}
 	k := seriesKey{task, queue}
 	if s, ok := r.series.Load(k); ok {
 		return s.(*series)
 	}
-	s := &series{task: task, queue: queue}
+	bt, bq := r.tasks.value(task), r.queues.value(queue)
+	if bt != task || bq != queue {
+		k = seriesKey{bt, bq}
+		if s, ok := r.series.Load(k); ok {
+			return s.(*series)
+		}
+	}
+	s := r.newSeries(bt, bq)
+	got, _ := r.series.LoadOrStore(k, s)
+	return got.(*series)
+}
+
+func (r *Recorder) newSeries(task, queue string) *series {
+	s := &series{task: task, queue: queue, exactTask: task != Other,
+		sendName: "send " + queue, processName: "process " + queue}
 	if r.prom != nil {
 		s.prom = r.prom.series(task, queue)
 	}
 	if r.otelm != nil {
 		s.otel = newOtelSeries(queue)
 	}
-	got, _ := r.series.LoadOrStore(k, s)
-	return got.(*series)
+	attrs := func(opType attribute.KeyValue, op string) []attribute.KeyValue {
+		kvs := []attribute.KeyValue{
+			semconv.MessagingSystemKey.String(messagingSystem),
+			opType,
+			semconv.MessagingOperationName(op),
+			semconv.MessagingDestinationName(queue),
+		}
+		if s.exactTask {
+			kvs = append(kvs, attribute.String(attrTaskName, task))
+		}
+		return kvs
+	}
+	s.sendAttrs = attrs(semconv.MessagingOperationTypeSend, "send")
+	s.processAttrs = attrs(semconv.MessagingOperationTypeProcess, "process")
+	return s
 }
+
+// The span kinds, as options made once.
+var (
+	producerKind = trace.WithSpanKind(trace.SpanKindProducer)
+	consumerKind = trace.WithSpanKind(trace.SpanKindConsumer)
+)
+
+// attrTaskName is the span attribute of the task name.
+const attrTaskName = "taskiq.task_name"
 
 // QueueOf is the queue label of a message, the same on the kicking and the
 // running side: its queue_name label, or DefaultQueue for the broker's
@@ -123,13 +176,6 @@ func QueueOf(msg *wire.Message) string {
 		return q
 	}
 	return DefaultQueue
-}
-
-func (r *Recorder) queueLabel(q string) string {
-	if q == "" {
-		q = DefaultQueue
-	}
-	return r.queues.value(q)
 }
 
 // StampKick writes the kick time into msg's labels (LabelQueueTime), from
@@ -148,7 +194,7 @@ func (r *Recorder) Kicked(msg *wire.Message) {
 	if r == nil || r.prom == nil {
 		return
 	}
-	r.get(r.tasks.value(msg.TaskName), r.queueLabel(QueueOf(msg))).prom.kicked.Inc()
+	r.get(msg.TaskName, QueueOf(msg)).prom.kicked.Inc()
 }
 
 // Send is the span of one kick.
@@ -166,26 +212,31 @@ func (r *Recorder) StartSend(ctx context.Context, msg *wire.Message) (context.Co
 	if r == nil || (r.tracer == nil && r.otelm == nil) {
 		return ctx, nil
 	}
-	s := r.get(r.tasks.value(msg.TaskName), r.queueLabel(QueueOf(msg)))
+	s := r.get(msg.TaskName, QueueOf(msg))
 	snd := &Send{r: r, s: s, begin: r.now()}
 	if r.tracer != nil {
-		ctx, snd.span = r.tracer.Start(ctx, "send "+s.queue, trace.WithSpanKind(trace.SpanKindProducer),
-			trace.WithAttributes(spanAttributes(semconv.MessagingOperationTypeSend, "send", s.queue, msg)...))
+		ctx, snd.span = r.tracer.Start(ctx, s.sendName, s.startOptions(producerKind, s.sendAttrs, msg, -1)...)
 		r.prop.Inject(ctx, labelCarrier{msg})
 	}
 	return ctx, snd
 }
 
-// spanAttributes are the messaging attributes of a span about msg.
-func spanAttributes(opType attribute.KeyValue, op, queue string, msg *wire.Message) []attribute.KeyValue {
-	return []attribute.KeyValue{
-		semconv.MessagingSystemKey.String(messagingSystem),
-		opType,
-		semconv.MessagingOperationName(op),
-		semconv.MessagingDestinationName(queue),
-		semconv.MessagingMessageID(msg.TaskID),
-		attribute.String("taskiq.task_name", msg.TaskName),
+// startOptions are the options of a span of the series: its kind and one
+// attribute list of exactly the size needed, the series' constant
+// attributes and those of msg itself (its id, its task name when the
+// series' is Other, and the attempt of a run; -1 for a kick). One list, so
+// the SDK copies it once instead of growing it option by option.
+func (s *series) startOptions(kind trace.SpanStartOption, constant []attribute.KeyValue, msg *wire.Message, attempt int) []trace.SpanStartOption {
+	kvs := make([]attribute.KeyValue, len(constant), len(constant)+3)
+	copy(kvs, constant)
+	kvs = append(kvs, semconv.MessagingMessageID(msg.TaskID))
+	if !s.exactTask {
+		kvs = append(kvs, attribute.String(attrTaskName, msg.TaskName))
 	}
+	if attempt >= 0 {
+		kvs = append(kvs, attribute.Int("taskiq.attempt", attempt))
+	}
+	return []trace.SpanStartOption{kind, trace.WithAttributes(kvs...)}
 }
 
 // End ends the kick's span, with err as its status.
@@ -260,7 +311,7 @@ func (r *Recorder) StartRun(ctx context.Context, msg *wire.Message, attempt int)
 	if r == nil {
 		return ctx, nil
 	}
-	s := r.get(r.tasks.value(msg.TaskName), r.queueLabel(QueueOf(msg)))
+	s := r.get(msg.TaskName, QueueOf(msg))
 	run := &Run{r: r, s: s, msg: msg, begin: r.now()}
 	if s.prom != nil {
 		s.prom.received.Inc()
@@ -270,9 +321,7 @@ func (r *Recorder) StartRun(ctx context.Context, msg *wire.Message, attempt int)
 	}
 	if r.tracer != nil {
 		parent := r.prop.Extract(ctx, labelCarrier{msg})
-		ctx, run.span = r.tracer.Start(parent, "process "+s.queue, trace.WithSpanKind(trace.SpanKindConsumer),
-			trace.WithAttributes(append(spanAttributes(semconv.MessagingOperationTypeProcess, "process", s.queue, msg),
-				attribute.Int("taskiq.attempt", attempt))...))
+		ctx, run.span = r.tracer.Start(parent, s.processName, s.startOptions(consumerKind, s.processAttrs, msg, attempt)...)
 	}
 	return ctx, run
 }

@@ -256,6 +256,29 @@ func nameOf(s *scheduleSource) string {
 	return s.name
 }
 
+// ScheduleTiming describes a schedule's timing as its attributes say it:
+// "cron 30 2 * * * (Europe/Berlin)", "every 30s", "at 2026-12-24T17:00:00Z".
+// The CLI and the dashboard show schedules with it.
+func ScheduleTiming(s Schedule) string {
+	zone := s.Timezone
+	if zone == "" {
+		zone = s.CronOffset
+	}
+	switch {
+	case s.Cron != "":
+		if zone != "" {
+			return "cron " + s.Cron + " (" + zone + ")"
+		}
+		return "cron " + s.Cron
+	case s.Interval > 0:
+		if s.Phase > 0 {
+			return fmt.Sprintf("every %s +%s", s.Interval, s.Phase)
+		}
+		return "every " + s.Interval.String()
+	}
+	return "at " + s.Time.UTC().Format(time.RFC3339)
+}
+
 // NextFireTimes returns the next n slots of s after t (jitter left out).
 func NextFireTimes(s Schedule, after time.Time, n int) ([]time.Time, error) {
 	sp, err := schedule.Compile(s)

@@ -250,6 +250,9 @@ pass it back with --cursor.`,
 	ff.add(cmd, string(core.StateQueued))
 	cmd.Flags().IntVar(&limit, "limit", 50, "page size (at most 1000)")
 	cmd.Flags().StringVar(&cursor, "cursor", "", "continue from the cursor a previous page printed")
+	for _, kind := range []core.ActionKind{core.ActionMove, core.ActionDelete} {
+		cmd.AddCommand(newActCmd(g, kind, core.StateQueued))
+	}
 	return cmd
 }
 
@@ -349,77 +352,117 @@ func newTaskCmd(g *globals) *cobra.Command {
 func newDeadCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "dead",
-		Short: "Re-kick or delete dead letters, by task id or by filter",
+		Short: "Re-kick, delete or move dead letters, by task id or by filter",
 	}
-	for _, kind := range []core.ActionKind{core.ActionRequeue, core.ActionDelete} {
-		var (
-			f      inspectFlags
-			ff     filterFlags
-			dryRun bool
-			all    bool
-			to     string
-		)
-		verb := map[core.ActionKind]string{core.ActionRequeue: "requeued", core.ActionDelete: "deleted"}[kind]
-		sub := &cobra.Command{
-			Use:   string(kind) + " [TASK_ID...]",
-			Short: map[core.ActionKind]string{core.ActionRequeue: "Put dead letters back in their queue", core.ActionDelete: "Delete dead letters for good"}[kind],
-			Long: `Act on the dead letters of a queue named by task id, or on every dead letter
-matching --task, --label and --filter (the whole filtered set, not a page),
-or on all of them with --all. --dry-run prints how many would be ` + verb + `.`,
-			Example: "  taskiq dead " + string(kind) + " --task billing.charge --filter timeout --dry-run\n  taskiq dead " + string(kind) + " 5f1c0e7d9a2b4c6e8f0a1b2c3d4e5f60",
-			RunE: func(cmd *cobra.Command, args []string) error {
-				filter, err := ff.filter()
-				if err != nil {
-					return err
-				}
-				if len(args) == 0 && filter.IsZero() && !all {
-					return errors.New("name the dead letters: task ids, a filter (--task, --label, --filter), or --all")
-				}
-				return f.withInspector(cmd, g, func(ctx context.Context, _ *core.App, in core.Inspector) error {
-					a := core.Action{Kind: kind, Queue: ff.queue, State: core.StateDead, Filter: filter, DryRun: dryRun, Target: to}
-					if len(args) > 0 {
-						refs, err := deadRefs(ctx, in, ff.queue, args)
-						if err != nil {
-							return err
-						}
-						a.Refs = refs
-					}
-					res, err := in.Act(ctx, a)
-					if err != nil {
-						return err
-					}
-					if f.json {
-						return printValue(g.stdout, res)
-					}
-					if dryRun {
-						fmt.Fprintf(g.stdout, "%d dead letters would be %s (dry run)\n", res.Matched, verb)
-					} else {
-						fmt.Fprintf(g.stdout, "%d dead letters %s\n", res.Done, verb)
-					}
-					return nil
-				})
-			},
-		}
-		f.add(sub)
-		ff.add(sub, string(core.StateDead))
-		_ = sub.Flags().MarkHidden("state")
-		sub.Flags().BoolVar(&dryRun, "dry-run", false, "only count the dead letters it would act on")
-		sub.Flags().BoolVar(&all, "all", false, "act on every dead letter of the queue")
-		if kind == core.ActionRequeue {
-			sub.Flags().StringVar(&to, "to", "", "put them in this queue instead of the one they died in")
-		}
-		cmd.AddCommand(sub)
+	for _, kind := range []core.ActionKind{core.ActionRequeue, core.ActionDelete, core.ActionMove} {
+		cmd.AddCommand(newActCmd(g, kind, core.StateDead))
 	}
 	return cmd
 }
 
-// deadRefs finds the refs of the dead letters of the given task ids.
-func deadRefs(ctx context.Context, in core.Inspector, queue string, ids []string) ([]string, error) {
+// newActCmd is a bulk action command: on the messages in state (the
+// default of --state; fixed for dead letters) named by task id, or on every
+// message matching the filter flags, or on all of them with --all.
+func newActCmd(g *globals, kind core.ActionKind, state core.MessageState) *cobra.Command {
+	var (
+		f      inspectFlags
+		ff     filterFlags
+		dryRun bool
+		all    bool
+		to     string
+	)
+	dead := state == core.StateDead
+	noun := "messages"
+	if dead {
+		noun = "dead letters"
+	}
+	verb := map[core.ActionKind]string{core.ActionRequeue: "requeued", core.ActionDelete: "deleted", core.ActionMove: "moved"}[kind]
+	short := map[core.ActionKind]string{
+		core.ActionRequeue: "Put " + noun + " back in their queue",
+		core.ActionDelete:  "Delete " + noun + " for good",
+		core.ActionMove:    "Move " + noun + " to another queue (--to)",
+	}[kind]
+	example := "  taskiq dead " + string(kind) + " --task billing.charge --filter timeout --dry-run\n  taskiq dead " + string(kind) + " 5f1c0e7d9a2b4c6e8f0a1b2c3d4e5f60"
+	if kind == core.ActionMove {
+		example = "  taskiq dead move --to billing-retry --task billing.charge --dry-run"
+	}
+	if !dead {
+		example = "  taskiq tasks move --queue default --to low --task reports.nightly --dry-run\n  taskiq tasks move --state delayed --to low 5f1c0e7d9a2b4c6e8f0a1b2c3d4e5f60"
+	}
+	sub := &cobra.Command{
+		Use:   string(kind) + " [TASK_ID...]",
+		Short: short,
+		Long: `Act on the ` + noun + ` of a queue named by task id, or on every one
+matching --task, --label and --filter (the whole filtered set, not a page),
+or on all of them with --all. --dry-run prints how many would be ` + verb + `.`,
+		Example: example,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			filter, err := ff.filter()
+			if err != nil {
+				return err
+			}
+			st, err := ff.messageState()
+			if err != nil {
+				return err
+			}
+			if len(args) == 0 && filter.IsZero() && !all {
+				return errors.New("name the " + noun + ": task ids, a filter (--task, --label, --filter), or --all")
+			}
+			if kind == core.ActionMove && to == "" {
+				return errors.New("move needs --to QUEUE")
+			}
+			return f.withInspector(cmd, g, func(ctx context.Context, _ *core.App, in core.Inspector) error {
+				a := core.Action{Kind: kind, Queue: ff.queue, State: st, Filter: filter, DryRun: dryRun, Target: to}
+				if len(args) > 0 {
+					refs, err := messageRefs(ctx, in, ff.queue, st, args)
+					if err != nil {
+						return err
+					}
+					a.Refs = refs
+				}
+				res, err := in.Act(ctx, a)
+				if err != nil {
+					return err
+				}
+				if f.json {
+					return printValue(g.stdout, res)
+				}
+				if dryRun {
+					fmt.Fprintf(g.stdout, "%d %s would be %s (dry run)\n", res.Matched, noun, verb)
+				} else {
+					fmt.Fprintf(g.stdout, "%d %s %s\n", res.Done, noun, verb)
+				}
+				return nil
+			})
+		},
+	}
+	f.add(sub)
+	ff.add(sub, string(state))
+	if dead {
+		_ = sub.Flags().MarkHidden("state")
+	}
+	sub.Flags().BoolVar(&dryRun, "dry-run", false, "only count the "+noun+" it would act on")
+	sub.Flags().BoolVar(&all, "all", false, "act on every one of the queue's "+noun)
+	switch kind {
+	case core.ActionRequeue:
+		sub.Flags().StringVar(&to, "to", "", "put them in this queue instead of their own")
+	case core.ActionMove:
+		sub.Flags().StringVar(&to, "to", "", "the queue to move them to (required)")
+	}
+	return sub
+}
+
+// messageRefs finds the refs of the messages in state of the given task ids.
+func messageRefs(ctx context.Context, in core.Inspector, queue string, state core.MessageState, ids []string) ([]string, error) {
 	var refs []string
 	for _, id := range ids {
-		m, err := in.Task(ctx, core.TaskRef{TaskID: id, Queue: queue, State: core.StateDead})
+		m, err := in.Task(ctx, core.TaskRef{TaskID: id, Queue: queue, State: state})
 		if err != nil {
-			return nil, fmt.Errorf("dead letter of task %s: %w", id, err)
+			what := string(state) + " message"
+			if state == core.StateDead {
+				what = "dead letter"
+			}
+			return nil, fmt.Errorf("%s of task %s: %w", what, id, err)
 		}
 		refs = append(refs, m.Ref)
 	}

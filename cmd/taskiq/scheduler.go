@@ -217,27 +217,6 @@ func newScheduleCmd(g *globals) *cobra.Command {
 	return cmd
 }
 
-// when describes a schedule's timing as its attributes say it.
-func when(s core.Schedule) string {
-	zone := s.Timezone
-	if zone == "" {
-		zone = s.CronOffset
-	}
-	switch {
-	case s.Cron != "":
-		if zone != "" {
-			return "cron " + s.Cron + " (" + zone + ")"
-		}
-		return "cron " + s.Cron
-	case s.Interval > 0:
-		if s.Phase > 0 {
-			return fmt.Sprintf("every %s +%s", s.Interval, s.Phase)
-		}
-		return "every " + s.Interval.String()
-	}
-	return "at " + s.Time.UTC().Format(time.RFC3339)
-}
-
 func printSchedules(g *globals, list []core.ScheduleInfo, next int, asJSON bool) error {
 	now := time.Now()
 	type row struct {
@@ -251,7 +230,7 @@ func printSchedules(g *globals, list []core.ScheduleInfo, next int, asJSON bool)
 	}
 	rows := make([]row, 0, len(list))
 	for _, s := range list {
-		r := row{ID: s.ID, Origin: s.Origin, Task: s.TaskName, When: when(s.Schedule), Paused: s.Paused}
+		r := row{ID: s.ID, Origin: s.Origin, Task: s.TaskName, When: core.ScheduleTiming(s.Schedule), Paused: s.Paused}
 		times, err := core.NextFireTimes(s.Schedule, now, next)
 		if err != nil {
 			r.Problem = err.Error()

@@ -99,6 +99,7 @@ func BenchmarkPages(b *testing.B) {
 		{"dead-search-miss", "/tasks?queue=" + q + "&state=dead&q=no-such-text"},
 		{"task", "/task/" + d.TaskID + "?queue=" + q + "&state=dead&ref=" + d.Ref},
 		{"workers", "/workers"},
+		{"schedules", "/schedules"},
 		// A task named by id alone (taskiq task ID, a typed URL): searched,
 		// running, delayed and dead first, then the queue, reading up to
 		// searchBudget messages per state; this one is the last queued.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"net/http/httptest"
 	"os"
@@ -56,8 +57,9 @@ func randomName() string {
 	return "dashboard-e2e-" + hex.EncodeToString(b)
 }
 
-// loadRedisApp writes a taskiq.hcl for queue q on Redis url and loads it.
-func loadRedisApp(t testing.TB, url, q string) *core.App {
+// loadRedisApp writes a taskiq.hcl for queue q on Redis url, with the
+// extra blocks, and loads it.
+func loadRedisApp(t testing.TB, url, q string, extra ...string) *core.App {
 	t.Helper()
 	dir := t.TempDir()
 	buildRedisPlugin(t, dir)
@@ -79,7 +81,7 @@ result_backend "default" {
     prefix = %q
   }
 }
-`, dir, url, q, url, q)
+`, dir, url, q, url, q) + strings.Join(extra, "\n")
 	path := filepath.Join(dir, "taskiq.hcl")
 	require.NoError(t, os.WriteFile(path, []byte(cfg), 0o600))
 	app, err := core.Load(context.Background(), path, core.WithLogger(hclog.New(&hclog.LoggerOptions{Level: hclog.Warn, Output: os.Stderr})))
@@ -101,7 +103,20 @@ func TestBrowser(t *testing.T) {
 		needService(t, "chromium ("+chromiumPath+", apt-get install -y chromium)")
 	}
 	q := randomName()
-	app := loadRedisApp(t, url, q)
+	app := loadRedisApp(t, url, q, fmt.Sprintf(`schedule_source "redis" {
+  plugin = "taskiq-redis"
+  config {
+    url    = %q
+    prefix = "%s:schedule"
+  }
+}
+schedule "nightly-report" {
+  task   = "e2e.build_report"
+  args   = ["acme"]
+  labels = { queue_name = "%s-reports" }
+  cron   = "30 2 * * *"
+}
+`, url, q, q))
 	ctx := context.Background()
 
 	var broken atomic.Bool
@@ -264,4 +279,34 @@ func TestBrowser(t *testing.T) {
 		chromedp.WaitVisible(chromedp.CSS("#workers")), shot("workers")))
 	host, _ := os.Hostname()
 	require.Contains(t, text("#workers"), host, "the running worker is listed from its heartbeat")
+
+	// Schedules: one from taskiq.hcl, one in the schedule source; pause
+	// and resume the latter, trigger it and see its task complete.
+	require.NoError(t, app.AddSchedule(ctx, "", core.Schedule{ID: "sync-invoices", TaskName: "e2e.add",
+		Args: []json.RawMessage{json.RawMessage("20"), json.RawMessage("22")}, Interval: 15 * time.Minute}))
+	require.NoError(t, chromedp.Do(bctx,
+		chromedp.Click(chromedp.CSS("#nav-schedules")),
+		chromedp.WaitVisible(chromedp.CSS("#schedules"))))
+	list := text("#schedules")
+	require.Contains(t, list, "nightly-report")
+	require.Contains(t, list, "cron 30 2 * * *")
+	require.Contains(t, list, "every 15m0s")
+	require.NoError(t, chromedp.Do(bctx,
+		chromedp.Click(chromedp.CSS("#pause-sync-invoices")),
+		chromedp.WaitVisible(chromedp.CSS("#resume-sync-invoices"))))
+	require.Contains(t, text("#flash"), "schedule sync-invoices paused")
+	require.Contains(t, text("#schedule-sync-invoices"), "paused")
+	require.NoError(t, chromedp.Do(bctx,
+		chromedp.Click(chromedp.CSS("#resume-sync-invoices")),
+		chromedp.WaitVisible(chromedp.CSS("#pause-sync-invoices"))))
+	require.Contains(t, text("#flash"), "schedule sync-invoices resumed")
+	require.NoError(t, chromedp.Do(bctx,
+		chromedp.Click(chromedp.CSS("#trigger-sync-invoices")),
+		chromedp.WaitVisible(chromedp.Search(`//div[@id="flash"][contains(., "triggered")]`)), shot("schedules")))
+	flash := text("#flash")
+	_, taskID, ok := strings.Cut(flash, "triggered: task ")
+	require.True(t, ok, flash)
+	sum, err := core.ResultOf[int](app, strings.TrimSpace(taskID)).WaitResult(ctx, 20*time.Second)
+	require.NoError(t, err)
+	require.EqualValues(t, 42, sum.ReturnValue, "the triggered schedule's task ran")
 }

@@ -2,7 +2,9 @@
 // the queues, the messages of a queue by state with server-side search, one
 // task (message, labels, attempts, result or error with its cause chain,
 // progress), the dead letters with re-kick or delete of a selection or of
-// a whole filtered set, and the workers. It renders html/template pages on
+// a whole filtered set (and a move of either to another queue), the
+// workers, and the schedules with their next fires (pause, resume,
+// trigger). It renders html/template pages on
 // the server; its stylesheet is embedded with go:embed, and nothing is
 // built at install time.
 //
@@ -12,7 +14,8 @@
 //	h, err := dashboard.New(app, dashboard.Options{Prefix: "/taskiq", Token: os.Getenv("TASKIQ_DASHBOARD_TOKEN")})
 //	mux.Handle("/taskiq/", h)
 //
-// Every action (re-kick, delete, pause, cancel) is a POST that carries a
+// Every action (re-kick, delete, move, pause, cancel, a schedule's pause,
+// resume or trigger) is a POST that carries a
 // CSRF token (a double-submit cookie, SameSite=Strict, checked in constant
 // time) and is refused in read-only mode. Options.Token or
 // Options.BasicUser protect the whole dashboard. Configuration is never
@@ -110,6 +113,8 @@ func New(app *core.App, opts Options) (*Handler, error) {
 	})
 	mux.HandleFunc("GET /task/{id}", h.task)
 	mux.HandleFunc("GET /workers", h.workers)
+	mux.HandleFunc("GET /schedules", h.schedules)
+	mux.HandleFunc("POST /schedule", h.scheduleAction)
 	mux.HandleFunc("POST /actions", h.action)
 	mux.HandleFunc("POST /pause", h.pause)
 	mux.HandleFunc("POST /cancel", h.cancel)

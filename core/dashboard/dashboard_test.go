@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/stretchr/testify/require"
@@ -29,12 +30,12 @@ type bundle struct {
 
 // setup serves the dashboard of an in-memory App under prefix, with one
 // dead letter of task "dash.fail" and one queued message of "dash.ok".
-func setup(t *testing.T, opts dashboard.Options) *bundle {
+func setup(t *testing.T, opts dashboard.Options, more ...core.Option) *bundle {
 	t.Helper()
 	b := &bundle{broker: inmemory.NewBroker(inmemory.BrokerOptions{})}
-	app, err := core.New(core.WithBroker("default", b.broker, inmemory.BrokerCapabilities...),
+	app, err := core.New(append([]core.Option{core.WithBroker("default", b.broker, inmemory.BrokerCapabilities...),
 		core.WithResultBackend(inmemory.NewResultBackend(inmemory.ResultOptions{}), sdk.CapWait, sdk.CapProgress),
-		core.WithLogger(hclog.NewNullLogger()))
+		core.WithLogger(hclog.NewNullLogger())}, more...)...)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = app.Close(context.Background()) })
 	b.app = app
@@ -59,7 +60,9 @@ func setup(t *testing.T, opts dashboard.Options) *bundle {
 	b.srv = httptest.NewServer(mux)
 	t.Cleanup(b.srv.Close)
 	jar, _ := cookiejar.New(nil)
-	b.client = &http.Client{Jar: jar}
+	// Its own transport: httptest.Server.Close closes the idle connections
+	// of http.DefaultTransport, which parallel tests would share.
+	b.client = &http.Client{Jar: jar, Transport: &http.Transport{}}
 	return b
 }
 
@@ -205,4 +208,90 @@ func mustInspector(t *testing.T, b *bundle) core.Inspector {
 	in, err := b.app.Inspector("")
 	require.NoError(t, err)
 	return in
+}
+
+// A move takes the selected messages, or the whole filtered set, to the
+// target queue; a dry run only counts them.
+func TestMoveAction(t *testing.T) {
+	t.Parallel()
+	b := setup(t, dashboard.Options{})
+	_, page := b.get(t, "/tasks?state=dead")
+	require.Contains(t, page, `id="move-selected"`)
+	csrf := csrfRe.FindStringSubmatch(page)[1]
+	ref := regexp.MustCompile(`name="ref" value="([^"]+)"`).FindStringSubmatch(page)[1]
+
+	form := url.Values{"csrf": {csrf}, "op": {"move"}, "state": {"dead"}, "queue": {"taskiq"}, "scope": {"selected"}, "back": {"/tasks?state=dead"}}
+	code, body := b.post(t, "/actions", form)
+	require.Equal(t, 200, code)
+	require.Contains(t, body, "nothing selected")
+	form.Set("ref", ref)
+	code, body = b.post(t, "/actions", form)
+	require.Equal(t, 200, code)
+	require.Contains(t, body, "needs a target queue")
+
+	form.Set("target", "parked")
+	form.Set("dry_run", "1")
+	_, body = b.post(t, "/actions", form)
+	require.Contains(t, body, "dry run: 1 messages would be moved")
+	require.Len(t, b.broker.DeadLetters(), 1)
+	form.Del("dry_run")
+	_, body = b.post(t, "/actions", form)
+	require.Contains(t, body, "1 messages moved")
+	require.Empty(t, b.broker.DeadLetters())
+	require.Equal(t, 1, b.broker.Len("parked"))
+
+	// The whole filtered set of queued messages: task dash.ok2 matches the
+	// nacked queued-1; another task name matches nothing.
+	all := url.Values{"csrf": {csrf}, "op": {"move"}, "state": {"queued"}, "queue": {"taskiq"}, "scope": {"filter"}, "task": {"dash.nothing"}, "target": {"parked"}}
+	_, body = b.post(t, "/actions", all)
+	require.Contains(t, body, "0 messages moved")
+	all.Set("task", "dash.ok2")
+	_, body = b.post(t, "/actions", all)
+	require.Contains(t, body, "1 messages moved")
+	require.Equal(t, 0, b.broker.Len(""))
+	require.Equal(t, 2, b.broker.Len("parked"))
+}
+
+// The schedules view lists every schedule with its next fires; pause,
+// resume and trigger are CSRF-protected POSTs, hidden in read-only mode.
+func TestSchedulesView(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC)
+	src := inmemory.NewScheduleSource(time.Now)
+	require.NoError(t, src.Add(context.Background(), core.Schedule{ID: "dyn", TaskName: "dash.ok", Interval: time.Hour}))
+	opts := []core.Option{core.WithSchedules(core.Schedule{ID: "nightly", TaskName: "dash.ok", Cron: "30 2 * * *"}),
+		core.WithScheduleSource("mem", src, inmemory.ScheduleCapabilities...)}
+	b := setup(t, dashboard.Options{Now: func() time.Time { return now }}, opts...)
+	code, page := b.get(t, "/schedules")
+	require.Equal(t, 200, code)
+	require.Contains(t, page, "cron 30 2 * * *")
+	require.Contains(t, page, "every 1h0m0s")
+	require.Contains(t, page, `title="2026-12-03 02:30:00 UTC">in 16h30m`, "the next fire, relative to the dashboard's clock")
+	require.Contains(t, page, "source:mem")
+	csrf := csrfRe.FindStringSubmatch(page)[1]
+
+	code, _ = b.post(t, "/schedule", url.Values{"op": {"pause"}, "id": {"dyn"}})
+	require.Equal(t, http.StatusForbidden, code, "no CSRF token")
+	code, page = b.post(t, "/schedule", url.Values{"csrf": {csrf}, "op": {"pause"}, "id": {"dyn"}, "back": {"/schedules"}})
+	require.Equal(t, 200, code)
+	require.Contains(t, page, "schedule dyn paused")
+	require.Contains(t, page, `id="resume-dyn"`)
+	got, _ := src.Schedules(context.Background())
+	require.True(t, got[0].Paused)
+	_, page = b.post(t, "/schedule", url.Values{"csrf": {csrf}, "op": {"resume"}, "id": {"dyn"}, "back": {"/schedules"}})
+	require.Contains(t, page, "schedule dyn resumed")
+	_, page = b.post(t, "/schedule", url.Values{"csrf": {csrf}, "op": {"pause"}, "id": {"nightly"}, "back": {"/schedules"}})
+	require.Contains(t, page, "failed: schedule &#34;nightly&#34; comes from")
+
+	before := b.broker.Len("")
+	_, page = b.post(t, "/schedule", url.Values{"csrf": {csrf}, "op": {"trigger"}, "id": {"nightly"}, "back": {"/schedules"}})
+	require.Contains(t, page, "schedule nightly triggered: task sched:nightly:manual:")
+	require.Equal(t, before+1, b.broker.Len(""))
+
+	ro := setup(t, dashboard.Options{ReadOnly: true}, opts...)
+	_, page = ro.get(t, "/schedules")
+	require.Contains(t, page, "nightly")
+	require.NotContains(t, page, "Trigger now")
+	code, _ = ro.post(t, "/schedule", url.Values{"op": {"trigger"}, "id": {"nightly"}})
+	require.Equal(t, http.StatusForbidden, code)
 }

@@ -484,3 +484,66 @@ func (h *Handler) cancel(w http.ResponseWriter, r *http.Request) {
 		h.back(w, r, "task "+id+" cancelled")
 	}
 }
+
+// scheduleRow is one schedule of the schedules view.
+type scheduleRow struct {
+	core.ScheduleInfo
+	Timing  string
+	Next    []time.Time
+	Problem string
+}
+
+// scheduleFires is how many next fires the schedules view shows.
+const scheduleFires = 3
+
+// schedules lists every schedule the scheduler would run (App.Schedules,
+// as `taskiq schedule list` does) with its next fires.
+func (h *Handler) schedules(w http.ResponseWriter, r *http.Request) {
+	list, err := h.app.Schedules(r.Context())
+	if err != nil && len(list) == 0 {
+		h.fail(w, r, http.StatusBadGateway, err)
+		return
+	}
+	v := struct {
+		Rows    []scheduleRow
+		Warning string
+	}{}
+	if err != nil {
+		v.Warning = err.Error()
+	}
+	now := h.opts.Now()
+	for _, s := range list {
+		row := scheduleRow{ScheduleInfo: s, Timing: core.ScheduleTiming(s.Schedule)}
+		row.Next, err = core.NextFireTimes(s.Schedule, now, scheduleFires)
+		if err != nil {
+			row.Problem = err.Error()
+		}
+		v.Rows = append(v.Rows, row)
+	}
+	h.render(w, r, "schedules", "Schedules", v)
+}
+
+// scheduleAction pauses, resumes or triggers one schedule.
+func (h *Handler) scheduleAction(w http.ResponseWriter, r *http.Request) {
+	if !h.checkPost(w, r) {
+		return
+	}
+	id, op := r.PostForm.Get("id"), r.PostForm.Get("op")
+	var err error
+	var msg string
+	switch op {
+	case "pause", "resume":
+		err = h.app.SetSchedulePaused(r.Context(), id, op == "pause")
+		msg = "schedule " + id + " " + op + "d"
+	case "trigger":
+		var taskID string
+		taskID, err = h.app.TriggerSchedule(r.Context(), id)
+		msg = "schedule " + id + " triggered: task " + taskID
+	default:
+		err = fmt.Errorf("unknown schedule action %q (want pause, resume or trigger)", op)
+	}
+	if err != nil {
+		msg = "failed: " + err.Error()
+	}
+	h.back(w, r, msg)
+}

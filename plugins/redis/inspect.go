@@ -520,9 +520,13 @@ func (b *broker) Task(ctx context.Context, ref sdk.TaskRef) (sdk.MessageInfo, er
 			return sdk.MessageInfo{}, fmt.Errorf("task %s: %w", ref.TaskID, sdk.ErrTaskNotFound)
 		}
 	}
-	queues, _, err := b.knownQueues(ctx)
-	if err != nil {
-		return sdk.MessageInfo{}, wrapErr("inspect task", b.addr, err)
+	queues := []string{b.queueName(ref.Queue)}
+	if ref.Queue == "" {
+		known, _, err := b.knownQueues(ctx)
+		if err != nil {
+			return sdk.MessageInfo{}, wrapErr("inspect task", b.addr, err)
+		}
+		queues = known
 	}
 	states := []sdk.MessageState{sdk.StateRunning, sdk.StateDelayed, sdk.StateDead, sdk.StateQueued}
 	if ref.State.Valid() {
@@ -606,6 +610,12 @@ func (b *broker) Act(ctx context.Context, a sdk.Action) (sdk.ActionResult, error
 	res := sdk.ActionResult{Matched: len(sel)}
 	if a.DryRun {
 		return res, nil
+	}
+	if a.Target != "" && len(sel) > 0 {
+		// The target queue is listed from now on, as a kick to it would be.
+		if err := b.client.SAdd(ctx, b.queuesKey(), b.queueName(a.Target)).Err(); err != nil {
+			return sdk.ActionResult{Matched: len(sel)}, wrapErr("inspect act", b.addr, err)
+		}
 	}
 	for chunk := range slices.Chunk(sel, 200) {
 		pipe := b.client.Pipeline()

@@ -2,7 +2,6 @@ package taskiqnats
 
 import (
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"net/url"
@@ -420,34 +419,8 @@ func nkeyOption(seed, file string) (nats.Option, error) {
 	return nats.Nkey(pub, func(nonce []byte) ([]byte, error) { return kp.Sign(nonce) }), nil
 }
 
+// buildTLS builds the TLS configuration of the tls_* attributes.
 func buildTLS(c connConfig) (*tls.Config, []error) {
-	var errs []error
-	cfg := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: c.TLSInsecureSkipVerify}
-	if c.TLSCAFile != "" {
-		pem, err := os.ReadFile(c.TLSCAFile)
-		switch {
-		case err != nil:
-			errs = append(errs, sdk.AttrError("tls_ca_file", "cannot read the CA file: %v", err))
-		default:
-			pool := x509.NewCertPool()
-			if !pool.AppendCertsFromPEM(pem) {
-				errs = append(errs, sdk.AttrError("tls_ca_file", "%s holds no PEM certificate", c.TLSCAFile))
-			}
-			cfg.RootCAs = pool
-		}
-	}
-	switch {
-	case c.TLSCertFile != "" && c.TLSKeyFile == "":
-		errs = append(errs, sdk.AttrError("tls_key_file", "tls_cert_file is set, so give the file of its private key here"))
-	case c.TLSKeyFile != "" && c.TLSCertFile == "":
-		errs = append(errs, sdk.AttrError("tls_cert_file", "tls_key_file is set, so give the file of its certificate here"))
-	case c.TLSCertFile != "":
-		pair, err := tls.LoadX509KeyPair(c.TLSCertFile, c.TLSKeyFile)
-		if err != nil {
-			errs = append(errs, sdk.AttrError("tls_cert_file", "cannot load the client certificate %s with key %s: %v", c.TLSCertFile, c.TLSKeyFile, err))
-		} else {
-			cfg.Certificates = []tls.Certificate{pair}
-		}
-	}
-	return cfg, errs
+	return sdk.ClientTLS(nil, sdk.TLSFiles{CAFile: c.TLSCAFile, CertFile: c.TLSCertFile,
+		KeyFile: c.TLSKeyFile, InsecureSkipVerify: c.TLSInsecureSkipVerify})
 }

@@ -124,6 +124,12 @@ func resultSchema() sdk.Schema {
 		sdk.Attribute{Name: "poll_fallback", Type: sdk.TypeDuration, Default: "1s", Description: "WaitResult " +
 			"is woken by a watch of the bucket; it re-reads the key at this interval as well, so an " +
 			"update missed during a reconnect still completes the wait."},
+		sdk.Attribute{Name: "serializer", Type: sdk.TypeString, Default: serializerJSON,
+			Description: `How results and progress are stored: "json" (the default) or "pickle" ` +
+				`(protocol 4 of the same values, as Python taskiq's default PickleSerializer writes ` +
+				`them). Only plain data is read from a pickle (dict, list, str, int, float, bool, ` +
+				`None); nothing a pickle names is imported or called. With "pickle", JSON values are ` +
+				`still read.`},
 	)
 	return sdk.Schema{Attributes: attrs}
 }
@@ -194,6 +200,7 @@ type resultConfig struct {
 	ResultTTL    *string `json:"result_ttl"`
 	KeepResults  *bool   `json:"keep_results"`
 	PollFallback *string `json:"poll_fallback"`
+	Serializer   string  `json:"serializer"`
 }
 
 type resultOptions struct {
@@ -201,6 +208,7 @@ type resultOptions struct {
 	ttl          time.Duration
 	keepResults  bool
 	pollFallback time.Duration
+	serializer   string // serializerJSON or serializerPickle
 }
 
 func parseDuration(attr string, v *string, def, min time.Duration, errs *[]error) time.Duration {
@@ -308,6 +316,11 @@ func decodeResultConfig(cfg sdk.Config) (connOptions, resultOptions, error) {
 	o.pollFallback = parseDuration("poll_fallback", c.PollFallback, time.Second, time.Millisecond, &errs)
 	if c.KeepResults != nil {
 		o.keepResults = *c.KeepResults
+	}
+	switch o.serializer = or(c.Serializer, serializerJSON); o.serializer {
+	case serializerJSON, serializerPickle:
+	default:
+		errs = append(errs, sdk.AttrError("serializer", "unknown serializer %q; use \"json\" or \"pickle\"", o.serializer))
 	}
 	conn, cerrs := validateConn(c.connConfig)
 	errs = append(errs, cerrs...)

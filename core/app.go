@@ -76,7 +76,7 @@ type brokerEntry struct {
 	name   string
 	broker sdk.Broker
 	caps   []string
-	kicks  *coalesce.Coalescer[sdk.Outgoing]
+	kicks  *kickLanes
 	// maxSize is the broker's own message size limit (sdk.MessageSizeLimiter),
 	// 0 when it declares none.
 	maxSize int
@@ -111,7 +111,7 @@ func (a *App) addBroker(name string, b Broker, capabilities []string) error {
 	if c, ok := b.(sdk.Canceller); ok && sdk.Has(capabilities, sdk.CapCancel) {
 		e.canc = c
 	}
-	e.kicks = coalesce.New(256, b.Kick)
+	e.kicks = newKickLanes(kickLaneCount, kickBatch, b.Kick)
 	a.brokers[name] = e
 	if a.defaultBroker == "" {
 		a.defaultBroker = name

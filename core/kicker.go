@@ -6,7 +6,10 @@ import (
 	"encoding/hex"
 	"fmt"
 	"math"
+	"sync/atomic"
 	"time"
+
+	"github.com/taskiq-go/taskiq/internal/coalesce"
 
 	"github.com/taskiq-go/taskiq/plugin/sdk"
 	"github.com/taskiq-go/taskiq/plugin/sdk/wire"
@@ -135,6 +138,61 @@ func (a *App) kickOnce(ctx context.Context, broker string, dedup time.Duration, 
 		a.tel.Kicked(msg)
 	}
 	return nil
+}
+
+// kickBatch is the most messages one kick batch carries, and kickLaneCount how
+// many batches a broker has in flight at once. One batch at a time bounded
+// brokers whose batch waits on a round trip per batch (JetStream publish
+// acks, RabbitMQ confirms): the next batch only started once the last was
+// acknowledged. Two overlap that wait.
+const (
+	kickBatch     = 256
+	kickLaneCount = 2
+)
+
+// kickLanes spreads a broker's kicks over a few coalescers, each sending
+// one batch at a time, so that up to len(lanes) batches are in flight.
+//
+// A Do joins the lane with the fewest messages queued or in flight: a lone
+// caller always takes the first lane (one call, as with one coalescer),
+// and under load new kicks gather in the idle lane while the other one's
+// batch is out. Each Do still returns the error of the batch that carried
+// its messages. Batches of different lanes may reach the broker in either
+// order; a caller that waits for one Kiq before the next keeps its own
+// order, as concurrent Kiq calls never had one.
+type kickLanes struct {
+	lanes []*coalesce.Coalescer[sdk.Outgoing]
+	load  []atomic.Int64 // messages queued or in flight per lane
+}
+
+func newKickLanes(n, max int, flush func(context.Context, []sdk.Outgoing) error) *kickLanes {
+	k := &kickLanes{lanes: make([]*coalesce.Coalescer[sdk.Outgoing], n), load: make([]atomic.Int64, n)}
+	for i := range k.lanes {
+		k.lanes[i] = coalesce.New(max, flush)
+	}
+	return k
+}
+
+// Do sends msgs in the least loaded lane's next batch and returns that
+// batch's error (coalesce.Coalescer.Do).
+func (k *kickLanes) Do(ctx context.Context, msgs ...sdk.Outgoing) error {
+	best := 0
+	for i := 1; i < len(k.lanes); i++ {
+		if k.load[i].Load() < k.load[best].Load() {
+			best = i
+		}
+	}
+	n := int64(len(msgs))
+	k.load[best].Add(n)
+	defer k.load[best].Add(-n)
+	return k.lanes[best].Do(ctx, msgs...)
+}
+
+// Close flushes every lane and ends its goroutine.
+func (k *kickLanes) Close() {
+	for _, l := range k.lanes {
+		l.Close()
+	}
 }
 
 // outgoing encodes a message and lifts its routing labels.

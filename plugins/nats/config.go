@@ -2,7 +2,6 @@ package taskiqnats
 
 import (
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"net/url"
@@ -125,6 +124,12 @@ func resultSchema() sdk.Schema {
 		sdk.Attribute{Name: "poll_fallback", Type: sdk.TypeDuration, Default: "1s", Description: "WaitResult " +
 			"is woken by a watch of the bucket; it re-reads the key at this interval as well, so an " +
 			"update missed during a reconnect still completes the wait."},
+		sdk.Attribute{Name: "serializer", Type: sdk.TypeString, Default: serializerJSON,
+			Description: `How results and progress are stored: "json" (the default) or "pickle" ` +
+				`(protocol 4 of the same values, as Python taskiq's default PickleSerializer writes ` +
+				`them). Only plain data is read from a pickle (dict, list, str, int, float, bool, ` +
+				`None); nothing a pickle names is imported or called. With "pickle", JSON values are ` +
+				`still read.`},
 	)
 	return sdk.Schema{Attributes: attrs}
 }
@@ -195,6 +200,7 @@ type resultConfig struct {
 	ResultTTL    *string `json:"result_ttl"`
 	KeepResults  *bool   `json:"keep_results"`
 	PollFallback *string `json:"poll_fallback"`
+	Serializer   string  `json:"serializer"`
 }
 
 type resultOptions struct {
@@ -202,6 +208,7 @@ type resultOptions struct {
 	ttl          time.Duration
 	keepResults  bool
 	pollFallback time.Duration
+	serializer   string // serializerJSON or serializerPickle
 }
 
 func parseDuration(attr string, v *string, def, min time.Duration, errs *[]error) time.Duration {
@@ -309,6 +316,11 @@ func decodeResultConfig(cfg sdk.Config) (connOptions, resultOptions, error) {
 	o.pollFallback = parseDuration("poll_fallback", c.PollFallback, time.Second, time.Millisecond, &errs)
 	if c.KeepResults != nil {
 		o.keepResults = *c.KeepResults
+	}
+	switch o.serializer = or(c.Serializer, serializerJSON); o.serializer {
+	case serializerJSON, serializerPickle:
+	default:
+		errs = append(errs, sdk.AttrError("serializer", "unknown serializer %q; use \"json\" or \"pickle\"", o.serializer))
 	}
 	conn, cerrs := validateConn(c.connConfig)
 	errs = append(errs, cerrs...)
@@ -420,34 +432,8 @@ func nkeyOption(seed, file string) (nats.Option, error) {
 	return nats.Nkey(pub, func(nonce []byte) ([]byte, error) { return kp.Sign(nonce) }), nil
 }
 
+// buildTLS builds the TLS configuration of the tls_* attributes.
 func buildTLS(c connConfig) (*tls.Config, []error) {
-	var errs []error
-	cfg := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: c.TLSInsecureSkipVerify}
-	if c.TLSCAFile != "" {
-		pem, err := os.ReadFile(c.TLSCAFile)
-		switch {
-		case err != nil:
-			errs = append(errs, sdk.AttrError("tls_ca_file", "cannot read the CA file: %v", err))
-		default:
-			pool := x509.NewCertPool()
-			if !pool.AppendCertsFromPEM(pem) {
-				errs = append(errs, sdk.AttrError("tls_ca_file", "%s holds no PEM certificate", c.TLSCAFile))
-			}
-			cfg.RootCAs = pool
-		}
-	}
-	switch {
-	case c.TLSCertFile != "" && c.TLSKeyFile == "":
-		errs = append(errs, sdk.AttrError("tls_key_file", "tls_cert_file is set, so give the file of its private key here"))
-	case c.TLSKeyFile != "" && c.TLSCertFile == "":
-		errs = append(errs, sdk.AttrError("tls_cert_file", "tls_key_file is set, so give the file of its certificate here"))
-	case c.TLSCertFile != "":
-		pair, err := tls.LoadX509KeyPair(c.TLSCertFile, c.TLSKeyFile)
-		if err != nil {
-			errs = append(errs, sdk.AttrError("tls_cert_file", "cannot load the client certificate %s with key %s: %v", c.TLSCertFile, c.TLSKeyFile, err))
-		} else {
-			cfg.Certificates = []tls.Certificate{pair}
-		}
-	}
-	return cfg, errs
+	return sdk.ClientTLS(nil, sdk.TLSFiles{CAFile: c.TLSCAFile, CertFile: c.TLSCertFile,
+		KeyFile: c.TLSKeyFile, InsecureSkipVerify: c.TLSInsecureSkipVerify})
 }

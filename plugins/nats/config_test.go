@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/taskiq-go/taskiq/plugin/sdk"
+	"github.com/taskiq-go/taskiq/plugin/sdk/wire"
 )
 
 func cfgOf(t *testing.T, kv map[string]any) sdk.Config {
@@ -109,4 +110,32 @@ func TestResultConfig(t *testing.T) {
 	require.Contains(t, attrsOf(err), "bucket")
 	require.Error(t, checkKey("has space"))
 	require.NoError(t, checkKey("5f1c0e7d9a2b4c6e8f0a1b2c3d4e5f60"))
+}
+
+func TestResultSerializer(t *testing.T) {
+	_, o, err := decodeResultConfig(cfgOf(t, nil))
+	require.NoError(t, err)
+	require.Equal(t, serializerJSON, o.serializer)
+	_, _, err = decodeResultConfig(cfgOf(t, map[string]any{"serializer": "yaml"}))
+	require.Contains(t, attrsOf(err), "serializer")
+
+	body := []byte(`{"is_err":false,"return_value":[1,"two",null],"execution_time":0.5}`)
+	pickled := &resultBackend{opts: resultOptions{serializer: serializerPickle}}
+	stored, err := pickled.encode(body)
+	require.NoError(t, err)
+	require.Equal(t, byte(0x80), stored[0], "stored as a pickle")
+	back, err := pickled.decode("k", stored)
+	require.NoError(t, err)
+	require.JSONEq(t, string(body), string(back))
+	back, err = pickled.decode("k", body)
+	require.NoError(t, err, "JSON is still read with pickle")
+	require.Equal(t, body, back)
+
+	plain := &resultBackend{opts: resultOptions{serializer: serializerJSON}}
+	same, err := plain.encode(body)
+	require.NoError(t, err)
+	require.Equal(t, body, same)
+	_, err = plain.decode("k", stored)
+	require.ErrorIs(t, err, wire.ErrMalformed, "a pickle is refused without serializer = pickle")
+	require.Contains(t, err.Error(), `serializer = "pickle"`)
 }

@@ -13,8 +13,45 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/taskiq-go/taskiq/internal/backoff"
+	"github.com/taskiq-go/taskiq/internal/pickle"
 	"github.com/taskiq-go/taskiq/plugin/sdk"
+	"github.com/taskiq-go/taskiq/plugin/sdk/wire"
 )
+
+// Serializers of the result backend: how results and progress are stored.
+const (
+	serializerJSON   = "json"   // the JSON of the wire format
+	serializerPickle = "pickle" // pickle protocol 4 of that JSON (Python taskiq's PickleSerializer)
+)
+
+// encode turns the JSON the host sends into the stored form.
+func (r *resultBackend) encode(body []byte) ([]byte, error) {
+	if r.opts.serializer != serializerPickle {
+		return body, nil
+	}
+	b, err := pickle.FromJSON(body)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", wire.ErrMalformed, err)
+	}
+	return b, nil
+}
+
+// decode turns a stored value of key back into JSON. A pickle (its PROTO
+// opcode 0x80 first; JSON never starts so) is read only with serializer
+// "pickle"; JSON is read with either.
+func (r *resultBackend) decode(key string, stored []byte) ([]byte, error) {
+	if len(stored) == 0 || stored[0] != 0x80 {
+		return stored, nil
+	}
+	if r.opts.serializer != serializerPickle {
+		return nil, fmt.Errorf("%w: the value of %s is a pickle: set serializer = \"pickle\" in this result backend's config", wire.ErrMalformed, key)
+	}
+	b, err := pickle.ToJSON(stored)
+	if err != nil {
+		return nil, fmt.Errorf("%w: the value of %s: %w", wire.ErrMalformed, key, err)
+	}
+	return b, nil
+}
 
 // resultBackend stores results in a JetStream key-value bucket: key = task
 // id, value = the result JSON; progress under "<task id>__progress".
@@ -112,7 +149,11 @@ func (r *resultBackend) SetResults(ctx context.Context, results []sdk.StoredResu
 		if err := checkKey(res.TaskID); err != nil {
 			return fmt.Errorf("nats set result: %w", err)
 		}
-		f, err := r.js.PublishMsgAsync(&nats.Msg{Subject: "$KV." + r.opts.bucket + "." + res.TaskID, Data: res.Body})
+		body, err := r.encode(res.Body)
+		if err != nil {
+			return fmt.Errorf("nats set result of task %s: %w", res.TaskID, err)
+		}
+		f, err := r.js.PublishMsgAsync(&nats.Msg{Subject: "$KV." + r.opts.bucket + "." + res.TaskID, Data: body})
 		if err != nil {
 			return r.wrap("set result", err)
 		}
@@ -151,7 +192,7 @@ func (r *resultBackend) get(ctx context.Context, key string) ([]byte, error) {
 	if err != nil {
 		return nil, r.wrap("get "+key, err)
 	}
-	return e.Value(), nil
+	return r.decode(key, e.Value())
 }
 
 // GetResult returns the result of taskID; with keep_results = false the
@@ -198,7 +239,11 @@ func (r *resultBackend) SetProgress(ctx context.Context, taskID string, progress
 	}
 	ctx, cancel := context.WithTimeout(ctx, r.conn.requestTimeout)
 	defer cancel()
-	if _, err := kv.Put(ctx, taskID+progressSuffix, progress); err != nil {
+	stored, err := r.encode(progress)
+	if err != nil {
+		return fmt.Errorf("nats set progress of task %s: %w", taskID, err)
+	}
+	if _, err := kv.Put(ctx, taskID+progressSuffix, stored); err != nil {
 		return r.wrap("set progress", err)
 	}
 	return nil
@@ -245,11 +290,17 @@ func (r *resultBackend) WaitResult(ctx context.Context, taskID string) ([]byte, 
 			r.consumed(ctx, taskID)
 			return v, nil
 		}
+		if errors.Is(err, wire.ErrMalformed) {
+			return nil, err
+		}
 		if !errors.Is(err, sdk.ErrNotFound) && ctx.Err() == nil {
 			r.log.Debug("reading a result while waiting failed; retrying", "task_id", taskID, "error", err)
 		}
 		select {
 		case v := <-ch:
+			if v, err = r.decode(taskID, v); err != nil {
+				return nil, err
+			}
 			r.consumed(ctx, taskID)
 			return v, nil
 		case <-poll.C:

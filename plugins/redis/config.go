@@ -3,7 +3,6 @@ package taskiqredis
 import (
 	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -417,35 +416,9 @@ func buildTLS(c connConfig, base *tls.Config) (*tls.Config, []error) {
 		// the address dialed).
 		cfg.ServerName = ""
 	}
-	if c.TLSCAFile != "" {
-		pem, err := os.ReadFile(c.TLSCAFile)
-		switch {
-		case err != nil:
-			errs = append(errs, sdk.AttrError("tls_ca_file", "cannot read the CA file: %v", err))
-		default:
-			pool := x509.NewCertPool()
-			if !pool.AppendCertsFromPEM(pem) {
-				errs = append(errs, sdk.AttrError("tls_ca_file", "%s holds no PEM certificate (\"-----BEGIN CERTIFICATE-----\"); give the CA certificate in PEM form", c.TLSCAFile))
-			}
-			cfg.RootCAs = pool
-		}
-	}
-	switch {
-	case set["tls_cert_file"] && !set["tls_key_file"]:
-		errs = append(errs, sdk.AttrError("tls_key_file", "tls_cert_file is set, so give the file of its private key here"))
-	case set["tls_key_file"] && !set["tls_cert_file"]:
-		errs = append(errs, sdk.AttrError("tls_cert_file", "tls_key_file is set, so give the file of its certificate here"))
-	case set["tls_cert_file"]:
-		pair, err := tls.LoadX509KeyPair(c.TLSCertFile, c.TLSKeyFile)
-		if err != nil {
-			errs = append(errs, sdk.AttrError("tls_cert_file", "cannot load the client certificate %s with key %s: %v", c.TLSCertFile, c.TLSKeyFile, err))
-		} else {
-			cfg.Certificates = []tls.Certificate{pair}
-		}
-	}
-	if c.TLSInsecureSkipVerify {
-		cfg.InsecureSkipVerify = true
-	}
+	cfg, terrs := sdk.ClientTLS(cfg, sdk.TLSFiles{CAFile: c.TLSCAFile, CertFile: c.TLSCertFile,
+		KeyFile: c.TLSKeyFile, InsecureSkipVerify: c.TLSInsecureSkipVerify})
+	errs = append(errs, terrs...)
 	return cfg, errs
 }
 

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"runtime"
 	"sync"
 
 	pluginv1 "github.com/taskiq-go/taskiq/plugin/sdk/proto/v1"
@@ -29,55 +28,21 @@ type remoteTasks struct {
 	closed  bool
 }
 
-// execStream is one open Execute stream and the requests queued on it.
-// Whoever queues a request while nobody is sending sends everything queued
-// (in batches when the module takes them) until the queue is empty: a burst
-// of executions costs one stream message per batch, and no goroutine is
-// woken to send.
+// execStream is one open Execute stream and the requests queued on it
+// (sendQueue: batched, sent by whoever queues while nobody sends).
 type execStream struct {
 	gs      pluginv1.TaskModule_ExecuteClient
 	batch   bool // the module announced CapExecuteBatch
 	maxSize int
 
-	mu       sync.Mutex
-	queue    []*pluginv1.ExecuteRequest
-	spare    []*pluginv1.ExecuteRequest
-	flushing bool
-
+	out    sendQueue[*pluginv1.ExecuteRequest]
 	sendMu sync.Mutex // held while sending; CloseSend must not run alongside
 }
 
 // send queues req and sends the queue unless another caller is sending it.
 // An error is that of a send that failed (the stream is broken then).
 func (s *execStream) send(req *pluginv1.ExecuteRequest) error {
-	s.mu.Lock()
-	s.queue = append(s.queue, req)
-	if s.flushing {
-		s.mu.Unlock()
-		return nil
-	}
-	s.flushing = true
-	s.mu.Unlock()
-	// Let the goroutines made runnable by the same burst (a batch of
-	// deliveries, a batch of requests) queue theirs first: one stream
-	// message then carries them all.
-	runtime.Gosched()
-	s.mu.Lock()
-	var err error
-	for len(s.queue) > 0 {
-		reqs := s.queue
-		s.queue = s.spare[:0]
-		s.mu.Unlock()
-		if werr := s.write(reqs); werr != nil && err == nil {
-			err = werr
-		}
-		clear(reqs)
-		s.mu.Lock()
-		s.spare = reqs[:0]
-	}
-	s.flushing = false
-	s.mu.Unlock()
-	return err
+	return s.out.push(req, s.write)
 }
 
 // write sends reqs as one stream message per size-bounded batch, or one per

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -92,49 +91,21 @@ func (s *tasksServer) Execute(gs pluginv1.TaskModule_ExecuteServer) error {
 	}
 }
 
-// resultSender sends the responses of one Execute stream. Whoever queues a
-// response while nobody is sending sends everything queued, in batches to a
-// host that reads them, until the queue is empty: results that complete
-// together cost one stream message, and no goroutine is woken to send.
+// resultSender sends the responses of one Execute stream, batched to a
+// host that reads batches (sendQueue).
 type resultSender struct {
 	gs      pluginv1.TaskModule_ExecuteServer
 	maxSize int
 	warn    func(error)
 	batch   atomic.Bool // the host set accepts_batch
 
-	mu       sync.Mutex
-	queue    []*pluginv1.ExecuteResponse
-	spare    []*pluginv1.ExecuteResponse
-	flushing bool
+	out sendQueue[*pluginv1.ExecuteResponse]
 }
 
 func (r *resultSender) send(resp *pluginv1.ExecuteResponse) {
-	r.mu.Lock()
-	r.queue = append(r.queue, resp)
-	if r.flushing {
-		r.mu.Unlock()
-		return
+	if err := r.out.push(resp, r.write); err != nil {
+		r.warn(err)
 	}
-	r.flushing = true
-	r.mu.Unlock()
-	// Let the goroutines made runnable by the same burst (a batch of
-	// deliveries, a batch of requests) queue theirs first: one stream
-	// message then carries them all.
-	runtime.Gosched()
-	r.mu.Lock()
-	for len(r.queue) > 0 {
-		resps := r.queue
-		r.queue = r.spare[:0]
-		r.mu.Unlock()
-		if err := r.write(resps); err != nil {
-			r.warn(err)
-		}
-		clear(resps)
-		r.mu.Lock()
-		r.spare = resps[:0]
-	}
-	r.flushing = false
-	r.mu.Unlock()
 }
 
 // write is called by one goroutine at a time (the one flushing).

@@ -80,6 +80,10 @@ func alphaModule() *core.App {
 	core.MustTask[string](app, "mod:ack", func(ctx context.Context) (string, error) {
 		return "acked", core.ContextFrom(ctx).Ack()
 	})
+	core.MustTask[map[string]any](app, "mod:body", func(ctx context.Context) (map[string]any, error) {
+		tc := core.ContextFrom(ctx)
+		return map[string]any{"body": string(sdk.TaskCallFrom(ctx).Body), "labels": tc.Message.Labels}, nil
+	})
 	core.MustTask[any](app, "mod:exit", func() error {
 		os.Exit(3)
 		return nil
@@ -287,4 +291,55 @@ func TestKickByNameRejectsInvalidJSON(t *testing.T) {
 	require.ErrorIs(t, err, core.ErrBadArguments)
 	_, err = b.app.KickByName(context.Background(), core.RawKick{})
 	require.True(t, errors.Is(err, core.ErrBadArguments))
+}
+
+// kickBody puts body on the broker exactly as given, as a producer in
+// another language might have written it, and returns a handle to its result.
+func kickBody(t *testing.T, b *testBundle, taskID, body string) *core.AsyncTask[map[string]any] {
+	t.Helper()
+	require.NoError(t, b.broker.Kick(context.Background(), []sdk.Outgoing{{TaskID: taskID, TaskName: "mod:body", Body: []byte(body)}}))
+	return core.ResultOf[map[string]any](b.app, taskID)
+}
+
+// The body crosses to the module as the broker delivered it when no
+// pre_execute middleware could have changed the message: no second encoding.
+func TestModuleGetsTheOriginalBody(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	require.NoError(t, loadModules(t, b, moduleBinary(t, "alpha-tasks")))
+	b.runWorker(t, core.WorkerOptions{})
+	// Spacing and key order that the host's encoder would not reproduce.
+	body := `{ "task_name": "mod:body", "task_id": "raw-1", "labels": {"b": 1, "a": "x"}, "args": [], "kwargs": {} }`
+	res, err := kickBody(t, b, "raw-1", body).WaitResult(context.Background(), 10*time.Second)
+	require.NoError(t, err)
+	require.False(t, res.IsErr, "%+v", res.Error)
+	require.Equal(t, body, res.ReturnValue["body"])
+}
+
+// setLabel is a pre_execute middleware that changes the message.
+type setLabel struct{}
+
+func (setLabel) PreExecute(_ context.Context, m *wire.Message) error {
+	if m.Labels == nil {
+		m.Labels = map[string]any{}
+	}
+	m.Labels["changed_by"] = "pre_execute"
+	return nil
+}
+
+// A message a pre_execute middleware changed reaches the module changed.
+func TestModuleGetsTheMessageAsPreExecuteChangedIt(t *testing.T) {
+	t.Parallel()
+	b := setup(t, core.WithMiddleware(setLabel{}))
+	require.NoError(t, loadModules(t, b, moduleBinary(t, "alpha-tasks")))
+	b.runWorker(t, core.WorkerOptions{})
+	body := `{ "task_name": "mod:body", "task_id": "raw-2", "labels": {"a": "x"}, "args": [], "kwargs": {} }`
+	res, err := kickBody(t, b, "raw-2", body).WaitResult(context.Background(), 10*time.Second)
+	require.NoError(t, err)
+	require.False(t, res.IsErr, "%+v", res.Error)
+	labels, _ := res.ReturnValue["labels"].(map[string]any)
+	require.Equal(t, "pre_execute", labels["changed_by"], "the module sees the middleware's change")
+	require.Equal(t, "x", labels["a"])
+	require.NotEqual(t, body, res.ReturnValue["body"], "a changed message is encoded again")
+	require.Contains(t, res.ReturnValue["body"], `"changed_by"`)
 }

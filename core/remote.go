@@ -132,6 +132,7 @@ func checkTaskNames(app *App, mods []*remoteModule) error {
 // remoteModule is one task-module process under supervision and the
 // Execute stream of its current process.
 type remoteModule struct {
+	app    *App
 	path   string
 	p      *supervise.Proc
 	window int
@@ -161,7 +162,7 @@ func startModule(ctx context.Context, app *App, path string, o moduleOptions) (*
 	if err != nil {
 		return nil, fmt.Errorf("task module %s: %w", path, err)
 	}
-	m := &remoteModule{path: path, p: p, window: o.window, client: c}
+	m := &remoteModule{app: app, path: path, p: p, window: o.window, client: c}
 	m.tm = c.Tasks(o.window)
 	m.tasks = m.tm.Tasks()
 	sort.Slice(m.tasks, func(i, j int) bool { return m.tasks[i].Name < m.tasks[j].Name })
@@ -196,6 +197,9 @@ func (m *remoteModule) execute(ctx context.Context, msg *wire.Message) (json.Raw
 	call := &sdk.TaskCall{}
 	if tc != nil {
 		call.Broker, call.DeliveryID, call.Attempt = tc.BrokerName, tc.Delivery.ID, tc.Delivery.Attempt
+		if m.unchanged(tc, msg) {
+			call.Body = tc.Delivery.Body
+		}
 	}
 	var (
 		ret json.RawMessage
@@ -236,6 +240,14 @@ func (m *remoteModule) execute(ctx context.Context, msg *wire.Message) (json.Raw
 		return nil, fmt.Errorf("task module %s exited while running the task (it is restarted for the next one): %w", m.path, err)
 	}
 	return nil, err
+}
+
+// unchanged reports whether msg is still exactly what the worker decoded
+// from the delivery's body, so that the body can cross to the module as the
+// broker delivered it: no pre_execute middleware ran, which is the only
+// place the worker lets the message change before the task.
+func (m *remoteModule) unchanged(tc *Context, msg *wire.Message) bool {
+	return tc.Message == msg && len(tc.Delivery.Body) > 0 && len(m.app.chain.preExecs) == 0
 }
 
 // argumentMessage is the module's text for bad arguments without the task

@@ -47,7 +47,10 @@ worker in this process, kick a benchmark task and report:
 Closed loop by default: --concurrency goroutines kick --tasks tasks as fast as
 they can. With --rate R --duration D it kicks open loop at R tasks per second
 for D, which is how latency at a given load is measured. --kick-only runs no
-worker, to measure kicking alone.
+worker, to measure kicking alone. --module PATH runs the task in a task-module
+process under the worker, as ` + "`taskiq worker PATH`" + ` does, instead of in this
+process (build the benchmark module with
+go build -o bin/taskiq-bench-module ./internal/harness/bench/module).
 
 --idle kicks nothing: it starts the plugins and the worker, waits --duration
 (default 5s) and reports each plugin process's start time (launch →
@@ -58,7 +61,8 @@ queue nobody else kicks to.`,
 		Example: `  taskiq bench --config taskiq.hcl --tasks 100000 --concurrency 64
   taskiq bench --rate 1000 --duration 10s --results
   taskiq bench --work sleep:5ms --max-async-tasks 1000 --json
-  taskiq bench --idle --duration 10s`,
+  taskiq bench --idle --duration 10s
+  taskiq bench --module ./bin/taskiq-bench-module --tasks 50000`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runBench(cmd.Context(), g, f)
@@ -76,6 +80,7 @@ queue nobody else kicks to.`,
 	fl.DurationVar(&f.opts.Duration, "duration", 0, "how long to kick (open loop), or a cap on a closed-loop run; with --idle, how long to wait idle (default 5s)")
 	fl.IntVar(&f.opts.MaxAsyncTasks, "max-async-tasks", 0, "tasks the worker runs at once (default: worker.max_async_tasks of taskiq.hcl)")
 	fl.BoolVar(&f.opts.KickOnly, "kick-only", false, "run no worker: measure kicking alone (messages stay in the broker)")
+	fl.StringVar(&f.opts.Module, "module", "", "run the benchmark task in this task-module binary (go build -o bin/taskiq-bench-module ./internal/harness/bench/module), as `taskiq worker` runs modules")
 	fl.StringVar(&f.opts.Observe, "observe", "", "record in memory, to measure the cost: metrics (Prometheus), tracing (spans, every one sampled, through the batching processor, and OpenTelemetry metrics) or all (--observe alone)")
 	fl.Lookup("observe").NoOptDefVal = "all"
 	fl.BoolVar(&f.opts.Idle, "idle", false, "kick nothing: report plugin start times and the idle RSS of this process and each plugin after --duration")
@@ -87,7 +92,7 @@ queue nobody else kicks to.`,
 }
 
 // kickFlags shape the kicking and make no sense with --idle.
-var kickFlags = []string{"tasks", "concurrency", "payload", "work", "results", "wait-every", "rate", "kick-only"}
+var kickFlags = []string{"tasks", "concurrency", "payload", "work", "results", "wait-every", "rate", "kick-only", "module"}
 
 // finish checks and completes the options after flag parsing.
 func (f *benchFlags) finish() error {
@@ -121,6 +126,8 @@ func (f *benchFlags) finish() error {
 		return fmt.Errorf("--wait-every must be ≥ 1, got %d", f.opts.WaitEvery)
 	case f.opts.Results && f.opts.KickOnly:
 		return fmt.Errorf("--results needs a worker; drop --kick-only")
+	case f.opts.Module != "" && f.opts.KickOnly:
+		return fmt.Errorf("--module runs the task in a module under the worker; drop --kick-only")
 	}
 	return nil
 }

@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"os/exec"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -279,4 +281,49 @@ func TestBenchReportsAMissingConfig(t *testing.T) {
 	code, _, errOut := runCLI("bench", "-c", "/nonexistent/taskiq.hcl", "--tasks", "1")
 	require.Equal(t, 1, code)
 	require.Contains(t, errOut, "taskiq.hcl")
+}
+
+// --module runs the benchmark task in a task-module process under the
+// worker host: every kicked task runs there once, results included.
+func TestBenchRunsTheTaskInAModule(t *testing.T) {
+	dir := builtPlugins(t)
+	mod := filepath.Join(t.TempDir(), "taskiq-bench-module")
+	out, err := exec.Command("go", "build", "-o", mod, "../../internal/harness/bench/module").CombinedOutput()
+	require.NoError(t, err, string(out))
+	path := writeConfig(t, `plugin_dir = "`+dir+`"
+broker "default" { plugin = "taskiq-inmemory" }
+result_backend "default" { plugin = "taskiq-inmemory" }
+worker { max_async_tasks = 32 }
+`)
+	code, stdout, errOut := runCLI("bench", "-c", path, "--module", mod, "--tasks", "300", "--concurrency", "4",
+		"--results", "--work", "sleep:100us", "--json", "--timeout", "2m")
+	require.Equal(t, 0, code, errOut)
+	var rep struct {
+		benchReport
+		Module    string `json:"module"`
+		Processes []struct {
+			Name       string  `json:"name"`
+			CPUSeconds float64 `json:"cpu_seconds"`
+		} `json:"processes"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(stdout), &rep), stdout)
+	require.Equal(t, mod, rep.Module)
+	require.EqualValues(t, 300, rep.Kicked)
+	require.Equal(t, rep.Kicked, rep.Executed)
+	require.Equal(t, rep.Kicked, rep.ResultsRead)
+	require.NotNil(t, rep.Start)
+	require.Equal(t, 300, rep.Start.Count)
+	require.GreaterOrEqual(t, rep.Start.P50, 0.0)
+	var names []string
+	for _, p := range rep.Processes {
+		names = append(names, p.Name)
+	}
+	require.Contains(t, names, "taskiq-bench-module", "the module process is measured with the others")
+}
+
+func TestBenchModuleFlagErrors(t *testing.T) {
+	_, err := parseBenchFlags(t, "--module", "./m", "--kick-only")
+	require.ErrorContains(t, err, "--kick-only")
+	_, err = parseBenchFlags(t, "--module", "./m", "--idle")
+	require.ErrorContains(t, err, "--module")
 }

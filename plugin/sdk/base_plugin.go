@@ -116,7 +116,7 @@ func (s *pluginServer) info() *pluginv1.InfoResponse {
 		resp.Roles = append(resp.Roles, roleToProto(KindMiddleware, withHookStream(f.Capabilities), s.middlewareHooks(), f.Schema, f.MaxMessageSize))
 	}
 	if f := s.p.Tasks; f != nil {
-		resp.Roles = append(resp.Roles, roleToProto(KindTasks, f.Capabilities, nil, f.Schema, f.MaxMessageSize))
+		resp.Roles = append(resp.Roles, roleToProto(KindTasks, withCapability(f.Capabilities, CapExecuteBatch), nil, f.Schema, f.MaxMessageSize))
 	}
 	if f := s.p.ScheduleSource; f != nil {
 		resp.Roles = append(resp.Roles, roleToProto(KindScheduleSource, f.Capabilities, nil, f.Schema, f.MaxMessageSize))
@@ -286,6 +286,7 @@ func (s *pluginServer) configure(ctx context.Context, req *pluginv1.ConfigureReq
 		}
 	}
 	if m, ok := role.(TaskModule); ok {
+		resp.Capabilities = withCapability(resp.Capabilities, CapExecuteBatch)
 		if resp.Tasks, err = tasksToProto(m.Tasks()); err != nil {
 			return nil, status.Errorf(codes.Internal, "plugin %s: %v", s.p.Name, err)
 		}

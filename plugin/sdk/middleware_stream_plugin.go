@@ -106,9 +106,12 @@ func sendHookReplies(gs grpc.BidiStreamingServer[pluginv1.HookBatch, pluginv1.Ho
 const CapHookStream = "hook_stream"
 
 // withHookStream returns caps with CapHookStream added.
-func withHookStream(caps []string) []string {
-	if Has(caps, CapHookStream) {
+func withHookStream(caps []string) []string { return withCapability(caps, CapHookStream) }
+
+// withCapability returns caps with c added (a copy) unless it is there.
+func withCapability(caps []string, c string) []string {
+	if Has(caps, c) {
 		return caps
 	}
-	return append(append([]string(nil), caps...), CapHookStream)
+	return append(append([]string(nil), caps...), c)
 }

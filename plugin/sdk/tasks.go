@@ -73,6 +73,12 @@ var (
 	ErrBadArguments = errors.New("task arguments do not fit the task")
 )
 
+// CapExecuteBatch is the task-module capability to take several execution
+// requests in one message of the Execute stream. Serve announces it; a host
+// seeing a module without it (built with an older SDK) sends one request
+// per stream message.
+const CapExecuteBatch = "execute_batch"
+
 // ErrNotDelivered marks a failed Execute whose request never reached the
 // module (its stream could not be opened, for one): running it again on a
 // restarted module cannot run the task twice. Such errors also wrap
@@ -88,6 +94,13 @@ type TaskCall struct {
 	DeliveryID string
 	// Attempt counts deliveries of the message, from 1.
 	Attempt int
+	// Body, on the host side, is the message's original encoding as the
+	// broker delivered it. When set, Execute sends it instead of encoding the
+	// message again: set it only when the message is unchanged since it was
+	// decoded from Body (no pre_execute middleware changed it). On the
+	// module side, Body is the message as it crossed the boundary: the
+	// broker's bytes, or the host's encoding of a changed message.
+	Body []byte
 
 	acked atomic.Bool
 }

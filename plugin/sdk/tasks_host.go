@@ -21,13 +21,60 @@ type remoteTasks struct {
 	window chan struct{}
 
 	mu      sync.Mutex
-	gs      pluginv1.TaskModule_ExecuteClient
+	gs      *execStream
 	cancel  context.CancelFunc
 	nextID  uint64
 	pending map[uint64]*pendingCall
 	closed  bool
+}
 
-	sendMu sync.Mutex
+// execStream is one open Execute stream and the requests queued on it
+// (sendQueue: batched, sent by whoever queues while nobody sends).
+type execStream struct {
+	gs      pluginv1.TaskModule_ExecuteClient
+	batch   bool // the module announced CapExecuteBatch
+	maxSize int
+
+	out    sendQueue[*pluginv1.ExecuteRequest]
+	sendMu sync.Mutex // held while sending; CloseSend must not run alongside
+}
+
+// send queues req and sends the queue unless another caller is sending it.
+// An error is that of a send that failed (the stream is broken then).
+func (s *execStream) send(req *pluginv1.ExecuteRequest) error {
+	return s.out.push(req, s.write)
+}
+
+// write sends reqs as one stream message per size-bounded batch, or one per
+// request to a module that takes no batches.
+func (s *execStream) write(reqs []*pluginv1.ExecuteRequest) error {
+	s.sendMu.Lock()
+	defer s.sendMu.Unlock()
+	if !s.batch || len(reqs) == 1 {
+		for _, r := range reqs {
+			r.AcceptsBatch = true
+			if err := s.gs.Send(r); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	for _, b := range chunkBySize(reqs, s.maxSize, requestSize) {
+		if err := s.gs.Send(&pluginv1.ExecuteRequest{Batch: b, AcceptsBatch: true}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func requestSize(r *pluginv1.ExecuteRequest) int {
+	return len(r.Message) + len(r.Broker) + len(r.DeliveryId)
+}
+
+func (s *execStream) closeSend() {
+	s.sendMu.Lock()
+	defer s.sendMu.Unlock()
+	_ = s.gs.CloseSend()
 }
 
 // pendingCall is one execution waiting for its response. Its window slot is
@@ -65,9 +112,15 @@ func (t *remoteTasks) Tasks() []TaskInfo {
 // ErrBadArguments for arguments that do not fit; ErrRequeue and ErrReject
 // come back as themselves.
 func (t *remoteTasks) Execute(ctx context.Context, msg *wire.Message) (json.RawMessage, error) {
-	body, err := msg.AppendJSON(make([]byte, 0, 256))
-	if err != nil {
-		return nil, fmt.Errorf("encode task %q: %w", msg.TaskName, err)
+	call := TaskCallFrom(ctx)
+	var body []byte
+	if call != nil && len(call.Body) > 0 {
+		body = call.Body // unchanged since the broker delivered it
+	} else {
+		var err error
+		if body, err = msg.AppendJSON(make([]byte, 0, 256)); err != nil {
+			return nil, fmt.Errorf("encode task %q: %w", msg.TaskName, err)
+		}
 	}
 	if len(body) > t.c.maxSize {
 		return nil, tooLarge(fmt.Sprintf("message %s (task %s)", msg.TaskID, msg.TaskName), len(body), t.c.maxSize)
@@ -81,7 +134,6 @@ func (t *remoteTasks) Execute(ctx context.Context, msg *wire.Message) (json.RawM
 	if dl, ok := ctx.Deadline(); ok {
 		req.DeadlineUnixMs = dl.UnixMilli()
 	}
-	call := TaskCallFrom(ctx)
 	if call != nil {
 		req.Broker, req.DeliveryId, req.Attempt = call.Broker, call.DeliveryID, int32(call.Attempt)
 	}
@@ -90,10 +142,7 @@ func (t *remoteTasks) Execute(ctx context.Context, msg *wire.Message) (json.RawM
 		<-t.window
 		return nil, err
 	}
-	t.sendMu.Lock()
-	err = gs.Send(req)
-	t.sendMu.Unlock()
-	if err != nil {
+	if err := gs.send(req); err != nil {
 		// The stream is broken; the receive loop fails every pending call,
 		// this one included, with the reason.
 		t.c.logger.Debug("sending to the task module failed", "error", err)
@@ -108,9 +157,7 @@ func (t *remoteTasks) Execute(ctx context.Context, msg *wire.Message) (json.RawM
 		}
 		return decodeExecuteResponse(out.resp)
 	case <-ctx.Done():
-		t.sendMu.Lock()
-		_ = gs.Send(&pluginv1.ExecuteRequest{CallId: req.CallId, Cancel: true})
-		t.sendMu.Unlock()
+		_ = gs.send(&pluginv1.ExecuteRequest{CallId: req.CallId, Cancel: true})
 		return nil, ctx.Err()
 	}
 }
@@ -140,7 +187,7 @@ func decodeExecuteResponse(resp *pluginv1.ExecuteResponse) (json.RawMessage, err
 
 // register assigns a call id and returns the open stream, opening it first
 // when needed.
-func (t *remoteTasks) register(req *pluginv1.ExecuteRequest) (pluginv1.TaskModule_ExecuteClient, *pendingCall, error) {
+func (t *remoteTasks) register(req *pluginv1.ExecuteRequest) (*execStream, *pendingCall, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.closed {
@@ -158,11 +205,12 @@ func (t *remoteTasks) register(req *pluginv1.ExecuteRequest) (pluginv1.TaskModul
 			}
 			return nil, nil, fmt.Errorf("%w: %w", ErrNotDelivered, err)
 		}
-		if !t.c.start(func() { t.receive(gs) }) {
+		es := &execStream{gs: gs, batch: Has(t.c.Capabilities(), CapExecuteBatch), maxSize: t.c.maxSize}
+		if !t.c.start(func() { t.receive(es) }) {
 			cancel()
 			return nil, nil, fmt.Errorf("%w: %w", ErrNotDelivered, t.c.errStopped("execute"))
 		}
-		t.gs, t.cancel = gs, cancel
+		t.gs, t.cancel = es, cancel
 	}
 	t.nextID++
 	req.CallId = t.nextID
@@ -173,26 +221,34 @@ func (t *remoteTasks) register(req *pluginv1.ExecuteRequest) (pluginv1.TaskModul
 
 // receive hands each response to its call until the stream ends, then fails
 // the calls still pending with the reason.
-func (t *remoteTasks) receive(gs pluginv1.TaskModule_ExecuteClient) {
+func (t *remoteTasks) receive(es *execStream) {
+	var one [1]*pluginv1.ExecuteResponse
 	for {
-		resp, err := gs.Recv()
+		resp, err := es.gs.Recv()
 		if err != nil {
-			t.broken(gs, err)
+			t.broken(es, err)
 			return
 		}
-		t.mu.Lock()
-		pc := t.pending[resp.CallId]
-		delete(t.pending, resp.CallId)
-		t.mu.Unlock()
-		if pc == nil {
-			continue
+		resps := resp.Batch
+		if len(resps) == 0 {
+			one[0] = resp
+			resps = one[:]
 		}
-		pc.done <- callOutcome{resp: resp}
-		<-t.window
+		for _, r := range resps {
+			t.mu.Lock()
+			pc := t.pending[r.CallId]
+			delete(t.pending, r.CallId)
+			t.mu.Unlock()
+			if pc == nil {
+				continue
+			}
+			pc.done <- callOutcome{resp: r}
+			<-t.window
+		}
 	}
 }
 
-func (t *remoteTasks) broken(gs pluginv1.TaskModule_ExecuteClient, err error) {
+func (t *remoteTasks) broken(gs *execStream, err error) {
 	t.mu.Lock()
 	closed := t.closed
 	if t.gs == gs {
@@ -235,9 +291,7 @@ func (t *remoteTasks) Close(context.Context) error {
 	gs := t.gs
 	t.mu.Unlock()
 	if gs != nil {
-		t.sendMu.Lock()
-		_ = gs.CloseSend()
-		t.sendMu.Unlock()
+		gs.closeSend()
 	}
 	return nil
 }

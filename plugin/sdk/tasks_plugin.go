@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	pluginv1 "github.com/taskiq-go/taskiq/plugin/sdk/proto/v1"
@@ -32,21 +33,19 @@ func (s *tasksServer) Execute(gs pluginv1.TaskModule_ExecuteServer) error {
 	defer cancel()
 
 	var (
-		sendMu  sync.Mutex
 		mu      sync.Mutex
 		running = map[uint64]context.CancelFunc{}
 		wg      sync.WaitGroup
+		out     = &resultSender{gs: gs, maxSize: s.srv.maxSize, warn: func(err error) {
+			if ctx.Err() == nil {
+				s.srv.logger.Warn("sending task results to the host failed", "error", err)
+			}
+		}}
+		one [1]*pluginv1.ExecuteRequest
 	)
-	send := func(resp *pluginv1.ExecuteResponse) {
-		sendMu.Lock()
-		defer sendMu.Unlock()
-		if err := gs.Send(resp); err != nil && ctx.Err() == nil {
-			s.srv.logger.Warn("sending a task result to the host failed", "call", resp.CallId, "error", err)
-		}
-	}
 	defer wg.Wait()
 	for {
-		req, err := gs.Recv()
+		msg, err := gs.Recv()
 		if err != nil {
 			cancel()
 			if err == io.EOF || ctx.Err() != nil {
@@ -54,33 +53,80 @@ func (s *tasksServer) Execute(gs pluginv1.TaskModule_ExecuteServer) error {
 			}
 			return err
 		}
-		if req.Cancel {
-			mu.Lock()
-			if c := running[req.CallId]; c != nil {
-				c()
+		if msg.AcceptsBatch {
+			out.batch.Store(true)
+		}
+		reqs := msg.Batch
+		if len(reqs) == 0 {
+			one[0] = msg
+			reqs = one[:]
+		}
+		for _, req := range reqs {
+			if req.Cancel {
+				mu.Lock()
+				if c := running[req.CallId]; c != nil {
+					c()
+				}
+				mu.Unlock()
+				continue
 			}
-			mu.Unlock()
-			continue
-		}
-		callCtx, callCancel := context.WithCancel(ctx)
-		if req.DeadlineUnixMs > 0 {
-			callCtx, callCancel = context.WithDeadline(ctx, time.UnixMilli(req.DeadlineUnixMs))
-		}
-		mu.Lock()
-		running[req.CallId] = callCancel
-		mu.Unlock()
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			resp := s.run(callCtx, m, req)
-			callCancel()
+			callCtx, callCancel := context.WithCancel(ctx)
+			if req.DeadlineUnixMs > 0 {
+				callCtx, callCancel = context.WithDeadline(ctx, time.UnixMilli(req.DeadlineUnixMs))
+			}
 			mu.Lock()
-			delete(running, req.CallId)
+			running[req.CallId] = callCancel
 			mu.Unlock()
-			send(resp)
-		}()
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				resp := s.run(callCtx, m, req)
+				callCancel()
+				mu.Lock()
+				delete(running, req.CallId)
+				mu.Unlock()
+				out.send(resp)
+			}()
+		}
 	}
 }
+
+// resultSender sends the responses of one Execute stream, batched to a
+// host that reads batches (sendQueue).
+type resultSender struct {
+	gs      pluginv1.TaskModule_ExecuteServer
+	maxSize int
+	warn    func(error)
+	batch   atomic.Bool // the host set accepts_batch
+
+	out sendQueue[*pluginv1.ExecuteResponse]
+}
+
+func (r *resultSender) send(resp *pluginv1.ExecuteResponse) {
+	if err := r.out.push(resp, r.write); err != nil {
+		r.warn(err)
+	}
+}
+
+// write is called by one goroutine at a time (the one flushing).
+func (r *resultSender) write(resps []*pluginv1.ExecuteResponse) error {
+	if !r.batch.Load() || len(resps) == 1 {
+		for _, resp := range resps {
+			if err := r.gs.Send(resp); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	for _, b := range chunkBySize(resps, r.maxSize, responseSize) {
+		if err := r.gs.Send(&pluginv1.ExecuteResponse{Batch: b}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func responseSize(r *pluginv1.ExecuteResponse) int { return len(r.Result) + len(r.Error) }
 
 // run executes one request; every failure becomes the response's error.
 func (s *tasksServer) run(ctx context.Context, m TaskModule, req *pluginv1.ExecuteRequest) (resp *pluginv1.ExecuteResponse) {
@@ -100,7 +146,7 @@ func (s *tasksServer) run(ctx context.Context, m TaskModule, req *pluginv1.Execu
 	if err != nil {
 		return fail(fmt.Errorf("task module %s: %w", s.srv.p.Name, err))
 	}
-	call := &TaskCall{Broker: req.Broker, DeliveryID: req.DeliveryId, Attempt: int(req.Attempt)}
+	call := &TaskCall{Broker: req.Broker, DeliveryID: req.DeliveryId, Attempt: int(req.Attempt), Body: req.Message}
 	defer func() {
 		if p := recover(); p != nil {
 			s.srv.logger.Error("task panicked in the module", "task", msg.TaskName, "task_id", msg.TaskID, "panic", p)

@@ -373,3 +373,28 @@ func TestTaskModuleClose(t *testing.T) {
 	_, err = m.Execute(ctx, taskMsg("add", 1, 1))
 	require.ErrorIs(t, err, sdk.ErrClosed)
 }
+
+// BenchmarkTaskModuleExecute is the cost of the process hop to a task
+// module: 256 callers at once (a worker's max_async_tasks) run a no-op-sized
+// task through one Execute stream.
+func BenchmarkTaskModuleExecute(b *testing.B) {
+	exe, err := os.Executable()
+	require.NoError(b, err)
+	c := sdktest.LaunchBinary(b, exe, sdk.KindTasks, "{}", sdktest.WithEnv(envTasksModule+"=1"))
+	m := c.Tasks(256)
+	defer func() { _ = m.(interface{ Close(context.Context) error }).Close(context.Background()) }()
+	msg := taskMsg("add", 1, 2)
+	body, err := msg.AppendJSON(nil)
+	require.NoError(b, err)
+	b.SetParallelism(128)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			ctx := sdk.WithTaskCall(context.Background(), &sdk.TaskCall{Body: body})
+			if _, err := m.Execute(ctx, msg); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}

@@ -125,6 +125,11 @@ type Options struct {
 	MaxAsyncTasks int
 	// KickOnly measures kicking alone: no worker runs, messages stay queued.
 	KickOnly bool
+	// Module, when set, is the path of a task-module binary serving the
+	// benchmark task (RegisterModuleTask; ./internal/harness/bench/module):
+	// the host loads it as `taskiq worker` loads modules and the task runs
+	// in the module process. Empty: the task runs in this process.
+	Module string
 	// Observe turns on, recorded in memory (see observer): "metrics"
 	// (Prometheus), "tracing" (spans and OpenTelemetry messaging metrics) or
 	// "all"; "" is off.
@@ -155,19 +160,21 @@ type Latency struct {
 
 // Report is the outcome of one run.
 type Report struct {
-	Config        string  `json:"config"`
-	Brokers       string  `json:"broker"`
-	Mode          string  `json:"mode"` // closed, open, kick-only or idle
-	Planned       int64   `json:"planned"`
-	Kicked        int64   `json:"kicked"`
-	Executed      int64   `json:"executed"`
-	Duplicates    int64   `json:"duplicates"`
-	ResultsRead   int64   `json:"results_read"`
-	Concurrency   int     `json:"concurrency"`
-	MaxAsyncTasks int     `json:"max_async_tasks"`
-	PayloadBytes  int     `json:"payload_bytes"`
-	Work          string  `json:"work"`
-	Rate          float64 `json:"rate,omitempty"`
+	Config        string `json:"config"`
+	Brokers       string `json:"broker"`
+	Mode          string `json:"mode"` // closed, open, kick-only or idle
+	Planned       int64  `json:"planned"`
+	Kicked        int64  `json:"kicked"`
+	Executed      int64  `json:"executed"`
+	Duplicates    int64  `json:"duplicates"`
+	ResultsRead   int64  `json:"results_read"`
+	Concurrency   int    `json:"concurrency"`
+	MaxAsyncTasks int    `json:"max_async_tasks"`
+	PayloadBytes  int    `json:"payload_bytes"`
+	Work          string `json:"work"`
+	// Module is the task-module binary the task ran in; empty: in the host.
+	Module string  `json:"module,omitempty"`
+	Rate   float64 `json:"rate,omitempty"`
 	// KickSeconds runs from the first kick to the return of the last one.
 	KickSeconds float64 `json:"kick_seconds"`
 	KicksPerSec float64 `json:"kicks_per_sec"`
@@ -333,21 +340,49 @@ func (c saveClock) PostSave(_ context.Context, msg *wire.Message, _ *wire.Result
 
 // task is the benchmark task: idx identifies the kick, at is its time.
 func (r *run) task(ctx context.Context, idx, at int64, _ string) (int64, error) {
-	now := r.since()
-	first := idx >= 0 && idx < r.planned && r.seen[idx].CompareAndSwap(0, 1)
-	if first {
-		r.startLat[idx] = now - at
-	} else {
-		r.duplicates.Add(1)
-	}
+	start := r.since()
 	r.opts.Work.do(ctx)
 	end := r.since()
-	if first {
-		storeMax(&r.lastEnd, end)
-		r.executed.Add(1)
-		r.checkDone()
-	}
+	r.record(idx, at, start, end)
 	return end, nil
+}
+
+// record accounts for one execution of task idx kicked at at, which started
+// and ended at start and end (all as time since base).
+func (r *run) record(idx, at, start, end int64) {
+	first := idx >= 0 && idx < r.planned && r.seen[idx].CompareAndSwap(0, 1)
+	if !first {
+		r.duplicates.Add(1)
+		return
+	}
+	r.startLat[idx] = start - at
+	storeMax(&r.lastEnd, end)
+	r.executed.Add(1)
+	r.checkDone()
+}
+
+// waitFunc waits for the result of one kicked task and returns when the task
+// ended, as time since base.
+type waitFunc func(ctx context.Context) (int64, error)
+
+// kickFunc kicks task idx at time at.
+type kickFunc func(ctx context.Context, idx, at int64) (waitFunc, error)
+
+// kickLibrary kicks the benchmark task registered in this process.
+func kickLibrary(task *core.Task[int64], payload string) kickFunc {
+	return func(ctx context.Context, idx, at int64) (waitFunc, error) {
+		h, err := task.Kiq(ctx, idx, at, payload)
+		if err != nil {
+			return nil, err
+		}
+		return func(ctx context.Context) (int64, error) {
+			res, err := h.WaitResult(ctx, 0)
+			if err != nil {
+				return 0, err
+			}
+			return res.ReturnValue, nil
+		}, nil
+	}
 }
 
 // Run performs one benchmark run. On a timeout or failure it returns what was
@@ -363,6 +398,9 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	loadOpts := []core.Option{core.WithLogger(opts.Logger)}
 	if opts.Results && !opts.Idle {
 		loadOpts = append(loadOpts, core.WithMiddleware(saveClock{r}))
+	}
+	if opts.Module != "" && !opts.Idle {
+		loadOpts = append(loadOpts, core.WithMiddleware(moduleClock{r}))
 	}
 	var obs *observer
 	if opts.Observe != "" {
@@ -399,16 +437,27 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 			r.resultLat[i], r.visibleLat[i] = -1, -1
 		}
 	}
-	task, err := core.NewTask[int64](app, TaskName, r.task)
-	if err != nil {
-		return nil, err
+	payload := strings.Repeat("x", opts.Payload)
+	wo := workerOptions(app, opts)
+	var kickTask kickFunc
+	if opts.Module != "" {
+		if err := core.LoadModules(ctx, app, []string{opts.Module},
+			core.WithModuleWindow(wo.MaxAsyncTasks), core.WithModuleEnv(moduleEnv(opts.Work)...)); err != nil {
+			return nil, err
+		}
+		kickTask = r.kickModule(app, payload)
+	} else {
+		task, err := core.NewTask[int64](app, TaskName, r.task)
+		if err != nil {
+			return nil, err
+		}
+		kickTask = kickLibrary(task, payload)
 	}
 
 	runCtx, cancelRun := context.WithCancel(ctx)
 	defer cancelRun()
 	r.cancel = cancelRun
 
-	wo := workerOptions(app, opts)
 	workerDone := make(chan error, 1)
 	workerCtx, stopWorker := context.WithCancel(ctx)
 	defer stopWorker()
@@ -418,14 +467,13 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		}
 	}
 
-	payload := strings.Repeat("x", opts.Payload)
 	pressure := cpuPressure()
 	before := snapshot()
 	r.base = time.Now()
 	var waiters sync.WaitGroup
 	kick := func(idx int64) bool {
 		at := r.since()
-		h, err := task.Kiq(runCtx, idx, at, payload)
+		wait, err := kickTask(runCtx, idx, at)
 		if err != nil {
 			if runCtx.Err() == nil {
 				r.fail(fmt.Errorf("kick %d: %w", idx, err))
@@ -437,7 +485,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 			waiters.Add(1)
 			go func() {
 				defer waiters.Done()
-				res, err := h.WaitResult(runCtx, 0)
+				end, err := wait(runCtx)
 				if err != nil {
 					if runCtx.Err() == nil {
 						r.fail(fmt.Errorf("wait for result of task %d: %w", idx, err))
@@ -446,7 +494,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 				}
 				now := r.since()
 				r.resultLat[idx] = now - at
-				r.visibleLat[idx] = now - res.ReturnValue
+				r.visibleLat[idx] = now - end
 				r.visibleAt[idx] = now
 				storeMax(&r.lastResult, now)
 				r.results.Add(1)
@@ -618,6 +666,7 @@ func (r *run) report(kickEnd int64, before, after map[int]ProcStat) *Report {
 		Concurrency:  o.Concurrency,
 		PayloadBytes: o.Payload,
 		Work:         o.Work.String(),
+		Module:       o.Module,
 		Rate:         o.Rate,
 		NumCPU:       runtime.NumCPU(),
 		GoVersion:    runtime.Version(),
@@ -702,6 +751,9 @@ func (rep *Report) WriteText(w io.Writer) {
 		return
 	}
 	fmt.Fprintf(w, "config        %s (broker %s), %s mode, work %s, payload %d B\n", rep.Config, rep.Brokers, rep.Mode, rep.Work, rep.PayloadBytes)
+	if rep.Module != "" {
+		fmt.Fprintf(w, "module        task runs in task module %s\n", rep.Module)
+	}
 	fmt.Fprintf(w, "tasks         %d kicked of %d planned, %d executed, %d duplicate executions\n", rep.Kicked, rep.Planned, rep.Executed, rep.Duplicates)
 	fmt.Fprintf(w, "kicks         %.0f kicks/s (%d kicking goroutines, %.3fs)\n", rep.KicksPerSec, rep.Concurrency, rep.KickSeconds)
 	if rep.Spans > 0 {

@@ -2426,8 +2426,15 @@ type ExecuteRequest struct {
 	Broker         string                 `protobuf:"bytes,5,opt,name=broker,proto3" json:"broker,omitempty"`                                          // the broker the message came from
 	DeliveryId     string                 `protobuf:"bytes,6,opt,name=delivery_id,json=deliveryId,proto3" json:"delivery_id,omitempty"`
 	Attempt        int32                  `protobuf:"varint,7,opt,name=attempt,proto3" json:"attempt,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Several requests in one stream message, each with its own call_id (the
+	// fields above are then unset), sent only to a module whose Configure
+	// reported the "execute_batch" capability.
+	Batch []*ExecuteRequest `protobuf:"bytes,8,rep,name=batch,proto3" json:"batch,omitempty"`
+	// The host reads batched responses (ExecuteResponse.batch): set on every
+	// stream message by a host that does.
+	AcceptsBatch  bool `protobuf:"varint,9,opt,name=accepts_batch,json=acceptsBatch,proto3" json:"accepts_batch,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ExecuteRequest) Reset() {
@@ -2509,14 +2516,31 @@ func (x *ExecuteRequest) GetAttempt() int32 {
 	return 0
 }
 
+func (x *ExecuteRequest) GetBatch() []*ExecuteRequest {
+	if x != nil {
+		return x.Batch
+	}
+	return nil
+}
+
+func (x *ExecuteRequest) GetAcceptsBatch() bool {
+	if x != nil {
+		return x.AcceptsBatch
+	}
+	return false
+}
+
 type ExecuteResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	CallId        uint64                 `protobuf:"varint,1,opt,name=call_id,json=callId,proto3" json:"call_id,omitempty"`
-	Result        []byte                 `protobuf:"bytes,2,opt,name=result,proto3" json:"result,omitempty"`                        // the return value JSON; empty: none
-	Error         []byte                 `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`                          // wire error JSON (taskiq's exception layout); empty: success
-	Control       string                 `protobuf:"bytes,4,opt,name=control,proto3" json:"control,omitempty"`                      // "", "requeue", "reject"
-	Acked         bool                   `protobuf:"varint,5,opt,name=acked,proto3" json:"acked,omitempty"`                         // the task acknowledged its message (ack_type manual)
-	ErrorKind     string                 `protobuf:"bytes,6,opt,name=error_kind,json=errorKind,proto3" json:"error_kind,omitempty"` // with error: "arguments" when the arguments do not fit the task (sdk.ErrBadArguments); "": other
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	CallId    uint64                 `protobuf:"varint,1,opt,name=call_id,json=callId,proto3" json:"call_id,omitempty"`
+	Result    []byte                 `protobuf:"bytes,2,opt,name=result,proto3" json:"result,omitempty"`                        // the return value JSON; empty: none
+	Error     []byte                 `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`                          // wire error JSON (taskiq's exception layout); empty: success
+	Control   string                 `protobuf:"bytes,4,opt,name=control,proto3" json:"control,omitempty"`                      // "", "requeue", "reject"
+	Acked     bool                   `protobuf:"varint,5,opt,name=acked,proto3" json:"acked,omitempty"`                         // the task acknowledged its message (ack_type manual)
+	ErrorKind string                 `protobuf:"bytes,6,opt,name=error_kind,json=errorKind,proto3" json:"error_kind,omitempty"` // with error: "arguments" when the arguments do not fit the task (sdk.ErrBadArguments); "": other
+	// Several responses in one stream message (the fields above are then
+	// unset), sent only to a host that set ExecuteRequest.accepts_batch.
+	Batch         []*ExecuteResponse `protobuf:"bytes,7,rep,name=batch,proto3" json:"batch,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2591,6 +2615,13 @@ func (x *ExecuteResponse) GetErrorKind() string {
 		return x.ErrorKind
 	}
 	return ""
+}
+
+func (x *ExecuteResponse) GetBatch() []*ExecuteResponse {
+	if x != nil {
+		return x.Batch
+	}
+	return nil
 }
 
 type HostKickRequest struct {
@@ -2903,7 +2934,7 @@ const file_plugin_proto_rawDesc = "" +
 	"\x06result\x18\x04 \x01(\tR\x06result\"3\n" +
 	"\tTaskParam\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
-	"\x04type\x18\x02 \x01(\tR\x04type\"\xd8\x01\n" +
+	"\x04type\x18\x02 \x01(\tR\x04type\"\xb5\x02\n" +
 	"\x0eExecuteRequest\x12\x17\n" +
 	"\acall_id\x18\x01 \x01(\x04R\x06callId\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\fR\amessage\x12(\n" +
@@ -2912,7 +2943,9 @@ const file_plugin_proto_rawDesc = "" +
 	"\x06broker\x18\x05 \x01(\tR\x06broker\x12\x1f\n" +
 	"\vdelivery_id\x18\x06 \x01(\tR\n" +
 	"deliveryId\x12\x18\n" +
-	"\aattempt\x18\a \x01(\x05R\aattempt\"\xa7\x01\n" +
+	"\aattempt\x18\a \x01(\x05R\aattempt\x126\n" +
+	"\x05batch\x18\b \x03(\v2 .taskiq.plugin.v1.ExecuteRequestR\x05batch\x12#\n" +
+	"\raccepts_batch\x18\t \x01(\bR\facceptsBatch\"\xe0\x01\n" +
 	"\x0fExecuteResponse\x12\x17\n" +
 	"\acall_id\x18\x01 \x01(\x04R\x06callId\x12\x16\n" +
 	"\x06result\x18\x02 \x01(\fR\x06result\x12\x14\n" +
@@ -2920,7 +2953,8 @@ const file_plugin_proto_rawDesc = "" +
 	"\acontrol\x18\x04 \x01(\tR\acontrol\x12\x14\n" +
 	"\x05acked\x18\x05 \x01(\bR\x05acked\x12\x1d\n" +
 	"\n" +
-	"error_kind\x18\x06 \x01(\tR\terrorKind\"E\n" +
+	"error_kind\x18\x06 \x01(\tR\terrorKind\x127\n" +
+	"\x05batch\x18\a \x03(\v2!.taskiq.plugin.v1.ExecuteResponseR\x05batch\"E\n" +
 	"\x0fHostKickRequest\x12\x16\n" +
 	"\x06broker\x18\x01 \x01(\tR\x06broker\x12\x1a\n" +
 	"\bmessages\x18\x02 \x03(\fR\bmessages\"+\n" +
@@ -3042,49 +3076,51 @@ var file_plugin_proto_depIdxs = []int32{
 	38, // 17: taskiq.plugin.v1.HookReply.response:type_name -> taskiq.plugin.v1.HookResponse
 	35, // 18: taskiq.plugin.v1.HookReplies.replies:type_name -> taskiq.plugin.v1.HookReply
 	40, // 19: taskiq.plugin.v1.TaskInfo.params:type_name -> taskiq.plugin.v1.TaskParam
-	1,  // 20: taskiq.plugin.v1.Plugin.Info:input_type -> taskiq.plugin.v1.InfoRequest
-	6,  // 21: taskiq.plugin.v1.Plugin.Configure:input_type -> taskiq.plugin.v1.ConfigureRequest
-	6,  // 22: taskiq.plugin.v1.Plugin.CheckConfig:input_type -> taskiq.plugin.v1.ConfigureRequest
-	9,  // 23: taskiq.plugin.v1.Plugin.Shutdown:input_type -> taskiq.plugin.v1.ShutdownRequest
-	12, // 24: taskiq.plugin.v1.Broker.Kick:input_type -> taskiq.plugin.v1.KickRequest
-	14, // 25: taskiq.plugin.v1.Broker.Listen:input_type -> taskiq.plugin.v1.ListenRequest
-	23, // 26: taskiq.plugin.v1.ResultBackend.SetResults:input_type -> taskiq.plugin.v1.SetResultsRequest
-	25, // 27: taskiq.plugin.v1.ResultBackend.GetResult:input_type -> taskiq.plugin.v1.TaskRef
-	25, // 28: taskiq.plugin.v1.ResultBackend.IsReady:input_type -> taskiq.plugin.v1.TaskRef
-	25, // 29: taskiq.plugin.v1.ResultBackend.WaitResult:input_type -> taskiq.plugin.v1.TaskRef
-	28, // 30: taskiq.plugin.v1.ResultBackend.WatchResults:input_type -> taskiq.plugin.v1.WatchRequest
-	31, // 31: taskiq.plugin.v1.ResultBackend.SetProgress:input_type -> taskiq.plugin.v1.SetProgressRequest
-	25, // 32: taskiq.plugin.v1.ResultBackend.GetProgress:input_type -> taskiq.plugin.v1.TaskRef
-	37, // 33: taskiq.plugin.v1.Middleware.Hook:input_type -> taskiq.plugin.v1.HookRequest
-	34, // 34: taskiq.plugin.v1.Middleware.Hooks:input_type -> taskiq.plugin.v1.HookBatch
-	41, // 35: taskiq.plugin.v1.TaskModule.Execute:input_type -> taskiq.plugin.v1.ExecuteRequest
-	43, // 36: taskiq.plugin.v1.Host.Kick:input_type -> taskiq.plugin.v1.HostKickRequest
-	25, // 37: taskiq.plugin.v1.Host.GetResult:input_type -> taskiq.plugin.v1.TaskRef
-	44, // 38: taskiq.plugin.v1.Host.BrokerInfo:input_type -> taskiq.plugin.v1.BrokerInfoRequest
-	2,  // 39: taskiq.plugin.v1.Plugin.Info:output_type -> taskiq.plugin.v1.InfoResponse
-	7,  // 40: taskiq.plugin.v1.Plugin.Configure:output_type -> taskiq.plugin.v1.ConfigureResponse
-	7,  // 41: taskiq.plugin.v1.Plugin.CheckConfig:output_type -> taskiq.plugin.v1.ConfigureResponse
-	10, // 42: taskiq.plugin.v1.Plugin.Shutdown:output_type -> taskiq.plugin.v1.ShutdownResponse
-	13, // 43: taskiq.plugin.v1.Broker.Kick:output_type -> taskiq.plugin.v1.KickResponse
-	21, // 44: taskiq.plugin.v1.Broker.Listen:output_type -> taskiq.plugin.v1.ListenResponse
-	24, // 45: taskiq.plugin.v1.ResultBackend.SetResults:output_type -> taskiq.plugin.v1.SetResultsResponse
-	26, // 46: taskiq.plugin.v1.ResultBackend.GetResult:output_type -> taskiq.plugin.v1.ResultResponse
-	27, // 47: taskiq.plugin.v1.ResultBackend.IsReady:output_type -> taskiq.plugin.v1.IsReadyResponse
-	26, // 48: taskiq.plugin.v1.ResultBackend.WaitResult:output_type -> taskiq.plugin.v1.ResultResponse
-	29, // 49: taskiq.plugin.v1.ResultBackend.WatchResults:output_type -> taskiq.plugin.v1.WatchResponse
-	32, // 50: taskiq.plugin.v1.ResultBackend.SetProgress:output_type -> taskiq.plugin.v1.SetProgressResponse
-	26, // 51: taskiq.plugin.v1.ResultBackend.GetProgress:output_type -> taskiq.plugin.v1.ResultResponse
-	38, // 52: taskiq.plugin.v1.Middleware.Hook:output_type -> taskiq.plugin.v1.HookResponse
-	36, // 53: taskiq.plugin.v1.Middleware.Hooks:output_type -> taskiq.plugin.v1.HookReplies
-	42, // 54: taskiq.plugin.v1.TaskModule.Execute:output_type -> taskiq.plugin.v1.ExecuteResponse
-	13, // 55: taskiq.plugin.v1.Host.Kick:output_type -> taskiq.plugin.v1.KickResponse
-	26, // 56: taskiq.plugin.v1.Host.GetResult:output_type -> taskiq.plugin.v1.ResultResponse
-	45, // 57: taskiq.plugin.v1.Host.BrokerInfo:output_type -> taskiq.plugin.v1.BrokerInfoResponse
-	39, // [39:58] is the sub-list for method output_type
-	20, // [20:39] is the sub-list for method input_type
-	20, // [20:20] is the sub-list for extension type_name
-	20, // [20:20] is the sub-list for extension extendee
-	0,  // [0:20] is the sub-list for field type_name
+	41, // 20: taskiq.plugin.v1.ExecuteRequest.batch:type_name -> taskiq.plugin.v1.ExecuteRequest
+	42, // 21: taskiq.plugin.v1.ExecuteResponse.batch:type_name -> taskiq.plugin.v1.ExecuteResponse
+	1,  // 22: taskiq.plugin.v1.Plugin.Info:input_type -> taskiq.plugin.v1.InfoRequest
+	6,  // 23: taskiq.plugin.v1.Plugin.Configure:input_type -> taskiq.plugin.v1.ConfigureRequest
+	6,  // 24: taskiq.plugin.v1.Plugin.CheckConfig:input_type -> taskiq.plugin.v1.ConfigureRequest
+	9,  // 25: taskiq.plugin.v1.Plugin.Shutdown:input_type -> taskiq.plugin.v1.ShutdownRequest
+	12, // 26: taskiq.plugin.v1.Broker.Kick:input_type -> taskiq.plugin.v1.KickRequest
+	14, // 27: taskiq.plugin.v1.Broker.Listen:input_type -> taskiq.plugin.v1.ListenRequest
+	23, // 28: taskiq.plugin.v1.ResultBackend.SetResults:input_type -> taskiq.plugin.v1.SetResultsRequest
+	25, // 29: taskiq.plugin.v1.ResultBackend.GetResult:input_type -> taskiq.plugin.v1.TaskRef
+	25, // 30: taskiq.plugin.v1.ResultBackend.IsReady:input_type -> taskiq.plugin.v1.TaskRef
+	25, // 31: taskiq.plugin.v1.ResultBackend.WaitResult:input_type -> taskiq.plugin.v1.TaskRef
+	28, // 32: taskiq.plugin.v1.ResultBackend.WatchResults:input_type -> taskiq.plugin.v1.WatchRequest
+	31, // 33: taskiq.plugin.v1.ResultBackend.SetProgress:input_type -> taskiq.plugin.v1.SetProgressRequest
+	25, // 34: taskiq.plugin.v1.ResultBackend.GetProgress:input_type -> taskiq.plugin.v1.TaskRef
+	37, // 35: taskiq.plugin.v1.Middleware.Hook:input_type -> taskiq.plugin.v1.HookRequest
+	34, // 36: taskiq.plugin.v1.Middleware.Hooks:input_type -> taskiq.plugin.v1.HookBatch
+	41, // 37: taskiq.plugin.v1.TaskModule.Execute:input_type -> taskiq.plugin.v1.ExecuteRequest
+	43, // 38: taskiq.plugin.v1.Host.Kick:input_type -> taskiq.plugin.v1.HostKickRequest
+	25, // 39: taskiq.plugin.v1.Host.GetResult:input_type -> taskiq.plugin.v1.TaskRef
+	44, // 40: taskiq.plugin.v1.Host.BrokerInfo:input_type -> taskiq.plugin.v1.BrokerInfoRequest
+	2,  // 41: taskiq.plugin.v1.Plugin.Info:output_type -> taskiq.plugin.v1.InfoResponse
+	7,  // 42: taskiq.plugin.v1.Plugin.Configure:output_type -> taskiq.plugin.v1.ConfigureResponse
+	7,  // 43: taskiq.plugin.v1.Plugin.CheckConfig:output_type -> taskiq.plugin.v1.ConfigureResponse
+	10, // 44: taskiq.plugin.v1.Plugin.Shutdown:output_type -> taskiq.plugin.v1.ShutdownResponse
+	13, // 45: taskiq.plugin.v1.Broker.Kick:output_type -> taskiq.plugin.v1.KickResponse
+	21, // 46: taskiq.plugin.v1.Broker.Listen:output_type -> taskiq.plugin.v1.ListenResponse
+	24, // 47: taskiq.plugin.v1.ResultBackend.SetResults:output_type -> taskiq.plugin.v1.SetResultsResponse
+	26, // 48: taskiq.plugin.v1.ResultBackend.GetResult:output_type -> taskiq.plugin.v1.ResultResponse
+	27, // 49: taskiq.plugin.v1.ResultBackend.IsReady:output_type -> taskiq.plugin.v1.IsReadyResponse
+	26, // 50: taskiq.plugin.v1.ResultBackend.WaitResult:output_type -> taskiq.plugin.v1.ResultResponse
+	29, // 51: taskiq.plugin.v1.ResultBackend.WatchResults:output_type -> taskiq.plugin.v1.WatchResponse
+	32, // 52: taskiq.plugin.v1.ResultBackend.SetProgress:output_type -> taskiq.plugin.v1.SetProgressResponse
+	26, // 53: taskiq.plugin.v1.ResultBackend.GetProgress:output_type -> taskiq.plugin.v1.ResultResponse
+	38, // 54: taskiq.plugin.v1.Middleware.Hook:output_type -> taskiq.plugin.v1.HookResponse
+	36, // 55: taskiq.plugin.v1.Middleware.Hooks:output_type -> taskiq.plugin.v1.HookReplies
+	42, // 56: taskiq.plugin.v1.TaskModule.Execute:output_type -> taskiq.plugin.v1.ExecuteResponse
+	13, // 57: taskiq.plugin.v1.Host.Kick:output_type -> taskiq.plugin.v1.KickResponse
+	26, // 58: taskiq.plugin.v1.Host.GetResult:output_type -> taskiq.plugin.v1.ResultResponse
+	45, // 59: taskiq.plugin.v1.Host.BrokerInfo:output_type -> taskiq.plugin.v1.BrokerInfoResponse
+	41, // [41:60] is the sub-list for method output_type
+	22, // [22:41] is the sub-list for method input_type
+	22, // [22:22] is the sub-list for extension type_name
+	22, // [22:22] is the sub-list for extension extendee
+	0,  // [0:22] is the sub-list for field type_name
 }
 
 func init() { file_plugin_proto_init() }

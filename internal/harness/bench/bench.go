@@ -435,9 +435,10 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		r.kicked.Add(1)
 		if opts.Results && !opts.KickOnly && idx%int64(opts.WaitEvery) == 0 {
 			waiters.Add(1)
-			go func() {
+			// OnResult, not a goroutine in WaitResult each: 100k pending
+			// waiters are 100k small structs, not 100k goroutine stacks.
+			h.OnResult(runCtx, func(res *core.Result[int64], err error) {
 				defer waiters.Done()
-				res, err := h.WaitResult(runCtx, 0)
 				if err != nil {
 					if runCtx.Err() == nil {
 						r.fail(fmt.Errorf("wait for result of task %d: %w", idx, err))
@@ -450,7 +451,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 				r.visibleAt[idx] = now
 				storeMax(&r.lastResult, now)
 				r.results.Add(1)
-			}()
+			})
 		}
 		return true
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/taskiq-go/taskiq/plugin/sdk"
@@ -92,6 +93,23 @@ func (t *AsyncTask[R]) WaitResult(ctx context.Context, timeout time.Duration) (*
 	return decodeResult[R](b)
 }
 
+// OnResult calls fn once with the result, or with ctx's error when ctx
+// ends first, and returns at once. Unlike WaitResult it blocks no goroutine
+// while waiting: with a backend that can watch (taskiq-redis, the
+// in-memory plugin, any result plugin) a pending OnResult is a small struct
+// in the host, so a program can wait for a hundred thousand results at
+// once. fn runs on a goroutine of the backend's and must not block for
+// long; a backend that cannot watch is polled by a goroutine per call.
+func (t *AsyncTask[R]) OnResult(ctx context.Context, fn func(*Result[R], error)) {
+	t.app.onRaw(ctx, t.TaskID, func(b []byte, err error) {
+		if err != nil {
+			fn(nil, err)
+			return
+		}
+		fn(decodeResult[R](b))
+	})
+}
+
 // GetProgress reads the task's last progress report, or ErrResultNotReady.
 func (t *AsyncTask[R]) GetProgress(ctx context.Context) (*Progress, error) {
 	b, err := t.app.results.GetProgress(ctx, t.TaskID)
@@ -130,6 +148,61 @@ func (a *App) waitRaw(ctx context.Context, taskID string) ([]byte, error) {
 		}
 		delay = min(delay*2, 100*time.Millisecond)
 	}
+}
+
+// onRaw calls fn once with taskID's stored result or ctx's error.
+func (a *App) onRaw(ctx context.Context, taskID string, fn func([]byte, error)) {
+	w, ok := a.results.(sdk.ResultWatcher)
+	if !ok {
+		go func() { fn(a.waitRaw(ctx, taskID)) }()
+		return
+	}
+	c := &rawCall{fn: fn}
+	stop := w.WatchResult(taskID, c.result)
+	stopCtx := context.AfterFunc(ctx, func() {
+		if stop() {
+			c.finish(nil, ctx.Err())
+		}
+	})
+	c.mu.Lock()
+	c.stopCtx = stopCtx
+	finished := c.finished
+	c.mu.Unlock()
+	if finished {
+		stopCtx()
+	}
+}
+
+// rawCall is one onRaw: the watch's answer or the context's end, whichever
+// comes first.
+type rawCall struct {
+	fn       func([]byte, error)
+	mu       sync.Mutex
+	finished bool
+	stopCtx  func() bool
+}
+
+func (c *rawCall) result(b []byte, err error) {
+	if c.finish(b, err) {
+		c.mu.Lock()
+		stop := c.stopCtx
+		c.mu.Unlock()
+		if stop != nil {
+			stop()
+		}
+	}
+}
+
+func (c *rawCall) finish(b []byte, err error) bool {
+	c.mu.Lock()
+	if c.finished {
+		c.mu.Unlock()
+		return false
+	}
+	c.finished = true
+	c.mu.Unlock()
+	c.fn(b, err)
+	return true
 }
 
 func decodeResult[R any](b []byte) (*Result[R], error) {

@@ -165,3 +165,45 @@ func TestDeadLetterWithoutStoreIsLoggedAndDropped(t *testing.T) {
 	require.Equal(t, []sdk.SettleKind{sdk.SettleDeadLetter}, st.kinds("1-0"))
 	require.Contains(t, logs.String(), `the broker has no dead-letter store; the message is dropped after this log line: body="not json"`)
 }
+
+// neverWatcher is a backend whose watches never answer; it counts the
+// watches withdrawn.
+type neverWatcher struct {
+	sdk.ResultBackend
+	stopped chan string
+}
+
+func (n neverWatcher) WatchResult(taskID string, _ func([]byte, error)) func() bool {
+	return func() bool { n.stopped <- taskID; return true }
+}
+
+// TestOnResult: OnResult delivers the result once it is stored, and when
+// ctx ends first it withdraws the backend's watch and reports ctx's error.
+func TestOnResult(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	task := core.MustTask[int](b.app, "on.result", func(n int) (int, error) { return n * 2, nil })
+	b.runWorker(t, core.WorkerOptions{})
+	at, err := task.Kiq(context.Background(), 21)
+	require.NoError(t, err)
+	got := make(chan int, 1)
+	at.OnResult(context.Background(), func(r *core.Result[int], err error) {
+		require.NoError(t, err)
+		got <- r.ReturnValue
+	})
+	select {
+	case v := <-got:
+		require.Equal(t, 42, v)
+	case <-time.After(10 * time.Second):
+		t.Fatal("OnResult was not called")
+	}
+
+	nw := neverWatcher{ResultBackend: inmemory.NewResultBackend(inmemory.ResultOptions{}), stopped: make(chan string, 1)}
+	w := setup(t, core.WithResultBackend(nw))
+	ctx, cancel := context.WithCancel(context.Background())
+	errs := make(chan error, 1)
+	core.ResultOf[int](w.app, "t1").OnResult(ctx, func(_ *core.Result[int], err error) { errs <- err })
+	cancel()
+	require.ErrorIs(t, <-errs, context.Canceled)
+	require.Equal(t, "t1", <-nw.stopped)
+}

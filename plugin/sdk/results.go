@@ -32,6 +32,42 @@ type ResultWaiter interface {
 	WaitResult(ctx context.Context, taskID string) ([]byte, error)
 }
 
+// ResultWatcher is implemented by backends that report a saved result
+// through a callback instead of a blocked goroutine, so that a process can
+// wait for a hundred thousand results at the cost of a small struct each.
+//
+// WatchResult returns at once. done is called exactly once, from another
+// goroutine, with the stored result or with an error that ends the watch
+// (a stored result that cannot be read, the backend closing); it must not
+// block. stop withdraws the watch: when it returns true, done will never be
+// called; when false, done has been or is being called. Across the process
+// boundary the SDK uses it, when the plugin's backend has it, instead of a
+// WaitResult call per watched id.
+type ResultWatcher interface {
+	WatchResult(taskID string, done func(body []byte, err error)) (stop func() bool)
+}
+
+// WaitWatched waits for taskID's result through w, or until ctx ends: the
+// blocking WaitResult of a backend that implements ResultWatcher.
+func WaitWatched(ctx context.Context, w ResultWatcher, taskID string) ([]byte, error) {
+	type outcome struct {
+		body []byte
+		err  error
+	}
+	ch := make(chan outcome, 1)
+	stop := w.WatchResult(taskID, func(body []byte, err error) { ch <- outcome{body, err} })
+	select {
+	case o := <-ch:
+		return o.body, o.err
+	case <-ctx.Done():
+		if !stop() {
+			o := <-ch // done is being called: its answer wins
+			return o.body, o.err
+		}
+		return nil, ctx.Err()
+	}
+}
+
 // StoredResult is one result to store.
 type StoredResult struct {
 	TaskID string

@@ -2,7 +2,6 @@ package sdk
 
 import (
 	"context"
-	"errors"
 
 	pluginv1 "github.com/taskiq-go/taskiq/plugin/sdk/proto/v1"
 )
@@ -56,14 +55,15 @@ func (r *remoteResults) IsReady(ctx context.Context, taskID string) (bool, error
 	return resp.Ready, nil
 }
 
+// WaitResult waits over the Client's shared WatchResults stream.
 func (r *remoteResults) WaitResult(ctx context.Context, taskID string) ([]byte, error) {
-	// All waiters share one WatchResults stream; a plugin built before it
-	// existed gets a unary WaitResult per waiter.
-	if b, err := r.c.watch.wait(ctx, taskID); !errors.Is(err, errWatchUnsupported) {
-		return b, err
-	}
-	resp, err := r.rpc.WaitResult(ctx, &pluginv1.TaskRef{TaskId: taskID})
-	return r.body(ctx, "wait result", taskID, resp, err)
+	return WaitWatched(ctx, r, taskID)
+}
+
+// WatchResult watches over the Client's shared WatchResults stream; a
+// plugin built before it existed gets a unary WaitResult per watch.
+func (r *remoteResults) WatchResult(taskID string, done func([]byte, error)) func() bool {
+	return r.c.watch.watch(taskID, done)
 }
 
 func (r *remoteResults) SetProgress(ctx context.Context, taskID string, progress []byte) error {
@@ -91,4 +91,5 @@ func (r *remoteResults) Close(ctx context.Context) error {
 var (
 	_ ResultBackend = (*remoteResults)(nil)
 	_ ResultWaiter  = (*remoteResults)(nil)
+	_ ResultWatcher = (*remoteResults)(nil)
 )

@@ -14,36 +14,50 @@ import (
 )
 
 // WatchResults is the plugin side of the host's result waiters: one stream
-// per host, one WaitResult call of the backend per watched task id, answers
-// batched into as few messages as arrive together.
+// per host, answers batched into as few messages as arrive together. A
+// backend that implements ResultWatcher holds the watches itself; one that
+// only implements ResultWaiter gets a WaitResult call (and goroutine) per
+// watched task id.
 func (s *resultsServer) WatchResults(gs pluginv1.ResultBackend_WatchResultsServer) error {
 	rb, err := s.backend()
 	if err != nil {
 		return err
 	}
-	w, ok := rb.(ResultWaiter)
-	if !ok {
+	ctx := gs.Context()
+	var rw ResultWatcher
+	switch b := rb.(type) {
+	case ResultWatcher:
+		rw = b
+	case ResultWaiter:
+		gw := &goroutineWatcher{ctx: ctx, w: b}
+		defer gw.wg.Wait()
+		rw = gw
+	default:
 		return status.Errorf(codes.Unimplemented, "result backend %s cannot wait for results (no %q capability)", s.srv.p.Name, CapWait)
 	}
-	ctx := gs.Context()
 	// The coalescer's one flush at a time is also the one sender a gRPC
 	// stream allows.
 	out := coalesce.New(256, func(_ context.Context, rs []*pluginv1.WatchedResult) error {
 		return gs.Send(&pluginv1.WatchResponse{Results: rs})
 	})
-	type watch struct{ cancel context.CancelFunc }
+	defer out.Close()
+	// watch is one watched id; the map holding it is who may answer.
+	type watch struct{ stop func() bool }
 	var (
 		mu      sync.Mutex
 		watches = map[string]*watch{}
-		wg      sync.WaitGroup
+		closed  bool
 	)
 	defer func() {
 		mu.Lock()
-		for _, wt := range watches {
-			wt.cancel()
+		defer mu.Unlock()
+		closed = true
+		for id, wt := range watches {
+			if wt.stop != nil {
+				wt.stop()
+			}
+			delete(watches, id)
 		}
-		mu.Unlock()
-		wg.Wait()
 	}()
 	for {
 		req, err := gs.Recv()
@@ -56,35 +70,73 @@ func (s *resultsServer) WatchResults(gs pluginv1.ResultBackend_WatchResultsServe
 		mu.Lock()
 		for _, id := range req.Cancel {
 			if wt := watches[id]; wt != nil {
-				wt.cancel()
 				delete(watches, id)
+				if wt.stop != nil {
+					wt.stop()
+				}
 			}
 		}
 		for _, id := range req.Watch {
 			if watches[id] != nil {
 				continue
 			}
-			wctx, cancel := context.WithCancel(ctx)
-			wt := &watch{cancel: cancel}
+			wt := &watch{}
 			watches[id] = wt
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer cancel()
-				body, err := w.WaitResult(wctx, id)
+			// The lock is held: a done called meanwhile waits for it and
+			// finds wt.stop set.
+			mu.Unlock()
+			stop := rw.WatchResult(id, func(body []byte, err error) {
+				// Posting under the lock orders it before the Close below.
 				mu.Lock()
-				mine := watches[id] == wt
-				if mine {
+				defer mu.Unlock()
+				if watches[id] == wt && !closed {
 					delete(watches, id)
+					out.Post(watchedResult(id, body, err))
 				}
-				mu.Unlock()
-				if !mine || wctx.Err() != nil {
-					return // cancelled: nobody waits for this answer
-				}
-				_ = out.Do(ctx, watchedResult(id, body, err))
-			}()
+			})
+			mu.Lock()
+			if watches[id] == wt {
+				wt.stop = stop
+			}
 		}
 		mu.Unlock()
+	}
+}
+
+// goroutineWatcher is the ResultWatcher of a backend that can only block in
+// WaitResult: a goroutine per watch, ended with ctx.
+type goroutineWatcher struct {
+	ctx context.Context
+	w   ResultWaiter
+	wg  sync.WaitGroup
+}
+
+func (g *goroutineWatcher) WatchResult(taskID string, done func([]byte, error)) func() bool {
+	ctx, cancel := context.WithCancel(g.ctx)
+	var mu sync.Mutex
+	finished := false
+	g.wg.Add(1)
+	go func() {
+		defer g.wg.Done()
+		defer cancel()
+		body, err := g.w.WaitResult(ctx, taskID)
+		mu.Lock()
+		mine := !finished && ctx.Err() == nil
+		finished = true
+		mu.Unlock()
+		if mine {
+			done(body, err)
+		}
+	}()
+	return func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		if finished {
+			return false
+		}
+		finished = true
+		cancel()
+		return true
 	}
 }
 

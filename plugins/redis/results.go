@@ -26,8 +26,7 @@ type resultBackend struct {
 	opts   resultOptions
 	log    hclog.Logger
 	notify *notifier
-	// reads batches concurrent GetResult calls (every waiter starts with
-	// one) into one pipeline.
+	// reads batches concurrent GetResult calls into one pipeline.
 	reads *coalesce.Coalescer[*resultRead]
 }
 
@@ -47,8 +46,9 @@ func newResultBackend(_ context.Context, cfg sdk.Config) (*resultBackend, error)
 	if err != nil {
 		return nil, err
 	}
-	r := &resultBackend{client: client, addr: addr, opts: opts, log: log, notify: newNotifier(client, log)}
+	r := &resultBackend{client: client, addr: addr, opts: opts, log: log}
 	r.reads = coalesce.New(256, r.readBatch)
+	r.notify = newNotifier(client, log, opts, r.checkBatch)
 	return r, nil
 }
 
@@ -197,51 +197,49 @@ func (r *resultBackend) GetProgress(ctx context.Context, taskID string) ([]byte,
 	return r.decodeStored("progress of task "+taskID, b)
 }
 
-// WaitResult subscribes to the result's channel first and only then reads
+// WaitResult waits through WatchResult.
+func (r *resultBackend) WaitResult(ctx context.Context, taskID string) ([]byte, error) {
+	return sdk.WaitWatched(ctx, r, taskID)
+}
+
+// WatchResult subscribes to the result's channel first and only then reads
 // the key, so a result saved between the two is found by the read and one
 // saved after it is announced on the subscription. Every poll_fallback the
 // key is read again, so a notification lost to a reconnect still ends the
-// wait. Redis errors during the wait are retried until ctx ends.
-func (r *resultBackend) WaitResult(ctx context.Context, taskID string) ([]byte, error) {
-	key := r.key(taskID)
-	w := r.notify.subscribe(resultChannel(key))
-	defer r.notify.unsubscribe(w)
-	// Wait for the subscription to be confirmed (bounded by poll_fallback:
-	// the polling covers the gap if it takes longer).
-	t := time.NewTimer(r.opts.pollFallback)
-	defer t.Stop()
-	select {
-	case <-w.live:
-	case <-t.C:
-	case <-ctx.Done():
-		return nil, ctx.Err()
+// watch. A watch is a small struct: subscriptions, reads and the polling
+// are shared by all of them, in batches (one SUBSCRIBE per run of new
+// watches, one pipeline of GETs per batch of reads).
+func (r *resultBackend) WatchResult(taskID string, done func([]byte, error)) func() bool {
+	return r.notify.watch(taskID, resultChannel(r.key(taskID)), done)
+}
+
+// checkBatch reads the results of a batch of watches in one pipeline and
+// ends the watches whose result is stored (or unreadable). Redis errors
+// leave the watches to the next poll.
+func (r *resultBackend) checkBatch(ctx context.Context, ws []*waiter) error {
+	ws = r.notify.pending(ws)
+	if len(ws) == 0 {
+		return nil
 	}
-	for {
-		b, err := r.GetResult(ctx, taskID)
+	reads := make([]*resultRead, len(ws))
+	for i, w := range ws {
+		reads[i] = &resultRead{taskID: w.taskID}
+	}
+	if err := r.readBatch(ctx, reads); err != nil {
+		r.log.Warn("reading results failed while waiting; retrying", "results", len(ws), "error", err)
+		return nil
+	}
+	for i, rd := range reads {
 		switch {
-		case err == nil:
-			return b, nil
-		case errors.Is(err, sdk.ErrNotFound):
-		case errors.Is(err, errStored):
-			return nil, err // waiting longer cannot fix it
-		case ctx.Err() != nil:
-			return nil, ctx.Err()
+		case errors.Is(rd.err, redis.Nil):
+		case rd.err != nil:
+			r.log.Warn("reading result failed while waiting; retrying", "task_id", rd.taskID, "error", rd.err)
 		default:
-			r.log.Warn("reading result failed while waiting; retrying", "task_id", taskID, "error", err)
-		}
-		t.Reset(r.opts.pollFallback)
-		select {
-		case body := <-w.fired:
-			// The notification carries the result; with keep_results off
-			// GetResult must read it, to delete it.
-			if r.opts.keepResults && body != "1" && body != "" {
-				return []byte(body), nil
-			}
-		case <-t.C:
-		case <-ctx.Done():
-			return nil, ctx.Err()
+			body, err := r.decodeStored("result of task "+rd.taskID, rd.body)
+			r.notify.finish(ws[i], body, err)
 		}
 	}
+	return nil
 }
 
 // Close releases the connections.
@@ -251,11 +249,12 @@ func (r *resultBackend) Close(context.Context) error {
 	return r.client.Close()
 }
 
-// notifier multiplexes result waiters over one pub/sub connection: a
-// channel is subscribed while at least one waiter wants it.
+// notifier multiplexes result watches over one pub/sub connection: a
+// channel is subscribed while at least one watch wants it.
 type notifier struct {
 	client redis.UniversalClient
 	log    hclog.Logger
+	opts   resultOptions
 
 	mu      sync.Mutex
 	ps      *redis.PubSub
@@ -264,11 +263,18 @@ type notifier struct {
 	// not arrived; a channel is live when it drops to zero.
 	unconfirmed map[string]int
 	// subs sends SUBSCRIBEs and UNSUBSCRIBEs in the order they are posted
-	// (under mu), a run of one kind as one command, so a thousand waiters
+	// (under mu), a run of one kind as one command, so a thousand watches
 	// arriving together cost a few commands.
-	subs   *coalesce.Coalescer[subOp]
+	subs *coalesce.Coalescer[subOp]
+	// checks reads the keys of watches (first read, notification without
+	// the body, poll) in pipelines.
+	checks *coalesce.Coalescer[*waiter]
 	closed bool
 	done   chan struct{}
+	// poller is running while there are watches; quit stops it.
+	poller bool
+	quit   chan struct{}
+	polled chan struct{}
 }
 
 type subOp struct {
@@ -276,30 +282,44 @@ type subOp struct {
 	channel     string
 }
 
+// waiter is one watch. Its fields but taskID, channel and done are guarded
+// by notifier.mu.
 type waiter struct {
+	taskID  string
 	channel string
-	live    chan struct{} // closed once the subscription is confirmed
-	fired   chan string   // receives each notification's payload (see notification)
-	isLive  bool
+	done    func([]byte, error)
+	// isLive: the subscription is confirmed and the first read posted.
+	isLive   bool
+	finished bool
+	// checked is when the key was last read (or the watch started).
+	checked time.Time
 }
 
-func newNotifier(client redis.UniversalClient, log hclog.Logger) *notifier {
-	n := &notifier{client: client, log: log, waiters: map[string]map[*waiter]struct{}{},
-		unconfirmed: map[string]int{}, done: make(chan struct{})}
+func newNotifier(client redis.UniversalClient, log hclog.Logger, opts resultOptions, check func(context.Context, []*waiter) error) *notifier {
+	n := &notifier{client: client, log: log, opts: opts, waiters: map[string]map[*waiter]struct{}{},
+		unconfirmed: map[string]int{}, done: make(chan struct{}), quit: make(chan struct{})}
 	n.subs = coalesce.New(512, n.sendSubs)
+	n.checks = coalesce.New(256, check)
 	return n
 }
 
-func (n *notifier) subscribe(channel string) *waiter {
-	w := &waiter{channel: channel, live: make(chan struct{}), fired: make(chan string, 1)}
+func (n *notifier) watch(taskID, channel string, done func([]byte, error)) func() bool {
+	w := &waiter{taskID: taskID, channel: channel, done: done, checked: time.Now()}
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.closed {
-		return w
+		w.finished = true
+		go done(nil, fmt.Errorf("wait for result of task %s: %w", taskID, sdk.ErrUnavailable))
+		return func() bool { return false }
 	}
 	if n.ps == nil {
 		n.ps = n.client.Subscribe(context.Background())
 		go n.run(n.ps)
+	}
+	if !n.poller {
+		n.poller = true
+		n.polled = make(chan struct{})
+		go n.poll(n.polled)
 	}
 	set := n.waiters[channel]
 	if set == nil {
@@ -309,21 +329,93 @@ func (n *notifier) subscribe(channel string) *waiter {
 		n.subs.Post(subOp{channel: channel})
 	} else if n.unconfirmed[channel] == 0 {
 		w.isLive = true
-		close(w.live)
+		n.checks.Post(w)
 	}
 	set[w] = struct{}{}
-	return w
+	return func() bool { return n.stop(w) }
 }
 
-func (n *notifier) unsubscribe(w *waiter) {
+// stop withdraws w: false once it has been answered.
+func (n *notifier) stop(w *waiter) bool {
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	if w.finished {
+		return false
+	}
+	w.finished = true
+	n.removeLocked(w)
+	return true
+}
+
+// pending keeps the watches of ws not yet answered or withdrawn (a read
+// with keep_results off deletes the result: none for a watch withdrawn).
+func (n *notifier) pending(ws []*waiter) []*waiter {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	out := ws[:0:0]
+	for _, w := range ws {
+		if !w.finished {
+			out = append(out, w)
+		}
+	}
+	return out
+}
+
+// finish answers w unless it was answered or withdrawn.
+func (n *notifier) finish(w *waiter, body []byte, err error) {
+	n.mu.Lock()
+	mine := !w.finished
+	if mine {
+		w.finished = true
+		n.removeLocked(w)
+	}
+	n.mu.Unlock()
+	if mine {
+		w.done(body, err)
+	}
+}
+
+func (n *notifier) removeLocked(w *waiter) {
 	set := n.waiters[w.channel]
 	delete(set, w)
 	if len(set) == 0 && set != nil {
 		delete(n.waiters, w.channel)
 		if n.ps != nil && !n.closed {
 			n.subs.Post(subOp{unsubscribe: true, channel: w.channel})
+		}
+	}
+}
+
+// poll reads, every poll_fallback, the keys of the watches not read for
+// that long, and ends once no watch is left.
+func (n *notifier) poll(polled chan struct{}) {
+	defer close(polled)
+	t := time.NewTicker(n.opts.pollFallback)
+	defer t.Stop()
+	var due []*waiter
+	for {
+		select {
+		case <-n.quit:
+			return
+		case now := <-t.C:
+			n.mu.Lock()
+			if len(n.waiters) == 0 || n.closed {
+				n.poller = false
+				n.mu.Unlock()
+				return
+			}
+			due = due[:0]
+			for _, set := range n.waiters {
+				for w := range set {
+					if now.Sub(w.checked) >= n.opts.pollFallback {
+						w.checked = now
+						due = append(due, w)
+					}
+				}
+			}
+			n.checks.Post(due...)
+			n.mu.Unlock()
+			clear(due)
 		}
 	}
 }
@@ -357,7 +449,10 @@ func (n *notifier) sendSubs(ctx context.Context, ops []subOp) error {
 // pub/sub connection and re-subscribes by itself after a failure.
 func (n *notifier) run(ps *redis.PubSub) {
 	defer close(n.done)
+	var ready []*waiter
 	for v := range ps.ChannelWithSubscriptions(redis.WithChannelSize(1024)) {
+		ready = ready[:0]
+		var body []byte
 		n.mu.Lock()
 		switch m := v.(type) {
 		case *redis.Subscription:
@@ -370,37 +465,73 @@ func (n *notifier) run(ps *redis.PubSub) {
 					for w := range n.waiters[m.Channel] {
 						if !w.isLive {
 							w.isLive = true
-							close(w.live)
+							n.checks.Post(w)
 						}
 					}
 				}
 			}
 		case *redis.Message:
+			// The notification carries the result; with keep_results off
+			// the key must be read, to delete it.
+			direct := n.opts.keepResults && m.Payload != "1" && m.Payload != ""
+			if direct {
+				body = []byte(m.Payload)
+			}
 			for w := range n.waiters[m.Channel] {
-				select {
-				case w.fired <- m.Payload:
-				default:
+				if direct {
+					w.finished = true
+					ready = append(ready, w)
+				} else {
+					n.checks.Post(w)
 				}
+			}
+			for _, w := range ready {
+				n.removeLocked(w)
 			}
 		}
 		n.mu.Unlock()
+		for i, w := range ready {
+			w.done(body, nil)
+			ready[i] = nil
+		}
 	}
 }
 
 func (n *notifier) close() {
 	n.mu.Lock()
+	if n.closed {
+		n.mu.Unlock()
+		return
+	}
 	n.closed = true
-	ps := n.ps
+	ps, polled := n.ps, n.polled
+	var left []*waiter
+	for ch, set := range n.waiters {
+		for w := range set {
+			w.finished = true
+			left = append(left, w)
+		}
+		delete(n.waiters, ch)
+	}
 	n.mu.Unlock()
+	close(n.quit)
+	if polled != nil {
+		<-polled
+	}
 	if ps != nil {
 		_ = ps.Close()
 		<-n.done
 	}
 	n.subs.Close()
+	n.checks.Close()
+	for _, w := range left {
+		w.done(nil, fmt.Errorf("wait for result of task %s: %w", w.taskID, sdk.ErrUnavailable))
+	}
 }
 
 // Interface guards
 var (
 	_ sdk.ResultBackend = (*resultBackend)(nil)
 	_ sdk.ResultWaiter  = (*resultBackend)(nil)
+	_ sdk.ResultWatcher = (*resultBackend)(nil)
 )

@@ -361,9 +361,11 @@ func (r *run) record(idx, at, start, end int64) {
 	r.checkDone()
 }
 
-// waitFunc waits for the result of one kicked task and returns when the task
-// ended, as time since base.
-type waitFunc func(ctx context.Context) (int64, error)
+// waitFunc calls fn with the time the kicked task ended (as time since
+// base) once its result is saved. It waits through OnResult, not a
+// goroutine in WaitResult each: 100k pending waiters are 100k small
+// structs, not 100k goroutine stacks.
+type waitFunc func(ctx context.Context, fn func(end int64, err error))
 
 // kickFunc kicks task idx at time at.
 type kickFunc func(ctx context.Context, idx, at int64) (waitFunc, error)
@@ -375,12 +377,14 @@ func kickLibrary(task *core.Task[int64], payload string) kickFunc {
 		if err != nil {
 			return nil, err
 		}
-		return func(ctx context.Context) (int64, error) {
-			res, err := h.WaitResult(ctx, 0)
-			if err != nil {
-				return 0, err
-			}
-			return res.ReturnValue, nil
+		return func(ctx context.Context, fn func(int64, error)) {
+			h.OnResult(ctx, func(res *core.Result[int64], err error) {
+				if err != nil {
+					fn(0, err)
+					return
+				}
+				fn(res.ReturnValue, nil)
+			})
 		}, nil
 	}
 }
@@ -483,9 +487,8 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		r.kicked.Add(1)
 		if opts.Results && !opts.KickOnly && idx%int64(opts.WaitEvery) == 0 {
 			waiters.Add(1)
-			go func() {
+			wait(runCtx, func(end int64, err error) {
 				defer waiters.Done()
-				end, err := wait(runCtx)
 				if err != nil {
 					if runCtx.Err() == nil {
 						r.fail(fmt.Errorf("wait for result of task %d: %w", idx, err))
@@ -498,7 +501,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 				r.visibleAt[idx] = now
 				storeMax(&r.lastResult, now)
 				r.results.Add(1)
-			}()
+			})
 		}
 		return true
 	}

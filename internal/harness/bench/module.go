@@ -121,16 +121,19 @@ func (r *run) kickModule(app *core.App, payload string) kickFunc {
 		if err != nil {
 			return nil, err
 		}
-		return func(ctx context.Context) (int64, error) {
-			res, err := h.WaitResult(ctx, 0)
-			if err != nil {
-				return 0, err
-			}
-			span, err := moduleSpan(res.ReturnValue)
-			if err != nil {
-				return 0, fmt.Errorf("result %s is not the benchmark task's [start, end]: %w", res.ReturnValue, err)
-			}
-			return r.sinceUnix(span[1]), nil
+		return func(ctx context.Context, fn func(int64, error)) {
+			h.OnResult(ctx, func(res *core.Result[json.RawMessage], err error) {
+				if err != nil {
+					fn(0, err)
+					return
+				}
+				span, err := moduleSpan(res.ReturnValue)
+				if err != nil {
+					fn(0, fmt.Errorf("result %s is not the benchmark task's [start, end]: %w", res.ReturnValue, err))
+					return
+				}
+				fn(r.sinceUnix(span[1]), nil)
+			})
 		}, nil
 	}
 }

@@ -415,10 +415,17 @@ func (e *Engine) kick(ctx context.Context, s *Spec, slot, now time.Time) error {
 	return nil
 }
 
+// markFiredTimeout bounds recording a fire once the run's context is done.
+const markFiredTimeout = 5 * time.Second
+
 func (e *Engine) markFired(ctx context.Context, id string, slot time.Time) {
 	if e.o.Store == nil || slot.IsZero() {
 		return
 	}
+	// The fire has been sent: record it even when the scheduler is
+	// stopping, or a restart without deduplication fires the slot again.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), markFiredTimeout)
+	defer cancel()
 	if err := e.o.Store.MarkFired(ctx, id, slot); err != nil {
 		e.o.Stats.Errors.Add(1)
 		e.o.Logger.Warn("cannot store the last fired slot", "schedule", id, "error", err)

@@ -174,7 +174,7 @@ func (c *Coalescer[T]) run(done chan struct{}) {
 		if rest := c.pace - time.Since(last); c.pace > 0 && rest > 0 {
 			c.mu.Unlock()
 			c.sleep(rest)
-			continue
+			c.mu.Lock() // pending only grew meanwhile: only the runner takes items
 		}
 		// Take whole waiters until the batch is full; a waiter with more than
 		// max items goes alone.

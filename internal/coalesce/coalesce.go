@@ -139,6 +139,7 @@ func (c *Coalescer[T]) run(done chan struct{}) {
 	defer close(done)
 	idle := time.NewTimer(c.idleFor)
 	defer idle.Stop()
+	var last time.Time // when the last flush started
 	for {
 		c.mu.Lock()
 		if len(c.pending) == 0 && c.stopping {
@@ -166,6 +167,15 @@ func (c *Coalescer[T]) run(done chan struct{}) {
 			<-c.wake // a Do unparked us as the timer fired; its token is there
 			continue
 		}
+		// Paced: an item that comes within pace of the last flush waits out
+		// the rest of it, and what arrives meanwhile goes in the same batch.
+		// One that comes later (a low rate, a quiet spell) is flushed at once,
+		// with no timer wakeup.
+		if rest := c.pace - time.Since(last); c.pace > 0 && rest > 0 {
+			c.mu.Unlock()
+			c.sleep(rest)
+			c.mu.Lock() // pending only grew meanwhile: only the runner takes items
+		}
 		// Take whole waiters until the batch is full; a waiter with more than
 		// max items goes alone.
 		n, w := 0, 0
@@ -192,8 +202,6 @@ func (c *Coalescer[T]) run(done chan struct{}) {
 				wt.done <- err
 			}
 		}
-		if rest := c.pace - time.Since(start); rest > 0 {
-			c.sleep(rest)
-		}
+		last = start
 	}
 }

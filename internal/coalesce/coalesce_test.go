@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -97,8 +98,9 @@ func BenchmarkCoalescerParallel(b *testing.B) {
 	})
 }
 
-// A paced coalescer flushes the first item at once, then pauses; what
-// arrives during the pause leaves in one batch when it ends.
+// A paced coalescer flushes the first item at once; items that come within
+// pace of that flush wait out the pause, and what arrives during it leaves
+// in one batch when it ends.
 func TestPacedCoalescerBatchesWhatArrivesDuringThePause(t *testing.T) {
 	t.Parallel()
 	var (
@@ -119,12 +121,12 @@ func TestPacedCoalescerBatchesWhatArrivesDuringThePause(t *testing.T) {
 	}
 
 	require.NoError(t, c.Do(context.Background(), 0), "the first item is flushed before any pause")
-	<-paused
 	var wg sync.WaitGroup
 	for i := 1; i <= 9; i++ {
 		wg.Add(1)
 		go func() { defer wg.Done(); require.NoError(t, c.Do(context.Background(), i)) }()
 	}
+	<-paused
 	require.Eventually(t, func() bool {
 		c.mu.Lock()
 		defer c.mu.Unlock()
@@ -144,6 +146,26 @@ func TestPacedCoalescerBatchesWhatArrivesDuringThePause(t *testing.T) {
 	require.Len(t, batches, 2)
 	require.Equal(t, []int{0}, batches[0])
 	require.ElementsMatch(t, []int{1, 2, 3, 4, 5, 6, 7, 8, 9}, batches[1])
+}
+
+// An item that comes more than pace after the last flush is flushed at
+// once: a low rate pays no pause (and no timer wakeup) per flush.
+func TestPacedCoalescerDoesNotPauseAfterAQuietSpell(t *testing.T) {
+	t.Parallel()
+	var flushes atomic.Int32
+	c := NewPaced(64, 2*time.Millisecond, func(context.Context, []int) error {
+		flushes.Add(1)
+		return nil
+	})
+	t.Cleanup(c.Close)
+	var paused atomic.Int32
+	c.sleep = func(time.Duration) { paused.Add(1) }
+	for i := range 5 {
+		time.Sleep(5 * time.Millisecond) // over pace since the last flush
+		require.NoError(t, c.Do(context.Background(), i))
+	}
+	require.Equal(t, int32(5), flushes.Load())
+	require.Zero(t, paused.Load(), "no item came within pace of a flush")
 }
 
 // The flushing goroutine parks between batches and exits when idle; work

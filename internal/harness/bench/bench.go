@@ -209,7 +209,11 @@ type Report struct {
 	// mode: during the idle wait).
 	Processes       []ProcStat `json:"processes"`
 	TotalCPUSeconds float64    `json:"total_cpu_seconds"`
-	NumCPU          int        `json:"num_cpu"`
+	// CPUPerTaskMS is TotalCPUSeconds over the tasks executed (over the
+	// tasks kicked with KickOnly), in milliseconds: the cost of one task
+	// across the host and every plugin process.
+	CPUPerTaskMS float64 `json:"cpu_per_task_ms,omitempty"`
+	NumCPU       int     `json:"num_cpu"`
 	// CPUPressure is /proc/pressure/cpu "some avg10" just before the first
 	// kick: above a few percent, other work was competing for the CPUs and
 	// the numbers are not representative of the machine.
@@ -716,7 +720,21 @@ func (r *run) report(kickEnd int64, before, after map[int]ProcStat) *Report {
 	for _, p := range rep.Processes {
 		rep.TotalCPUSeconds += p.CPUSeconds
 	}
+	rep.CPUPerTaskMS = cpuPerTaskMS(rep.TotalCPUSeconds, rep.Executed, rep.Kicked)
 	return rep
+}
+
+// cpuPerTaskMS is cpuSeconds over the tasks executed, or over the tasks
+// kicked when none ran (--kick-only), in milliseconds; 0 for no tasks.
+func cpuPerTaskMS(cpuSeconds float64, executed, kicked int64) float64 {
+	n := executed
+	if n == 0 {
+		n = kicked
+	}
+	if n == 0 {
+		return 0
+	}
+	return cpuSeconds * 1000 / float64(n)
 }
 
 // summarize returns nil for no samples.
@@ -778,7 +796,11 @@ func (rep *Report) WriteText(w io.Writer) {
 	for _, p := range rep.Processes {
 		fmt.Fprintf(w, "  %-6s %-24s pid %-7d cpu %7.2fs  peak rss %7.1f MB\n", p.Role, p.Name, p.PID, p.CPUSeconds, p.PeakRSSMB)
 	}
-	fmt.Fprintf(w, "  total cpu %.2fs\n", rep.TotalCPUSeconds)
+	fmt.Fprintf(w, "  total cpu %.2fs", rep.TotalCPUSeconds)
+	if rep.CPUPerTaskMS > 0 {
+		fmt.Fprintf(w, ", %.3f ms per task", rep.CPUPerTaskMS)
+	}
+	fmt.Fprintln(w)
 	if rep.CPUPressure > 5 {
 		fmt.Fprintf(w, "warning: CPU pressure was %.0f%% before the run (/proc/pressure/cpu): other work competed for the CPUs\n", rep.CPUPressure)
 	}

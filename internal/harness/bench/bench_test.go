@@ -177,3 +177,9 @@ func TestIdleReportText(t *testing.T) {
 	rep.WriteText(&b)
 	require.Contains(t, b.String(), "3 benchmark tasks arrived and ran during the idle wait")
 }
+
+func TestCPUPerTaskMS(t *testing.T) {
+	require.InDelta(t, 0.98, cpuPerTaskMS(9.8, 10000, 10000), 1e-9, "over the tasks executed")
+	require.InDelta(t, 0.5, cpuPerTaskMS(5, 0, 10000), 1e-9, "kick-only: over the tasks kicked")
+	require.Zero(t, cpuPerTaskMS(1, 0, 0), "idle: no tasks")
+}

@@ -2,7 +2,6 @@ package sdk
 
 import (
 	"context"
-	"errors"
 	"sync"
 
 	"google.golang.org/grpc/codes"
@@ -11,10 +10,6 @@ import (
 	"github.com/taskiq-go/taskiq/internal/coalesce"
 	pluginv1 "github.com/taskiq-go/taskiq/plugin/sdk/proto/v1"
 )
-
-// errWatchUnsupported marks a stream that ended because the plugin predates
-// WatchResults: its waiters move to a unary WaitResult call each.
-var errWatchUnsupported = errors.New("plugin cannot watch results")
 
 // resultWatcher is the host side: every watch of a Client shares one
 // WatchResults stream. The first watch of a task id sends a watch, the last

@@ -1,6 +1,7 @@
 package taskiqnats
 
 import (
+	"bytes"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
 
@@ -395,8 +397,8 @@ func validateConn(c connConfig) (connOptions, []error) {
 			o.opts = append(o.opts, opt)
 		}
 	case c.CredsFile != "":
-		if _, err := os.Stat(c.CredsFile); err != nil {
-			errs = append(errs, sdk.AttrError("creds_file", "cannot read the credentials file: %v", err))
+		if err := checkCredsFile(c.CredsFile); err != nil {
+			errs = append(errs, sdk.AttrError("creds_file", "%v", err))
 		}
 		o.opts = append(o.opts, nats.UserCredentials(c.CredsFile))
 	}
@@ -410,6 +412,42 @@ func validateConn(c connConfig) (connOptions, []error) {
 		o.opts = append(o.opts, nats.Secure(cfg))
 	}
 	return o, errs
+}
+
+// checkCredsFile reads a credentials file as the client will when it
+// connects: a user JWT and the user's NKey seed, each between its nsc
+// markers. A file without them (empty, garbage, a bare JWT) or whose seed
+// does not belong to the JWT's user is an error naming the file, instead of
+// a refused connection later. Expiry is left to the server, which refuses an
+// expired JWT with an authorization error.
+func checkCredsFile(file string) error {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return fmt.Errorf("cannot read the credentials file: %w", err)
+	}
+	if len(bytes.TrimSpace(b)) == 0 {
+		return fmt.Errorf("the credentials file %s is empty; it must hold a user JWT and its NKey seed (as nsc writes them)", file)
+	}
+	tok, err := jwt.ParseDecoratedJWT(b)
+	if err != nil {
+		return fmt.Errorf("the credentials file %s holds no user JWT: %w", file, err)
+	}
+	claims, err := jwt.DecodeUserClaims(tok)
+	if err != nil {
+		return fmt.Errorf("the credentials file %s holds no valid user JWT (between -----BEGIN NATS USER JWT----- markers): %w", file, err)
+	}
+	kp, err := jwt.ParseDecoratedUserNKey(b)
+	if err != nil {
+		return fmt.Errorf("the credentials file %s holds no user NKey seed (between -----BEGIN USER NKEY SEED----- markers): %w", file, err)
+	}
+	pub, err := kp.PublicKey()
+	if err != nil {
+		return fmt.Errorf("the credentials file %s: invalid NKey seed: %w", file, err)
+	}
+	if pub != claims.Subject {
+		return fmt.Errorf("the credentials file %s: its seed (user %s) does not belong to its JWT (user %s)", file, pub, claims.Subject)
+	}
+	return nil
 }
 
 // nkeyOption signs the server's nonce with the seed, given inline or in a file.

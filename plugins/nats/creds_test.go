@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
 	"github.com/stretchr/testify/require"
@@ -21,10 +22,13 @@ func TestCredsFileOptions(t *testing.T) {
 	require.NoError(t, err)
 	pub, err := kp.PublicKey()
 	require.NoError(t, err)
-	const jwt = "eyJ0eXAiOiJKV1QiLCJhbGciOiJlZDI1NTE5LW5rZXkifQ.eyJzdWIiOiJ0ZXN0In0.c2ln"
+	account, err := nkeys.CreateAccount()
+	require.NoError(t, err)
+	token, err := jwt.NewUserClaims(pub).Encode(account)
+	require.NoError(t, err)
 	file := filepath.Join(t.TempDir(), "user.creds")
 	creds := fmt.Sprintf("-----BEGIN NATS USER JWT-----\n%s\n------END NATS USER JWT------\n\n"+
-		"-----BEGIN USER NKEY SEED-----\n%s\n------END USER NKEY SEED------\n", jwt, seed)
+		"-----BEGIN USER NKEY SEED-----\n%s\n------END USER NKEY SEED------\n", token, seed)
 	require.NoError(t, os.WriteFile(file, []byte(creds), 0o600))
 
 	apply := func(c connConfig) nats.Options {
@@ -42,7 +46,7 @@ func TestCredsFileOptions(t *testing.T) {
 	require.NotNil(t, o.UserJWT, "creds_file sets the user JWT")
 	got, err := o.UserJWT()
 	require.NoError(t, err)
-	require.Equal(t, jwt, got)
+	require.Equal(t, token, got)
 	sig, err := o.SignatureCB(nonce)
 	require.NoError(t, err)
 	require.NoError(t, kp.Verify(nonce, sig), "the nonce is signed with the file's seed")

@@ -13,44 +13,26 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/taskiq-go/taskiq/internal/backoff"
-	"github.com/taskiq-go/taskiq/internal/pickle"
+	"github.com/taskiq-go/taskiq/internal/resultcodec"
 	"github.com/taskiq-go/taskiq/plugin/sdk"
 	"github.com/taskiq-go/taskiq/plugin/sdk/wire"
 )
 
 // Serializers of the result backend: how results and progress are stored.
 const (
-	serializerJSON   = "json"   // the JSON of the wire format
-	serializerPickle = "pickle" // pickle protocol 4 of that JSON (Python taskiq's PickleSerializer)
+	serializerJSON   = resultcodec.JSON   // the JSON of the wire format
+	serializerPickle = resultcodec.Pickle // pickle protocol 4 of that JSON (Python taskiq's PickleSerializer)
 )
 
 // encode turns the JSON the host sends into the stored form.
 func (r *resultBackend) encode(body []byte) ([]byte, error) {
-	if r.opts.serializer != serializerPickle {
-		return body, nil
-	}
-	b, err := pickle.FromJSON(body)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", wire.ErrMalformed, err)
-	}
-	return b, nil
+	return resultcodec.Codec{Pickle: r.opts.serializer == serializerPickle}.Encode(body)
 }
 
-// decode turns a stored value of key back into JSON. A pickle (its PROTO
-// opcode 0x80 first; JSON never starts so) is read only with serializer
-// "pickle"; JSON is read with either.
+// decode turns a stored value of key back into JSON. A pickle is read only
+// with serializer "pickle"; JSON is read with either.
 func (r *resultBackend) decode(key string, stored []byte) ([]byte, error) {
-	if len(stored) == 0 || stored[0] != 0x80 {
-		return stored, nil
-	}
-	if r.opts.serializer != serializerPickle {
-		return nil, fmt.Errorf("%w: the value of %s is a pickle: set serializer = \"pickle\" in this result backend's config", wire.ErrMalformed, key)
-	}
-	b, err := pickle.ToJSON(stored)
-	if err != nil {
-		return nil, fmt.Errorf("%w: the value of %s: %w", wire.ErrMalformed, key, err)
-	}
-	return b, nil
+	return resultcodec.Codec{Pickle: r.opts.serializer == serializerPickle}.Decode("the value of "+key, stored)
 }
 
 // resultBackend stores results in a JetStream key-value bucket: key = task

@@ -37,7 +37,7 @@ func newJWTSetup(t *testing.T) jwtSetup {
 	opPub, err := op.PublicKey()
 	require.NoError(t, err)
 	oc := jwt.NewOperatorClaims(opPub)
-	oc.Name = "xnatsfix-operator"
+	oc.Name = "jwttest-operator"
 	opJWT, err := oc.Encode(op)
 	require.NoError(t, err)
 
@@ -56,7 +56,7 @@ func newJWTSetup(t *testing.T) jwtSetup {
 		return kp, pub, tok
 	}
 	_, sysPub, sysJWT := account("SYS", false)
-	acct, acctPub, acctJWT := account("xnatsfix-app", true)
+	acct, acctPub, acctJWT := account("jwttest-app", true)
 	conf := fmt.Sprintf("operator: %q\nsystem_account: %q\nresolver: MEMORY\nresolver_preload: {\n  %s: %q\n  %s: %q\n}\n",
 		opJWT, sysPub, sysPub, sysJWT, acctPub, acctJWT)
 	return jwtSetup{operator: op, account: acct, accountID: acctPub, conf: conf}
@@ -73,7 +73,7 @@ func userCreds(t *testing.T, signer nkeys.KeyPair, expires time.Time) string {
 	issuer, err := signer.PublicKey()
 	require.NoError(t, err)
 	uc := jwt.NewUserClaims(pub)
-	uc.Name = "xnatsfix-user"
+	uc.Name = "jwttest-user"
 	uc.IssuerAccount = issuer
 	if !expires.IsZero() {
 		uc.Expires = expires.Unix()
@@ -105,7 +105,7 @@ func TestCredsFileAgainstJWTServer(t *testing.T) {
 
 	t.Run("ResultBackend", func(t *testing.T) {
 		b, err := json.Marshal(map[string]any{"servers": []string{url}, "creds_file": good,
-			"bucket": "tq_nats_xnatsfix_" + randomHex(4), "poll_fallback": "200ms"})
+			"bucket": "tq_nats_jwttest_" + randomHex(4), "poll_fallback": "200ms"})
 		require.NoError(t, err)
 		rb := sdktest.Launch(t, sdk.KindResultBackend, string(b)).ResultBackend()
 		body := []byte(`{"is_err":false,"return_value":42,"execution_time":0.1}`)

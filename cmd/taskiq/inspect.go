@@ -428,9 +428,9 @@ or on all of them with --all. --dry-run prints how many would be ` + verb + `.`,
 					return printValue(g.stdout, res)
 				}
 				if dryRun {
-					fmt.Fprintf(g.stdout, "%d %s would be %s (dry run)\n", res.Matched, noun, verb)
+					fmt.Fprintf(g.stdout, "%d %s would be %s (dry run)\n", res.Matched, counted(res.Matched, noun), verb)
 				} else {
-					fmt.Fprintf(g.stdout, "%d %s %s\n", res.Done, noun, verb)
+					fmt.Fprintf(g.stdout, "%d %s %s\n", res.Done, counted(res.Done, noun), verb)
 				}
 				return nil
 			})
@@ -549,4 +549,12 @@ command says so (exit status 1).`,
 	}
 	f.add(cmd)
 	return cmd
+}
+
+// counted is noun (a plural) in the singular when n is 1.
+func counted(n int, noun string) string {
+	if n == 1 {
+		return strings.TrimSuffix(noun, "s")
+	}
+	return noun
 }

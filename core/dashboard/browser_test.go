@@ -242,7 +242,7 @@ schedule "nightly-report" {
 		chromedp.Func(func(context.Context, *chromedp.Target) error { broken.Store(false); return nil }),
 		chromedp.Click(chromedp.CSS("#requeue-selected")),
 		chromedp.WaitVisible(chromedp.CSS("#flash"))))
-	require.Contains(t, text("#flash"), "1 messages re-kicked")
+	require.Contains(t, text("#flash"), "1 message re-kicked")
 	res, err := core.ResultOf[int](app, "inv-dead-2").WaitResult(ctx, 20*time.Second)
 	require.NoError(t, err)
 	require.EqualValues(t, 202, res.ReturnValue, "the re-kicked dead letter ran")
@@ -258,7 +258,7 @@ schedule "nightly-report" {
 	require.NoError(t, chromedp.Do(bctx,
 		chromedp.Click(chromedp.CSS("#requeue-task")),
 		chromedp.WaitVisible(chromedp.CSS("#flash"))))
-	require.Contains(t, text("#flash"), "1 messages re-kicked")
+	require.Contains(t, text("#flash"), "1 message re-kicked")
 
 	// See it complete: the task page shows the result once it is stored.
 	deadline := time.Now().Add(20 * time.Second)

@@ -147,7 +147,7 @@ func TestActionsNeedCSRF(t *testing.T) {
 	form.Set("back", "/tasks?state=dead")
 	code, body := b.post(t, "/actions", form)
 	require.Equal(t, 200, code)
-	require.Contains(t, body, "1 messages re-kicked")
+	require.Contains(t, body, "1 message re-kicked")
 	require.Empty(t, b.broker.DeadLetters())
 	require.Equal(t, 2, b.broker.Len(""), "the dead letter is queued again")
 }
@@ -232,11 +232,11 @@ func TestMoveAction(t *testing.T) {
 	form.Set("target", "parked")
 	form.Set("dry_run", "1")
 	_, body = b.post(t, "/actions", form)
-	require.Contains(t, body, "dry run: 1 messages would be moved")
+	require.Contains(t, body, "dry run: 1 message would be moved")
 	require.Len(t, b.broker.DeadLetters(), 1)
 	form.Del("dry_run")
 	_, body = b.post(t, "/actions", form)
-	require.Contains(t, body, "1 messages moved")
+	require.Contains(t, body, "1 message moved")
 	require.Empty(t, b.broker.DeadLetters())
 	require.Equal(t, 1, b.broker.Len("parked"))
 
@@ -247,7 +247,7 @@ func TestMoveAction(t *testing.T) {
 	require.Contains(t, body, "0 messages moved")
 	all.Set("task", "dash.ok2")
 	_, body = b.post(t, "/actions", all)
-	require.Contains(t, body, "1 messages moved")
+	require.Contains(t, body, "1 message moved")
 	require.Equal(t, 0, b.broker.Len(""))
 	require.Equal(t, 2, b.broker.Len("parked"))
 }

@@ -446,10 +446,18 @@ func (h *Handler) action(w http.ResponseWriter, r *http.Request) {
 	}
 	verb := map[core.ActionKind]string{core.ActionRequeue: "re-kicked", core.ActionDelete: "deleted", core.ActionMove: "moved"}[a.Kind]
 	if a.DryRun {
-		h.back(w, r, fmt.Sprintf("dry run: %d messages would be %s", res.Matched, verb))
+		h.back(w, r, fmt.Sprintf("dry run: %s would be %s", countMessages(res.Matched), verb))
 		return
 	}
-	h.back(w, r, fmt.Sprintf("%d messages %s", res.Done, verb))
+	h.back(w, r, fmt.Sprintf("%s %s", countMessages(res.Done), verb))
+}
+
+// countMessages is "1 message" or "n messages".
+func countMessages(n int) string {
+	if n == 1 {
+		return "1 message"
+	}
+	return fmt.Sprintf("%d messages", n)
 }
 
 func (h *Handler) pause(w http.ResponseWriter, r *http.Request) {

@@ -52,11 +52,12 @@ func (c Codec) Encode(body []byte) ([]byte, error) {
 	return b, nil
 }
 
-// Decode turns a stored value back into JSON; what names the value in
-// errors ("result of task X"). A pickle is read only with Pickle set; a
-// pickle read without it, or one that is not plain data, is an error
-// wrapping wire.ErrMalformed that says which serializer to set.
-func (c Codec) Decode(what string, stored []byte) ([]byte, error) {
+// Decode turns a stored value back into JSON; what and id name the value
+// in errors ("result of task", "X"), joined only when there is one, so a
+// read that succeeds builds no string. A pickle is read only with Pickle
+// set; a pickle read without it, or one that is not plain data, is an
+// error wrapping wire.ErrMalformed that says which serializer to set.
+func (c Codec) Decode(what, id string, stored []byte) ([]byte, error) {
 	if !IsPickle(stored) {
 		return stored, nil
 	}
@@ -65,12 +66,12 @@ func (c Codec) Decode(what string, stored []byte) ([]byte, error) {
 		if c.Origin != "" {
 			origin = " (" + c.Origin + ")"
 		}
-		return nil, fmt.Errorf("%w: %s is a pickle%s: set serializer = %q in this result backend's config%s",
-			wire.ErrMalformed, what, origin, Pickle, c.Alternative)
+		return nil, fmt.Errorf("%w: %s %s is a pickle%s: set serializer = %q in this result backend's config%s",
+			wire.ErrMalformed, what, id, origin, Pickle, c.Alternative)
 	}
 	b, err := pickle.ToJSON(stored)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %s: %w", wire.ErrMalformed, what, err)
+		return nil, fmt.Errorf("%w: %s %s: %w", wire.ErrMalformed, what, id, err)
 	}
 	return b, nil
 }

@@ -32,7 +32,7 @@ func (r *resultBackend) encode(body []byte) ([]byte, error) {
 // decode turns a stored value of key back into JSON. A pickle is read only
 // with serializer "pickle"; JSON is read with either.
 func (r *resultBackend) decode(key string, stored []byte) ([]byte, error) {
-	return resultcodec.Codec{Pickle: r.opts.serializer == serializerPickle}.Decode("the value of "+key, stored)
+	return resultcodec.Codec{Pickle: r.opts.serializer == serializerPickle}.Decode("the value of", key, stored)
 }
 
 // resultBackend stores results in a JetStream key-value bucket: key = task

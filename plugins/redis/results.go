@@ -131,7 +131,7 @@ func (r *resultBackend) GetResult(ctx context.Context, taskID string) ([]byte, e
 	if rd.err != nil {
 		return nil, wrapErr("get result", r.addr, rd.err)
 	}
-	return r.decodeStored("result of task "+taskID, rd.body)
+	return r.decodeStored("result of task", taskID, rd.body)
 }
 
 // readBatch reads a batch of results in one pipeline (GETDEL with
@@ -194,7 +194,7 @@ func (r *resultBackend) GetProgress(ctx context.Context, taskID string) ([]byte,
 	if err != nil {
 		return nil, wrapErr("get progress", r.addr, err)
 	}
-	return r.decodeStored("progress of task "+taskID, b)
+	return r.decodeStored("progress of task", taskID, b)
 }
 
 // WaitResult waits through WatchResult.
@@ -235,7 +235,7 @@ func (r *resultBackend) checkBatch(ctx context.Context, ws []*waiter) error {
 		case rd.err != nil:
 			r.log.Warn("reading result failed while waiting; retrying", "task_id", rd.taskID, "error", rd.err)
 		default:
-			body, err := r.decodeStored("result of task "+rd.taskID, rd.body)
+			body, err := r.decodeStored("result of task", rd.taskID, rd.body)
 			r.notify.finish(ws[i], body, err)
 		}
 	}

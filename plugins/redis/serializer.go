@@ -37,11 +37,11 @@ func (r *resultBackend) encodeStored(body []byte) ([]byte, error) {
 	return r.codec().Encode(body)
 }
 
-// decodeStored turns a stored value back into JSON. what names it for the
-// error ("result of task X"). JSON is read with either serializer (a
-// pickle never starts with '{').
-func (r *resultBackend) decodeStored(what string, stored []byte) ([]byte, error) {
-	b, err := r.codec().Decode(what, stored)
+// decodeStored turns a stored value back into JSON. what and taskID name
+// it for the error ("result of task", X). JSON is read with either
+// serializer (a pickle never starts with '{').
+func (r *resultBackend) decodeStored(what, taskID string, stored []byte) ([]byte, error) {
+	b, err := r.codec().Decode(what, taskID, stored)
 	if err != nil {
 		return nil, &storedError{err}
 	}

@@ -399,6 +399,14 @@ func (e *Engine) overlapping(ctx context.Context, s *Spec) bool {
 }
 
 func (e *Engine) kick(ctx context.Context, s *Spec, slot, now time.Time) error {
+	if err := ctx.Err(); err != nil {
+		return err // stopping: no new fire
+	}
+	// A fire once begun is finished even when the scheduler stops meanwhile:
+	// an abandoned kick may still reach the broker, and a fire sent but not
+	// counted and recorded would be sent again after a restart.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), finishTimeout)
+	defer cancel()
 	f := Fire{Spec: s, Slot: slot, TaskID: TaskID(s.ID, slot)}
 	if e.o.Dedup {
 		f.DedupWindow = s.CatchupWindow + s.Jitter + OnTime + dedupMargin
@@ -415,8 +423,9 @@ func (e *Engine) kick(ctx context.Context, s *Spec, slot, now time.Time) error {
 	return nil
 }
 
-// markFiredTimeout bounds recording a fire once the run's context is done.
-const markFiredTimeout = 5 * time.Second
+// finishTimeout bounds finishing a fire (its kick and its record) once the
+// run's context is done.
+const finishTimeout = 5 * time.Second
 
 func (e *Engine) markFired(ctx context.Context, id string, slot time.Time) {
 	if e.o.Store == nil || slot.IsZero() {
@@ -424,7 +433,7 @@ func (e *Engine) markFired(ctx context.Context, id string, slot time.Time) {
 	}
 	// The fire has been sent: record it even when the scheduler is
 	// stopping, or a restart without deduplication fires the slot again.
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), markFiredTimeout)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), finishTimeout)
 	defer cancel()
 	if err := e.o.Store.MarkFired(ctx, id, slot); err != nil {
 		e.o.Stats.Errors.Add(1)

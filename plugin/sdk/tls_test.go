@@ -1,44 +1,21 @@
 package sdk_test
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"encoding/pem"
-	"math/big"
-	"os"
 	"path/filepath"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/taskiq-go/taskiq/internal/testcerts"
 	"github.com/taskiq-go/taskiq/plugin/sdk"
 )
 
-// writePair writes a self-signed certificate and its key as PEM files.
-func writePair(t *testing.T) (certFile, keyFile string) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	require.NoError(t, err)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	require.NoError(t, err)
-	keyDER, err := x509.MarshalECPrivateKey(key)
-	require.NoError(t, err)
-	dir := t.TempDir()
-	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	require.NoError(t, os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600))
-	require.NoError(t, os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600))
-	return certFile, keyFile
-}
-
 func TestClientTLS(t *testing.T) {
-	certFile, keyFile := writePair(t)
+	tf := testcerts.New(t)
+	certFile, keyFile := tf.ClientCert, tf.ClientKey
 
-	cfg, errs := sdk.ClientTLS(nil, sdk.TLSFiles{CAFile: certFile, CertFile: certFile, KeyFile: keyFile, ServerName: "broker.internal"})
+	cfg, errs := sdk.ClientTLS(nil, sdk.TLSFiles{CAFile: tf.CA, CertFile: certFile, KeyFile: keyFile, ServerName: "broker.internal"})
 	require.Empty(t, errs)
 	require.Equal(t, uint16(tls.VersionTLS12), cfg.MinVersion)
 	require.Equal(t, "broker.internal", cfg.ServerName)

@@ -1,16 +1,9 @@
 package taskiqnats
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
-	"math/big"
 	"net"
 	"os"
 	"os/exec"
@@ -23,6 +16,7 @@ import (
 	"github.com/nats-io/nkeys"
 	"github.com/stretchr/testify/require"
 
+	"github.com/taskiq-go/taskiq/internal/testcerts"
 	"github.com/taskiq-go/taskiq/plugin/sdk"
 	"github.com/taskiq-go/taskiq/plugin/sdk/sdktest"
 )
@@ -125,41 +119,10 @@ func TestNKey(t *testing.T) {
 // TestTLS: a server with a certificate of a private CA is reached with
 // tls_ca_file, and several URLs (the first one dead) fail over.
 func TestTLS(t *testing.T) {
-	dir := t.TempDir()
-	ca, cert, key := writeTestCerts(t, dir)
-	port := privateServer(t, fmt.Sprintf("tls { cert_file: %q, key_file: %q }", cert, key))
+	tf := testcerts.New(t)
+	port := privateServer(t, fmt.Sprintf("tls { cert_file: %q, key_file: %q }", tf.ServerCert, tf.ServerKey))
 	dead := "tls://127.0.0.1:1"
-	roundTrip(t, map[string]any{"servers": []string{dead, fmt.Sprintf("tls://127.0.0.1:%d", port)}, "tls_ca_file": ca})
-}
-
-// writeTestCerts writes a CA and a server certificate for 127.0.0.1.
-func writeTestCerts(t *testing.T, dir string) (caFile, certFile, keyFile string) {
-	t.Helper()
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	require.NoError(t, err)
-	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true,
-		KeyUsage: x509.KeyUsageCertSign, BasicConstraintsValid: true}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	require.NoError(t, err)
-	srvKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	require.NoError(t, err)
-	srvTmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "127.0.0.1"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		KeyUsage: x509.KeyUsageDigitalSignature}
-	caCert, err := x509.ParseCertificate(caDER)
-	require.NoError(t, err)
-	srvDER, err := x509.CreateCertificate(rand.Reader, srvTmpl, caCert, &srvKey.PublicKey, caKey)
-	require.NoError(t, err)
-	keyDER, err := x509.MarshalECPrivateKey(srvKey)
-	require.NoError(t, err)
-	write := func(name, typ string, der []byte) string {
-		p := filepath.Join(dir, name)
-		require.NoError(t, os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600))
-		return p
-	}
-	return write("ca.pem", "CERTIFICATE", caDER), write("server.pem", "CERTIFICATE", srvDER), write("server.key", "EC PRIVATE KEY", keyDER)
+	roundTrip(t, map[string]any{"servers": []string{dead, fmt.Sprintf("tls://127.0.0.1:%d", port)}, "tls_ca_file": tf.CA})
 }
 
 // TestMaxPayload: a message larger than the server's max_payload is refused

@@ -25,6 +25,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
+	"github.com/taskiq-go/taskiq/internal/testcerts"
 	"github.com/taskiq-go/taskiq/plugin/sdk"
 )
 
@@ -265,9 +266,9 @@ func (st *sentinelSetup) waitReplicated(t *testing.T) {
 
 // startCluster starts n masters with cluster-enabled yes, joins them with
 // redis-cli --cluster create (no replicas) and waits until every node says
-// cluster_state:ok. With tlsFiles the nodes speak only TLS (clients and the
+// cluster_state:ok. With tf the nodes speak only TLS (clients and the
 // cluster bus).
-func startCluster(t *testing.T, n int, tf *tlsFiles) []*topoServer {
+func startCluster(t *testing.T, n int, tf *testcerts.Files) []*topoServer {
 	t.Helper()
 	nodes := make([]*topoServer, n)
 	addrs := make([]string, n)
@@ -275,7 +276,7 @@ func startCluster(t *testing.T, n int, tf *tlsFiles) []*topoServer {
 		lines := []string{"cluster-enabled yes", "cluster-config-file nodes.conf",
 			"cluster-node-timeout 3000", "cluster-port " + strconv.Itoa(freePort(t))}
 		if tf != nil {
-			lines = append(lines, tf.serverLines(false)...)
+			lines = append(lines, serverLines(tf, false)...)
 			lines = append(lines, "tls-cluster yes", "tls-replication yes")
 		}
 		nodes[i] = startTopoServer(t, "node"+strconv.Itoa(i+1), serverConf{lines: lines, tls: tf != nil})
@@ -287,14 +288,14 @@ func startCluster(t *testing.T, n int, tf *tlsFiles) []*topoServer {
 	args = append(args, addrs...)
 	args = append(args, "--cluster-replicas", "0", "--cluster-yes")
 	if tf != nil {
-		args = append([]string{"--tls", "--cacert", tf.ca}, args...)
+		args = append([]string{"--tls", "--cacert", tf.CA}, args...)
 	}
 	out, err := exec.CommandContext(ctx, "redis-cli", args...).CombinedOutput()
 	require.NoError(t, err, "redis-cli --cluster create:\n%s", out)
 	for _, node := range nodes {
 		c := adminClient(t, node.addr(), func(o *redis.Options) {
 			if tf != nil {
-				o.TLSConfig = tf.clientTLS(t)
+				o.TLSConfig = tf.ClientTLS(t)
 			}
 		})
 		require.Eventually(t, func() bool {

@@ -22,6 +22,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
+	"github.com/taskiq-go/taskiq/internal/testcerts"
 	"github.com/taskiq-go/taskiq/plugin/sdk"
 	"github.com/taskiq-go/taskiq/plugin/sdk/conformance"
 	"github.com/taskiq-go/taskiq/plugin/sdk/sdktest"
@@ -649,14 +650,14 @@ func TestTopologyTLS(t *testing.T) {
 			"so the TLS topology cannot run here; install a redis-server built with BUILD_TLS=yes. Probe output:\n%s", out)
 	}
 	t.Parallel()
-	tf := newTLSFiles(t)
-	srv := startTopoServer(t, "tls", serverConf{tls: true, lines: tf.serverLines(false)})
-	mtls := startTopoServer(t, "mtls", serverConf{tls: true, lines: tf.serverLines(true)})
-	admin := adminClient(t, srv.addr(), func(o *redis.Options) { o.TLSConfig = tf.clientTLS(t) })
-	mAdmin := adminClient(t, mtls.addr(), func(o *redis.Options) { o.TLSConfig = tf.clientTLS(t) })
+	tf := testcerts.New(t)
+	srv := startTopoServer(t, "tls", serverConf{tls: true, lines: serverLines(tf, false)})
+	mtls := startTopoServer(t, "mtls", serverConf{tls: true, lines: serverLines(tf, true)})
+	admin := adminClient(t, srv.addr(), func(o *redis.Options) { o.TLSConfig = tf.ClientTLS(t) })
+	mAdmin := adminClient(t, mtls.addr(), func(o *redis.Options) { o.TLSConfig = tf.ClientTLS(t) })
 	url := "rediss://" + srv.addr() + "/0"
 	mURL := "rediss://" + mtls.addr() + "/0"
-	withCA := map[string]any{"url": url, "tls_ca_file": tf.ca}
+	withCA := map[string]any{"url": url, "tls_ca_file": tf.CA}
 
 	t.Run("CAFile", func(t *testing.T) { t.Parallel(); exercise(t, withCA, admin) })
 	t.Run("Conformance", func(t *testing.T) { t.Parallel(); conformanceOn(t, withCA) })
@@ -666,8 +667,8 @@ func TestTopologyTLS(t *testing.T) {
 	})
 	t.Run("ClientCertificate", func(t *testing.T) {
 		t.Parallel()
-		exercise(t, map[string]any{"url": mURL, "tls_ca_file": tf.ca,
-			"tls_cert_file": tf.clientCert, "tls_key_file": tf.clientKey}, mAdmin)
+		exercise(t, map[string]any{"url": mURL, "tls_ca_file": tf.CA,
+			"tls_cert_file": tf.ClientCert, "tls_key_file": tf.ClientKey}, mAdmin)
 	})
 	t.Run("UntrustedServer", func(t *testing.T) {
 		t.Parallel()
@@ -678,7 +679,7 @@ func TestTopologyTLS(t *testing.T) {
 	})
 	t.Run("ClientCertificateMissing", func(t *testing.T) {
 		t.Parallel()
-		err := kickOnce(t, map[string]any{"url": mURL, "tls_ca_file": tf.ca})
+		err := kickOnce(t, map[string]any{"url": mURL, "tls_ca_file": tf.CA})
 		require.Error(t, err)
 		t.Logf("a server requiring a client certificate, none given, gives: %v", err)
 	})
@@ -695,11 +696,11 @@ func TestTopologyTLS(t *testing.T) {
 		var admins []*redis.Client
 		for _, n := range nodes {
 			addrs = append(addrs, n.addr())
-			admins = append(admins, adminClient(t, n.addr(), func(o *redis.Options) { o.TLSConfig = tf.clientTLS(t) }))
+			admins = append(admins, adminClient(t, n.addr(), func(o *redis.Options) { o.TLSConfig = tf.ClientTLS(t) }))
 		}
 		// The url's host is not a node: each node must be verified under
 		// its own address, not under "redis.invalid".
-		exercise(t, map[string]any{"url": "rediss://redis.invalid:6379/0", "tls_ca_file": tf.ca,
+		exercise(t, map[string]any{"url": "rediss://redis.invalid:6379/0", "tls_ca_file": tf.CA,
 			"cluster_addrs": addrs}, admins...)
 	})
 }

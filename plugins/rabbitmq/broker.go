@@ -2,9 +2,11 @@ package taskiqrabbitmq
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -82,18 +84,45 @@ func newBroker(ctx context.Context, cfg sdk.Config) (*broker, error) {
 	return b, nil
 }
 
+// tlsConfig is a copy of the configured TLS settings for one dial (the
+// client sets its ServerName from the url on it), or nil.
+func (b *broker) tlsConfig() *tls.Config {
+	if b.o.tls == nil {
+		return nil
+	}
+	return b.o.tls.Clone()
+}
+
 func (b *broker) dial() (*amqp.Connection, error) {
 	props := amqp.NewConnectionProperties()
 	host, _ := os.Hostname()
 	props.SetClientConnectionName(fmt.Sprintf("taskiq-rabbitmq %s pid %d", host, os.Getpid()))
-	conn, err := amqp.DialConfig(b.o.url, amqp.Config{Heartbeat: 10 * time.Second, Properties: props, Dial: amqp.DefaultDial(5 * time.Second)})
+	conn, err := amqp.DialConfig(b.o.url, amqp.Config{Heartbeat: 10 * time.Second, Properties: props, Dial: amqp.DefaultDial(5 * time.Second), TLSClientConfig: b.tlsConfig()})
 	if err != nil {
 		if isCode(err, amqp.AccessRefused) || errors.Is(err, amqp.ErrCredentials) {
 			return nil, fmt.Errorf("rabbitmq at %s: %w: %w (check the user and password of url)", b.o.addr, sdk.ErrUnauthenticated, err)
 		}
-		return nil, fmt.Errorf("rabbitmq at %s: %w (is RabbitMQ running and reachable? %w)", b.o.addr, sdk.ErrUnavailable, err)
+		return nil, fmt.Errorf("rabbitmq at %s: %w (%s %w)", b.o.addr, sdk.ErrUnavailable, dialHint(err, b.o.tls != nil || strings.HasPrefix(b.o.url, "amqps:")), err)
 	}
 	return conn, nil
+}
+
+// dialHint says what to check after a failed dial: the TLS attributes when
+// the TLS handshake failed on either side, else whether the server is
+// there.
+func dialHint(err error, amqps bool) string {
+	var verify *tls.CertificateVerificationError
+	msg := err.Error()
+	switch {
+	case errors.As(err, &verify):
+		return "the server's certificate is not trusted: set tls_ca_file to the CA that signed it;"
+	case strings.Contains(msg, "tls: certificate required"), strings.Contains(msg, "tls: bad certificate"),
+		strings.Contains(msg, "tls: unknown certificate authority"):
+		return "the server refused the client certificate: set tls_cert_file and tls_key_file to one it trusts;"
+	case !amqps:
+		return "is RabbitMQ running and reachable? If this port speaks TLS, write the url as amqps://;"
+	}
+	return "is RabbitMQ running and reachable?"
 }
 
 // topology is what declaring the fixed entities found on the server.

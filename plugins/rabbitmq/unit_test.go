@@ -9,6 +9,7 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/stretchr/testify/require"
 
+	"github.com/taskiq-go/taskiq/internal/testcerts"
 	"github.com/taskiq-go/taskiq/plugin/sdk"
 )
 
@@ -214,4 +215,33 @@ func TestCheckWithoutServer(t *testing.T) {
 		"a valid block passes without connecting")
 	err := check(context.Background(), sdk.Config{Raw: json.RawMessage(`{"compat":"aio-pika-0.7"}`)})
 	require.Equal(t, "compat", sdk.ConfigErrors(err)[0].Attribute)
+}
+
+// TestTLSAttributes: the tls_* attributes need an amqps:// url (an amqp://
+// one would send everything in the clear), report unreadable or unpaired
+// files against their attribute, and end up in the client's configuration.
+func TestTLSAttributes(t *testing.T) {
+	tf := testcerts.New(t)
+	for _, c := range []struct {
+		cfg  map[string]any
+		attr string
+	}{
+		{map[string]any{"tls_ca_file": tf.CA}, "tls_ca_file"},
+		{map[string]any{"url": "amqp://h/", "tls_insecure_skip_verify": true}, "tls_insecure_skip_verify"},
+		{map[string]any{"url": "amqps://h/", "tls_ca_file": "/no/such/ca.pem"}, "tls_ca_file"},
+		{map[string]any{"url": "amqps://h/", "tls_cert_file": tf.ClientCert}, "tls_key_file"},
+	} {
+		_, err := decodeT(t, c.cfg)
+		ces := sdk.ConfigErrors(err)
+		require.Len(t, ces, 1, "%v: %v", c.cfg, err)
+		require.Equal(t, c.attr, ces[0].Attribute)
+	}
+	o, err := decodeT(t, map[string]any{"url": "amqps://h:5671/", "tls_ca_file": tf.CA,
+		"tls_cert_file": tf.ClientCert, "tls_key_file": tf.ClientKey})
+	require.NoError(t, err)
+	require.NotNil(t, o.tls.RootCAs)
+	require.Len(t, o.tls.Certificates, 1)
+	o, err = decodeT(t, map[string]any{"url": "amqps://h:5671/"})
+	require.NoError(t, err)
+	require.Nil(t, o.tls, "without tls_* attributes the client's own amqps:// handling applies")
 }

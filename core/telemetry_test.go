@@ -20,6 +20,8 @@ import (
 	"github.com/prometheus/common/model"
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/otel/attribute"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
@@ -437,4 +439,82 @@ func TestTelemetryBlockExportsOverOTLP(t *testing.T) {
 	defer mu.Unlock()
 	require.Positive(t, paths["/v1/traces"], "spans exported: %v", paths)
 	require.Positive(t, paths["/v1/metrics"], "messaging metrics exported: %v", paths)
+}
+
+// otelPoints collects the data points of one OpenTelemetry metric by their
+// attributes (joined "k=v,..." in the set's order): a sum's value or a
+// histogram's count.
+func otelPoints(t *testing.T, reader *sdkmetric.ManualReader, name string) map[string]int64 {
+	t.Helper()
+	var rm metricdata.ResourceMetrics
+	require.NoError(t, reader.Collect(context.Background(), &rm))
+	out := map[string]int64{}
+	key := func(s attribute.Set) string {
+		var parts []string
+		for _, kv := range s.ToSlice() {
+			parts = append(parts, string(kv.Key)+"="+kv.Value.Emit())
+		}
+		return strings.Join(parts, ",")
+	}
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			if m.Name != name {
+				continue
+			}
+			switch d := m.Data.(type) {
+			case metricdata.Sum[int64]:
+				for _, p := range d.DataPoints {
+					out[key(p.Attributes)] += p.Value
+				}
+			case metricdata.Histogram[float64]:
+				for _, p := range d.DataPoints {
+					out[key(p.Attributes)] += int64(p.Count)
+				}
+			}
+		}
+	}
+	return out
+}
+
+// The OpenTelemetry messaging metrics count a known workload: sends, one
+// of them refused by a closed broker, deliveries, and processing with the
+// error.type of a failed task.
+func TestOTelMessagingMetricsCountAKnownWorkload(t *testing.T) {
+	t.Parallel()
+	reader := sdkmetric.NewManualReader()
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
+	t.Cleanup(func() { _ = mp.Shutdown(context.Background()) })
+	b := setup(t, core.WithMeterProvider(mp))
+	ok := core.MustTask[int](b.app, "otel.ok", func(a int) (int, error) { return a, nil })
+	fail := core.MustTask[int](b.app, "otel.fail", func(int) (int, error) { return 0, errors.New("boom") })
+	ctx := context.Background()
+	var tasks []*core.AsyncTask[int]
+	for i := 0; i < 4; i++ {
+		at, err := ok.Kiq(ctx, i)
+		require.NoError(t, err)
+		tasks = append(tasks, at)
+	}
+	for i := 0; i < 2; i++ {
+		at, err := fail.Kiq(ctx, i)
+		require.NoError(t, err)
+		tasks = append(tasks, at)
+	}
+	stop := b.runWorker(t, core.WorkerOptions{})
+	for _, at := range tasks {
+		wait(t, at)
+	}
+	stop()
+	require.NoError(t, b.broker.Close(ctx))
+	_, err := ok.Kiq(ctx, 9)
+	require.Error(t, err)
+
+	const base = "messaging.destination.name=default,messaging.operation.name="
+	const sys = ",messaging.system=taskiq"
+	send := base + "send,messaging.operation.type=send" + sys
+	receive := base + "receive,messaging.operation.type=receive" + sys
+	process := base + "process,messaging.operation.type=process" + sys
+	require.Equal(t, map[string]int64{send: 6, "error.type=_OTHER," + send: 1}, otelPoints(t, reader, "messaging.client.sent.messages"))
+	require.Equal(t, map[string]int64{send: 6, "error.type=_OTHER," + send: 1}, otelPoints(t, reader, "messaging.client.operation.duration"))
+	require.Equal(t, map[string]int64{receive: 6}, otelPoints(t, reader, "messaging.client.consumed.messages"))
+	require.Equal(t, map[string]int64{process: 4, "error.type=task_failed," + process: 2}, otelPoints(t, reader, "messaging.process.duration"))
 }

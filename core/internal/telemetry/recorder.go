@@ -78,13 +78,21 @@ func New(o Options) (*Recorder, error) {
 		r.tracer = o.TracerProvider.Tracer(instrumentation)
 	}
 	if o.MeterProvider != nil {
-		m, err := newOtelMetrics(o.MeterProvider.Meter(instrumentation))
+		m, err := newOtelMetrics(o.MeterProvider.Meter(instrumentation), r.eachSeries)
 		if err != nil {
 			return nil, err
 		}
 		r.otelm = m
 	}
 	return r, nil
+}
+
+// eachSeries calls fn with every series made so far.
+func (r *Recorder) eachSeries(fn func(*series)) {
+	r.series.Range(func(_, v any) bool {
+		fn(v.(*series))
+		return true
+	})
 }
 
 // Tracing reports whether spans are recorded.
@@ -99,7 +107,7 @@ type seriesKey struct{ task, queue string }
 type series struct {
 	task, queue string
 	prom        *promSeries
-	otel        otelSeries
+	otel        *otelSeries // nil without OpenTelemetry metrics
 	// sendAttrs and processAttrs are the constant attributes of the spans
 	// of the series' kicks and runs, sendName and processName their names.
 	sendAttrs, processAttrs []attribute.KeyValue
@@ -215,20 +223,23 @@ func (r *Recorder) StartSend(ctx context.Context, msg *wire.Message) (context.Co
 	s := r.get(msg.TaskName, QueueOf(msg))
 	snd := &Send{r: r, s: s, begin: r.now()}
 	if r.tracer != nil {
-		ctx, snd.span = r.tracer.Start(ctx, s.sendName, s.startOptions(producerKind, s.sendAttrs, msg, -1)...)
+		kvs := s.spanAttrs(s.sendAttrs, msg, -1)
+		ctx, snd.span = r.tracer.Start(ctx, s.sendName, producerKind, trace.WithAttributes(*kvs...))
+		putAttrs(kvs)
 		r.prop.Inject(ctx, labelCarrier{msg})
 	}
 	return ctx, snd
 }
 
-// startOptions are the options of a span of the series: its kind and one
-// attribute list of exactly the size needed, the series' constant
-// attributes and those of msg itself (its id, its task name when the
-// series' is Other, and the attempt of a run; -1 for a kick). One list, so
-// the SDK copies it once instead of growing it option by option.
-func (s *series) startOptions(kind trace.SpanStartOption, constant []attribute.KeyValue, msg *wire.Message, attempt int) []trace.SpanStartOption {
-	kvs := make([]attribute.KeyValue, len(constant), len(constant)+3)
-	copy(kvs, constant)
+// spanAttrs are the attributes of a span of the series: its constant
+// ones and those of msg itself (its id, its task name when the series' is
+// Other, and the attempt of a run; -1 for a kick), in one list from a pool.
+// Start copies the list (trace.NewSpanStartConfig appends it to a
+// configuration of its own), so it goes back with putAttrs once the span
+// has started.
+func (s *series) spanAttrs(constant []attribute.KeyValue, msg *wire.Message, attempt int) *[]attribute.KeyValue {
+	p := attrPool.Get().(*[]attribute.KeyValue)
+	kvs := append((*p)[:0], constant...)
 	kvs = append(kvs, semconv.MessagingMessageID(msg.TaskID))
 	if !s.exactTask {
 		kvs = append(kvs, attribute.String(attrTaskName, msg.TaskName))
@@ -236,7 +247,19 @@ func (s *series) startOptions(kind trace.SpanStartOption, constant []attribute.K
 	if attempt >= 0 {
 		kvs = append(kvs, attribute.Int("taskiq.attempt", attempt))
 	}
-	return []trace.SpanStartOption{kind, trace.WithAttributes(kvs...)}
+	*p = kvs
+	return p
+}
+
+// attrPool holds the attribute lists of spans being started.
+var attrPool = sync.Pool{New: func() any {
+	kvs := make([]attribute.KeyValue, 0, 8)
+	return &kvs
+}}
+
+func putAttrs(p *[]attribute.KeyValue) {
+	clear(*p) // drop the references to the message's strings
+	attrPool.Put(p)
 }
 
 // End ends the kick's span, with err as its status.
@@ -321,7 +344,9 @@ func (r *Recorder) StartRun(ctx context.Context, msg *wire.Message, attempt int)
 	}
 	if r.tracer != nil {
 		parent := r.prop.Extract(ctx, labelCarrier{msg})
-		ctx, run.span = r.tracer.Start(parent, s.processName, s.startOptions(consumerKind, s.processAttrs, msg, attempt)...)
+		kvs := s.spanAttrs(s.processAttrs, msg, attempt)
+		ctx, run.span = r.tracer.Start(parent, s.processName, consumerKind, trace.WithAttributes(*kvs...))
+		putAttrs(kvs)
 	}
 	return ctx, run
 }

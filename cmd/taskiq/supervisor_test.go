@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"os"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
+	"golang.org/x/sys/unix"
 )
 
 func testSupervisor(exe string, args ...string) *supervisor {
@@ -72,4 +74,28 @@ func TestSupervisorRunEndsItsGoroutines(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("run did not return after its worker stopped")
 	}
+}
+
+// The status pipe a worker child inherits (exec clears close-on-exec on
+// it) is marked close-on-exec again, so the plugin processes the child
+// starts do not hold the supervisor's pipe open.
+func TestStatusPipeIsNotInheritedByPlugins(t *testing.T) {
+	r, w, err := os.Pipe()
+	require.NoError(t, err)
+	defer r.Close()
+	defer w.Close()
+	// A descriptor of its own, which the writer's file owns and closes.
+	fd, err := unix.Dup(int(w.Fd()))
+	require.NoError(t, err)
+	_, err = unix.FcntlInt(uintptr(fd), unix.F_SETFD, 0) // as a child finds it
+	require.NoError(t, err)
+	t.Setenv(envWorkerStatusFD, strconv.Itoa(fd))
+	write := statusWriter(hclog.NewNullLogger())
+	flags, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0)
+	require.NoError(t, err)
+	require.NotZero(t, flags&unix.FD_CLOEXEC, "the status pipe would be inherited by plugin processes")
+	write("ready")
+	line, err := bufio.NewReader(r).ReadString('\n')
+	require.NoError(t, err)
+	require.Equal(t, "ready\n", line)
 }

@@ -459,6 +459,10 @@ func statusWriter(logger hclog.Logger) func(string) {
 	if err != nil {
 		return func(string) {}
 	}
+	// The pipe is this process's alone: the plugin processes it starts must
+	// not inherit it, or one that outlives this worker would keep the
+	// supervisor's end from ever seeing the pipe close.
+	syscall.CloseOnExec(fd)
 	f := os.NewFile(uintptr(fd), "supervisor-status")
 	var mu sync.Mutex
 	return func(line string) {

@@ -13,14 +13,19 @@ import (
 	"github.com/taskiq-go/taskiq/plugin/sdk/wire"
 )
 
-// preExecCount counts pre_execute calls.
-type preExecCount struct{ n atomic.Int32 }
+// preExecCount counts pre_execute and post_execute calls.
+type preExecCount struct{ n, post atomic.Int32 }
 
 func (p *preExecCount) PreExecute(context.Context, *wire.Message) error { p.n.Add(1); return nil }
 
+func (p *preExecCount) PostExecute(context.Context, *wire.Message, *wire.Result) error {
+	p.post.Add(1)
+	return nil
+}
+
 // TestCancelQueuedTaskNeverStarts: a task cancelled while queued is taken
-// by the worker and not run, not even its pre_execute hooks; its result is
-// a CancelledError.
+// by the worker and not run, not even its pre_execute and post_execute
+// hooks; its result is a CancelledError.
 func TestCancelQueuedTaskNeverStarts(t *testing.T) {
 	t.Parallel()
 	pre := &preExecCount{}
@@ -45,6 +50,7 @@ func TestCancelQueuedTaskNeverStarts(t *testing.T) {
 	default:
 	}
 	require.Zero(t, pre.n.Load(), "pre_execute does not run for a cancelled task")
+	require.Zero(t, pre.post.Load(), "post_execute does not run for a task that never started")
 }
 
 // TestCancelRunningTask: a running task's context is cancelled when its

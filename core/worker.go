@@ -605,8 +605,14 @@ func (w *worker) outcome(ctx context.Context, def *taskDef, tc *Context) (runOut
 			tc.Logger().Error("on_error middleware failed", "error", herr)
 		}
 	}
-	if err := w.app.chain.postExecute(ctx, msg, res); err != nil {
-		tc.Logger().Error("post_execute middleware failed", "error", err)
+	// A task cancelled before it started ran no pre_execute hook, so it
+	// runs no post_execute hook either: middlewares pair the two (a limiter
+	// that takes a slot in one gives it back in the other).
+	var cancelled *CancelledError
+	if !errors.As(taskErr, &cancelled) || cancelled.Running {
+		if err := w.app.chain.postExecute(ctx, msg, res); err != nil {
+			tc.Logger().Error("post_execute middleware failed", "error", err)
+		}
 	}
 	switch {
 	case deadLetter != "" && noResult:

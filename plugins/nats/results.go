@@ -313,20 +313,38 @@ func (r *resultBackend) watch() {
 			continue
 		}
 		bo.Reset()
-		for e := range w.Updates() {
-			if e == nil {
-				continue
-			}
-			r.watchMu.Lock()
-			for ch := range r.waiters[e.Key()] {
-				select {
-				case ch <- e.Value():
-				default:
-				}
-			}
-			r.watchMu.Unlock()
-		}
+		r.forward(w.Updates())
 		_ = w.Stop()
+	}
+}
+
+// forward hands the values of updates to their keys' waiters until the
+// channel closes (the connection went away) or the backend closes. The
+// watcher takes its context only to start: it ends with the connection,
+// which Close shuts only after this returns.
+func (r *resultBackend) forward(updates <-chan jetstream.KeyValueEntry) {
+	for {
+		var e jetstream.KeyValueEntry
+		var ok bool
+		select {
+		case e, ok = <-updates:
+			if !ok {
+				return
+			}
+		case <-r.ctx.Done():
+			return
+		}
+		if e == nil {
+			continue
+		}
+		r.watchMu.Lock()
+		for ch := range r.waiters[e.Key()] {
+			select {
+			case ch <- e.Value():
+			default:
+			}
+		}
+		r.watchMu.Unlock()
 	}
 }
 

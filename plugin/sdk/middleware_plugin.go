@@ -44,6 +44,16 @@ func (s *middlewareServer) runHook(ctx context.Context, r any, req *pluginv1.Hoo
 		}
 		return nil
 	}
+	// Asked for label changes, the hook's answer says what it changed
+	// rather than carrying the message and result back whole.
+	var msgBefore messageSnapshot
+	var resBefore resultSnapshot
+	if req.LabelChanges {
+		msgBefore = snapshotMessage(msg)
+		if res != nil {
+			resBefore = snapshotResult(res)
+		}
+	}
 	notImplemented := status.Errorf(codes.Unimplemented, "middleware %s does not implement the %s hook", s.srv.p.Name, req.Hook)
 
 	var hookErr error
@@ -102,21 +112,33 @@ func (s *middlewareServer) runHook(ctx context.Context, r any, req *pluginv1.Hoo
 	}
 
 	resp := &pluginv1.HookResponse{}
-	if resp.Message, err = msg.AppendJSON(nil); err != nil {
-		return nil, status.Errorf(codes.Internal, "%s hook: encode the message: %v", req.Hook, err)
-	}
-	if res != nil {
-		if resp.Result, err = wire.EncodeResult(res); err != nil {
-			return nil, status.Errorf(codes.Internal, "%s hook: encode the result: %v", req.Hook, err)
+	if req.LabelChanges && msgBefore.labelsOnly(msg) {
+		resp.MessageLabels = messageLabelChanges(msgBefore.labels, msg.Labels)
+	} else {
+		if resp.Message, err = msg.AppendJSON(nil); err != nil {
+			return nil, status.Errorf(codes.Internal, "%s hook: encode the message: %v", req.Hook, err)
+		}
+		// What the hook left as it was goes back empty ("unchanged"), so
+		// the host does not decode it again.
+		if bytes.Equal(resp.Message, req.Message) {
+			resp.Message = nil
 		}
 	}
-	// What the hook left as it was goes back empty ("unchanged"), so the host
-	// does not decode it again.
-	if bytes.Equal(resp.Message, req.Message) {
-		resp.Message = nil
-	}
-	if bytes.Equal(resp.Result, req.Result) {
-		resp.Result = nil
+	if res != nil {
+		changes, ok := []*pluginv1.LabelChange(nil), false
+		if req.LabelChanges && resBefore.labelsOnly(res) {
+			changes, ok = resultLabelChanges(resBefore.labels, res.Labels)
+		}
+		if ok {
+			resp.ResultLabels = changes
+		} else {
+			if resp.Result, err = wire.EncodeResult(res); err != nil {
+				return nil, status.Errorf(codes.Internal, "%s hook: encode the result: %v", req.Hook, err)
+			}
+			if bytes.Equal(resp.Result, req.Result) {
+				resp.Result = nil
+			}
+		}
 	}
 	switch {
 	case hookErr == nil:

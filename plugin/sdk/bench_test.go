@@ -70,27 +70,28 @@ func BenchmarkStreamThroughput(b *testing.B) {
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "msgs/s")
 }
 
-// BenchmarkMiddlewareHooks calls pre_send and post_execute of a middleware
-// plugin process from 64 goroutines, as a busy worker does, and reports
-// the CPU both processes spent per hook call (host: this process; plugin:
-// /proc/<pid>/stat). TASKIQ_BENCH_PLUGIN_CPUPROFILE=path profiles the
-// plugin.
+// BenchmarkMiddlewareHooks calls pre_send, pre_execute and post_execute
+// of a middleware plugin process (each sets a label, as the middleware of
+// `make bench-middleware` does) from 64 goroutines, as a busy worker does,
+// and reports the CPU both processes spent per hook call (host: this
+// process; plugin: /proc/<pid>/stat). TASKIQ_BENCH_PLUGIN_CPUPROFILE=path
+// profiles the plugin.
 func BenchmarkMiddlewareHooks(b *testing.B) {
 	var opts []sdktest.Option
 	if p := os.Getenv("TASKIQ_BENCH_PLUGIN_CPUPROFILE"); p != "" {
 		opts = append(opts, sdktest.WithEnv(sdk.EnvCPUProfile+"="+p))
 	}
-	c := sdktest.Launch(b, sdk.KindMiddleware, `{}`, opts...)
+	c := sdktest.Launch(b, sdk.KindMiddleware, `{"trail":true}`, opts...)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	if _, err := c.Info(ctx); err != nil { // the capabilities that pick the Hooks stream
 		b.Fatal(err)
 	}
-	mw := c.Middleware([]sdk.Hook{sdk.HookPreSend, sdk.HookPostExecute})
+	mw := c.Middleware([]sdk.Hook{sdk.HookPreSend, sdk.HookPreExecute, sdk.HookPostExecute})
 	if !sdk.UsesHookStream(mw) {
 		b.Fatal("the middleware does not use the Hooks stream")
 	}
-	pre, post := mw.(sdk.PreSender), mw.(sdk.PostExecuter)
+	pre, exec, post := mw.(sdk.PreSender), mw.(sdk.PreExecuter), mw.(sdk.PostExecuter)
 	hostCPU, pluginCPU := processCPU(b, os.Getpid()), processCPU(b, c.Pid())
 	b.SetParallelism(32) // 64 goroutines on 2 CPUs
 	b.ResetTimer()
@@ -102,6 +103,10 @@ func BenchmarkMiddlewareHooks(b *testing.B) {
 				b.Error(err)
 				return
 			}
+			if err := exec.PreExecute(ctx, msg); err != nil {
+				b.Error(err)
+				return
+			}
 			res := &wire.Result{ReturnValue: json.RawMessage(`1`), Labels: msg.Labels}
 			if err := post.PostExecute(ctx, msg, res); err != nil {
 				b.Error(err)
@@ -110,7 +115,7 @@ func BenchmarkMiddlewareHooks(b *testing.B) {
 		}
 	})
 	b.StopTimer()
-	calls := float64(2 * b.N)
+	calls := float64(3 * b.N)
 	b.ReportMetric((processCPU(b, os.Getpid())-hostCPU).Seconds()*1e6/calls, "host-cpu-µs/call")
 	b.ReportMetric((processCPU(b, c.Pid())-pluginCPU).Seconds()*1e6/calls, "plugin-cpu-µs/call")
 }

@@ -543,7 +543,7 @@ func trailErr(msg *wire.Message, hook string) error {
 
 func (trailMiddleware) PreSend(_ context.Context, msg *wire.Message) error {
 	trail, _ := msg.LabelString("trail")
-	msg.SetLabel("trail", trail+">pre_send")
+	msg.SetLabel("trail", trail+"/pre_send")
 	return trailErr(msg, "pre_send")
 }
 
@@ -553,7 +553,7 @@ func (trailMiddleware) PostSend(_ context.Context, msg *wire.Message) error {
 
 func (trailMiddleware) PreExecute(_ context.Context, msg *wire.Message) error {
 	trail, _ := msg.LabelString("trail")
-	msg.SetLabel("trail", trail+">pre_execute")
+	msg.SetLabel("trail", trail+"/pre_execute")
 	switch msg.TaskName {
 	case "args":
 		msg.Args = append(msg.Args, json.RawMessage(`"added"`))
@@ -568,7 +568,7 @@ func (trailMiddleware) PostExecute(_ context.Context, msg *wire.Message, res *wi
 	if res.Labels == nil {
 		res.Labels = map[string]any{}
 	}
-	res.Labels["trail"] = trail + ">post_execute"
+	res.Labels["trail"] = trail + "/post_execute"
 	res.Labels["calls"] = float64(3)
 	return trailErr(msg, "post_execute")
 }

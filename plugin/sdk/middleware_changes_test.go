@@ -77,8 +77,8 @@ func TestHookLabelChanges(t *testing.T) {
 				res := &wire.Result{ReturnValue: json.RawMessage(`1`), ExecutionTime: 0.5, Labels: map[string]any{"was": "here"}}
 				wantErr("post_execute", mw.(sdk.PostExecuter).PostExecute(ctx, msg, res))
 
-				require.Equal(t, ">pre_send>pre_execute", msg.Labels["trail"], mode)
-				require.Equal(t, ">pre_send>pre_execute>post_execute", res.Labels["trail"], mode)
+				require.Equal(t, "/pre_send/pre_execute", msg.Labels["trail"], mode)
+				require.Equal(t, "/pre_send/pre_execute/post_execute", res.Labels["trail"], mode)
 				require.Equal(t, float64(3), res.Labels["calls"], mode)
 				require.Equal(t, "here", res.Labels["was"], mode)
 				require.Equal(t, `1`, string(res.ReturnValue), mode)

@@ -52,23 +52,7 @@ func AppendResultLabel(dst []byte, v any) ([]byte, error) {
 // ErrMalformed.
 func DecodeResultLabel(b []byte) (any, error) {
 	s := scanner{b: b}
-	var (
-		v  any
-		ok bool
-	)
-	switch s.peek() {
-	case '"':
-		v, ok = s.plainString()
-	case 't':
-		v, ok = true, s.literal("true")
-	case 'f':
-		v, ok = false, s.literal("false")
-	case 'n':
-		v, ok = nil, s.literal("null")
-	case '{', '[':
-	default:
-		v, ok = s.float()
-	}
+	v, ok := s.scalar()
 	if s.space(); ok && s.i == len(b) {
 		return v, nil
 	}

@@ -256,3 +256,23 @@ func TestDecodeResultFastPath(t *testing.T) {
 		t.Fatalf("decoded %#v", got)
 	}
 }
+
+// TestResultLabelRoundTrip: a result label encoded with AppendResultLabel
+// decodes with DecodeResultLabel to what DecodeResult gives the same label
+// inside a whole result.
+func TestResultLabelRoundTrip(t *testing.T) {
+	for _, v := range []any{"text", "needs \"escapes\" <&>", int64(3), 3, 1.5, true, false, nil,
+		[]any{"a", 1.0}, map[string]any{"k": "v"}} {
+		enc, err := wire.AppendResultLabel(nil, v)
+		require.NoError(t, err)
+		got, err := wire.DecodeResultLabel(enc)
+		require.NoError(t, err)
+		whole, err := wire.EncodeResult(&wire.Result{Labels: map[string]any{"x": v}})
+		require.NoError(t, err)
+		want, err := wire.DecodeResult(whole)
+		require.NoError(t, err)
+		require.Equal(t, want.Labels["x"], got, "label %#v", v)
+	}
+	_, err := wire.AppendResultLabel(nil, func() {})
+	require.Error(t, err, "a value JSON cannot carry")
+}

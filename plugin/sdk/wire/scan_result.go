@@ -109,23 +109,27 @@ func (s *scanner) resultLabels() (map[string]any, bool) {
 		if !ok {
 			return false
 		}
-		var v any
-		switch s.peek() {
-		case '"':
-			if v, ok = s.plainString(); !ok {
-				return false
-			}
-		case 't':
-			v, ok = true, s.literal("true")
-		case 'f':
-			v, ok = false, s.literal("false")
-		case 'n':
-			v, ok = nil, s.literal("null")
-		default:
-			v, ok = s.float()
-		}
+		v, ok := s.scalar()
 		labels[string(k)] = v
 		return ok
 	})
 	return labels, ok
+}
+
+// scalar reads a plain string, a boolean, null or a number (as float64), as
+// encoding/json decodes them into an any; false for anything else.
+func (s *scanner) scalar() (any, bool) {
+	switch s.peek() {
+	case '"':
+		return s.plainString()
+	case 't':
+		return true, s.literal("true")
+	case 'f':
+		return false, s.literal("false")
+	case 'n':
+		return nil, s.literal("null")
+	case '{', '[':
+		return nil, false
+	}
+	return s.float()
 }

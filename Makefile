@@ -87,7 +87,7 @@ bench-middleware: build
 	$(GO) build -o $(BIN)/taskiq-bench-middleware ./internal/harness/bench/middleware
 	@for round in 1 2 3; do for c in inmemory inmemory-middleware; do \
 		printf '%s %-20s ' $$round $$c; \
-		$(BIN)/taskiq bench -c internal/harness/bench/configs/$$c.hcl --tasks 30000 --concurrency 64 | grep 'end to end'; \
+		$(BIN)/taskiq bench -c internal/harness/bench/configs/$$c.hcl --tasks 30000 --concurrency 64 | grep -E 'end to end|total cpu' | tr -s ' \n' ' '; echo; \
 	done; done
 
 proto:

@@ -1,13 +1,19 @@
 package sdk_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
+	"os"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/taskiq-go/taskiq/plugin/sdk"
 	"github.com/taskiq-go/taskiq/plugin/sdk/sdktest"
+	"github.com/taskiq-go/taskiq/plugin/sdk/wire"
 )
 
 // BenchmarkStreamThroughput moves b.N messages through a broker plugin
@@ -62,4 +68,67 @@ func BenchmarkStreamThroughput(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "msgs/s")
+}
+
+// BenchmarkMiddlewareHooks calls pre_send, pre_execute and post_execute
+// of a middleware plugin process (each sets a label, as the middleware of
+// `make bench-middleware` does) from 64 goroutines, as a busy worker does,
+// and reports the CPU both processes spent per hook call (host: this
+// process; plugin: /proc/<pid>/stat). TASKIQ_BENCH_PLUGIN_CPUPROFILE=path
+// profiles the plugin.
+func BenchmarkMiddlewareHooks(b *testing.B) {
+	var opts []sdktest.Option
+	if p := os.Getenv("TASKIQ_BENCH_PLUGIN_CPUPROFILE"); p != "" {
+		opts = append(opts, sdktest.WithEnv(sdk.EnvCPUProfile+"="+p))
+	}
+	c := sdktest.Launch(b, sdk.KindMiddleware, `{"trail":true}`, opts...)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	if _, err := c.Info(ctx); err != nil { // the capabilities that pick the Hooks stream
+		b.Fatal(err)
+	}
+	mw := c.Middleware([]sdk.Hook{sdk.HookPreSend, sdk.HookPreExecute, sdk.HookPostExecute})
+	if !sdk.UsesHookStream(mw) {
+		b.Fatal("the middleware does not use the Hooks stream")
+	}
+	pre, exec, post := mw.(sdk.PreSender), mw.(sdk.PreExecuter), mw.(sdk.PostExecuter)
+	hostCPU, pluginCPU := processCPU(b, os.Getpid()), processCPU(b, c.Pid())
+	b.SetParallelism(32) // 64 goroutines on 2 CPUs
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for i := 0; pb.Next(); i++ {
+			msg := &wire.Message{TaskID: fmt.Sprint(i), TaskName: "bench:noop",
+				Labels: map[string]any{"a": "b", "n": int64(1)}, Args: []json.RawMessage{json.RawMessage(`1`)}}
+			if err := pre.PreSend(ctx, msg); err != nil {
+				b.Error(err)
+				return
+			}
+			if err := exec.PreExecute(ctx, msg); err != nil {
+				b.Error(err)
+				return
+			}
+			res := &wire.Result{ReturnValue: json.RawMessage(`1`), Labels: msg.Labels}
+			if err := post.PostExecute(ctx, msg, res); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	b.StopTimer()
+	calls := float64(3 * b.N)
+	b.ReportMetric((processCPU(b, os.Getpid())-hostCPU).Seconds()*1e6/calls, "host-cpu-µs/call")
+	b.ReportMetric((processCPU(b, c.Pid())-pluginCPU).Seconds()*1e6/calls, "plugin-cpu-µs/call")
+}
+
+// processCPU reads the user and system CPU time of process pid.
+func processCPU(b *testing.B, pid int) time.Duration {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	// Fields after the parenthesised command: state is field 3, utime 14, stime 15.
+	fields := strings.Fields(string(raw[bytes.LastIndexByte(raw, ')')+1:]))
+	utime, _ := strconv.ParseInt(fields[11], 10, 64)
+	stime, _ := strconv.ParseInt(fields[12], 10, 64)
+	return time.Duration(utime+stime) * time.Second / 100 // USER_HZ
 }

@@ -143,16 +143,16 @@ func (c *Client) Info(ctx context.Context) (Info, error) {
 	return info, nil
 }
 
-// hookStreams reports whether the plugin's middleware takes its hook calls
-// over the Hooks stream: its configured capabilities (or, when Configure
-// reported none, those of Info) include CapHookStream.
-func (c *Client) hookStreams() bool {
+// middlewareHas reports whether the plugin's middleware declares a
+// capability (CapHookStream, CapHookLabelChanges): its configured
+// capabilities (or, when Configure reported none, those of Info) include it.
+func (c *Client) middlewareHas(capability string) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if len(c.caps) > 0 {
-		return Has(c.caps, CapHookStream)
+		return Has(c.caps, capability)
 	}
-	return Has(c.mwCaps, CapHookStream)
+	return Has(c.mwCaps, capability)
 }
 
 // Configure configures the process for one role. Problems with the config
@@ -294,9 +294,10 @@ func (c *Client) Middleware(hooks []Hook) Middleware {
 		c.middlewares = map[string]*remoteMiddleware{}
 	}
 	m := &remoteMiddleware{c: c, rpc: pluginv1.NewMiddlewareClient(c.conn), hooks: append([]Hook(nil), hooks...)}
-	if c.hookStreams() {
+	if c.middlewareHas(CapHookStream) {
 		m.stream = newHookStream(c, m.rpc)
 	}
+	m.labelChanges = c.middlewareHas(CapHookLabelChanges)
 	c.middlewares[key] = m
 	return m
 }

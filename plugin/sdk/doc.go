@@ -68,7 +68,8 @@
 //     a misspelled hook, is refused with an error naming it. A middleware
 //     reaches the host's brokers and result backend through Config.Host.
 //     Serve declares CapHookStream for it: the host sends the hook calls of
-//     concurrent tasks in batches over one stream.
+//     concurrent tasks in batches over one stream; and CapHookLabelChanges:
+//     a hook that changed only labels answers with those labels alone.
 //   - TaskModule (tasks.go): the task functions of a module binary that a
 //     generic worker runs; ServeTasks serves one.
 //   - Inspector and Canceller (inspect.go), optional on a broker

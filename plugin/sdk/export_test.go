@@ -66,6 +66,30 @@ func ForgetHookStream(c *Client) {
 	c.mu.Unlock()
 }
 
+// ForgetLabelChanges makes c take its middleware for one built before
+// CapHookLabelChanges: its hook calls then ask for whole messages.
+func ForgetLabelChanges(c *Client) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	drop := func(caps []string) []string {
+		var out []string
+		for _, x := range caps {
+			if x != CapHookLabelChanges {
+				out = append(out, x)
+			}
+		}
+		return out
+	}
+	c.caps, c.mwCaps = drop(c.caps), drop(c.mwCaps)
+}
+
+// AsksLabelChanges reports whether a middleware shim of a Client asks for
+// label changes instead of whole messages.
+func AsksLabelChanges(m Middleware) bool {
+	rm, ok := m.(*remoteMiddleware)
+	return ok && rm.labelChanges
+}
+
 // UsesHookStream reports whether a middleware shim of a Client calls its
 // hooks over the Hooks stream.
 func UsesHookStream(m Middleware) bool {

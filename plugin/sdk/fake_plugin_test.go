@@ -456,6 +456,7 @@ type memMiddleware struct {
 func newMemMiddleware(_ context.Context, cfg sdk.Config) (sdk.Middleware, error) {
 	var c struct {
 		Misspelled bool `json:"misspelled"`
+		Trail      bool `json:"trail"`
 	}
 	if len(cfg.Raw) > 0 {
 		if err := json.Unmarshal(cfg.Raw, &c); err != nil {
@@ -464,6 +465,9 @@ func newMemMiddleware(_ context.Context, cfg sdk.Config) (sdk.Middleware, error)
 	}
 	if c.Misspelled {
 		return typoMiddleware{}, nil
+	}
+	if c.Trail {
+		return trailMiddleware{}, nil
 	}
 	cfg.Logger.Debug("mw debug line")
 	cfg.Logger.Info("mw info line", "instance_seen", cfg.Name)
@@ -520,6 +524,53 @@ func (m *memMiddleware) OnError(_ context.Context, _ *wire.Message, res *wire.Re
 func (m *memMiddleware) PostExecute(_ context.Context, _ *wire.Message, res *wire.Result) error {
 	res.ReturnValue = json.RawMessage(`"changed by plugin"`)
 	return nil
+}
+
+// trailMiddleware's hooks (config {"trail": true}) record themselves in a
+// "trail" label, so a test sees in which order a task's hooks ran. Task
+// names ask for more: "fail" makes each hook fail naming the task id,
+// "args" makes pre_execute change the args (a whole message goes back),
+// and "drop" makes pre_execute delete the label "drop". post_send changes
+// nothing.
+type trailMiddleware struct{}
+
+func trailErr(msg *wire.Message, hook string) error {
+	if msg.TaskName == "fail" {
+		return fmt.Errorf("%s failed for %s", hook, msg.TaskID)
+	}
+	return nil
+}
+
+func (trailMiddleware) PreSend(_ context.Context, msg *wire.Message) error {
+	trail, _ := msg.LabelString("trail")
+	msg.SetLabel("trail", trail+"/pre_send")
+	return trailErr(msg, "pre_send")
+}
+
+func (trailMiddleware) PostSend(_ context.Context, msg *wire.Message) error {
+	return trailErr(msg, "post_send")
+}
+
+func (trailMiddleware) PreExecute(_ context.Context, msg *wire.Message) error {
+	trail, _ := msg.LabelString("trail")
+	msg.SetLabel("trail", trail+"/pre_execute")
+	switch msg.TaskName {
+	case "args":
+		msg.Args = append(msg.Args, json.RawMessage(`"added"`))
+	case "drop":
+		delete(msg.Labels, "drop")
+	}
+	return trailErr(msg, "pre_execute")
+}
+
+func (trailMiddleware) PostExecute(_ context.Context, msg *wire.Message, res *wire.Result) error {
+	trail, _ := msg.LabelString("trail")
+	if res.Labels == nil {
+		res.Labels = map[string]any{}
+	}
+	res.Labels["trail"] = trail + "/post_execute"
+	res.Labels["calls"] = float64(3)
+	return trailErr(msg, "post_execute")
 }
 
 // ---- host ----

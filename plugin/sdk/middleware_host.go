@@ -20,6 +20,9 @@ type remoteMiddleware struct {
 	// stream, when the plugin declares CapHookStream, carries the calls in
 	// batches; nil: one Hook RPC per call.
 	stream *hookStream
+	// labelChanges, when the plugin declares CapHookLabelChanges: the
+	// calls ask for answers carrying only what the hook changed.
+	labelChanges bool
 }
 
 func (m *remoteMiddleware) Hooks() []Hook { return append([]Hook(nil), m.hooks...) }
@@ -33,7 +36,7 @@ func (m *remoteMiddleware) call(ctx context.Context, hook Hook, msg *wire.Messag
 	if msg == nil {
 		return fmt.Errorf("%s hook: nil message", hook)
 	}
-	req := &pluginv1.HookRequest{Hook: string(hook)}
+	req := &pluginv1.HookRequest{Hook: string(hook), LabelChanges: m.labelChanges}
 	buf := hookBufs.Get().(*[]byte)
 	answered := false
 	defer func() {
@@ -69,6 +72,8 @@ func (m *remoteMiddleware) call(ctx context.Context, hook Hook, msg *wire.Messag
 			return fmt.Errorf("%s hook: the plugin returned a bad message: %w", hook, err)
 		}
 		*msg = *d
+	} else if len(resp.MessageLabels) > 0 && m.labelChanges {
+		applyMessageLabels(msg, resp.MessageLabels)
 	}
 	if len(resp.Result) > 0 && res != nil {
 		d, err := wire.DecodeResult(resp.Result)
@@ -76,6 +81,10 @@ func (m *remoteMiddleware) call(ctx context.Context, hook Hook, msg *wire.Messag
 			return fmt.Errorf("%s hook: the plugin returned a bad result: %w", hook, err)
 		}
 		*res = *d
+	} else if len(resp.ResultLabels) > 0 && res != nil && m.labelChanges {
+		if err := applyResultLabels(res, resp.ResultLabels); err != nil {
+			return fmt.Errorf("%s hook: the plugin returned a bad result: %w", hook, err)
+		}
 	}
 	switch resp.Control {
 	case controlNoResult:

@@ -105,8 +105,11 @@ func sendHookReplies(gs grpc.BidiStreamingServer[pluginv1.HookBatch, pluginv1.Ho
 // (a plugin built with an older SDK) calls the unary Hook instead.
 const CapHookStream = "hook_stream"
 
-// withHookStream returns caps with CapHookStream added.
-func withHookStream(caps []string) []string { return withCapability(caps, CapHookStream) }
+// withHookStream returns caps with CapHookStream and CapHookLabelChanges
+// added: every middleware this SDK serves has both.
+func withHookStream(caps []string) []string {
+	return withCapability(withCapability(caps, CapHookStream), CapHookLabelChanges)
+}
 
 // withCapability returns caps with c added (a copy) unless it is there.
 func withCapability(caps []string, c string) []string {

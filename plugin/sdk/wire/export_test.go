@@ -5,4 +5,6 @@ var (
 	DecodeMessageStd  = decodeMessageStd
 	DecodeMessageFast = decodeMessageFast
 	ValidJSON         = validJSON
+	DecodeResultStd   = decodeResultStd
+	DecodeResultFast  = decodeResultFast
 )

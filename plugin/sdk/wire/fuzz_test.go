@@ -204,7 +204,11 @@ func FuzzDecodeResult(f *testing.F) {
 	f.Add([]byte(errResultPython))
 	f.Add([]byte(`{"is_err":true,"error":{"exc_type":"E","exc_message":[],"exc_cause":{"exc_type":"C","exc_message":["x"],"exc_cause":{"exc_type":"D"}}}}`))
 	f.Add([]byte(`{"return_value":`))
+	f.Add([]byte(`{"is_err":false,"log":"l","return_value":[1, {"a":"\u00e9"}],"execution_time":1e-7,"labels":{"a":"x","n":1.5,"b":true,"z":null},"error":null}`))
+	f.Add([]byte(` {"labels":{},"execution_time":-0,"IS_ERR":true} `))
+	f.Add([]byte(`{"labels":{"a":1,"a":"x"},"execution_time":1e999}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
+		requireFastResultMatchesStd(t, data)
 		r, err := wire.DecodeResult(data)
 		if err != nil {
 			if !errors.Is(err, wire.ErrMalformed) {
@@ -242,6 +246,24 @@ func FuzzDecodeResult(f *testing.F) {
 			t.Fatalf("result changed in a round trip:\n%+v\n%+v", r, r2)
 		}
 	})
+}
+
+// requireFastResultMatchesStd checks DecodeResult's fast path against
+// encoding/json: when the fast path accepts a body, encoding/json must
+// accept it too and decode the same result, nil and empty alike.
+func requireFastResultMatchesStd(t *testing.T, data []byte) {
+	t.Helper()
+	fast, ok := wire.DecodeResultFast(data)
+	if !ok {
+		return
+	}
+	std, err := wire.DecodeResultStd(data)
+	if err != nil {
+		t.Fatalf("the fast path accepted a result encoding/json rejects (%v): %q", err, data)
+	}
+	if !reflect.DeepEqual(std, fast) {
+		t.Fatalf("fast and encoding/json decode differently:\nstd:  %#v\nfast: %#v\ninput: %q", std, fast, data)
+	}
 }
 
 // normalized returns m as our encoder writes it back: untyped labels that

@@ -427,6 +427,11 @@ func decodeLabel(v json.RawMessage, typ int) any {
 	if !isStr {
 		return decodeJSONValue(v)
 	}
+	return typedLabel(s, typ)
+}
+
+// typedLabel converts a label's text by its declared type.
+func typedLabel(s string, typ int) any {
 	switch typ {
 	case LabelInt:
 		if i, err := strconv.ParseInt(s, 10, 64); err == nil {

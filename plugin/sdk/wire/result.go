@@ -255,6 +255,14 @@ func appendJSONFloat(b []byte, f float64) []byte {
 
 // DecodeResult parses a stored result; errors wrap ErrMalformed.
 func DecodeResult(b []byte) (*Result, error) {
+	if r, ok := decodeResultFast(b); ok {
+		return r, nil
+	}
+	return decodeResultStd(b)
+}
+
+// decodeResultStd is DecodeResult through encoding/json.
+func decodeResultStd(b []byte) (*Result, error) {
 	var r Result
 	if err := json.Unmarshal(b, &r); err != nil {
 		return nil, fmt.Errorf("%w: result: %v", ErrMalformed, err)

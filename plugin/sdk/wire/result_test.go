@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"reflect"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -211,4 +212,67 @@ func TestErrorText(t *testing.T) {
 	require.Equal(t, "E", (&wire.Error{ExcType: "E"}).Error())
 	require.Equal(t, "just text", (&wire.Error{ExcMessage: []any{"just text"}}).Error())
 	require.Equal(t, `E: a, {"k":[1,null]}, true`, (&wire.Error{ExcType: "E", ExcMessage: []any{"a", map[string]any{"k": []any{1, nil}}, true}}).Error())
+}
+
+// TestDecodeResultFastPath checks that the results EncodeResult writes take
+// the fast path and decode as encoding/json decodes them, and that what the
+// fast path does not handle still decodes through encoding/json.
+func TestDecodeResultFastPath(t *testing.T) {
+	log := "a log"
+	for _, r := range []*wire.Result{
+		{ReturnValue: json.RawMessage(`{"sum":3,"xs":[1,2]}`), ExecutionTime: 0.25, Labels: map[string]any{"a": "x", "n": int64(3), "f": 1.5, "b": true}},
+		{IsErr: true, ReturnValue: json.RawMessage(`null`), Labels: map[string]any{}},
+		{},
+	} {
+		enc, err := wire.EncodeResult(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fast, ok := wire.DecodeResultFast(enc)
+		if !ok {
+			t.Fatalf("the fast path refused %s", enc)
+		}
+		std, err := wire.DecodeResultStd(enc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(fast, std) {
+			t.Fatalf("fast %#v, encoding/json %#v", fast, std)
+		}
+	}
+	withLog := &wire.Result{Log: &log, Error: &wire.Error{ExcType: "ValueError", ExcMessage: []any{"bad"}}}
+	enc, err := wire.EncodeResult(withLog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := wire.DecodeResultFast(enc); ok {
+		t.Fatalf("the fast path took an error object: %s", enc)
+	}
+	got, err := wire.DecodeResult(enc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if *got.Log != log || got.Error == nil || got.Error.ExcType != "ValueError" {
+		t.Fatalf("decoded %#v", got)
+	}
+}
+
+// TestResultLabelRoundTrip: a result label encoded with AppendResultLabel
+// decodes with DecodeResultLabel to what DecodeResult gives the same label
+// inside a whole result.
+func TestResultLabelRoundTrip(t *testing.T) {
+	for _, v := range []any{"text", "needs \"escapes\" <&>", int64(3), 3, 1.5, true, false, nil,
+		[]any{"a", 1.0}, map[string]any{"k": "v"}} {
+		enc, err := wire.AppendResultLabel(nil, v)
+		require.NoError(t, err)
+		got, err := wire.DecodeResultLabel(enc)
+		require.NoError(t, err)
+		whole, err := wire.EncodeResult(&wire.Result{Labels: map[string]any{"x": v}})
+		require.NoError(t, err)
+		want, err := wire.DecodeResult(whole)
+		require.NoError(t, err)
+		require.Equal(t, want.Labels["x"], got, "label %#v", v)
+	}
+	_, err := wire.AppendResultLabel(nil, func() {})
+	require.Error(t, err, "a value JSON cannot carry")
 }

@@ -2170,10 +2170,14 @@ func (x *HookReplies) GetReplies() []*HookReply {
 }
 
 type HookRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Hook          string                 `protobuf:"bytes,1,opt,name=hook,proto3" json:"hook,omitempty"`       // pre_send, post_send, pre_execute, on_error, post_execute, post_save
-	Message       []byte                 `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"` // wire message JSON
-	Result        []byte                 `protobuf:"bytes,3,opt,name=result,proto3" json:"result,omitempty"`   // wire result JSON (on_error, post_execute, post_save)
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Hook    string                 `protobuf:"bytes,1,opt,name=hook,proto3" json:"hook,omitempty"`       // pre_send, post_send, pre_execute, on_error, post_execute, post_save
+	Message []byte                 `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"` // wire message JSON
+	Result  []byte                 `protobuf:"bytes,3,opt,name=result,proto3" json:"result,omitempty"`   // wire result JSON (on_error, post_execute, post_save)
+	// label_changes: the host applies HookResponse's message_labels and
+	// result_labels (the middleware declares capability "hook_label_changes").
+	// A plugin that does not know it answers with whole messages, as before.
+	LabelChanges  bool `protobuf:"varint,4,opt,name=label_changes,json=labelChanges,proto3" json:"label_changes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2229,12 +2233,24 @@ func (x *HookRequest) GetResult() []byte {
 	return nil
 }
 
+func (x *HookRequest) GetLabelChanges() bool {
+	if x != nil {
+		return x.LabelChanges
+	}
+	return false
+}
+
 type HookResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Message       []byte                 `protobuf:"bytes,1,opt,name=message,proto3" json:"message,omitempty"` // the message, possibly changed; empty: unchanged
-	Result        []byte                 `protobuf:"bytes,2,opt,name=result,proto3" json:"result,omitempty"`   // the result, possibly changed; empty: unchanged
-	Error         string                 `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`     // a hook failure
-	Control       string                 `protobuf:"bytes,4,opt,name=control,proto3" json:"control,omitempty"` // "", "no_result", "dead_letter"
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Message []byte                 `protobuf:"bytes,1,opt,name=message,proto3" json:"message,omitempty"` // the message, possibly changed; empty: unchanged (but see message_labels)
+	Result  []byte                 `protobuf:"bytes,2,opt,name=result,proto3" json:"result,omitempty"`   // the result, possibly changed; empty: unchanged (but see result_labels)
+	Error   string                 `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`     // a hook failure
+	Control string                 `protobuf:"bytes,4,opt,name=control,proto3" json:"control,omitempty"` // "", "no_result", "dead_letter"
+	// Only when the request asked for label_changes and message (result) is
+	// empty: the hook changed nothing but these labels of the message (the
+	// result), which the host applies to its own copy.
+	MessageLabels []*LabelChange `protobuf:"bytes,5,rep,name=message_labels,json=messageLabels,proto3" json:"message_labels,omitempty"`
+	ResultLabels  []*LabelChange `protobuf:"bytes,6,rep,name=result_labels,json=resultLabels,proto3" json:"result_labels,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2297,6 +2313,99 @@ func (x *HookResponse) GetControl() string {
 	return ""
 }
 
+func (x *HookResponse) GetMessageLabels() []*LabelChange {
+	if x != nil {
+		return x.MessageLabels
+	}
+	return nil
+}
+
+func (x *HookResponse) GetResultLabels() []*LabelChange {
+	if x != nil {
+		return x.ResultLabels
+	}
+	return nil
+}
+
+// LabelChange is one label a hook set or deleted.
+type LabelChange struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Key     string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	Deleted bool                   `protobuf:"varint,2,opt,name=deleted,proto3" json:"deleted,omitempty"`
+	// A message label: its text and type as the wire message carries them
+	// (labels and labels_types). A result label: value is its JSON.
+	Text          string `protobuf:"bytes,3,opt,name=text,proto3" json:"text,omitempty"`
+	Type          int32  `protobuf:"varint,4,opt,name=type,proto3" json:"type,omitempty"`
+	Value         []byte `protobuf:"bytes,5,opt,name=value,proto3" json:"value,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LabelChange) Reset() {
+	*x = LabelChange{}
+	mi := &file_plugin_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LabelChange) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LabelChange) ProtoMessage() {}
+
+func (x *LabelChange) ProtoReflect() protoreflect.Message {
+	mi := &file_plugin_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LabelChange.ProtoReflect.Descriptor instead.
+func (*LabelChange) Descriptor() ([]byte, []int) {
+	return file_plugin_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *LabelChange) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *LabelChange) GetDeleted() bool {
+	if x != nil {
+		return x.Deleted
+	}
+	return false
+}
+
+func (x *LabelChange) GetText() string {
+	if x != nil {
+		return x.Text
+	}
+	return ""
+}
+
+func (x *LabelChange) GetType() int32 {
+	if x != nil {
+		return x.Type
+	}
+	return 0
+}
+
+func (x *LabelChange) GetValue() []byte {
+	if x != nil {
+		return x.Value
+	}
+	return nil
+}
+
 type TaskInfo struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
@@ -2309,7 +2418,7 @@ type TaskInfo struct {
 
 func (x *TaskInfo) Reset() {
 	*x = TaskInfo{}
-	mi := &file_plugin_proto_msgTypes[38]
+	mi := &file_plugin_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2321,7 +2430,7 @@ func (x *TaskInfo) String() string {
 func (*TaskInfo) ProtoMessage() {}
 
 func (x *TaskInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[38]
+	mi := &file_plugin_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2334,7 +2443,7 @@ func (x *TaskInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskInfo.ProtoReflect.Descriptor instead.
 func (*TaskInfo) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{38}
+	return file_plugin_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *TaskInfo) GetName() string {
@@ -2375,7 +2484,7 @@ type TaskParam struct {
 
 func (x *TaskParam) Reset() {
 	*x = TaskParam{}
-	mi := &file_plugin_proto_msgTypes[39]
+	mi := &file_plugin_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2387,7 +2496,7 @@ func (x *TaskParam) String() string {
 func (*TaskParam) ProtoMessage() {}
 
 func (x *TaskParam) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[39]
+	mi := &file_plugin_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2400,7 +2509,7 @@ func (x *TaskParam) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskParam.ProtoReflect.Descriptor instead.
 func (*TaskParam) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{39}
+	return file_plugin_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *TaskParam) GetName() string {
@@ -2439,7 +2548,7 @@ type ExecuteRequest struct {
 
 func (x *ExecuteRequest) Reset() {
 	*x = ExecuteRequest{}
-	mi := &file_plugin_proto_msgTypes[40]
+	mi := &file_plugin_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2451,7 +2560,7 @@ func (x *ExecuteRequest) String() string {
 func (*ExecuteRequest) ProtoMessage() {}
 
 func (x *ExecuteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[40]
+	mi := &file_plugin_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2464,7 +2573,7 @@ func (x *ExecuteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecuteRequest.ProtoReflect.Descriptor instead.
 func (*ExecuteRequest) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{40}
+	return file_plugin_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *ExecuteRequest) GetCallId() uint64 {
@@ -2547,7 +2656,7 @@ type ExecuteResponse struct {
 
 func (x *ExecuteResponse) Reset() {
 	*x = ExecuteResponse{}
-	mi := &file_plugin_proto_msgTypes[41]
+	mi := &file_plugin_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2559,7 +2668,7 @@ func (x *ExecuteResponse) String() string {
 func (*ExecuteResponse) ProtoMessage() {}
 
 func (x *ExecuteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[41]
+	mi := &file_plugin_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2572,7 +2681,7 @@ func (x *ExecuteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecuteResponse.ProtoReflect.Descriptor instead.
 func (*ExecuteResponse) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{41}
+	return file_plugin_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *ExecuteResponse) GetCallId() uint64 {
@@ -2634,7 +2743,7 @@ type HostKickRequest struct {
 
 func (x *HostKickRequest) Reset() {
 	*x = HostKickRequest{}
-	mi := &file_plugin_proto_msgTypes[42]
+	mi := &file_plugin_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2646,7 +2755,7 @@ func (x *HostKickRequest) String() string {
 func (*HostKickRequest) ProtoMessage() {}
 
 func (x *HostKickRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[42]
+	mi := &file_plugin_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2659,7 +2768,7 @@ func (x *HostKickRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HostKickRequest.ProtoReflect.Descriptor instead.
 func (*HostKickRequest) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{42}
+	return file_plugin_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *HostKickRequest) GetBroker() string {
@@ -2685,7 +2794,7 @@ type BrokerInfoRequest struct {
 
 func (x *BrokerInfoRequest) Reset() {
 	*x = BrokerInfoRequest{}
-	mi := &file_plugin_proto_msgTypes[43]
+	mi := &file_plugin_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2697,7 +2806,7 @@ func (x *BrokerInfoRequest) String() string {
 func (*BrokerInfoRequest) ProtoMessage() {}
 
 func (x *BrokerInfoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[43]
+	mi := &file_plugin_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2710,7 +2819,7 @@ func (x *BrokerInfoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BrokerInfoRequest.ProtoReflect.Descriptor instead.
 func (*BrokerInfoRequest) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{43}
+	return file_plugin_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *BrokerInfoRequest) GetBroker() string {
@@ -2729,7 +2838,7 @@ type BrokerInfoResponse struct {
 
 func (x *BrokerInfoResponse) Reset() {
 	*x = BrokerInfoResponse{}
-	mi := &file_plugin_proto_msgTypes[44]
+	mi := &file_plugin_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2741,7 +2850,7 @@ func (x *BrokerInfoResponse) String() string {
 func (*BrokerInfoResponse) ProtoMessage() {}
 
 func (x *BrokerInfoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[44]
+	mi := &file_plugin_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2754,7 +2863,7 @@ func (x *BrokerInfoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BrokerInfoResponse.ProtoReflect.Descriptor instead.
 func (*BrokerInfoResponse) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{44}
+	return file_plugin_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *BrokerInfoResponse) GetCapabilities() []string {
@@ -2916,16 +3025,25 @@ const file_plugin_proto_rawDesc = "" +
 	"\afailure\x18\x03 \x01(\tR\afailure\x12!\n" +
 	"\ffailure_code\x18\x04 \x01(\x05R\vfailureCode\"D\n" +
 	"\vHookReplies\x125\n" +
-	"\areplies\x18\x01 \x03(\v2\x1b.taskiq.plugin.v1.HookReplyR\areplies\"S\n" +
+	"\areplies\x18\x01 \x03(\v2\x1b.taskiq.plugin.v1.HookReplyR\areplies\"x\n" +
 	"\vHookRequest\x12\x12\n" +
 	"\x04hook\x18\x01 \x01(\tR\x04hook\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\fR\amessage\x12\x16\n" +
-	"\x06result\x18\x03 \x01(\fR\x06result\"p\n" +
+	"\x06result\x18\x03 \x01(\fR\x06result\x12#\n" +
+	"\rlabel_changes\x18\x04 \x01(\bR\flabelChanges\"\xfa\x01\n" +
 	"\fHookResponse\x12\x18\n" +
 	"\amessage\x18\x01 \x01(\fR\amessage\x12\x16\n" +
 	"\x06result\x18\x02 \x01(\fR\x06result\x12\x14\n" +
 	"\x05error\x18\x03 \x01(\tR\x05error\x12\x18\n" +
-	"\acontrol\x18\x04 \x01(\tR\acontrol\"\x8c\x01\n" +
+	"\acontrol\x18\x04 \x01(\tR\acontrol\x12D\n" +
+	"\x0emessage_labels\x18\x05 \x03(\v2\x1d.taskiq.plugin.v1.LabelChangeR\rmessageLabels\x12B\n" +
+	"\rresult_labels\x18\x06 \x03(\v2\x1d.taskiq.plugin.v1.LabelChangeR\fresultLabels\"w\n" +
+	"\vLabelChange\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x18\n" +
+	"\adeleted\x18\x02 \x01(\bR\adeleted\x12\x12\n" +
+	"\x04text\x18\x03 \x01(\tR\x04text\x12\x12\n" +
+	"\x04type\x18\x04 \x01(\x05R\x04type\x12\x14\n" +
+	"\x05value\x18\x05 \x01(\fR\x05value\"\x8c\x01\n" +
 	"\bTaskInfo\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1f\n" +
 	"\vlabels_json\x18\x02 \x01(\fR\n" +
@@ -3006,7 +3124,7 @@ func file_plugin_proto_rawDescGZIP() []byte {
 }
 
 var file_plugin_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_plugin_proto_msgTypes = make([]protoimpl.MessageInfo, 45)
+var file_plugin_proto_msgTypes = make([]protoimpl.MessageInfo, 46)
 var file_plugin_proto_goTypes = []any{
 	(Settlement_Kind)(0),        // 0: taskiq.plugin.v1.Settlement.Kind
 	(*InfoRequest)(nil),         // 1: taskiq.plugin.v1.InfoRequest
@@ -3047,20 +3165,21 @@ var file_plugin_proto_goTypes = []any{
 	(*HookReplies)(nil),         // 36: taskiq.plugin.v1.HookReplies
 	(*HookRequest)(nil),         // 37: taskiq.plugin.v1.HookRequest
 	(*HookResponse)(nil),        // 38: taskiq.plugin.v1.HookResponse
-	(*TaskInfo)(nil),            // 39: taskiq.plugin.v1.TaskInfo
-	(*TaskParam)(nil),           // 40: taskiq.plugin.v1.TaskParam
-	(*ExecuteRequest)(nil),      // 41: taskiq.plugin.v1.ExecuteRequest
-	(*ExecuteResponse)(nil),     // 42: taskiq.plugin.v1.ExecuteResponse
-	(*HostKickRequest)(nil),     // 43: taskiq.plugin.v1.HostKickRequest
-	(*BrokerInfoRequest)(nil),   // 44: taskiq.plugin.v1.BrokerInfoRequest
-	(*BrokerInfoResponse)(nil),  // 45: taskiq.plugin.v1.BrokerInfoResponse
+	(*LabelChange)(nil),         // 39: taskiq.plugin.v1.LabelChange
+	(*TaskInfo)(nil),            // 40: taskiq.plugin.v1.TaskInfo
+	(*TaskParam)(nil),           // 41: taskiq.plugin.v1.TaskParam
+	(*ExecuteRequest)(nil),      // 42: taskiq.plugin.v1.ExecuteRequest
+	(*ExecuteResponse)(nil),     // 43: taskiq.plugin.v1.ExecuteResponse
+	(*HostKickRequest)(nil),     // 44: taskiq.plugin.v1.HostKickRequest
+	(*BrokerInfoRequest)(nil),   // 45: taskiq.plugin.v1.BrokerInfoRequest
+	(*BrokerInfoResponse)(nil),  // 46: taskiq.plugin.v1.BrokerInfoResponse
 }
 var file_plugin_proto_depIdxs = []int32{
 	3,  // 0: taskiq.plugin.v1.InfoResponse.roles:type_name -> taskiq.plugin.v1.RoleInfo
 	4,  // 1: taskiq.plugin.v1.RoleInfo.schema:type_name -> taskiq.plugin.v1.Schema
 	5,  // 2: taskiq.plugin.v1.Schema.attributes:type_name -> taskiq.plugin.v1.Attribute
 	8,  // 3: taskiq.plugin.v1.ConfigureResponse.diagnostics:type_name -> taskiq.plugin.v1.Diagnostic
-	39, // 4: taskiq.plugin.v1.ConfigureResponse.tasks:type_name -> taskiq.plugin.v1.TaskInfo
+	40, // 4: taskiq.plugin.v1.ConfigureResponse.tasks:type_name -> taskiq.plugin.v1.TaskInfo
 	11, // 5: taskiq.plugin.v1.KickRequest.messages:type_name -> taskiq.plugin.v1.Outgoing
 	16, // 6: taskiq.plugin.v1.ListenRequest.start:type_name -> taskiq.plugin.v1.ListenStart
 	18, // 7: taskiq.plugin.v1.ListenRequest.settle:type_name -> taskiq.plugin.v1.Settle
@@ -3075,52 +3194,54 @@ var file_plugin_proto_depIdxs = []int32{
 	33, // 16: taskiq.plugin.v1.HookBatch.calls:type_name -> taskiq.plugin.v1.HookCall
 	38, // 17: taskiq.plugin.v1.HookReply.response:type_name -> taskiq.plugin.v1.HookResponse
 	35, // 18: taskiq.plugin.v1.HookReplies.replies:type_name -> taskiq.plugin.v1.HookReply
-	40, // 19: taskiq.plugin.v1.TaskInfo.params:type_name -> taskiq.plugin.v1.TaskParam
-	41, // 20: taskiq.plugin.v1.ExecuteRequest.batch:type_name -> taskiq.plugin.v1.ExecuteRequest
-	42, // 21: taskiq.plugin.v1.ExecuteResponse.batch:type_name -> taskiq.plugin.v1.ExecuteResponse
-	1,  // 22: taskiq.plugin.v1.Plugin.Info:input_type -> taskiq.plugin.v1.InfoRequest
-	6,  // 23: taskiq.plugin.v1.Plugin.Configure:input_type -> taskiq.plugin.v1.ConfigureRequest
-	6,  // 24: taskiq.plugin.v1.Plugin.CheckConfig:input_type -> taskiq.plugin.v1.ConfigureRequest
-	9,  // 25: taskiq.plugin.v1.Plugin.Shutdown:input_type -> taskiq.plugin.v1.ShutdownRequest
-	12, // 26: taskiq.plugin.v1.Broker.Kick:input_type -> taskiq.plugin.v1.KickRequest
-	14, // 27: taskiq.plugin.v1.Broker.Listen:input_type -> taskiq.plugin.v1.ListenRequest
-	23, // 28: taskiq.plugin.v1.ResultBackend.SetResults:input_type -> taskiq.plugin.v1.SetResultsRequest
-	25, // 29: taskiq.plugin.v1.ResultBackend.GetResult:input_type -> taskiq.plugin.v1.TaskRef
-	25, // 30: taskiq.plugin.v1.ResultBackend.IsReady:input_type -> taskiq.plugin.v1.TaskRef
-	25, // 31: taskiq.plugin.v1.ResultBackend.WaitResult:input_type -> taskiq.plugin.v1.TaskRef
-	28, // 32: taskiq.plugin.v1.ResultBackend.WatchResults:input_type -> taskiq.plugin.v1.WatchRequest
-	31, // 33: taskiq.plugin.v1.ResultBackend.SetProgress:input_type -> taskiq.plugin.v1.SetProgressRequest
-	25, // 34: taskiq.plugin.v1.ResultBackend.GetProgress:input_type -> taskiq.plugin.v1.TaskRef
-	37, // 35: taskiq.plugin.v1.Middleware.Hook:input_type -> taskiq.plugin.v1.HookRequest
-	34, // 36: taskiq.plugin.v1.Middleware.Hooks:input_type -> taskiq.plugin.v1.HookBatch
-	41, // 37: taskiq.plugin.v1.TaskModule.Execute:input_type -> taskiq.plugin.v1.ExecuteRequest
-	43, // 38: taskiq.plugin.v1.Host.Kick:input_type -> taskiq.plugin.v1.HostKickRequest
-	25, // 39: taskiq.plugin.v1.Host.GetResult:input_type -> taskiq.plugin.v1.TaskRef
-	44, // 40: taskiq.plugin.v1.Host.BrokerInfo:input_type -> taskiq.plugin.v1.BrokerInfoRequest
-	2,  // 41: taskiq.plugin.v1.Plugin.Info:output_type -> taskiq.plugin.v1.InfoResponse
-	7,  // 42: taskiq.plugin.v1.Plugin.Configure:output_type -> taskiq.plugin.v1.ConfigureResponse
-	7,  // 43: taskiq.plugin.v1.Plugin.CheckConfig:output_type -> taskiq.plugin.v1.ConfigureResponse
-	10, // 44: taskiq.plugin.v1.Plugin.Shutdown:output_type -> taskiq.plugin.v1.ShutdownResponse
-	13, // 45: taskiq.plugin.v1.Broker.Kick:output_type -> taskiq.plugin.v1.KickResponse
-	21, // 46: taskiq.plugin.v1.Broker.Listen:output_type -> taskiq.plugin.v1.ListenResponse
-	24, // 47: taskiq.plugin.v1.ResultBackend.SetResults:output_type -> taskiq.plugin.v1.SetResultsResponse
-	26, // 48: taskiq.plugin.v1.ResultBackend.GetResult:output_type -> taskiq.plugin.v1.ResultResponse
-	27, // 49: taskiq.plugin.v1.ResultBackend.IsReady:output_type -> taskiq.plugin.v1.IsReadyResponse
-	26, // 50: taskiq.plugin.v1.ResultBackend.WaitResult:output_type -> taskiq.plugin.v1.ResultResponse
-	29, // 51: taskiq.plugin.v1.ResultBackend.WatchResults:output_type -> taskiq.plugin.v1.WatchResponse
-	32, // 52: taskiq.plugin.v1.ResultBackend.SetProgress:output_type -> taskiq.plugin.v1.SetProgressResponse
-	26, // 53: taskiq.plugin.v1.ResultBackend.GetProgress:output_type -> taskiq.plugin.v1.ResultResponse
-	38, // 54: taskiq.plugin.v1.Middleware.Hook:output_type -> taskiq.plugin.v1.HookResponse
-	36, // 55: taskiq.plugin.v1.Middleware.Hooks:output_type -> taskiq.plugin.v1.HookReplies
-	42, // 56: taskiq.plugin.v1.TaskModule.Execute:output_type -> taskiq.plugin.v1.ExecuteResponse
-	13, // 57: taskiq.plugin.v1.Host.Kick:output_type -> taskiq.plugin.v1.KickResponse
-	26, // 58: taskiq.plugin.v1.Host.GetResult:output_type -> taskiq.plugin.v1.ResultResponse
-	45, // 59: taskiq.plugin.v1.Host.BrokerInfo:output_type -> taskiq.plugin.v1.BrokerInfoResponse
-	41, // [41:60] is the sub-list for method output_type
-	22, // [22:41] is the sub-list for method input_type
-	22, // [22:22] is the sub-list for extension type_name
-	22, // [22:22] is the sub-list for extension extendee
-	0,  // [0:22] is the sub-list for field type_name
+	39, // 19: taskiq.plugin.v1.HookResponse.message_labels:type_name -> taskiq.plugin.v1.LabelChange
+	39, // 20: taskiq.plugin.v1.HookResponse.result_labels:type_name -> taskiq.plugin.v1.LabelChange
+	41, // 21: taskiq.plugin.v1.TaskInfo.params:type_name -> taskiq.plugin.v1.TaskParam
+	42, // 22: taskiq.plugin.v1.ExecuteRequest.batch:type_name -> taskiq.plugin.v1.ExecuteRequest
+	43, // 23: taskiq.plugin.v1.ExecuteResponse.batch:type_name -> taskiq.plugin.v1.ExecuteResponse
+	1,  // 24: taskiq.plugin.v1.Plugin.Info:input_type -> taskiq.plugin.v1.InfoRequest
+	6,  // 25: taskiq.plugin.v1.Plugin.Configure:input_type -> taskiq.plugin.v1.ConfigureRequest
+	6,  // 26: taskiq.plugin.v1.Plugin.CheckConfig:input_type -> taskiq.plugin.v1.ConfigureRequest
+	9,  // 27: taskiq.plugin.v1.Plugin.Shutdown:input_type -> taskiq.plugin.v1.ShutdownRequest
+	12, // 28: taskiq.plugin.v1.Broker.Kick:input_type -> taskiq.plugin.v1.KickRequest
+	14, // 29: taskiq.plugin.v1.Broker.Listen:input_type -> taskiq.plugin.v1.ListenRequest
+	23, // 30: taskiq.plugin.v1.ResultBackend.SetResults:input_type -> taskiq.plugin.v1.SetResultsRequest
+	25, // 31: taskiq.plugin.v1.ResultBackend.GetResult:input_type -> taskiq.plugin.v1.TaskRef
+	25, // 32: taskiq.plugin.v1.ResultBackend.IsReady:input_type -> taskiq.plugin.v1.TaskRef
+	25, // 33: taskiq.plugin.v1.ResultBackend.WaitResult:input_type -> taskiq.plugin.v1.TaskRef
+	28, // 34: taskiq.plugin.v1.ResultBackend.WatchResults:input_type -> taskiq.plugin.v1.WatchRequest
+	31, // 35: taskiq.plugin.v1.ResultBackend.SetProgress:input_type -> taskiq.plugin.v1.SetProgressRequest
+	25, // 36: taskiq.plugin.v1.ResultBackend.GetProgress:input_type -> taskiq.plugin.v1.TaskRef
+	37, // 37: taskiq.plugin.v1.Middleware.Hook:input_type -> taskiq.plugin.v1.HookRequest
+	34, // 38: taskiq.plugin.v1.Middleware.Hooks:input_type -> taskiq.plugin.v1.HookBatch
+	42, // 39: taskiq.plugin.v1.TaskModule.Execute:input_type -> taskiq.plugin.v1.ExecuteRequest
+	44, // 40: taskiq.plugin.v1.Host.Kick:input_type -> taskiq.plugin.v1.HostKickRequest
+	25, // 41: taskiq.plugin.v1.Host.GetResult:input_type -> taskiq.plugin.v1.TaskRef
+	45, // 42: taskiq.plugin.v1.Host.BrokerInfo:input_type -> taskiq.plugin.v1.BrokerInfoRequest
+	2,  // 43: taskiq.plugin.v1.Plugin.Info:output_type -> taskiq.plugin.v1.InfoResponse
+	7,  // 44: taskiq.plugin.v1.Plugin.Configure:output_type -> taskiq.plugin.v1.ConfigureResponse
+	7,  // 45: taskiq.plugin.v1.Plugin.CheckConfig:output_type -> taskiq.plugin.v1.ConfigureResponse
+	10, // 46: taskiq.plugin.v1.Plugin.Shutdown:output_type -> taskiq.plugin.v1.ShutdownResponse
+	13, // 47: taskiq.plugin.v1.Broker.Kick:output_type -> taskiq.plugin.v1.KickResponse
+	21, // 48: taskiq.plugin.v1.Broker.Listen:output_type -> taskiq.plugin.v1.ListenResponse
+	24, // 49: taskiq.plugin.v1.ResultBackend.SetResults:output_type -> taskiq.plugin.v1.SetResultsResponse
+	26, // 50: taskiq.plugin.v1.ResultBackend.GetResult:output_type -> taskiq.plugin.v1.ResultResponse
+	27, // 51: taskiq.plugin.v1.ResultBackend.IsReady:output_type -> taskiq.plugin.v1.IsReadyResponse
+	26, // 52: taskiq.plugin.v1.ResultBackend.WaitResult:output_type -> taskiq.plugin.v1.ResultResponse
+	29, // 53: taskiq.plugin.v1.ResultBackend.WatchResults:output_type -> taskiq.plugin.v1.WatchResponse
+	32, // 54: taskiq.plugin.v1.ResultBackend.SetProgress:output_type -> taskiq.plugin.v1.SetProgressResponse
+	26, // 55: taskiq.plugin.v1.ResultBackend.GetProgress:output_type -> taskiq.plugin.v1.ResultResponse
+	38, // 56: taskiq.plugin.v1.Middleware.Hook:output_type -> taskiq.plugin.v1.HookResponse
+	36, // 57: taskiq.plugin.v1.Middleware.Hooks:output_type -> taskiq.plugin.v1.HookReplies
+	43, // 58: taskiq.plugin.v1.TaskModule.Execute:output_type -> taskiq.plugin.v1.ExecuteResponse
+	13, // 59: taskiq.plugin.v1.Host.Kick:output_type -> taskiq.plugin.v1.KickResponse
+	26, // 60: taskiq.plugin.v1.Host.GetResult:output_type -> taskiq.plugin.v1.ResultResponse
+	46, // 61: taskiq.plugin.v1.Host.BrokerInfo:output_type -> taskiq.plugin.v1.BrokerInfoResponse
+	43, // [43:62] is the sub-list for method output_type
+	24, // [24:43] is the sub-list for method input_type
+	24, // [24:24] is the sub-list for extension type_name
+	24, // [24:24] is the sub-list for extension extendee
+	0,  // [0:24] is the sub-list for field type_name
 }
 
 func init() { file_plugin_proto_init() }
@@ -3140,7 +3261,7 @@ func file_plugin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_plugin_proto_rawDesc), len(file_plugin_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   45,
+			NumMessages:   46,
 			NumExtensions: 0,
 			NumServices:   6,
 		},

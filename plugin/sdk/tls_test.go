@@ -49,3 +49,36 @@ func TestClientTLS(t *testing.T) {
 		})
 	}
 }
+
+// TLSFiles embedded in a config struct is filled by Config.Decode from the
+// attributes TLSAttributes declares, and is refused attribute by attribute
+// on a connection without TLS.
+func TestTLSFilesAttributes(t *testing.T) {
+	var names []string
+	for _, a := range sdk.TLSAttributes("Needs a tls:// url.") {
+		names = append(names, a.Name)
+		require.Contains(t, a.Description, "Needs a tls:// url.")
+	}
+	require.Equal(t, []string{"tls_ca_file", "tls_cert_file", "tls_key_file", "tls_insecure_skip_verify"}, names)
+
+	var c struct {
+		URL string `json:"url"`
+		sdk.TLSFiles
+	}
+	require.NoError(t, sdk.Config{Raw: []byte(`{"url":"x","tls_ca_file":"ca.pem","tls_insecure_skip_verify":true}`)}.Decode(&c))
+	require.Equal(t, sdk.TLSFiles{CAFile: "ca.pem", InsecureSkipVerify: true}, c.TLSFiles)
+	require.True(t, c.Set())
+	require.False(t, sdk.TLSFiles{}.Set())
+
+	errs := c.RefuseWithoutTLS("write the url as tls://host")
+	require.Len(t, errs, 2)
+	var attrs []string
+	for _, err := range errs {
+		ces := sdk.ConfigErrors(err)
+		require.Len(t, ces, 1)
+		attrs = append(attrs, ces[0].Attribute)
+		require.ErrorContains(t, err, "write the url as tls://host")
+	}
+	require.Equal(t, []string{"tls_ca_file", "tls_insecure_skip_verify"}, attrs)
+	require.Empty(t, sdk.TLSFiles{}.RefuseWithoutTLS("x"))
+}

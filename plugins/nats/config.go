@@ -2,7 +2,6 @@ package taskiqnats
 
 import (
 	"bytes"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"net/url"
@@ -29,7 +28,7 @@ const (
 
 // connectionAttributes are shared by the broker and the result backend.
 func connectionAttributes() []sdk.Attribute {
-	return []sdk.Attribute{
+	return append([]sdk.Attribute{
 		{Name: "servers", Type: sdk.TypeStringList, Default: []string{defaultURL}, Description: "NATS " +
 			"server URLs (nats:// or tls://); the client connects to one of them and fails over to " +
 			"the others. Credentials in a URL (nats://user:pass@host) work but prefer the attributes below."},
@@ -46,19 +45,11 @@ func connectionAttributes() []sdk.Attribute {
 			"NKey seed for nkey authentication."},
 		{Name: "creds_file", Type: sdk.TypeString, Default: "", Sensitive: true, Description: "Credentials " +
 			"file (user JWT and NKey seed, as written by nsc) for decentralized authentication."},
-		{Name: "tls_ca_file", Type: sdk.TypeString, Default: "", Description: "PEM file of the " +
-			"certificate authorities that signed the server certificate. Setting any tls_* " +
-			"attribute turns TLS on; tls:// URLs do too. Empty means the system's trust store."},
-		{Name: "tls_cert_file", Type: sdk.TypeString, Default: "", Description: "PEM client " +
-			"certificate for servers that verify clients; set together with tls_key_file."},
-		{Name: "tls_key_file", Type: sdk.TypeString, Default: "", Description: "PEM private key of tls_cert_file."},
-		{Name: "tls_insecure_skip_verify", Type: sdk.TypeBool, Default: false, Description: "Accept " +
-			"any server certificate. For tests only: it makes the connection open to interception."},
 		{Name: "connect_timeout", Type: sdk.TypeDuration, Default: "5s", Description: "Timeout of " +
 			"one connection attempt."},
 		{Name: "request_timeout", Type: sdk.TypeDuration, Default: "10s", Description: "Timeout of " +
 			"one JetStream API call or publish acknowledgement."},
-	}
+	}, sdk.TLSAttributes("Any of them turns TLS on, as tls:// server URLs do.")...)
 }
 
 func brokerSchema() sdk.Schema {
@@ -138,20 +129,17 @@ func resultSchema() sdk.Schema {
 
 // connConfig is how to reach NATS.
 type connConfig struct {
-	Servers               []string `json:"servers"`
-	Name                  string   `json:"name"`
-	Token                 string   `json:"token"`
-	Username              string   `json:"username"`
-	Password              string   `json:"password"`
-	NKeySeed              string   `json:"nkey_seed"`
-	NKeySeedFile          string   `json:"nkey_seed_file"`
-	CredsFile             string   `json:"creds_file"`
-	TLSCAFile             string   `json:"tls_ca_file"`
-	TLSCertFile           string   `json:"tls_cert_file"`
-	TLSKeyFile            string   `json:"tls_key_file"`
-	TLSInsecureSkipVerify bool     `json:"tls_insecure_skip_verify"`
-	ConnectTimeout        *string  `json:"connect_timeout"`
-	RequestTimeout        *string  `json:"request_timeout"`
+	Servers      []string `json:"servers"`
+	Name         string   `json:"name"`
+	Token        string   `json:"token"`
+	Username     string   `json:"username"`
+	Password     string   `json:"password"`
+	NKeySeed     string   `json:"nkey_seed"`
+	NKeySeedFile string   `json:"nkey_seed_file"`
+	CredsFile    string   `json:"creds_file"`
+	sdk.TLSFiles
+	ConnectTimeout *string `json:"connect_timeout"`
+	RequestTimeout *string `json:"request_timeout"`
 }
 
 // connOptions is the validated connection.
@@ -403,11 +391,11 @@ func validateConn(c connConfig) (connOptions, []error) {
 		o.opts = append(o.opts, nats.UserCredentials(c.CredsFile))
 	}
 
-	if c.TLSCAFile != "" || c.TLSCertFile != "" || c.TLSKeyFile != "" || c.TLSInsecureSkipVerify {
+	if c.TLSFiles.Set() {
 		useTLS = true
 	}
 	if useTLS {
-		cfg, terrs := buildTLS(c)
+		cfg, terrs := sdk.ClientTLS(nil, c.TLSFiles)
 		errs = append(errs, terrs...)
 		o.opts = append(o.opts, nats.Secure(cfg))
 	}
@@ -468,10 +456,4 @@ func nkeyOption(seed, file string) (nats.Option, error) {
 		return nil, fmt.Errorf("not a valid NKey seed: %w", err)
 	}
 	return nats.Nkey(pub, func(nonce []byte) ([]byte, error) { return kp.Sign(nonce) }), nil
-}
-
-// buildTLS builds the TLS configuration of the tls_* attributes.
-func buildTLS(c connConfig) (*tls.Config, []error) {
-	return sdk.ClientTLS(nil, sdk.TLSFiles{CAFile: c.TLSCAFile, CertFile: c.TLSCertFile,
-		KeyFile: c.TLSKeyFile, InsecureSkipVerify: c.TLSInsecureSkipVerify})
 }

@@ -79,9 +79,9 @@ func TestAuthOptions(t *testing.T) {
 	require.Contains(t, attrsOf(errors.Join(errs...)), "nkey_seed")
 
 	// TLS files are read at configuration time.
-	_, errs = validateConn(connConfig{TLSCAFile: "/nonexistent/ca.pem"})
+	_, errs = validateConn(connConfig{TLSFiles: sdk.TLSFiles{CAFile: "/nonexistent/ca.pem"}})
 	require.Contains(t, attrsOf(errors.Join(errs...)), "tls_ca_file")
-	_, errs = validateConn(connConfig{TLSCertFile: "c.pem"})
+	_, errs = validateConn(connConfig{TLSFiles: sdk.TLSFiles{CertFile: "c.pem"}})
 	require.Contains(t, attrsOf(errors.Join(errs...)), "tls_key_file")
 
 	// Several servers; credentials in a URL never reach an error message.

@@ -31,22 +31,13 @@ const defaultURL = "amqp://guest:guest@127.0.0.1:5672/"
 const defaultDeliveryLimit = 20
 
 func brokerSchema() sdk.Schema {
-	return sdk.Schema{Attributes: []sdk.Attribute{
+	return sdk.Schema{Attributes: append([]sdk.Attribute{
 		{Name: "url", Type: sdk.TypeString, Default: defaultURL, Description: "AMQP URL: " +
 			"amqp://user:password@host:port/vhost, or amqps://host:5671/vhost for TLS (verified against " +
 			"the system's trust store unless tls_ca_file is set). The password of the URL is never " +
 			"logged; prefer the password attribute (from env())."},
 		{Name: "password", Type: sdk.TypeString, Default: "", Sensitive: true, Description: "Password; " +
 			"overrides the password of the URL when set. Never logged."},
-		{Name: "tls_ca_file", Type: sdk.TypeString, Default: "", Description: "PEM file of the " +
-			"certificate authorities that signed the server certificate; needs an amqps:// url. Empty " +
-			"means the system's trust store."},
-		{Name: "tls_cert_file", Type: sdk.TypeString, Default: "", Description: "PEM client " +
-			"certificate for servers that verify clients (ssl_options.verify = verify_peer with " +
-			"fail_if_no_peer_cert); set together with tls_key_file."},
-		{Name: "tls_key_file", Type: sdk.TypeString, Default: "", Description: "PEM private key of tls_cert_file."},
-		{Name: "tls_insecure_skip_verify", Type: sdk.TypeBool, Default: false, Description: "Accept " +
-			"any server certificate. For tests only: it makes the connection open to interception."},
 		{Name: "compat", Type: sdk.TypeString, Default: compatNative, Description: `Queue layout: "" ` +
 			`(native: durable quorum queues with x-delivery-limit), "aio-pika-0.6" (the declarations of ` +
 			`taskiq-aio-pika 0.6) or "aio-pika-0.5" (those of taskiq-aio-pika 0.5 and older). See the ` +
@@ -81,18 +72,15 @@ func brokerSchema() sdk.Schema {
 		{Name: "unavailable_after", Type: sdk.TypeDuration, Default: "10s", Description: "How long the " +
 			"server may stay unreachable before a delivery stream ends with an error wrapping " +
 			"ErrUnavailable (the worker reopens it and reports itself not ready meanwhile)."},
-	}}
+	}, sdk.TLSAttributes("Needs an amqps:// url.")...)}
 }
 
 // brokerConfig is the decoded config block; pointers tell an absent
 // attribute (library use without a host applying defaults) from a zero.
 type brokerConfig struct {
-	URL              string   `json:"url"`
-	Password         string   `json:"password"`
-	TLSCAFile        string   `json:"tls_ca_file"`
-	TLSCertFile      string   `json:"tls_cert_file"`
-	TLSKeyFile       string   `json:"tls_key_file"`
-	TLSInsecure      bool     `json:"tls_insecure_skip_verify"`
+	URL      string `json:"url"`
+	Password string `json:"password"`
+	sdk.TLSFiles
 	Compat           string   `json:"compat"`
 	Exchange         string   `json:"exchange"`
 	Queue            string   `json:"queue"`
@@ -211,27 +199,14 @@ func decodeConfig(cfg sdk.Config) (options, error) {
 
 // buildTLS is the TLS configuration of the tls_* attributes: nil when none
 // is set (an amqps:// url then verifies against the system's trust store).
-// They are refused with an amqp:// url, which would send everything in the
-// clear.
 func buildTLS(c brokerConfig, amqps bool) (*tls.Config, []error) {
-	set := []struct {
-		attr string
-		on   bool
-	}{{"tls_ca_file", c.TLSCAFile != ""}, {"tls_cert_file", c.TLSCertFile != ""},
-		{"tls_key_file", c.TLSKeyFile != ""}, {"tls_insecure_skip_verify", c.TLSInsecure}}
-	var errs []error
-	anySet := false
-	for _, a := range set {
-		anySet = anySet || a.on
-		if a.on && !amqps {
-			errs = append(errs, sdk.AttrError(a.attr, "is set, but url does not use TLS; write the url as amqps://host:5671/vhost"))
-		}
+	switch {
+	case !amqps:
+		return nil, c.RefuseWithoutTLS("write the url as amqps://host:5671/vhost")
+	case !c.TLSFiles.Set():
+		return nil, nil
 	}
-	if len(errs) > 0 || !anySet {
-		return nil, errs
-	}
-	return sdk.ClientTLS(nil, sdk.TLSFiles{CAFile: c.TLSCAFile, CertFile: c.TLSCertFile,
-		KeyFile: c.TLSKeyFile, InsecureSkipVerify: c.TLSInsecure})
+	return sdk.ClientTLS(nil, c.TLSFiles)
 }
 
 func parseDuration(attr string, v *string, def, min time.Duration, errs *[]error) time.Duration {

@@ -41,7 +41,7 @@ const minUnavailableAfter = time.Second
 
 // connectionAttributes are shared by the broker and the result backend.
 func connectionAttributes() []sdk.Attribute {
-	return []sdk.Attribute{
+	return append([]sdk.Attribute{
 		{Name: "url", Type: sdk.TypeString, Default: defaultURL, Description: "Redis URL: " +
 			"redis://[user:password@]host:port/db, or rediss:// for TLS. The database number " +
 			"selects the keyspace; it is ignored in cluster mode."},
@@ -59,18 +59,7 @@ func connectionAttributes() []sdk.Attribute {
 			"addresses (host:port) of a Redis Cluster. When set, the client speaks the cluster " +
 			"protocol and every key of one queue carries the hash tag {queue} so that the queue's " +
 			"scripts run on one slot. Credentials and TLS come from url/username/password."},
-		{Name: "tls_ca_file", Type: sdk.TypeString, Default: "", Description: "PEM file of the " +
-			"certificate authorities that signed the server certificate (rediss:// only). Empty " +
-			"means the system's trust store."},
-		{Name: "tls_cert_file", Type: sdk.TypeString, Default: "", Description: "PEM client " +
-			"certificate presented to a server that requires one (tls-auth-clients yes); set " +
-			"together with tls_key_file (rediss:// only)."},
-		{Name: "tls_key_file", Type: sdk.TypeString, Default: "", Description: "PEM private key " +
-			"of tls_cert_file (rediss:// only)."},
-		{Name: "tls_insecure_skip_verify", Type: sdk.TypeBool, Default: false, Description: "Accept " +
-			"any server certificate without verifying it (rediss:// only). For tests only: it " +
-			"makes the connection open to interception. Use tls_ca_file instead."},
-	}
+	}, sdk.TLSAttributes("Needs a rediss:// url.")...)
 }
 
 func brokerSchema() sdk.Schema {
@@ -170,10 +159,7 @@ type connConfig struct {
 	SentinelAddrs  []string `json:"sentinel_addrs"`
 	ClusterAddrs   []string `json:"cluster_addrs"`
 
-	TLSCAFile             string `json:"tls_ca_file"`
-	TLSCertFile           string `json:"tls_cert_file"`
-	TLSKeyFile            string `json:"tls_key_file"`
-	TLSInsecureSkipVerify bool   `json:"tls_insecure_skip_verify"`
+	sdk.TLSFiles
 
 	// tls is the TLS configuration built from the url and the tls_*
 	// attributes by validateConn; nil means plain TCP.
@@ -395,18 +381,8 @@ func validateConn(c *connConfig) []error {
 // configuration time, so a wrong path is reported against its attribute
 // instead of as a connection failure later.
 func buildTLS(c connConfig, base *tls.Config) (*tls.Config, []error) {
-	var errs []error
-	set := map[string]bool{"tls_ca_file": c.TLSCAFile != "", "tls_cert_file": c.TLSCertFile != "",
-		"tls_key_file": c.TLSKeyFile != "", "tls_insecure_skip_verify": c.TLSInsecureSkipVerify}
 	if base == nil {
-		// A TLS attribute with a plain URL would silently send everything,
-		// the password included, unencrypted.
-		for _, attr := range []string{"tls_ca_file", "tls_cert_file", "tls_key_file", "tls_insecure_skip_verify"} {
-			if set[attr] {
-				errs = append(errs, sdk.AttrError(attr, "is set, but url does not use TLS; write the url as rediss://host:port/db to enable TLS"))
-			}
-		}
-		return nil, errs
+		return nil, c.RefuseWithoutTLS("write the url as rediss://host:port/db to enable TLS")
 	}
 	cfg := base.Clone()
 	if c.SentinelMaster != "" || len(c.ClusterAddrs) > 0 {
@@ -416,10 +392,7 @@ func buildTLS(c connConfig, base *tls.Config) (*tls.Config, []error) {
 		// the address dialed).
 		cfg.ServerName = ""
 	}
-	cfg, terrs := sdk.ClientTLS(cfg, sdk.TLSFiles{CAFile: c.TLSCAFile, CertFile: c.TLSCertFile,
-		KeyFile: c.TLSKeyFile, InsecureSkipVerify: c.TLSInsecureSkipVerify})
-	errs = append(errs, terrs...)
-	return cfg, errs
+	return sdk.ClientTLS(cfg, c.TLSFiles)
 }
 
 // parseURL parses a Redis URL. Its errors never contain the password.

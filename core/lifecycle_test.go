@@ -83,13 +83,15 @@ func TestShutdownGivesUpOnATaskThatIgnoresItsContext(t *testing.T) {
 	})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- app.RunWorker(ctx, core.WorkerOptions{ShutdownTimeout: time.Second}) }()
+	// 2s: the lease extender asks for timers of at most 1s, which afterOf
+	// must not take for the shutdown timeout's.
+	go func() { done <- app.RunWorker(ctx, core.WorkerOptions{ShutdownTimeout: 2 * time.Second}) }()
 	st.deliveries <- delivery(t, "1-0", "deaf", 1, time.Time{})
 	<-started
 	n := len(clk.Afters())
 	cancel()
-	afterOf(t, clk, &n, time.Second)
-	clk.Advance(time.Second)
+	afterOf(t, clk, &n, 2*time.Second)
+	clk.Advance(2 * time.Second)
 	afterOf(t, clk, &n, 5*time.Second)
 	clk.Advance(5 * time.Second)
 	require.NoError(t, <-done)

@@ -390,11 +390,7 @@ func (b *broker) delayedScanner(queue string) scanner {
 		out := make([]scanned, 0, len(zs))
 		for i, z := range zs {
 			member, _ := z.Member.(string)
-			ref, rest, _ := strings.Cut(member, "|")
-			attempt, body, _ := strings.Cut(rest, "|")
-			info := sdk.MessageInfo{Ref: ref, Queue: queue, State: sdk.StateDelayed, Body: []byte(body), DueAt: time.UnixMilli(int64(z.Score))}
-			info.Attempt, _ = strconv.Atoi(attempt)
-			out = append(out, scanned{info: info, after: strconv.Itoa(off + i + 1), raw: member})
+			out = append(out, scanned{info: delayedInfo(queue, member, z.Score), after: strconv.Itoa(off + i + 1), raw: member})
 		}
 		next := ""
 		if len(zs) == n {
@@ -528,6 +524,18 @@ func (b *broker) Task(ctx context.Context, ref sdk.TaskRef) (sdk.MessageInfo, er
 		}
 		queues = known
 	}
+	if ref.Ref == "" {
+		// Stream mode: the task-id index answers in two round trips; a
+		// message it does not know (kicked by a Python producer, say) is
+		// searched for below.
+		info, ok, err := b.taskFromIndex(ctx, queues, ref.TaskID)
+		if err != nil {
+			return sdk.MessageInfo{}, wrapErr("inspect task", b.addr, err)
+		}
+		if ok && (!ref.State.Valid() || info.State == ref.State) {
+			return info, nil
+		}
+	}
 	states := []sdk.MessageState{sdk.StateRunning, sdk.StateDelayed, sdk.StateDead, sdk.StateQueued}
 	if ref.State.Valid() {
 		states = []sdk.MessageState{ref.State}
@@ -619,27 +627,45 @@ func (b *broker) Act(ctx context.Context, a sdk.Action) (sdk.ActionResult, error
 	}
 	for chunk := range slices.Chunk(sel, 200) {
 		pipe := b.client.Pipeline()
+		var calls []*pipedScript
 		for _, it := range chunk {
 			if a.Kind != sdk.ActionDelete {
 				target := it.info.Queue
 				if a.Target != "" {
 					target = a.Target
 				}
-				b.enqueue(ctx, pipe, target, it.info.Body)
+				if c := b.enqueue(ctx, pipe, target, it.info.Body); c != nil {
+					calls = append(calls, c)
+				}
 			}
+			var was string // the index value of the removed message
 			switch {
 			case a.State == sdk.StateDead:
 				pipe.XDel(ctx, b.deadKey(queue), it.info.Ref)
+				was = idxDead(it.info.Ref)
 			case a.State == sdk.StateDelayed:
 				pipe.ZRem(ctx, b.delayedKey(queue), it.raw)
+				was = idxDelayed(it.info.DueAt.UnixMilli(), it.info.Ref)
 			case b.opts.mode == modeList:
 				pipe.LRem(ctx, b.streamKey(queue), 1, it.raw)
 			default:
 				pipe.XDel(ctx, b.streamKey(queue), it.info.Ref)
+				was = idxStream(it.info.Ref)
+			}
+			// After the enqueue: a message put back in its own queue has
+			// its field pointed at the new entry already, and keeps it.
+			if tid := bodyTaskID(it.info.Body); tid != "" && b.opts.mode == modeStream {
+				calls = append(calls, queueScript(ctx, pipe, unindexScript, []string{b.idsKey(queue)}, []any{tid, was}))
 			}
 		}
 		cmds, err := pipe.Exec(ctx)
-		if err := pipelineErr(cmds, err, isBusyGroup); err != nil {
+		if err := pipelineErr(cmds, err, func(e error) bool { return isBusyGroup(e) || isNoScript(e) }); err != nil {
+			return res, wrapErr("inspect act", b.addr, err)
+		}
+		if err := retryNoScript(ctx, b.client, calls); err != nil {
+			return res, wrapErr("inspect act", b.addr, err)
+		}
+		if err := scriptsErr(calls); err != nil {
 			return res, wrapErr("inspect act", b.addr, err)
 		}
 		res.Done += len(chunk)
@@ -652,18 +678,19 @@ func (b *broker) Act(ctx context.Context, a sdk.Action) (sdk.ActionResult, error
 }
 
 // enqueue queues body as a new message of queue on pipe (creating the
-// stream's group first, once per process, as Kick does).
-func (b *broker) enqueue(ctx context.Context, pipe redis.Pipeliner, queue string, body []byte) {
+// stream's group first, once per process, as Kick does). In stream mode
+// it returns the kickScript call, which indexes the message too.
+func (b *broker) enqueue(ctx context.Context, pipe redis.Pipeliner, queue string, body []byte) *pipedScript {
 	key := b.streamKey(queue)
 	if b.opts.mode == modeList {
 		pipe.LPush(ctx, key, body)
-		return
+		return nil
 	}
 	if _, ok := b.groups.Load(key); !ok {
 		pipe.XGroupCreateMkStream(ctx, key, b.groupName(queue), "$")
 		b.groups.Store(key, struct{}{})
 	}
-	pipe.XAdd(ctx, b.xaddArgs(key, body, 0))
+	return queueScript(ctx, pipe, kickScript, []string{key, b.idsKey(queue)}, b.kickArgs(body))
 }
 
 func (c *inspectCache) invalidate() {

@@ -36,8 +36,8 @@ func TestBodyTaskID(t *testing.T) {
 		`{"task_id":12}`:                                       "",
 		`{"task_name":"n"}`:                                    "",
 		`{"args":["\"task_id\":\"inner\""],"task_id":"outer"}`: "outer",
-		`not json`:                                             "",
-		`{"task_id":"unterminated`:                             "",
+		`not json`:                 "",
+		`{"task_id":"unterminated`: "",
 	}
 	e := newMiniEnv(t)
 	for body, want := range cases {

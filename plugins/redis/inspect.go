@@ -115,6 +115,7 @@ func (b *broker) countQueues(ctx context.Context) ([]sdk.QueueStats, error) {
 		delayed *redis.IntCmd
 		dead    *redis.IntCmd
 		paused  *redis.IntCmd
+		running *redis.IntCmd // list mode: live running records
 	}
 	pipe := b.client.Pipeline()
 	cs := make([]cmds, len(names))
@@ -125,6 +126,7 @@ func (b *broker) countQueues(ctx context.Context) ([]sdk.QueueStats, error) {
 			cs[i].groups = pipe.XInfoGroups(ctx, key)
 		} else {
 			cs[i].length = pipe.LLen(ctx, key)
+			cs[i].running = pipe.ZCount(ctx, b.runningExpKey(n), "("+strconv.FormatInt(now.UnixMilli(), 10), "+inf")
 		}
 		cs[i].delayed = pipe.ZCard(ctx, b.delayedKey(n))
 		if b.opts.deadLetter == "" || n == b.opts.queue {
@@ -163,8 +165,10 @@ func (b *broker) countQueues(ctx context.Context) ([]sdk.QueueStats, error) {
 				firstCmds[i] = oldest.XRangeN(ctx, b.streamKey(n), start, "+", 1)
 			}
 		} else {
-			// List mode: popped messages live in the workers only; the
-			// consumers are the live workers that listen to the queue.
+			// List mode: the running messages are the live running
+			// records of the list listeners; the consumers are the live
+			// workers that listen to the queue.
+			st.Running = cs[i].running.Val()
 			for _, w := range workers {
 				if slices.ContainsFunc(w.Queues, func(q string) bool { return b.queueName(q) == n }) || (len(w.Queues) == 0 && n == b.opts.queue) {
 					st.Consumers++
@@ -241,7 +245,7 @@ func (b *broker) scannerFor(ctx context.Context, queue string, state sdk.Message
 		return b.streamScanner(b.streamKey(queue), queue, sdk.StateQueued, last), nil
 	case sdk.StateRunning:
 		if b.opts.mode == modeList {
-			return func(context.Context, string, int) ([]scanned, string, error) { return nil, "", nil }, nil
+			return b.runningScanner(queue), nil
 		}
 		return b.pendingScanner(queue), nil
 	case sdk.StateDelayed:

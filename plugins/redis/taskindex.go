@@ -98,17 +98,23 @@ end
 // first write must be the one that grows memory).
 //
 // KEYS[1] stream; KEYS[2] index. ARGV[1] maxlen ("0" = none); then two per
-// message: task id ("" = not indexed), body. Returns the entry ids.
-var kickScript = redis.NewScript(luaXAdd + `
-local ids = {}
+// message: task id ("" = not indexed), body. Returns how many it added.
+// (XADD is called directly, not through luaXAdd: this is the hot path.)
+var kickScript = redis.NewScript(`
+local n, ml = 0, ARGV[1]
 for i = 2, #ARGV, 2 do
-  local id = xadd(KEYS[1], ARGV[1], ARGV[i + 1], '0')
+  local id
+  if ml == '0' then
+    id = redis.call('XADD', KEYS[1], '*', 'data', ARGV[i + 1])
+  else
+    id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ml, '*', 'data', ARGV[i + 1])
+  end
   if ARGV[i] ~= '' then
     redis.call('HSET', KEYS[2], ARGV[i], 's|' .. id)
   end
-  ids[#ids + 1] = id
+  n = n + 1
 end
-return ids
+return n
 `)
 
 // unindexScript deletes index fields that still hold the given value: the

@@ -30,7 +30,9 @@ func newListListener(b *broker, queues []*queueSpec, strict bool) *listListener 
 	l.init(b, queues, strict)
 	l.fetch = l.fetchBatch
 	l.runMover()
-	l.runRenewer()
+	if b.opts.runningRecords {
+		l.runRenewer()
+	}
 	return l
 }
 
@@ -78,6 +80,9 @@ func (l *listListener) pop(ctx context.Context, n int) ([]sdk.Delivery, error) {
 		l.idle(ctx)
 		return nil, nil
 	}
+	if !l.b.opts.runningRecords {
+		return l.popPlain(ctx, qs, n)
+	}
 	if _, ds, err := l.popRecorded(ctx, qs, n, nil); err != nil || len(ds) > 0 {
 		return ds, err
 	}
@@ -109,9 +114,64 @@ func (l *listListener) pop(ctx context.Context, n int) ([]sdk.Delivery, error) {
 		// The popped message is ours already; deliver it (without a
 		// running record) and let the next fetch deal with the error.
 		l.b.log.Warn("redis call failed", "op", "pop", "error", wrapErr("pop", l.b.addr, err))
-		return l.deliverFrom(q, kv[1:], l.seq.Add(1)), nil
+		return l.deliver(q, kv[1:]), nil
 	}
 	return ds, nil
+}
+
+// popPlain is pop with running_records = false, as taskiq-redis pops:
+// BRPOP over the queues, then RPOP COUNT for the rest of the batch from
+// the same queue.
+func (l *listListener) popPlain(ctx context.Context, qs []*queueSpec, n int) ([]sdk.Delivery, error) {
+	block := l.b.opts.block
+	if len(qs) > 1 && l.b.opts.clusterHashes {
+		// One BRPOP cannot span hash slots: try each queue without
+		// blocking, then wait briefly on the first.
+		for _, q := range qs {
+			vals, err := l.b.client.RPopCount(ctx, q.key, n).Result()
+			if err != nil && err != redis.Nil {
+				return nil, err
+			}
+			if len(vals) > 0 {
+				return l.deliver(q, vals), nil
+			}
+		}
+		qs = qs[:1]
+		block = min(block, 100*time.Millisecond)
+	}
+	keys := make([]string, len(qs))
+	for i, q := range qs {
+		keys[i] = q.key
+	}
+	kv, err := l.brpop(ctx, block, keys)
+	if err == redis.Nil {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	q := qs[0]
+	for _, c := range qs {
+		if c.key == kv[0] {
+			q = c
+		}
+	}
+	vals := []string{kv[1]}
+	if n > 1 {
+		more, err := l.b.client.RPopCount(ctx, q.key, n-1).Result()
+		if err != nil && err != redis.Nil {
+			// The popped message is ours already; deliver it and let the
+			// next fetch deal with the error.
+			l.b.log.Warn("redis call failed", "op", "RPOP", "error", wrapErr("pop", l.b.addr, err))
+		}
+		vals = append(vals, more...)
+	}
+	return l.deliver(q, vals), nil
+}
+
+// deliver holds and returns the deliveries of vals, with fresh ids.
+func (l *listListener) deliver(q *queueSpec, vals []string) []sdk.Delivery {
+	return l.deliverFrom(q, vals, l.seq.Add(uint64(len(vals)))-uint64(len(vals))+1)
 }
 
 // brpop is BRPOP with a sub-second timeout when block asks for one: the
@@ -172,7 +232,9 @@ func (l *listListener) Settle(ctx context.Context, ss []sdk.Settlement) error {
 		}
 	}
 	err := l.pushBack(ctx, ops)
-	l.unrecord(ctx, records)
+	if l.b.opts.runningRecords {
+		l.unrecord(ctx, records)
+	}
 	return err
 }
 

@@ -134,6 +134,18 @@ func TestListRunning(t *testing.T) {
 			require.Empty(t, running(t, b, q))
 			require.EqualValues(t, 3, stats(t, b, q).Dead)
 		},
+		"RecordsOff": func(t *testing.T, e *testEnv) {
+			q := e.queue("lrun-off")
+			b := e.broker(t, fast(map[string]any{"queue": q, "mode": modeList, "running_records": false}))
+			kick(t, b, idMsg("o1"), idMsg("o2"))
+			s := listen(t, b, sdk.ListenRequest{Queues: []sdk.Queue{{Name: q}}})
+			ds := recvN(t, s, 2)
+			require.Empty(t, running(t, b, q), "running_records = false writes no record")
+			require.EqualValues(t, 0, e.rdb.Exists(ctxT(t), b.runningKey(q), b.runningExpKey(q)).Val())
+			require.NotEqual(t, ds[0].ID, ds[1].ID)
+			require.NoError(t, s.Settle(ctxT(t), []sdk.Settlement{{DeliveryID: ds[0].ID, Kind: sdk.SettleAck}, {DeliveryID: ds[1].ID, Kind: sdk.SettleNack}}))
+			require.EqualValues(t, 1, stats(t, b, q).Queued, "the nacked one is queued again")
+		},
 		"StrictOrderAcrossQueues": func(t *testing.T, e *testEnv) {
 			q := e.queue("lrun-multi")
 			b := e.broker(t, fast(map[string]any{"queue": q, "mode": modeList}))

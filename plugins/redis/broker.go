@@ -107,6 +107,9 @@ type queueSpec struct {
 	weight int
 	// cursor is where the next XAUTOCLAIM continues (stream mode).
 	cursor string
+	// idxCursor is where the next sweep of the task-id index continues
+	// (stream mode; see sweepIndex).
+	idxCursor string
 }
 
 func (b *broker) queueName(q string) string {
@@ -148,13 +151,23 @@ func (b *broker) spec(q sdk.Queue) *queueSpec {
 		w = 1
 	}
 	return &queueSpec{name: b.queueName(q.Name), key: b.streamKey(q.Name), group: b.groupName(q.Name),
-		weight: w, cursor: "0-0"}
+		weight: w, cursor: "0-0", idxCursor: "0"}
 }
 
 // delayedMember encodes a delayed message; see moveDueScript.
 func delayedMember(attempt int, body []byte) string {
-	return fmt.Sprintf("%016x|%d|", rand.Uint64(), attempt) + string(body)
+	_, m := delayedMemberTag(attempt, body)
+	return m
 }
+
+// delayedMemberTag is delayedMember with its tag (the member's ref).
+func delayedMemberTag(attempt int, body []byte) (tag, member string) {
+	tag = newTag()
+	return tag, tag + "|" + strconv.Itoa(attempt) + "|" + string(body)
+}
+
+// newTag is the 16 hex digits that start a delayed member.
+func newTag() string { return fmt.Sprintf("%016x", rand.Uint64()) }
 
 func unixMilli(t time.Time) float64 { return float64(t.UnixMilli()) }
 
@@ -178,6 +191,22 @@ func (b *broker) Kick(ctx context.Context, msgs []sdk.Outgoing) error {
 	groupCmds := map[string]*redis.StatusCmd{}
 	recorded := b.recordQueues(ctx, pipe, msgs)
 	now := b.now()
+	// In stream mode, consecutive plain messages of one queue go in one
+	// kickScript call, which adds and indexes them (taskindex.go); a
+	// message of another kind or queue ends the run, so the order of a
+	// queue's messages is the order of the batch.
+	var (
+		calls   []*pipedScript
+		run     []any
+		runKey  string
+		runName string
+	)
+	flush := func() {
+		if len(run) > 1 {
+			calls = append(calls, queueScript(ctx, pipe, kickScript, []string{runKey, b.idsKey(runName)}, run))
+		}
+		run = nil
+	}
 	for _, m := range msgs {
 		key := b.streamKey(m.Queue)
 		if b.opts.mode == modeStream {
@@ -185,19 +214,32 @@ func (b *broker) Kick(ctx context.Context, msgs []sdk.Outgoing) error {
 				groupCmds[key] = pipe.XGroupCreateMkStream(ctx, key, b.groupName(m.Queue), "$")
 			}
 		}
+		dedup := m.DedupWindow > 0 && b.opts.mode != modePubSub && !b.opts.noDedup
+		if run != nil && (dedup || m.Delay > 0 || key != runKey) {
+			flush()
+		}
 		switch {
-		case m.DedupWindow > 0 && b.opts.mode != modePubSub && !b.opts.noDedup:
+		case dedup:
 			b.kickOnce(ctx, pipe, m, now)
 		case m.Delay > 0:
-			pipe.ZAdd(ctx, b.delayedKey(m.Queue), redis.Z{Score: unixMilli(now.Add(m.Delay)), Member: delayedMember(0, m.Body)})
+			tag, member := delayedMemberTag(0, m.Body)
+			due := now.Add(m.Delay).UnixMilli()
+			pipe.ZAdd(ctx, b.delayedKey(m.Queue), redis.Z{Score: float64(due), Member: member})
+			if tid := bodyTaskID(m.Body); tid != "" && b.opts.mode == modeStream {
+				pipe.HSet(ctx, b.idsKey(m.Queue), tid, idxDelayed(due, tag))
+			}
 		case b.opts.mode == modeStream:
-			pipe.XAdd(ctx, b.xaddArgs(key, m.Body, 0))
+			if run == nil {
+				run, runKey, runName = []any{b.opts.maxlen}, key, m.Queue
+			}
+			run = append(run, bodyTaskID(m.Body), m.Body)
 		case b.opts.mode == modeList:
 			pipe.LPush(ctx, key, m.Body)
 		default:
 			pipe.Publish(ctx, b.queueName(m.Queue), m.Body)
 		}
 	}
+	flush()
 	var delayed []string
 	for _, m := range msgs {
 		if m.Delay > 0 && !slices.Contains(delayed, m.Queue) {
@@ -206,7 +248,13 @@ func (b *broker) Kick(ctx context.Context, msgs []sdk.Outgoing) error {
 	}
 	b.registerDelayed(ctx, pipe, delayed...)
 	cmds, err := pipe.Exec(ctx)
-	if err := pipelineErr(cmds, err, isBusyGroup); err != nil {
+	if err := pipelineErr(cmds, err, func(e error) bool { return isBusyGroup(e) || isNoScript(e) }); err != nil {
+		return wrapErr("kick", b.addr, err)
+	}
+	if err := retryNoScript(ctx, b.client, calls); err != nil {
+		return wrapErr("kick", b.addr, err)
+	}
+	if err := scriptsErr(calls); err != nil {
 		return wrapErr("kick", b.addr, err)
 	}
 	for key := range groupCmds {
@@ -260,21 +308,6 @@ func pipelineErr(cmds []redis.Cmder, err error, ignore func(error) bool) error {
 		return err
 	}
 	return nil
-}
-
-// xaddArgs builds "XADD key [MAXLEN ~ n] * data body [attempt n]". The
-// attempt field is ours: it carries the delivery count of a nacked message
-// into its new entry; taskiq-redis reads only "data" and ignores it.
-func (b *broker) xaddArgs(key string, body []byte, attempt int) *redis.XAddArgs {
-	values := []any{"data", body}
-	if attempt > 0 {
-		values = append(values, "attempt", attempt)
-	}
-	a := &redis.XAddArgs{Stream: key, Values: values}
-	if b.opts.maxlen > 0 {
-		a.MaxLen, a.Approx = b.opts.maxlen, true
-	}
-	return a
 }
 
 // addDeadLetter queues the dead-letter XADD on pipe. The caller logs the
@@ -469,7 +502,7 @@ func (b *broker) moveDue(ctx context.Context, target, queue string, now time.Tim
 	const limit = 500
 	total := 0
 	for {
-		res, err := moveDueScript.Run(ctx, b.client, []string{b.delayedKey(queue), b.streamKey(queue)},
+		res, err := moveDueScript.Run(ctx, b.client, []string{b.delayedKey(queue), b.streamKey(queue), b.idsKey(queue)},
 			now.UnixMilli(), limit, target, b.opts.maxlen).Slice()
 		if err != nil {
 			return total, time.Time{}, err

@@ -96,6 +96,11 @@ func brokerSchema() sdk.Schema {
 		sdk.Attribute{Name: "dedup", Type: sdk.TypeBool, Default: true, Description: "Stream and list " +
 			"mode: drop a kick whose task id was kicked within the kick's dedup window (capability dedup, what " +
 			"the scheduler's exactly-once rests on). false drops the capability: schedulers then elect a leader."},
+		sdk.Attribute{Name: "running_records", Type: sdk.TypeBool, Default: true, Description: "List " +
+			"mode: record each popped message as running until it is settled (in the pop's round trip; " +
+			"removed at settlement, expiring after lease when the worker dies), so the inspector lists and " +
+			"counts running messages. false pops as taskiq-redis does and settles an ack without a Redis " +
+			"call: faster, and running messages are invisible."},
 		sdk.Attribute{Name: "delete_acked", Type: sdk.TypeBool, Default: true, Description: "Stream " +
 			"mode: XDEL an entry when it is acked, so the stream only holds work not yet done. " +
 			"Set false if other consumer groups read the same stream."},
@@ -180,6 +185,7 @@ type brokerConfig struct {
 	Count           *int           `json:"count"`
 	MaxLen          *int64         `json:"maxlen"`
 	DeleteAcked     *bool          `json:"delete_acked"`
+	RunningRecords  *bool          `json:"running_records"`
 	DeadLetterQueue string         `json:"dead_letter_queue"`
 	MaxAttempts     *int           `json:"max_attempts"`
 	DelayPoll       *time.Duration `json:"delay_poll"`
@@ -204,9 +210,11 @@ type brokerOptions struct {
 	count       int
 	maxlen      int64
 	deleteAcked bool
-	deadLetter  string
-	maxAttempts int
-	delayPoll   time.Duration
+	// runningRecords: list mode writes running records (listrunning.go).
+	runningRecords bool
+	deadLetter     string
+	maxAttempts    int
+	delayPoll      time.Duration
 	// unavailableAfter is how long a listener's calls may fail without
 	// one succeeding before its stream ends with ErrUnavailable.
 	unavailableAfter time.Duration
@@ -277,7 +285,7 @@ func decodeBrokerConfig(cfg sdk.Config) (connConfig, brokerOptions, error) {
 		errs = append(errs, err)
 	}
 	o := brokerOptions{mode: c.Mode, queue: c.Queue, group: c.ConsumerGroup, consumer: c.ConsumerName,
-		deadLetter: c.DeadLetterQueue, deleteAcked: true, clusterHashes: len(c.ClusterAddrs) > 0, moveDelayed: true}
+		deadLetter: c.DeadLetterQueue, deleteAcked: true, runningRecords: true, clusterHashes: len(c.ClusterAddrs) > 0, moveDelayed: true}
 	if c.MoveDelayed != nil {
 		o.moveDelayed = *c.MoveDelayed
 	}
@@ -311,6 +319,9 @@ func decodeBrokerConfig(cfg sdk.Config) (connConfig, brokerOptions, error) {
 	o.inspectQueues = c.InspectQueues
 	if c.DeleteAcked != nil {
 		o.deleteAcked = *c.DeleteAcked
+	}
+	if c.RunningRecords != nil {
+		o.runningRecords = *c.RunningRecords
 	}
 	switch c.UnknownTasks {
 	case "", unknownDeadLetter:

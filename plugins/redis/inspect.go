@@ -115,6 +115,7 @@ func (b *broker) countQueues(ctx context.Context) ([]sdk.QueueStats, error) {
 		delayed *redis.IntCmd
 		dead    *redis.IntCmd
 		paused  *redis.IntCmd
+		running *redis.IntCmd // list mode: live running records
 	}
 	pipe := b.client.Pipeline()
 	cs := make([]cmds, len(names))
@@ -125,6 +126,7 @@ func (b *broker) countQueues(ctx context.Context) ([]sdk.QueueStats, error) {
 			cs[i].groups = pipe.XInfoGroups(ctx, key)
 		} else {
 			cs[i].length = pipe.LLen(ctx, key)
+			cs[i].running = pipe.ZCount(ctx, b.runningExpKey(n), "("+strconv.FormatInt(now.UnixMilli(), 10), "+inf")
 		}
 		cs[i].delayed = pipe.ZCard(ctx, b.delayedKey(n))
 		if b.opts.deadLetter == "" || n == b.opts.queue {
@@ -163,8 +165,10 @@ func (b *broker) countQueues(ctx context.Context) ([]sdk.QueueStats, error) {
 				firstCmds[i] = oldest.XRangeN(ctx, b.streamKey(n), start, "+", 1)
 			}
 		} else {
-			// List mode: popped messages live in the workers only; the
-			// consumers are the live workers that listen to the queue.
+			// List mode: the running messages are the live running
+			// records of the list listeners; the consumers are the live
+			// workers that listen to the queue.
+			st.Running = cs[i].running.Val()
 			for _, w := range workers {
 				if slices.ContainsFunc(w.Queues, func(q string) bool { return b.queueName(q) == n }) || (len(w.Queues) == 0 && n == b.opts.queue) {
 					st.Consumers++
@@ -241,7 +245,7 @@ func (b *broker) scannerFor(ctx context.Context, queue string, state sdk.Message
 		return b.streamScanner(b.streamKey(queue), queue, sdk.StateQueued, last), nil
 	case sdk.StateRunning:
 		if b.opts.mode == modeList {
-			return func(context.Context, string, int) ([]scanned, string, error) { return nil, "", nil }, nil
+			return b.runningScanner(queue), nil
 		}
 		return b.pendingScanner(queue), nil
 	case sdk.StateDelayed:
@@ -390,11 +394,7 @@ func (b *broker) delayedScanner(queue string) scanner {
 		out := make([]scanned, 0, len(zs))
 		for i, z := range zs {
 			member, _ := z.Member.(string)
-			ref, rest, _ := strings.Cut(member, "|")
-			attempt, body, _ := strings.Cut(rest, "|")
-			info := sdk.MessageInfo{Ref: ref, Queue: queue, State: sdk.StateDelayed, Body: []byte(body), DueAt: time.UnixMilli(int64(z.Score))}
-			info.Attempt, _ = strconv.Atoi(attempt)
-			out = append(out, scanned{info: info, after: strconv.Itoa(off + i + 1), raw: member})
+			out = append(out, scanned{info: delayedInfo(queue, member, z.Score), after: strconv.Itoa(off + i + 1), raw: member})
 		}
 		next := ""
 		if len(zs) == n {
@@ -528,6 +528,18 @@ func (b *broker) Task(ctx context.Context, ref sdk.TaskRef) (sdk.MessageInfo, er
 		}
 		queues = known
 	}
+	if ref.Ref == "" {
+		// Stream mode: the task-id index answers in two round trips; a
+		// message it does not know (kicked by a Python producer, say) is
+		// searched for below.
+		info, ok, err := b.taskFromIndex(ctx, queues, ref.TaskID)
+		if err != nil {
+			return sdk.MessageInfo{}, wrapErr("inspect task", b.addr, err)
+		}
+		if ok && (!ref.State.Valid() || info.State == ref.State) {
+			return info, nil
+		}
+	}
 	states := []sdk.MessageState{sdk.StateRunning, sdk.StateDelayed, sdk.StateDead, sdk.StateQueued}
 	if ref.State.Valid() {
 		states = []sdk.MessageState{ref.State}
@@ -619,27 +631,45 @@ func (b *broker) Act(ctx context.Context, a sdk.Action) (sdk.ActionResult, error
 	}
 	for chunk := range slices.Chunk(sel, 200) {
 		pipe := b.client.Pipeline()
+		var calls []*pipedScript
 		for _, it := range chunk {
 			if a.Kind != sdk.ActionDelete {
 				target := it.info.Queue
 				if a.Target != "" {
 					target = a.Target
 				}
-				b.enqueue(ctx, pipe, target, it.info.Body)
+				if c := b.enqueue(ctx, pipe, target, it.info.Body); c != nil {
+					calls = append(calls, c)
+				}
 			}
+			var was string // the index value of the removed message
 			switch {
 			case a.State == sdk.StateDead:
 				pipe.XDel(ctx, b.deadKey(queue), it.info.Ref)
+				was = idxDead(it.info.Ref)
 			case a.State == sdk.StateDelayed:
 				pipe.ZRem(ctx, b.delayedKey(queue), it.raw)
+				was = idxDelayed(it.info.DueAt.UnixMilli(), it.info.Ref)
 			case b.opts.mode == modeList:
 				pipe.LRem(ctx, b.streamKey(queue), 1, it.raw)
 			default:
 				pipe.XDel(ctx, b.streamKey(queue), it.info.Ref)
+				was = idxStream(it.info.Ref)
+			}
+			// After the enqueue: a message put back in its own queue has
+			// its field pointed at the new entry already, and keeps it.
+			if tid := bodyTaskID(it.info.Body); tid != "" && b.opts.mode == modeStream {
+				calls = append(calls, queueScript(ctx, pipe, unindexScript, []string{b.idsKey(queue)}, []any{tid, was}))
 			}
 		}
 		cmds, err := pipe.Exec(ctx)
-		if err := pipelineErr(cmds, err, isBusyGroup); err != nil {
+		if err := pipelineErr(cmds, err, func(e error) bool { return isBusyGroup(e) || isNoScript(e) }); err != nil {
+			return res, wrapErr("inspect act", b.addr, err)
+		}
+		if err := retryNoScript(ctx, b.client, calls); err != nil {
+			return res, wrapErr("inspect act", b.addr, err)
+		}
+		if err := scriptsErr(calls); err != nil {
 			return res, wrapErr("inspect act", b.addr, err)
 		}
 		res.Done += len(chunk)
@@ -652,18 +682,19 @@ func (b *broker) Act(ctx context.Context, a sdk.Action) (sdk.ActionResult, error
 }
 
 // enqueue queues body as a new message of queue on pipe (creating the
-// stream's group first, once per process, as Kick does).
-func (b *broker) enqueue(ctx context.Context, pipe redis.Pipeliner, queue string, body []byte) {
+// stream's group first, once per process, as Kick does). In stream mode
+// it returns the kickScript call, which indexes the message too.
+func (b *broker) enqueue(ctx context.Context, pipe redis.Pipeliner, queue string, body []byte) *pipedScript {
 	key := b.streamKey(queue)
 	if b.opts.mode == modeList {
 		pipe.LPush(ctx, key, body)
-		return
+		return nil
 	}
 	if _, ok := b.groups.Load(key); !ok {
 		pipe.XGroupCreateMkStream(ctx, key, b.groupName(queue), "$")
 		b.groups.Store(key, struct{}{})
 	}
-	pipe.XAdd(ctx, b.xaddArgs(key, body, 0))
+	return queueScript(ctx, pipe, kickScript, []string{key, b.idsKey(queue)}, b.kickArgs(body))
 }
 
 func (c *inspectCache) invalidate() {

@@ -16,16 +16,23 @@ import (
 // producers, BRPOP by workers). A popped message exists only in the worker's
 // memory: a worker that dies loses it. That is at-most-once delivery, and why
 // this mode declares neither "ackable" nor "lease".
+//
+// Each message handed out leaves a running record (listrunning.go) until it
+// is settled, so the inspector lists and counts it as running.
 type listListener struct {
 	listenerBase
-	seq atomic.Uint64
+	consumer string
+	seq      atomic.Uint64
 }
 
 func newListListener(b *broker, queues []*queueSpec, strict bool) *listListener {
-	l := &listListener{}
+	l := &listListener{consumer: b.nextConsumerName()}
 	l.init(b, queues, strict)
 	l.fetch = l.fetchBatch
 	l.runMover()
+	if b.opts.runningRecords {
+		l.runRenewer()
+	}
 	return l
 }
 
@@ -62,15 +69,60 @@ func (l *listListener) fetchBatch(ctx context.Context, max int) ([]sdk.Delivery,
 	}
 }
 
-// pop takes up to n messages: BRPOP over the queues in strict or weighted
-// order (BRPOP serves the first non-empty key), then RPOP COUNT for the rest
-// of the batch from the same queue.
+// pop takes up to n messages and records them as running (listrunning.go):
+// popScript pops from the first non-empty queue, in strict or weighted
+// order, in one round trip; when every queue is empty, BRPOP waits for a
+// message (BRPOP serves the first non-empty key) and popScript then
+// records it and pops the rest of the batch from the same queue.
 func (l *listListener) pop(ctx context.Context, n int) ([]sdk.Delivery, error) {
 	qs := l.active(ctx, l.order())
 	if len(qs) == 0 {
 		l.idle(ctx)
 		return nil, nil
 	}
+	if !l.b.opts.runningRecords {
+		return l.popPlain(ctx, qs, n)
+	}
+	if _, ds, err := l.popRecorded(ctx, qs, n, nil); err != nil || len(ds) > 0 {
+		return ds, err
+	}
+	block := l.b.opts.block
+	if len(qs) > 1 && l.b.opts.clusterHashes {
+		// One BRPOP cannot span hash slots: wait briefly on the first.
+		qs = qs[:1]
+		block = min(block, 100*time.Millisecond)
+	}
+	keys := make([]string, len(qs))
+	for i, q := range qs {
+		keys[i] = q.key
+	}
+	kv, err := l.brpop(ctx, block, keys)
+	if err == redis.Nil {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	q := qs[0]
+	for _, c := range qs {
+		if c.key == kv[0] {
+			q = c
+		}
+	}
+	_, ds, err := l.popRecorded(ctx, []*queueSpec{q}, n, &kv[1])
+	if err != nil || len(ds) == 0 {
+		// The popped message is ours already; deliver it (without a
+		// running record) and let the next fetch deal with the error.
+		l.b.log.Warn("redis call failed", "op", "pop", "error", wrapErr("pop", l.b.addr, err))
+		return l.deliver(q, kv[1:]), nil
+	}
+	return ds, nil
+}
+
+// popPlain is pop with running_records = false, as taskiq-redis pops:
+// BRPOP over the queues, then RPOP COUNT for the rest of the batch from
+// the same queue.
+func (l *listListener) popPlain(ctx context.Context, qs []*queueSpec, n int) ([]sdk.Delivery, error) {
 	block := l.b.opts.block
 	if len(qs) > 1 && l.b.opts.clusterHashes {
 		// One BRPOP cannot span hash slots: try each queue without
@@ -117,6 +169,11 @@ func (l *listListener) pop(ctx context.Context, n int) ([]sdk.Delivery, error) {
 	return l.deliver(q, vals), nil
 }
 
+// deliver holds and returns the deliveries of vals, with fresh ids.
+func (l *listListener) deliver(q *queueSpec, vals []string) []sdk.Delivery {
+	return l.deliverFrom(q, vals, l.seq.Add(uint64(len(vals)))-uint64(len(vals))+1)
+}
+
 // brpop is BRPOP with a sub-second timeout when block asks for one: the
 // go-redis helper rounds timeouts up to whole seconds, Redis >= 6 accepts
 // fractions.
@@ -133,10 +190,12 @@ func (l *listListener) brpop(ctx context.Context, block time.Duration, keys []st
 	return l.b.client.Do(ctx, args...).StringSlice()
 }
 
-func (l *listListener) deliver(q *queueSpec, vals []string) []sdk.Delivery {
+// deliverFrom holds and returns the deliveries of vals, with the delivery
+// ids seq, seq+1, ...
+func (l *listListener) deliverFrom(q *queueSpec, vals []string, seq uint64) []sdk.Delivery {
 	out := make([]sdk.Delivery, len(vals))
 	for i, v := range vals {
-		id := strconv.FormatUint(l.seq.Add(1), 10)
+		id := strconv.FormatUint(seq+uint64(i), 10)
 		body := []byte(v)
 		l.hold(id, &held{queue: q, body: body, attempt: 1})
 		out[i] = sdk.Delivery{ID: id, Body: body, Queue: q.name, Attempt: 1}
@@ -147,12 +206,18 @@ func (l *listListener) deliver(q *queueSpec, vals []string) []sdk.Delivery {
 // Settle: acks and lease extensions have nothing to do (the message left
 // Redis when it was popped); a nack pushes the body back (or into the
 // delayed set); a dead letter goes to the dead-letter stream.
+//
+// The running records of the settled deliveries are removed after that,
+// in one pipeline (an ack's only round trip).
 func (l *listListener) Settle(ctx context.Context, ss []sdk.Settlement) error {
 	var ops []pushOp
+	records := map[*queueSpec][]string{}
 	for _, st := range ss {
 		switch st.Kind {
 		case sdk.SettleAck:
-			l.release(st.DeliveryID)
+			if h := l.release(st.DeliveryID); h != nil {
+				records[h.queue] = append(records[h.queue], l.recordField(st.DeliveryID))
+			}
 		case sdk.SettleExtend:
 		case sdk.SettleNack, sdk.SettleDeadLetter:
 			h := l.release(st.DeliveryID)
@@ -160,16 +225,21 @@ func (l *listListener) Settle(ctx context.Context, ss []sdk.Settlement) error {
 				l.b.log.Warn("settlement for an unknown delivery ignored", "delivery_id", st.DeliveryID, "kind", st.Kind.String())
 				continue
 			}
+			records[h.queue] = append(records[h.queue], l.recordField(st.DeliveryID))
 			ops = append(ops, pushOp{h: h, st: st})
 		default:
 			return fmt.Errorf("redis settle: unknown settlement kind %d for delivery %s", st.Kind, st.DeliveryID)
 		}
 	}
-	return l.pushBack(ctx, ops)
+	err := l.pushBack(ctx, ops)
+	if l.b.opts.runningRecords {
+		l.unrecord(ctx, records)
+	}
+	return err
 }
 
 // Close stops the listener. Messages already popped and not settled are lost
-// (at-most-once).
+// (at-most-once); their running records expire with their lease.
 func (l *listListener) Close() error {
 	l.closeBase()
 	l.b.forget(l)

@@ -84,8 +84,10 @@ return out
 `)
 
 // luaXAdd defines xadd(key, maxlen, body, attempt) for the scripts that
-// re-add a message: "XADD key [MAXLEN ~ maxlen] * data body [attempt n]",
-// the attempt field only when it is not "0" (as (*broker).xaddArgs).
+// add a message: "XADD key [MAXLEN ~ maxlen] * data body [attempt n]",
+// the attempt field only when it is not "0". The attempt field is ours: it
+// carries the delivery count of a nacked message into its new entry;
+// taskiq-redis reads only "data" and ignores it.
 const luaXAdd = `
 local function xadd(key, maxlen, body, attempt)
   local args = {'XADD', key}
@@ -121,10 +123,14 @@ end
 // apart in the sorted set, the attempt carries a nacked message's delivery
 // count into its next life.
 //
-// KEYS[1] delayed set; KEYS[2] stream or list. ARGV[1] now (unix ms);
-// ARGV[2] limit; ARGV[3] "stream" or "list"; ARGV[4] maxlen (0 = none).
+// In stream mode a moved message's task-id index field (taskindex.go) is
+// pointed at its new entry, when it still pointed at the member.
+//
+// KEYS[1] delayed set; KEYS[2] stream or list; KEYS[3] task-id index.
+// ARGV[1] now (unix ms); ARGV[2] limit; ARGV[3] "stream" or "list";
+// ARGV[4] maxlen (0 = none).
 // Returns {moved, score of the next member or ""}.
-var moveDueScript = redis.NewScript(luaXAdd + `
+var moveDueScript = redis.NewScript(luaXAdd + luaTaskID + `
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
 for _, m in ipairs(due) do
   local sep = string.find(m, '|', 18, true)
@@ -134,7 +140,14 @@ for _, m in ipairs(due) do
     if ARGV[3] == 'list' then
       redis.call('LPUSH', KEYS[2], body)
     else
-      xadd(KEYS[2], ARGV[4], body, attempt)
+      local id = xadd(KEYS[2], ARGV[4], body, attempt)
+      local t = tid(body)
+      if t then
+        local cur = redis.call('HGET', KEYS[3], t)
+        if not cur or string.sub(cur, -17) == '|' .. string.sub(m, 1, 16) then
+          redis.call('HSET', KEYS[3], t, 's|' .. id)
+        end
+      end
     end
   end
   redis.call('ZREM', KEYS[1], m)
@@ -168,8 +181,12 @@ return {#due, score}
 // live copy in the queue, and a script retried after a lost reply does
 // nothing twice. The body and the attempt come from the entry itself.
 //
-// KEYS[1] stream; KEYS[2] delayed set; KEYS[3] dead-letter stream (all in
-// one slot in a cluster; see (*streamListener).applyRequeues).
+// The task-id index field of each message (taskindex.go) is pointed at
+// its new place; one whose entry was trimmed is left to the sweep.
+//
+// KEYS[1] stream; KEYS[2] delayed set; KEYS[3] dead-letter stream; KEYS[4]
+// task-id index (all in one slot in a cluster; see
+// (*streamListener).applyRequeues).
 // ARGV[1] group; ARGV[2] consumer; ARGV[3] "1" to XDEL; ARGV[4] maxlen
 // ("0" = none); ARGV[5] now (unix ms); ARGV[6] queue name; then four per
 // entry: kind ("x" re-add, "z" delayed, "d" dead letter, "a" ack only:
@@ -178,7 +195,7 @@ return {#due, score}
 // Returns one code per entry: 1 applied, 0 not pending for this consumer
 // (nothing done), 2 acked but the entry was no longer in the stream
 // (trimmed), 3 dead-lettered because it had no "data" field.
-var settleScript = redis.NewScript(luaXAdd + `
+var settleScript = redis.NewScript(luaXAdd + luaTaskID + `
 local out = {}
 for i = 7, #ARGV, 4 do
   local kind, id, arg, tag = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
@@ -205,13 +222,17 @@ for i = 7, #ARGV, 4 do
         if body == nil and kind ~= 'd' then
           kind, arg, code = 'd', 'stream entry has no "data" field', 3
         end
+        local t = tid(body)
         if kind == 'd' then
-          redis.call('XADD', KEYS[3], '*', 'data', body or '', 'reason', arg, 'queue', ARGV[6],
+          local did = redis.call('XADD', KEYS[3], '*', 'data', body or '', 'reason', arg, 'queue', ARGV[6],
             'attempt', attempt, 'failed_at', ARGV[5], 'original_id', id)
+          setIdx(KEYS[4], t, 'd|' .. did, 's|' .. id)
         elseif kind == 'z' then
           redis.call('ZADD', KEYS[2], arg, tag .. '|' .. attempt .. '|' .. body)
+          setIdx(KEYS[4], t, 'z|' .. arg .. '|' .. tag, 's|' .. id)
         else
-          xadd(KEYS[1], ARGV[4], body, tostring(attempt))
+          local nid = xadd(KEYS[1], ARGV[4], body, tostring(attempt))
+          setIdx(KEYS[4], t, 's|' .. nid, 's|' .. id)
         end
       end
     end

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"slices"
 	"strconv"
 	"strings"
@@ -146,6 +145,7 @@ func (s *streamListener) fetchBatch(ctx context.Context, max int) ([]sdk.Deliver
 			// one batch per lease/2.)
 			if len(ds) < max && s.reclaimScanDone() {
 				s.lastReclaim = now
+				s.sweepIndexes(ctx)
 			}
 			if len(ds) > 0 {
 				return ds, nil
@@ -162,6 +162,16 @@ func (s *streamListener) fetchBatch(ctx context.Context, max int) ([]sdk.Deliver
 		bo.Reset()
 		if len(ds) > 0 {
 			return ds, nil
+		}
+	}
+}
+
+// sweepIndexes runs one sweep step on the task-id index of every queue;
+// a failure is logged and the next pass tries again.
+func (s *streamListener) sweepIndexes(ctx context.Context) {
+	for _, q := range s.queues {
+		if err := s.b.sweepIndex(ctx, q); err != nil {
+			s.b.log.Debug("sweeping the task index failed", "queue", q.name, "error", err)
 		}
 	}
 }
@@ -456,6 +466,7 @@ type settleOp struct {
 func (s *streamListener) Settle(ctx context.Context, ss []sdk.Settlement) error {
 	var (
 		acks    = map[*queueSpec][]string{}
+		unindex = map[*queueSpec][]any{}
 		requeue = map[*queueSpec][]settleOp{}
 		extends = map[*queueSpec][]string{}
 		order   []*queueSpec
@@ -473,7 +484,11 @@ func (s *streamListener) Settle(ctx context.Context, ss []sdk.Settlement) error 
 		}
 		switch st.Kind {
 		case sdk.SettleAck:
-			s.release(st.DeliveryID)
+			if h := s.release(st.DeliveryID); h != nil {
+				if tid := bodyTaskID(h.body); tid != "" {
+					unindex[q] = append(unindex[q], tid, idxStream(entryID))
+				}
+			}
 			acks[q] = append(acks[q], entryID)
 		case sdk.SettleExtend:
 			extends[q] = append(extends[q], entryID)
@@ -488,15 +503,28 @@ func (s *streamListener) Settle(ctx context.Context, ss []sdk.Settlement) error 
 		}
 	}
 	if len(acks) > 0 {
+		// The index fields of the acked messages go in the same round
+		// trip; one left behind (an ack of a delivery this listener no
+		// longer holds) is dropped by the sweep or the next lookup.
 		err := s.retryLoop(ctx, "ack", func() error {
 			pipe := s.b.client.Pipeline()
+			var calls []*pipedScript
 			for _, q := range order {
 				if ids := acks[q]; len(ids) > 0 {
 					s.ackCmds(ctx, pipe, q, ids)
 				}
+				if args := unindex[q]; len(args) > 0 {
+					calls = append(calls, queueScript(ctx, pipe, unindexScript, []string{s.b.idsKey(q.name)}, args))
+				}
 			}
-			_, err := pipe.Exec(ctx)
-			return err
+			cmds, err := pipe.Exec(ctx)
+			if err := pipelineErr(cmds, err, isNoScript); err != nil {
+				return err
+			}
+			if err := retryNoScript(ctx, s.b.client, calls); err != nil {
+				return err
+			}
+			return scriptsErr(calls)
 		})
 		if err != nil {
 			return err
@@ -584,7 +612,7 @@ func (s *streamListener) applyRequeues(ctx context.Context, q *queueSpec, ops []
 		}
 		local = append(local, stored...)
 	}
-	keys := []string{q.key, q.key, q.key}
+	keys := []string{q.key, q.key, q.key, s.b.idsKey(q.name)}
 	if s.b.sameSlot(q.key, delayed) {
 		keys[1] = delayed
 	}
@@ -604,7 +632,7 @@ func (s *streamListener) applyRequeues(ctx context.Context, q *queueSpec, ops []
 		case op.kind == sdk.SettleDeadLetter:
 			kind, arg = "d", deadReason(op.reason)
 		case op.delay > 0:
-			kind, arg, tag = "z", strconv.FormatInt(now.Add(op.delay).UnixMilli(), 10), fmt.Sprintf("%016x", rand.Uint64())
+			kind, arg, tag = "z", strconv.FormatInt(now.Add(op.delay).UnixMilli(), 10), newTag()
 		}
 		args = append(args, kind, op.entryID, arg, tag)
 	}
@@ -662,6 +690,7 @@ func (s *streamListener) writeExternal(ctx context.Context, q *queueSpec, ops []
 	}
 	pipe := s.b.client.Pipeline()
 	cmds := make([]redis.Cmder, len(ops))
+	moved := make([]string, len(ops)) // index value of a delayed member
 	for i, op := range ops {
 		if op.h == nil {
 			continue // acked and deleted meanwhile: nothing to write
@@ -669,8 +698,10 @@ func (s *streamListener) writeExternal(ctx context.Context, q *queueSpec, ops []
 		if op.kind == sdk.SettleDeadLetter {
 			cmds[i] = s.b.addDeadLetter(ctx, pipe, q.name, op.entryID, op.h.body, deadReason(op.reason), op.h.attempt)
 		} else {
-			cmds[i] = pipe.ZAdd(ctx, s.b.delayedKey(q.name), redis.Z{Score: unixMilli(s.b.now().Add(op.delay)),
-				Member: delayedMember(op.h.attempt, op.h.body)})
+			tag, member := delayedMemberTag(op.h.attempt, op.h.body)
+			due := s.b.now().Add(op.delay).UnixMilli()
+			cmds[i] = pipe.ZAdd(ctx, s.b.delayedKey(q.name), redis.Z{Score: float64(due), Member: member})
+			moved[i] = idxDelayed(due, tag)
 		}
 	}
 	_, execErr := pipe.Exec(ctx)
@@ -691,14 +722,41 @@ func (s *streamListener) writeExternal(ctx context.Context, q *queueSpec, ops []
 				firstErr = e
 			}
 			failed = append(failed, op)
+			moved[i] = ""
 			continue
 		}
 		stored = append(stored, settleOp{kind: sdk.SettleAck, q: q, entryID: op.entryID})
+		if c, ok := cmds[i].(*redis.StringCmd); ok {
+			moved[i] = idxDead(c.Val())
+		}
 	}
+	s.reindex(ctx, q, ops, moved)
 	if len(failed) > 0 {
 		return stored, s.notApplied(q, failed, wrapErr("dead letter or delay", s.b.addr, firstErr))
 	}
 	return stored, nil
+}
+
+// reindex points the index fields of messages writeExternal stored in
+// another slot at their new place (moved[i], "" for none), in a round trip
+// of their own: the index lives in the queue's slot. A failure leaves a
+// field pointing at the acked entry, which a lookup or the sweep drops.
+func (s *streamListener) reindex(ctx context.Context, q *queueSpec, ops []settleOp, moved []string) {
+	pipe := s.b.client.Pipeline()
+	for i, op := range ops {
+		if moved[i] == "" || op.h == nil || len(moved[i]) < 3 {
+			continue
+		}
+		if tid := bodyTaskID(op.h.body); tid != "" {
+			pipe.HSet(ctx, s.b.idsKey(q.name), tid, moved[i])
+		}
+	}
+	if pipe.Len() == 0 {
+		return
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		s.b.log.Debug("updating the task index after a dead letter or delay failed", "queue", q.name, "error", err)
+	}
 }
 
 func cmdsCarryNoError(cmds []redis.Cmder) bool {

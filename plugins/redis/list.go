@@ -92,31 +92,40 @@ func (l *listListener) pop(ctx context.Context, n int) ([]sdk.Delivery, error) {
 		qs = qs[:1]
 		block = min(block, 100*time.Millisecond)
 	}
+	q, msg, err := l.waitPop(ctx, qs, block)
+	if q == nil || err != nil {
+		return nil, err
+	}
+	_, ds, err := l.popRecorded(ctx, []*queueSpec{q}, n, &msg)
+	if err != nil || len(ds) == 0 {
+		// The popped message is ours already; deliver it (without a
+		// running record) and let the next fetch deal with the error.
+		l.b.log.Warn("redis call failed", "op", "pop", "error", wrapErr("pop", l.b.addr, err))
+		return l.deliver(q, []string{msg}), nil
+	}
+	return ds, nil
+}
+
+// waitPop waits up to block in one BRPOP over qs and returns the queue it
+// popped from and the message; a nil queue when the wait ended empty.
+func (l *listListener) waitPop(ctx context.Context, qs []*queueSpec, block time.Duration) (*queueSpec, string, error) {
 	keys := make([]string, len(qs))
 	for i, q := range qs {
 		keys[i] = q.key
 	}
 	kv, err := l.brpop(ctx, block, keys)
 	if err == redis.Nil {
-		return nil, nil
+		return nil, "", nil
 	}
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
-	q := qs[0]
-	for _, c := range qs {
-		if c.key == kv[0] {
-			q = c
+	for _, q := range qs {
+		if q.key == kv[0] {
+			return q, kv[1], nil
 		}
 	}
-	_, ds, err := l.popRecorded(ctx, []*queueSpec{q}, n, &kv[1])
-	if err != nil || len(ds) == 0 {
-		// The popped message is ours already; deliver it (without a
-		// running record) and let the next fetch deal with the error.
-		l.b.log.Warn("redis call failed", "op", "pop", "error", wrapErr("pop", l.b.addr, err))
-		return l.deliver(q, kv[1:]), nil
-	}
-	return ds, nil
+	return qs[0], kv[1], nil
 }
 
 // popPlain is pop with running_records = false, as taskiq-redis pops:
@@ -139,24 +148,11 @@ func (l *listListener) popPlain(ctx context.Context, qs []*queueSpec, n int) ([]
 		qs = qs[:1]
 		block = min(block, 100*time.Millisecond)
 	}
-	keys := make([]string, len(qs))
-	for i, q := range qs {
-		keys[i] = q.key
-	}
-	kv, err := l.brpop(ctx, block, keys)
-	if err == redis.Nil {
-		return nil, nil
-	}
-	if err != nil {
+	q, msg, err := l.waitPop(ctx, qs, block)
+	if q == nil || err != nil {
 		return nil, err
 	}
-	q := qs[0]
-	for _, c := range qs {
-		if c.key == kv[0] {
-			q = c
-		}
-	}
-	vals := []string{kv[1]}
+	vals := []string{msg}
 	if n > 1 {
 		more, err := l.b.client.RPopCount(ctx, q.key, n-1).Result()
 		if err != nil && err != redis.Nil {

@@ -484,6 +484,7 @@ func (b *broker) Close(context.Context) error {
 	if b.mover != nil {
 		b.mover.shutdown()
 	}
+	b.stopBackfilling()
 	// In parallel: each may wait up to one block interval for its read.
 	errs := make([]error, len(ls)+1)
 	var wg sync.WaitGroup

@@ -45,11 +45,67 @@ func (b *broker) nsKey(suffix string) string { return b.streamKey("") + ":" + su
 // queuesKey is the set of queue names kicked to or listened on.
 func (b *broker) queuesKey() string { return b.nsKey("queues") }
 
-// inspectCache holds the queue counts between refreshes.
+// inspectCache holds the queue counts between refreshes, and the index
+// backfill that a refresh starts in the background.
 type inspectCache struct {
 	mu    sync.Mutex
 	at    time.Time
 	stats []sdk.QueueStats
+	// backfill is the running backfill's stop function and its end; nil
+	// when none runs.
+	stopBackfill context.CancelFunc
+	backfilled   chan struct{}
+}
+
+// backfillTimeout bounds one background backfill of the task-id index.
+const backfillTimeout = time.Minute
+
+// startBackfill indexes, in the background, the entries of queues that a
+// Python producer wrote since the last backfill (backfillIndex), so that a
+// task looked up by id alone is found through the index even the first
+// time: a process that shows the queues is one that looks tasks up. One
+// backfill runs at a time; Close stops it. The caller holds b.insp.mu.
+func (b *broker) startBackfill(queues []string) {
+	c := &b.insp
+	if b.opts.mode != modeStream || c.stopBackfill != nil {
+		return
+	}
+	b.mu.Lock()
+	closed := b.closed
+	b.mu.Unlock()
+	if closed {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), backfillTimeout)
+	done := make(chan struct{})
+	c.stopBackfill, c.backfilled = cancel, done
+	go func() {
+		defer close(done)
+		defer cancel()
+		for _, q := range queues {
+			if _, err := b.backfillIndex(ctx, q, searchBudget); err != nil {
+				if ctx.Err() == nil {
+					b.log.Debug("indexing the task ids of a queue failed", "queue", q, "error", err)
+				}
+				break
+			}
+		}
+		c.mu.Lock()
+		c.stopBackfill, c.backfilled = nil, nil
+		c.mu.Unlock()
+	}()
+}
+
+// stopBackfilling stops a background backfill and waits for its end.
+func (b *broker) stopBackfilling() {
+	c := &b.insp
+	c.mu.Lock()
+	stop, done := c.stopBackfill, c.backfilled
+	c.mu.Unlock()
+	if stop != nil {
+		stop()
+		<-done
+	}
 }
 
 // Queues returns the cached counts, refreshing them when older than
@@ -69,6 +125,11 @@ func (b *broker) Queues(ctx context.Context) ([]sdk.QueueStats, error) {
 		return nil, wrapErr("inspect queues", b.addr, err)
 	}
 	c.stats, c.at = stats, b.now()
+	names := make([]string, len(stats))
+	for i, st := range stats {
+		names[i] = st.Name
+	}
+	b.startBackfill(names)
 	return slices.Clone(stats), nil
 }
 
@@ -535,6 +596,23 @@ func (b *broker) Task(ctx context.Context, ref sdk.TaskRef) (sdk.MessageInfo, er
 		info, ok, err := b.taskFromIndex(ctx, queues, ref.TaskID)
 		if err != nil {
 			return sdk.MessageInfo{}, wrapErr("inspect task", b.addr, err)
+		}
+		if !ok && b.opts.mode == modeStream && ref.TaskID != "" {
+			// Index the entries written since the last miss (a Python
+			// producer's), then ask the index again.
+			var added int64
+			for _, q := range queues {
+				n, err := b.backfillIndex(ctx, q, searchBudget)
+				if err != nil {
+					return sdk.MessageInfo{}, wrapErr("inspect task", b.addr, err)
+				}
+				added += n
+			}
+			if added > 0 {
+				if info, ok, err = b.taskFromIndex(ctx, queues, ref.TaskID); err != nil {
+					return sdk.MessageInfo{}, wrapErr("inspect task", b.addr, err)
+				}
+			}
 		}
 		if ok && (!ref.State.Valid() || info.State == ref.State) {
 			return info, nil

@@ -35,6 +35,11 @@ import (
 // index existed) is still found: the lookup falls back to reading the
 // queues, as before.
 //
+// A message without a field (a Python producer's) is indexed the first
+// time a lookup misses: backfillIndex reads the stream entries past the
+// queue's backfill cursor ("<queue key>:ids:upto") and adds the fields
+// they lack, so that search runs once per entry, not once per lookup.
+//
 // The list mode keeps no index: a list element has no id to point at.
 
 // idsKey is the task-id index of a queue. It carries the queue's hash tag,
@@ -116,6 +121,56 @@ for i = 2, #ARGV, 2 do
 end
 return n
 `)
+
+// backfillIndexScript indexes the stream entries after the backfill cursor
+// that have no field (HSETNX: a field the kick or a move wrote is kept),
+// and moves the cursor past them.
+//
+// KEYS[1] stream; KEYS[2] index; KEYS[3] cursor. ARGV[1] count. Returns
+// {entries read, fields added}.
+var backfillIndexScript = redis.NewScript(luaTaskID + `
+local from = redis.call('GET', KEYS[3])
+local start = '-'
+if from then start = '(' .. from end
+local es = redis.call('XRANGE', KEYS[1], start, '+', 'COUNT', tonumber(ARGV[1]))
+local added = 0
+for _, e in ipairs(es) do
+  local f = e[2]
+  for j = 1, #f, 2 do
+    if f[j] == 'data' then
+      local t = tid(f[j + 1])
+      if t and redis.call('HSETNX', KEYS[2], t, 's|' .. e[1]) == 1 then added = added + 1 end
+    end
+  end
+end
+if #es > 0 then redis.call('SET', KEYS[3], es[#es][1]) end
+return {#es, added}
+`)
+
+// backfillChunk is how many entries one backfill step reads.
+const backfillChunk = 1000
+
+// backfillIndex indexes the entries of queue's stream past its backfill
+// cursor, up to max of them, and says how many fields it added.
+func (b *broker) backfillIndex(ctx context.Context, queue string, max int) (int64, error) {
+	keys := []string{b.streamKey(queue), b.idsKey(queue), b.idsKey(queue) + ":upto"}
+	var added int64
+	for read := 0; read < max; {
+		res, err := backfillIndexScript.Run(ctx, b.client, keys, backfillChunk).Int64Slice()
+		if err != nil {
+			return added, err
+		}
+		if len(res) < 2 {
+			return added, nil
+		}
+		added += res[1]
+		read += int(res[0])
+		if res[0] < backfillChunk {
+			break
+		}
+	}
+	return added, nil
+}
 
 // unindexScript deletes index fields that still hold the given value: the
 // field of a settled or removed message, unless the task id was kicked

@@ -165,7 +165,7 @@ func TestTaskIndex(t *testing.T) {
 			_, ok = indexed(t, b, q+"-b", "m1")
 			require.True(t, ok, "found through the target queue's index")
 		},
-		"PythonProducedFoundBySearch": func(t *testing.T, e *testEnv) {
+		"PythonProducedIndexedOnMiss": func(t *testing.T, e *testEnv) {
 			q := e.queue("idx-py")
 			b := e.broker(t, fast(map[string]any{"queue": q}))
 			kick(t, b, idMsg("go1"))
@@ -174,9 +174,39 @@ func TestTaskIndex(t *testing.T) {
 			_, ok := indexed(t, b, q, "py1")
 			require.False(t, ok)
 			got, err := b.Task(ctxT(t), sdk.TaskRef{TaskID: "py1"})
-			require.NoError(t, err, "a message without a field is found by the search")
+			require.NoError(t, err, "a message without a field is found")
 			require.Equal(t, sdk.StateQueued, got.State)
 			require.Equal(t, "py1", got.TaskID)
+			// The miss indexed the entries past the backfill cursor: py1
+			// now has its field, go1 kept the one its kick wrote.
+			require.Equal(t, idxStream(got.Ref), field(t, e, b, q, "py1"))
+			goInfo, ok := indexed(t, b, q, "go1")
+			require.True(t, ok)
+			require.Equal(t, idxStream(goInfo.Ref), field(t, e, b, q, "go1"))
+			// A later entry is indexed by the next miss, from the cursor on.
+			require.NoError(t, e.rdb.XAdd(ctxT(t), &redis.XAddArgs{Stream: b.streamKey(q), Values: []any{"data", idMsg("py2").Body}}).Err())
+			got2, err := b.Task(ctxT(t), sdk.TaskRef{TaskID: "py2"})
+			require.NoError(t, err)
+			require.Equal(t, "py2", got2.TaskID)
+			require.Equal(t, idxStream(got2.Ref), field(t, e, b, q, "py2"))
+			cursor, err := e.rdb.Get(ctxT(t), b.idsKey(q)+":upto").Result()
+			require.NoError(t, err)
+			require.Equal(t, got2.Ref, cursor, "the cursor is past the last entry read")
+		},
+		"QueuesRefreshIndexesInTheBackground": func(t *testing.T, e *testEnv) {
+			q := e.queue("idx-bg")
+			b := e.broker(t, fast(map[string]any{"queue": q}))
+			for _, id := range []string{"pyA", "pyB"} {
+				require.NoError(t, e.rdb.XAdd(ctxT(t), &redis.XAddArgs{Stream: b.streamKey(q), Values: []any{"data", idMsg(id).Body}}).Err())
+			}
+			_, err := b.Queues(ctxT(t))
+			require.NoError(t, err)
+			require.Eventually(t, func() bool {
+				return field(t, e, b, q, "pyA") != "" && field(t, e, b, q, "pyB") != ""
+			}, 10*time.Second, 5*time.Millisecond, "a queues refresh indexes what a Python producer wrote")
+			info, ok := indexed(t, b, q, "pyB")
+			require.True(t, ok, "found through the index, without a search")
+			require.Equal(t, "pyB", info.TaskID)
 		},
 		"StaleFieldDroppedOnLookup": func(t *testing.T, e *testEnv) {
 			q := e.queue("idx-stale")

@@ -19,7 +19,9 @@ func TestInspector(t *testing.T) {
 	runSuite(t, map[string]func(t *testing.T, e *testEnv){
 		"CountsAreCached": func(t *testing.T, e *testEnv) {
 			q := "insp-cache-" + randomHex(4)
-			b := e.broker(t, fast(map[string]any{"queue": q, "inspect_refresh": "1m"}))
+			// No delayed mover: by this test's clock it would move other
+			// tests' delayed messages (it serves every registered queue).
+			b := e.broker(t, fast(map[string]any{"queue": q, "inspect_refresh": "1m", "move_delayed": false}))
 			var mu sync.Mutex
 			now := time.Now()
 			b.now = func() time.Time { mu.Lock(); defer mu.Unlock(); return now }

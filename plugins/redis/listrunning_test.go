@@ -19,6 +19,10 @@ func TestListRunning(t *testing.T) {
 		mu  sync.Mutex
 		now time.Time
 	}
+	// withClock gives b a clock of its own, to move past leases. Such a
+	// broker is built with move_delayed = false: its delayed mover would
+	// serve every queue registered on the shared server and, by this
+	// clock, move other tests' delayed messages early.
 	withClock := func(b *broker) *clock {
 		c := &clock{now: time.Now()}
 		b.now = func() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
@@ -84,7 +88,7 @@ func TestListRunning(t *testing.T) {
 		},
 		"DeadWorkerRecordsExpire": func(t *testing.T, e *testEnv) {
 			q := e.queue("lrun-dead")
-			b := e.broker(t, fast(map[string]any{"queue": q, "mode": modeList, "lease": "1m"}))
+			b := e.broker(t, fast(map[string]any{"queue": q, "mode": modeList, "lease": "1m", "move_delayed": false}))
 			c := withClock(b)
 			kick(t, b, idMsg("x1"))
 			s := listen(t, b, sdk.ListenRequest{Queues: []sdk.Queue{{Name: q}}})
@@ -100,7 +104,7 @@ func TestListRunning(t *testing.T) {
 		},
 		"RenewedWhileHeld": func(t *testing.T, e *testEnv) {
 			q := e.queue("lrun-renew")
-			b := e.broker(t, fast(map[string]any{"queue": q, "mode": modeList, "lease": "1m"}))
+			b := e.broker(t, fast(map[string]any{"queue": q, "mode": modeList, "lease": "1m", "move_delayed": false}))
 			c := withClock(b)
 			kick(t, b, idMsg("h1"), idMsg("h2"))
 			s := listen(t, b, sdk.ListenRequest{Queues: []sdk.Queue{{Name: q}}})

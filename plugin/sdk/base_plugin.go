@@ -113,7 +113,7 @@ func (s *pluginServer) info() *pluginv1.InfoResponse {
 		resp.Roles = append(resp.Roles, roleToProto(KindResultBackend, f.Capabilities, nil, f.Schema, f.MaxMessageSize))
 	}
 	if f := s.p.Middleware; f != nil {
-		resp.Roles = append(resp.Roles, roleToProto(KindMiddleware, withHookStream(f.Capabilities), s.middlewareHooks(), f.Schema, f.MaxMessageSize))
+		resp.Roles = append(resp.Roles, roleToProto(KindMiddleware, withMiddlewareCaps(f.Capabilities), s.middlewareHooks(), f.Schema, f.MaxMessageSize))
 	}
 	if f := s.p.Tasks; f != nil {
 		resp.Roles = append(resp.Roles, roleToProto(KindTasks, withCapability(f.Capabilities, CapExecuteBatch), nil, f.Schema, f.MaxMessageSize))
@@ -282,7 +282,7 @@ func (s *pluginServer) configure(ctx context.Context, req *pluginv1.ConfigureReq
 	if c, ok := role.(Capable); ok {
 		resp.Capabilities = c.Capabilities()
 		if kind == KindMiddleware && len(resp.Capabilities) > 0 {
-			resp.Capabilities = withHookStream(resp.Capabilities)
+			resp.Capabilities = withMiddlewareCaps(resp.Capabilities)
 		}
 	}
 	if m, ok := role.(TaskModule); ok {

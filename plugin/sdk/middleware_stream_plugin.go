@@ -105,9 +105,9 @@ func sendHookReplies(gs grpc.BidiStreamingServer[pluginv1.HookBatch, pluginv1.Ho
 // (a plugin built with an older SDK) calls the unary Hook instead.
 const CapHookStream = "hook_stream"
 
-// withHookStream returns caps with CapHookStream and CapHookLabelChanges
+// withMiddlewareCaps returns caps with CapHookStream and CapHookLabelChanges
 // added: every middleware this SDK serves has both.
-func withHookStream(caps []string) []string {
+func withMiddlewareCaps(caps []string) []string {
 	return withCapability(withCapability(caps, CapHookStream), CapHookLabelChanges)
 }
 

@@ -102,7 +102,7 @@ func (b *broker) dial() (*amqp.Connection, error) {
 		if isCode(err, amqp.AccessRefused) || errors.Is(err, amqp.ErrCredentials) {
 			return nil, fmt.Errorf("rabbitmq at %s: %w: %w (check the user and password of url)", b.o.addr, sdk.ErrUnauthenticated, err)
 		}
-		return nil, fmt.Errorf("rabbitmq at %s: %w (%s %w)", b.o.addr, sdk.ErrUnavailable, dialHint(err, b.o.tls != nil || strings.HasPrefix(b.o.url, "amqps:")), err)
+		return nil, fmt.Errorf("rabbitmq at %s: %w (%s %w)", b.o.addr, sdk.ErrUnavailable, dialHint(err, strings.HasPrefix(b.o.url, "amqps:")), err)
 	}
 	return conn, nil
 }

@@ -229,7 +229,9 @@ func (d *taskDef) call(ctx context.Context, msg *wire.Message) (json.RawMessage,
 	}
 	in := make([]reflect.Value, 0, len(d.params)+1)
 	if d.withCtx {
-		in = append(in, reflect.ValueOf(ctx))
+		// A Value of the interface type itself: Call then assigns it without
+		// checking that the context's concrete type implements the interface.
+		in = append(in, reflect.ValueOf(&ctx).Elem())
 	}
 	args, err := d.decodeArgs(msg)
 	if err != nil {

@@ -500,6 +500,19 @@ func TestMiddlewareHooks(t *testing.T) {
 	}
 }
 
+// TestLaunchedMiddlewareUsesTheHookStream: a client from sdktest.Launch
+// calls hooks the way the host's does, over the stream, without the test
+// asking for Info first.
+func TestLaunchedMiddlewareUsesTheHookStream(t *testing.T) {
+	t.Parallel()
+	c := sdktest.Launch(t, sdk.KindMiddleware, `{}`)
+	mw := c.Middleware([]sdk.Hook{sdk.HookPreSend})
+	require.True(t, sdk.UsesHookStream(mw))
+	msg := &wire.Message{TaskID: "1", TaskName: "t"}
+	require.NoError(t, mw.(sdk.PreSender).PreSend(testCtx(t), msg))
+	require.Equal(t, "fake-mw", msg.Labels["seen_by"])
+}
+
 func checkMiddlewareHooks(t *testing.T, unary bool) {
 	ctx := testCtx(t)
 	c := sdktest.Launch(t, sdk.KindMiddleware, `{}`)

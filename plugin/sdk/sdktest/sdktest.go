@@ -98,9 +98,10 @@ func Launch(t testing.TB, kind sdk.Kind, configJSON string, opts ...Option) *sdk
 	return LaunchBinary(t, exe, kind, configJSON, append([]Option{WithEnv(EnvPlugin + "=1")}, opts...)...)
 }
 
-// LaunchBinary starts the plugin binary at path, configures it for kind
-// with configJSON, and stops it when the test ends. An empty kind leaves the
-// process unconfigured. Config diagnostics fail the test.
+// LaunchBinary starts the plugin binary at path, asks for its Info and
+// configures it for kind with configJSON, as a host does, and stops it when
+// the test ends. An empty kind leaves the process unconfigured. Config
+// diagnostics fail the test.
 func LaunchBinary(t testing.TB, path string, kind sdk.Kind, configJSON string, opts ...Option) *sdk.Client {
 	t.Helper()
 	o := options{instance: "test"}
@@ -137,6 +138,11 @@ func LaunchBinary(t testing.TB, path string, kind sdk.Kind, configJSON string, o
 			t.Logf("closing plugin %s: %v", path, err)
 		}
 	})
+	// As the host does before it configures a plugin: the capabilities of
+	// Info pick the protocol of some calls (the Hooks stream).
+	if _, err := c.Info(ctx); err != nil {
+		t.Fatalf("plugin info: %v", err)
+	}
 	if kind == "" {
 		return c
 	}

@@ -186,7 +186,7 @@ func typeText(a sdk.Attribute) string {
 			if p == nil {
 				return ""
 			}
-			return strconv.FormatFloat(*p, 'f', -1, 64)
+			return a.BoundText(*p)
 		}
 		parts = append(parts, bound(a.Min)+".."+bound(a.Max))
 	}

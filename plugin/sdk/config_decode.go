@@ -57,6 +57,20 @@ func (c Config) Decode(v any) error {
 	return errors.Join(errs...)
 }
 
+// Decode is cfg.Decode after Prepare: absent attributes take the schema's
+// defaults and every value is checked against its type and bounds, as the
+// SDK does before Factory.New. A plugin's decoding through it gets the same
+// values whoever built cfg: the host, sdktest, a test or a program that
+// uses the plugin's package directly.
+func (s Schema) Decode(cfg Config, v any) error {
+	raw, err := s.Prepare(cfg.Raw)
+	if err != nil {
+		return err
+	}
+	cfg.Raw = raw
+	return cfg.Decode(v)
+}
+
 // decodeStruct fills the fields of sv (a settable struct) from values.
 func decodeStruct(sv reflect.Value, values map[string]json.RawMessage, errs *[]error) {
 	st := sv.Type()

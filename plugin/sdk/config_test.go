@@ -109,7 +109,8 @@ func TestSchemaPrepare(t *testing.T) {
 	s := sdk.Schema{Attributes: []sdk.Attribute{
 		{Name: "storage", Type: sdk.TypeString, Default: "file", Allowed: []string{"file", "memory"}},
 		{Name: "replicas", Type: sdk.TypeNumber, Default: 1, Integer: true, Min: sdk.Num(1), Max: sdk.Num(5)},
-		{Name: "connect_timeout", Type: sdk.TypeDuration, Default: 5 * time.Second},
+		{Name: "connect_timeout", Type: sdk.TypeDuration, Default: 5 * time.Second,
+			Min: sdk.Seconds(100 * time.Millisecond), Max: sdk.Seconds(time.Hour)},
 		{Name: "subjects", Type: sdk.TypeStringList, Allowed: []string{"a", "b"}},
 		{Name: "url", Type: sdk.TypeString, Required: true},
 	}}
@@ -128,6 +129,8 @@ func TestSchemaPrepare(t *testing.T) {
 		{`{"url": "u", "replicas": 0}`, "replicas", "must be at least 1, got 0"},
 		{`{"url": "u", "replicas": 16777216}`, "replicas", "must be at most 5, got 16777216"},
 		{`{"url": "u", "connect_timeout": ""}`, "connect_timeout", `"" is not a duration`},
+		{`{"url": "u", "connect_timeout": "50ms"}`, "connect_timeout", "must be at least 100ms, got 50ms"},
+		{`{"url": "u", "connect_timeout": "90m"}`, "connect_timeout", "must be at most 1h0m0s, got 1h30m0s"},
 		{`{"url": "u", "subjects": ["a", "c"]}`, "subjects", `element 1 must be one of "a", "b", got "c"`},
 		{`{}`, "url", "is required"},
 	} {
@@ -141,6 +144,25 @@ func TestSchemaPrepare(t *testing.T) {
 	bad := sdk.Schema{Attributes: []sdk.Attribute{{Name: "n", Type: sdk.TypeNumber, Default: 9, Max: sdk.Num(5)}}}
 	_, err = bad.Prepare(nil)
 	require.ErrorContains(t, err, "the plugin's default is invalid")
+}
+
+func TestSchemaDecode(t *testing.T) {
+	t.Parallel()
+	s := sdk.Schema{Attributes: []sdk.Attribute{
+		{Name: "wait", Type: sdk.TypeDuration, Default: "5s", Min: sdk.Seconds(time.Millisecond)},
+		{Name: "count", Type: sdk.TypeNumber, Default: 3, Integer: true},
+	}}
+	var c struct {
+		Wait  time.Duration `json:"wait"`
+		Count int           `json:"count"`
+	}
+	require.NoError(t, s.Decode(sdk.Config{Raw: json.RawMessage(`{"count": 7}`)}, &c))
+	require.Equal(t, 5*time.Second, c.Wait, "the default of an absent attribute")
+	require.Equal(t, 7, c.Count)
+	ces := sdk.ConfigErrors(s.Decode(sdk.Config{Raw: json.RawMessage(`{"wait": "0s"}`)}, &c))
+	require.Len(t, ces, 1)
+	require.Equal(t, "wait", ces[0].Attribute)
+	require.Equal(t, "must be at least 1ms, got 0s", ces[0].Message)
 }
 
 // A plugin launched by sdktest gets its schema's defaults, as one launched

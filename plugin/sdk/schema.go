@@ -38,14 +38,15 @@ type Attribute struct {
 	// Integer makes a number attribute accept whole numbers only.
 	Integer bool
 	// Min and Max bound a number attribute, inclusive; nil is unbounded.
-	// Write them with Num: Min: sdk.Num(1).
+	// Write them with Num: Min: sdk.Num(1). For a duration attribute they
+	// are seconds; write them with Seconds: Min: sdk.Seconds(time.Second).
 	Min, Max *float64
 }
 
 // Schema is the config block a role accepts. The host decodes the block of
 // taskiq.hcl against it, so unknown attributes, wrong types, values outside
-// Allowed, fractions of Integer attributes and numbers outside Min..Max are
-// reported with file:line:col before the plugin sees anything.
+// Allowed, fractions of Integer attributes and numbers or durations outside
+// Min..Max are reported with file:line:col before the plugin sees anything.
 type Schema struct {
 	Attributes []Attribute
 }

@@ -15,6 +15,10 @@ import (
 // Num returns a pointer to v, for Attribute.Min and Attribute.Max.
 func Num(v float64) *float64 { return &v }
 
+// Seconds returns a pointer to d in seconds, for the Min and Max of a
+// duration attribute.
+func Seconds(d time.Duration) *float64 { return Num(d.Seconds()) }
+
 // Prepare checks a config block, a JSON object, against the schema and
 // returns it with the default of every absent attribute filled in, in
 // schema order. It is the one path every config takes: the host runs it on
@@ -142,7 +146,8 @@ func (a Attribute) DefaultJSON() (json.RawMessage, error) {
 }
 
 // Check reports whether value, the JSON encoding of one value of the
-// attribute, fits its type, Allowed, Integer, Min and Max. The error does not
+// attribute, fits its type, Allowed, Integer, Min and Max (seconds, for a
+// duration). The error does not
 // name the attribute; wrap it in AttrError. The host checks the values of
 // taskiq.hcl with it, so a plugin's schema is enforced the same way on both
 // sides of the process boundary.
@@ -159,8 +164,11 @@ func (a Attribute) Check(value json.RawMessage) error {
 		if err := json.Unmarshal(value, &s); err != nil {
 			return fmt.Errorf("must be a duration string such as \"30s\" or \"1m30s\", got %s", value)
 		}
-		_, err := parseDuration(s)
-		return err
+		d, err := parseDuration(s)
+		if err != nil {
+			return err
+		}
+		return a.checkDuration(d)
 	case TypeBool:
 		var b bool
 		if err := json.Unmarshal(value, &b); err != nil {
@@ -209,6 +217,32 @@ func (a Attribute) CheckNumber(n float64) error {
 		return fmt.Errorf("must be at most %s, got %s", formatNumber(*a.Max), formatNumber(n))
 	}
 	return nil
+}
+
+// checkDuration reports whether d fits the attribute's Min and Max, which
+// are seconds for a duration.
+func (a Attribute) checkDuration(d time.Duration) error {
+	if a.Min != nil && d.Seconds() < *a.Min {
+		return fmt.Errorf("must be at least %s, got %s", secondsText(*a.Min), d)
+	}
+	if a.Max != nil && d.Seconds() > *a.Max {
+		return fmt.Errorf("must be at most %s, got %s", secondsText(*a.Max), d)
+	}
+	return nil
+}
+
+// secondsText writes a bound in seconds as a duration ("100ms").
+func secondsText(s float64) string {
+	return time.Duration(math.Round(s * float64(time.Second))).String()
+}
+
+// BoundText writes a Min or Max of the attribute as it is configured: a
+// duration for a duration attribute ("100ms"), else a number ("16777216").
+func (a Attribute) BoundText(b float64) string {
+	if a.Type == TypeDuration {
+		return secondsText(b)
+	}
+	return formatNumber(b)
 }
 
 func (a Attribute) checkAllowed(s string) error {

@@ -45,9 +45,9 @@ func connectionAttributes() []sdk.Attribute {
 			"NKey seed for nkey authentication."},
 		{Name: "creds_file", Type: sdk.TypeString, Default: "", Sensitive: true, Description: "Credentials " +
 			"file (user JWT and NKey seed, as written by nsc) for decentralized authentication."},
-		{Name: "connect_timeout", Type: sdk.TypeDuration, Default: "5s", Description: "Timeout of " +
+		{Name: "connect_timeout", Type: sdk.TypeDuration, Default: "5s", Min: sdk.Seconds(time.Millisecond), Description: "Timeout of " +
 			"one connection attempt."},
-		{Name: "request_timeout", Type: sdk.TypeDuration, Default: "10s", Description: "Timeout of " +
+		{Name: "request_timeout", Type: sdk.TypeDuration, Default: "10s", Min: sdk.Seconds(time.Millisecond), Description: "Timeout of " +
 			"one JetStream API call or publish acknowledgement."},
 	}, sdk.TLSAttributes("Any of them turns TLS on, as tls:// server URLs do.")...)
 }
@@ -75,11 +75,11 @@ func brokerSchema() sdk.Schema {
 		sdk.Attribute{Name: "max_age", Type: sdk.TypeDuration, Default: "0s", Description: "Max age " +
 			"of messages in a stream this plugin creates (0s: no limit). Needed with retention " +
 			"\"limits\", or the stream grows forever."},
-		sdk.Attribute{Name: "ack_wait", Type: sdk.TypeDuration, Default: "30s", Description: "AckWait " +
+		sdk.Attribute{Name: "ack_wait", Type: sdk.TypeDuration, Default: "30s", Min: sdk.Seconds(100 * time.Millisecond), Description: "AckWait " +
 			"of consumers this plugin creates: the lease. A delivery not acked, nacked or extended " +
 			"(InProgress) within it is redelivered. The lease a worker asks for is not used: a " +
 			"JetStream consumer has one AckWait for all its workers, and deliveries report it."},
-		sdk.Attribute{Name: "max_deliver", Type: sdk.TypeNumber, Default: 10, Description: "A message " +
+		sdk.Attribute{Name: "max_deliver", Type: sdk.TypeNumber, Default: 10, Integer: true, Min: sdk.Num(0), Description: "A message " +
 			"delivered for a higher attempt is terminated and copied to the dead-letter stream with " +
 			"reason \"exceeded max_deliver\". 0 disables the limit. Consumers this plugin creates have " +
 			"no server-side limit, so no message is dropped by the server unseen."},
@@ -92,7 +92,7 @@ func brokerSchema() sdk.Schema {
 		sdk.Attribute{Name: "delay_stream", Type: sdk.TypeString, Default: "", Description: "Stream " +
 			"holding delayed kicks until they are due, on subject \"<subject>_delayed\". Empty means " +
 			"\"<stream>_delayed\". Work-queue retention: a message leaves it when moved."},
-		sdk.Attribute{Name: "fetch_wait", Type: sdk.TypeDuration, Default: "5s", Description: "How long " +
+		sdk.Attribute{Name: "fetch_wait", Type: sdk.TypeDuration, Default: "5s", Min: sdk.Seconds(10 * time.Millisecond), Description: "How long " +
 			"one pull request waits on the server for messages before it is renewed."},
 		sdk.Attribute{Name: "dedup", Type: sdk.TypeBool, Default: true, Description: "Publish a " +
 			"kick that asks for deduplication (the scheduler's) with Nats-Msg-Id = task id, so the " +
@@ -114,7 +114,7 @@ func resultSchema() sdk.Schema {
 			"of the entries of a bucket this plugin creates (0s: kept forever)."},
 		sdk.Attribute{Name: "keep_results", Type: sdk.TypeBool, Default: true, Description: "When false, " +
 			"reading a result deletes it."},
-		sdk.Attribute{Name: "poll_fallback", Type: sdk.TypeDuration, Default: "1s", Description: "WaitResult " +
+		sdk.Attribute{Name: "poll_fallback", Type: sdk.TypeDuration, Default: "1s", Min: sdk.Seconds(time.Millisecond), Description: "WaitResult " +
 			"is woken by a watch of the bucket; it re-reads the key at this interval as well, so an " +
 			"update missed during a reconnect still completes the wait."},
 		sdk.Attribute{Name: "serializer", Type: sdk.TypeString, Default: serializerJSON,
@@ -138,8 +138,8 @@ type connConfig struct {
 	NKeySeedFile string   `json:"nkey_seed_file"`
 	CredsFile    string   `json:"creds_file"`
 	sdk.TLSFiles
-	ConnectTimeout *string `json:"connect_timeout"`
-	RequestTimeout *string `json:"request_timeout"`
+	ConnectTimeout time.Duration `json:"connect_timeout"`
+	RequestTimeout time.Duration `json:"request_timeout"`
 }
 
 // connOptions is the validated connection.
@@ -154,19 +154,19 @@ func (c connOptions) String() string { return sdk.RedactURLs(strings.Join(c.serv
 
 type brokerConfig struct {
 	connConfig
-	Subject          string   `json:"subject"`
-	Stream           string   `json:"stream"`
-	Durable          string   `json:"durable"`
-	Retention        string   `json:"retention"`
-	Storage          string   `json:"storage"`
-	MaxAge           *string  `json:"max_age"`
-	AckWait          *string  `json:"ack_wait"`
-	MaxDeliver       *float64 `json:"max_deliver"`
-	DeadLetterStream string   `json:"dead_letter_stream"`
-	DeadLetterMaxAge *string  `json:"dead_letter_max_age"`
-	DelayStream      string   `json:"delay_stream"`
-	FetchWait        *string  `json:"fetch_wait"`
-	Dedup            *bool    `json:"dedup"`
+	Subject          string        `json:"subject"`
+	Stream           string        `json:"stream"`
+	Durable          string        `json:"durable"`
+	Retention        string        `json:"retention"`
+	Storage          string        `json:"storage"`
+	MaxAge           time.Duration `json:"max_age"`
+	AckWait          time.Duration `json:"ack_wait"`
+	MaxDeliver       int           `json:"max_deliver"`
+	DeadLetterStream string        `json:"dead_letter_stream"`
+	DeadLetterMaxAge time.Duration `json:"dead_letter_max_age"`
+	DelayStream      string        `json:"delay_stream"`
+	FetchWait        time.Duration `json:"fetch_wait"`
+	Dedup            bool          `json:"dedup"`
 }
 
 // brokerOptions is the validated broker configuration.
@@ -186,11 +186,11 @@ type brokerOptions struct {
 
 type resultConfig struct {
 	connConfig
-	Bucket       string  `json:"bucket"`
-	ResultTTL    *string `json:"result_ttl"`
-	KeepResults  *bool   `json:"keep_results"`
-	PollFallback *string `json:"poll_fallback"`
-	Serializer   string  `json:"serializer"`
+	Bucket       string        `json:"bucket"`
+	ResultTTL    time.Duration `json:"result_ttl"`
+	KeepResults  bool          `json:"keep_results"`
+	PollFallback time.Duration `json:"poll_fallback"`
+	Serializer   string        `json:"serializer"`
 }
 
 type resultOptions struct {
@@ -199,22 +199,6 @@ type resultOptions struct {
 	keepResults  bool
 	pollFallback time.Duration
 	serializer   string // serializerJSON or serializerPickle
-}
-
-func parseDuration(attr string, v *string, def, min time.Duration, errs *[]error) time.Duration {
-	if v == nil || *v == "" {
-		return def
-	}
-	d, err := time.ParseDuration(*v)
-	if err != nil {
-		*errs = append(*errs, sdk.AttrError(attr, "%q is not a duration; write it like \"30s\" or \"1m30s\"", *v))
-		return def
-	}
-	if d < min {
-		*errs = append(*errs, sdk.AttrError(attr, "must be at least %s, got %s", min, d))
-		return def
-	}
-	return d
 }
 
 // validName checks a stream, consumer or bucket name: JetStream refuses
@@ -241,12 +225,13 @@ func or(v, def string) string {
 
 func decodeBrokerConfig(cfg sdk.Config) (connOptions, brokerOptions, error) {
 	var c brokerConfig
-	if err := cfg.Decode(&c); err != nil {
+	if err := brokerSchema().Decode(cfg, &c); err != nil {
 		return connOptions{}, brokerOptions{}, err
 	}
 	var errs []error
 	o := brokerOptions{subject: or(c.Subject, defaultSubject), stream: or(c.Stream, defaultStream),
-		durable: or(c.Durable, defaultDurable), dedup: true}
+		durable: or(c.Durable, defaultDurable), maxAge: c.MaxAge, ackWait: c.AckWait, maxDeliver: c.MaxDeliver,
+		deadMaxAge: c.DeadLetterMaxAge, fetchWait: c.FetchWait, dedup: c.Dedup}
 	validSubject("subject", o.subject, &errs)
 	validName("stream", o.stream, &errs)
 	validName("durable", o.durable, &errs)
@@ -268,22 +253,6 @@ func decodeBrokerConfig(cfg sdk.Config) (connOptions, brokerOptions, error) {
 	default:
 		errs = append(errs, sdk.AttrError("storage", "unknown storage %q; use \"file\" or \"memory\"", c.Storage))
 	}
-	o.maxAge = parseDuration("max_age", c.MaxAge, 0, 0, &errs)
-	o.ackWait = parseDuration("ack_wait", c.AckWait, 30*time.Second, 100*time.Millisecond, &errs)
-	o.deadMaxAge = parseDuration("dead_letter_max_age", c.DeadLetterMaxAge, 168*time.Hour, 0, &errs)
-	o.fetchWait = parseDuration("fetch_wait", c.FetchWait, 5*time.Second, 10*time.Millisecond, &errs)
-	o.maxDeliver = 10
-	if c.MaxDeliver != nil {
-		n := int(*c.MaxDeliver)
-		if float64(n) != *c.MaxDeliver || n < 0 {
-			errs = append(errs, sdk.AttrError("max_deliver", "must be a whole number >= 0, got %v", *c.MaxDeliver))
-		} else {
-			o.maxDeliver = n
-		}
-	}
-	if c.Dedup != nil {
-		o.dedup = *c.Dedup
-	}
 	conn, cerrs := validateConn(c.connConfig)
 	errs = append(errs, cerrs...)
 	if len(errs) > 0 {
@@ -294,18 +263,14 @@ func decodeBrokerConfig(cfg sdk.Config) (connOptions, brokerOptions, error) {
 
 func decodeResultConfig(cfg sdk.Config) (connOptions, resultOptions, error) {
 	var c resultConfig
-	if err := cfg.Decode(&c); err != nil {
+	if err := resultSchema().Decode(cfg, &c); err != nil {
 		return connOptions{}, resultOptions{}, err
 	}
 	var errs []error
-	o := resultOptions{bucket: or(c.Bucket, defaultBucket), keepResults: true}
+	o := resultOptions{bucket: or(c.Bucket, defaultBucket), ttl: c.ResultTTL, keepResults: c.KeepResults,
+		pollFallback: c.PollFallback}
 	if o.bucket == "" || strings.ContainsAny(o.bucket, " \t\r\n.*>/\\") {
 		errs = append(errs, sdk.AttrError("bucket", "%q is not a valid bucket name: use letters, digits, \"-\" and \"_\"", o.bucket))
-	}
-	o.ttl = parseDuration("result_ttl", c.ResultTTL, 0, 0, &errs)
-	o.pollFallback = parseDuration("poll_fallback", c.PollFallback, time.Second, time.Millisecond, &errs)
-	if c.KeepResults != nil {
-		o.keepResults = *c.KeepResults
 	}
 	switch o.serializer = or(c.Serializer, serializerJSON); o.serializer {
 	case serializerJSON, serializerPickle:
@@ -349,8 +314,8 @@ func validateConn(c connConfig) (connOptions, []error) {
 		// Reconnect forever: a stream rides out a server restart.
 		nats.MaxReconnects(-1), nats.ReconnectWait(250*time.Millisecond),
 		nats.RetryOnFailedConnect(false))
-	o.opts = append(o.opts, nats.Timeout(parseDuration("connect_timeout", c.ConnectTimeout, 5*time.Second, time.Millisecond, &errs)))
-	o.requestTimeout = parseDuration("request_timeout", c.RequestTimeout, 10*time.Second, time.Millisecond, &errs)
+	o.opts = append(o.opts, nats.Timeout(c.ConnectTimeout))
+	o.requestTimeout = c.RequestTimeout
 
 	auth := map[string]bool{"token": c.Token != "", "username": c.Username != "" || c.Password != "",
 		"nkey_seed": c.NKeySeed != "" || c.NKeySeedFile != "", "creds_file": c.CredsFile != ""}

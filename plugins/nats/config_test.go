@@ -46,13 +46,27 @@ func TestBrokerDefaultsMatchTaskiqNats(t *testing.T) {
 
 func TestBrokerConfigErrorsNameTheAttribute(t *testing.T) {
 	_, _, err := decodeBrokerConfig(cfgOf(t, map[string]any{
-		"subject": "bad subject", "stream": "a.b", "retention": "forever", "ack_wait": "soon",
-		"max_deliver": 1.5, "servers": []string{"http://x:1"}, "storage": "disk",
+		"subject": "bad subject", "stream": "a.b", "retention": "forever",
+		"servers": []string{"http://x:1"}, "storage": "disk",
 	}))
 	attrs := attrsOf(err)
-	for _, a := range []string{"subject", "stream", "retention", "ack_wait", "max_deliver", "servers", "storage"} {
+	for _, a := range []string{"subject", "stream", "retention", "servers", "storage"} {
 		require.Contains(t, attrs, a, "errors: %v", attrs)
 	}
+
+	// Types and bounds are the schema's: the host checks them in taskiq.hcl
+	// before the plugin runs, and decoding checks them again.
+	_, _, err = decodeBrokerConfig(cfgOf(t, map[string]any{
+		"ack_wait": "soon", "max_deliver": 1.5, "fetch_wait": "1ms", "connect_timeout": "0s",
+	}))
+	require.Equal(t, map[string]string{
+		"ack_wait":        `"soon" is not a duration; write a number with a unit, such as "30s", "5m" or "1h30m"`,
+		"max_deliver":     "must be a whole number, got 1.5",
+		"fetch_wait":      "must be at least 10ms, got 1ms",
+		"connect_timeout": "must be at least 1ms, got 0s",
+	}, attrsOf(err))
+	_, _, err = decodeResultConfig(cfgOf(t, map[string]any{"poll_fallback": "0s"}))
+	require.Equal(t, map[string]string{"poll_fallback": "must be at least 1ms, got 0s"}, attrsOf(err))
 }
 
 func TestAuthOptions(t *testing.T) {

@@ -55,11 +55,11 @@ func brokerSchema() sdk.Schema {
 		{Name: "queue_type", Type: sdk.TypeString, Default: "", Description: `"quorum" or "classic"; ` +
 			`empty means the layout's (classic for aio-pika-0.5, quorum otherwise) and adopts the type of ` +
 			`a queue that already exists. Set explicitly, a queue of another type fails the start.`},
-		{Name: "max_priority", Type: sdk.TypeNumber, Default: 0, Description: "x-max-priority of " +
+		{Name: "max_priority", Type: sdk.TypeNumber, Default: 0, Integer: true, Min: sdk.Num(0), Max: sdk.Num(255), Description: "x-max-priority of " +
 			"classic queues (1-255): messages with a priority label are delivered highest first. 0 " +
 			"declares none and adopts the one of an existing queue. Quorum queues of RabbitMQ 3.x have " +
 			"no priorities."},
-		{Name: "delivery_limit", Type: sdk.TypeNumber, Default: 0, Description: "x-delivery-limit of " +
+		{Name: "delivery_limit", Type: sdk.TypeNumber, Default: 0, Integer: true, Min: sdk.Num(0), Max: sdk.Num(1 << 30), Description: "x-delivery-limit of " +
 			"quorum queues: after this many deliveries whose consumer died or gave the message back " +
 			"the server dead-letters it. 0 means the layout's (20 native, none for the aio-pika " +
 			"layouts, as Python declares none) and adopts the one of an existing queue."},
@@ -67,31 +67,30 @@ func brokerSchema() sdk.Schema {
 			"task and dead-letter queues this plugin declares: the server deletes a queue nobody " +
 			"consumed from or declared for this long, with its messages. 0s (the default) never " +
 			"expires them; for short-lived queues such as tests."},
-		{Name: "publish_timeout", Type: sdk.TypeDuration, Default: "30s", Description: "How long a kick " +
+		{Name: "publish_timeout", Type: sdk.TypeDuration, Default: "30s", Min: sdk.Seconds(time.Millisecond), Description: "How long a kick " +
 			"waits for the server's publisher confirms before it fails."},
-		{Name: "unavailable_after", Type: sdk.TypeDuration, Default: "10s", Description: "How long the " +
+		{Name: "unavailable_after", Type: sdk.TypeDuration, Default: "10s", Min: sdk.Seconds(time.Second), Description: "How long the " +
 			"server may stay unreachable before a delivery stream ends with an error wrapping " +
 			"ErrUnavailable (the worker reopens it and reports itself not ready meanwhile)."},
 	}, sdk.TLSAttributes("Needs an amqps:// url.")...)}
 }
 
-// brokerConfig is the decoded config block; pointers tell an absent
-// attribute (library use without a host applying defaults) from a zero.
+// brokerConfig is the decoded config block, the schema's defaults applied.
 type brokerConfig struct {
 	URL      string `json:"url"`
 	Password string `json:"password"`
 	sdk.TLSFiles
-	Compat           string   `json:"compat"`
-	Exchange         string   `json:"exchange"`
-	Queue            string   `json:"queue"`
-	DeadLetterQueue  string   `json:"dead_letter_queue"`
-	DelayQueue       string   `json:"delay_queue"`
-	QueueType        string   `json:"queue_type"`
-	MaxPriority      *float64 `json:"max_priority"`
-	DeliveryLimit    *float64 `json:"delivery_limit"`
-	QueueExpires     *string  `json:"queue_expires"`
-	PublishTimeout   *string  `json:"publish_timeout"`
-	UnavailableAfter *string  `json:"unavailable_after"`
+	Compat           string        `json:"compat"`
+	Exchange         string        `json:"exchange"`
+	Queue            string        `json:"queue"`
+	DeadLetterQueue  string        `json:"dead_letter_queue"`
+	DelayQueue       string        `json:"delay_queue"`
+	QueueType        string        `json:"queue_type"`
+	MaxPriority      int           `json:"max_priority"`
+	DeliveryLimit    int           `json:"delivery_limit"`
+	QueueExpires     time.Duration `json:"queue_expires"`
+	PublishTimeout   time.Duration `json:"publish_timeout"`
+	UnavailableAfter time.Duration `json:"unavailable_after"`
 }
 
 // options is the validated configuration.
@@ -120,7 +119,7 @@ type options struct {
 
 func decodeConfig(cfg sdk.Config) (options, error) {
 	var c brokerConfig
-	if err := cfg.Decode(&c); err != nil {
+	if err := brokerSchema().Decode(cfg, &c); err != nil {
 		return options{}, err
 	}
 	var errs []error
@@ -173,8 +172,7 @@ func decodeConfig(cfg sdk.Config) (options, error) {
 	default:
 		errs = append(errs, sdk.AttrError("queue_type", "unknown queue type %q; use \"quorum\" or \"classic\"", c.QueueType))
 	}
-	o.maxPriority = parseCount("max_priority", c.MaxPriority, 0, 0, 255, &errs)
-	o.deliveryLimit = parseCount("delivery_limit", c.DeliveryLimit, 0, 0, 1<<30, &errs)
+	o.maxPriority, o.deliveryLimit = c.MaxPriority, c.DeliveryLimit
 	o.deliveryLimitSet = o.deliveryLimit > 0
 	if o.deliveryLimit == 0 && o.compat == compatNative {
 		o.deliveryLimit = defaultDeliveryLimit
@@ -185,12 +183,10 @@ func decodeConfig(cfg sdk.Config) (options, error) {
 	if o.maxPriority > 0 && !o.queueTypeSet {
 		o.queueType = queueClassic // priorities need a classic queue
 	}
-	o.queueExpires = parseDuration("queue_expires", c.QueueExpires, 0, 0, &errs)
+	o.queueExpires, o.publishTimeout, o.unavailableAfter = c.QueueExpires, c.PublishTimeout, c.UnavailableAfter
 	if o.queueExpires > 0 && o.queueExpires < time.Second {
 		errs = append(errs, sdk.AttrError("queue_expires", "must be 0s or at least 1s, got %s", o.queueExpires))
 	}
-	o.publishTimeout = parseDuration("publish_timeout", c.PublishTimeout, 30*time.Second, time.Millisecond, &errs)
-	o.unavailableAfter = parseDuration("unavailable_after", c.UnavailableAfter, 10*time.Second, time.Second, &errs)
 	if len(errs) > 0 {
 		return options{}, errors.Join(errs...)
 	}
@@ -207,34 +203,6 @@ func buildTLS(c brokerConfig, amqps bool) (*tls.Config, []error) {
 		return nil, nil
 	}
 	return sdk.ClientTLS(nil, c.TLSFiles)
-}
-
-func parseDuration(attr string, v *string, def, min time.Duration, errs *[]error) time.Duration {
-	if v == nil || *v == "" {
-		return def
-	}
-	d, err := time.ParseDuration(*v)
-	if err != nil {
-		*errs = append(*errs, sdk.AttrError(attr, "%q is not a duration; write it like \"30s\"", *v))
-		return def
-	}
-	if d < min {
-		*errs = append(*errs, sdk.AttrError(attr, "must be at least %s, got %s", min, d))
-		return def
-	}
-	return d
-}
-
-func parseCount(attr string, v *float64, def, min, max int, errs *[]error) int {
-	if v == nil {
-		return def
-	}
-	n := int(*v)
-	if float64(n) != *v || n < min || n > max {
-		*errs = append(*errs, sdk.AttrError(attr, "must be a whole number from %d to %d, got %v", min, max, *v))
-		return def
-	}
-	return n
 }
 
 // redactURL hides the password of an AMQP URL.

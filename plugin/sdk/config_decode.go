@@ -62,13 +62,17 @@ func (c Config) Decode(v any) error {
 // SDK does before Factory.New. A plugin's decoding through it gets the same
 // values whoever built cfg: the host, sdktest, a test or a program that
 // uses the plugin's package directly.
+//
+// On errors, v still gets every valid value, and the default in place of
+// each invalid one, so the plugin can go on checking the rest and report
+// every problem of the block at once.
 func (s Schema) Decode(cfg Config, v any) error {
-	raw, err := s.Prepare(cfg.Raw)
-	if err != nil {
-		return err
+	raw, perr := s.prepare(cfg.Raw, true)
+	if raw == nil {
+		return perr // not a JSON object
 	}
 	cfg.Raw = raw
-	return cfg.Decode(v)
+	return errors.Join(perr, cfg.Decode(v))
 }
 
 // decodeStruct fills the fields of sv (a settable struct) from values.

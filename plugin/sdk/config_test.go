@@ -159,10 +159,12 @@ func TestSchemaDecode(t *testing.T) {
 	require.NoError(t, s.Decode(sdk.Config{Raw: json.RawMessage(`{"count": 7}`)}, &c))
 	require.Equal(t, 5*time.Second, c.Wait, "the default of an absent attribute")
 	require.Equal(t, 7, c.Count)
-	ces := sdk.ConfigErrors(s.Decode(sdk.Config{Raw: json.RawMessage(`{"wait": "0s"}`)}, &c))
+	ces := sdk.ConfigErrors(s.Decode(sdk.Config{Raw: json.RawMessage(`{"wait": "0s", "count": 9}`)}, &c))
 	require.Len(t, ces, 1)
 	require.Equal(t, "wait", ces[0].Attribute)
 	require.Equal(t, "must be at least 1ms, got 0s", ces[0].Message)
+	require.Equal(t, 5*time.Second, c.Wait, "an invalid value gives way to the default")
+	require.Equal(t, 9, c.Count, "the valid values are decoded all the same")
 }
 
 // A plugin launched by sdktest gets its schema's defaults, as one launched

@@ -33,16 +33,27 @@ func Seconds(d time.Duration) *float64 { return Num(d.Seconds()) }
 // Min..Max. A null value counts as absent. Attributes the schema does not
 // declare are kept as they are (the host refuses them in taskiq.hcl).
 func (s Schema) Prepare(raw json.RawMessage) (json.RawMessage, error) {
-	return s.prepare(raw, true)
+	out, err := s.prepare(raw, true)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
 // defaults is the config a block with no attributes gets: every default,
 // required attributes left out. A middleware's hooks are detected on a value
 // built from it.
 func (s Schema) defaults() (json.RawMessage, error) {
-	return s.prepare(nil, false)
+	out, err := s.prepare(nil, false)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
+// prepare is Prepare that also returns, with its errors, the block it
+// could build: a value that fails its check is replaced by the default (or
+// left out), so the rest can still be decoded and checked.
 func (s Schema) prepare(raw json.RawMessage, required bool) (json.RawMessage, error) {
 	values := map[string]json.RawMessage{}
 	if len(bytes.TrimSpace(raw)) > 0 {
@@ -74,7 +85,9 @@ func (s Schema) prepare(raw json.RawMessage, required bool) (json.RawMessage, er
 			v = d
 		} else if err := a.Check(v); err != nil {
 			errs = append(errs, AttrError(a.Name, "%v", err))
-			continue
+			if v, err = a.DefaultJSON(); err != nil || v == nil {
+				continue
+			}
 		}
 		if buf.Len() > 1 {
 			buf.WriteByte(',')
@@ -103,10 +116,7 @@ func (s Schema) prepare(raw json.RawMessage, required bool) (json.RawMessage, er
 		buf.Write(bytes.TrimSpace(values[name]))
 	}
 	buf.WriteByte('}')
-	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
-	}
-	return buf.Bytes(), nil
+	return buf.Bytes(), errors.Join(errs...)
 }
 
 // attribute returns the attribute of exactly that name (JSON keys are case

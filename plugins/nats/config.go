@@ -224,11 +224,10 @@ func or(v, def string) string {
 }
 
 func decodeBrokerConfig(cfg sdk.Config) (connOptions, brokerOptions, error) {
+	// A value the schema refuses gives way to its default, so the rest is
+	// still checked and every problem reported at once.
 	var c brokerConfig
-	if err := brokerSchema().Decode(cfg, &c); err != nil {
-		return connOptions{}, brokerOptions{}, err
-	}
-	var errs []error
+	errs := []error{brokerSchema().Decode(cfg, &c)}
 	o := brokerOptions{subject: or(c.Subject, defaultSubject), stream: or(c.Stream, defaultStream),
 		durable: or(c.Durable, defaultDurable), maxAge: c.MaxAge, ackWait: c.AckWait, maxDeliver: c.MaxDeliver,
 		deadMaxAge: c.DeadLetterMaxAge, fetchWait: c.FetchWait, dedup: c.Dedup}
@@ -255,18 +254,15 @@ func decodeBrokerConfig(cfg sdk.Config) (connOptions, brokerOptions, error) {
 	}
 	conn, cerrs := validateConn(c.connConfig)
 	errs = append(errs, cerrs...)
-	if len(errs) > 0 {
-		return connOptions{}, brokerOptions{}, errors.Join(errs...)
+	if err := errors.Join(errs...); err != nil {
+		return connOptions{}, brokerOptions{}, err
 	}
 	return conn, o, nil
 }
 
 func decodeResultConfig(cfg sdk.Config) (connOptions, resultOptions, error) {
 	var c resultConfig
-	if err := resultSchema().Decode(cfg, &c); err != nil {
-		return connOptions{}, resultOptions{}, err
-	}
-	var errs []error
+	errs := []error{resultSchema().Decode(cfg, &c)}
 	o := resultOptions{bucket: or(c.Bucket, defaultBucket), ttl: c.ResultTTL, keepResults: c.KeepResults,
 		pollFallback: c.PollFallback}
 	if o.bucket == "" || strings.ContainsAny(o.bucket, " \t\r\n.*>/\\") {
@@ -279,8 +275,8 @@ func decodeResultConfig(cfg sdk.Config) (connOptions, resultOptions, error) {
 	}
 	conn, cerrs := validateConn(c.connConfig)
 	errs = append(errs, cerrs...)
-	if len(errs) > 0 {
-		return connOptions{}, resultOptions{}, errors.Join(errs...)
+	if err := errors.Join(errs...); err != nil {
+		return connOptions{}, resultOptions{}, err
 	}
 	return conn, o, nil
 }

@@ -46,11 +46,11 @@ func TestBrokerDefaultsMatchTaskiqNats(t *testing.T) {
 
 func TestBrokerConfigErrorsNameTheAttribute(t *testing.T) {
 	_, _, err := decodeBrokerConfig(cfgOf(t, map[string]any{
-		"subject": "bad subject", "stream": "a.b", "retention": "forever",
-		"servers": []string{"http://x:1"}, "storage": "disk",
+		"subject": "bad subject", "stream": "a.b", "retention": "forever", "ack_wait": "soon",
+		"max_deliver": 1.5, "servers": []string{"http://x:1"}, "storage": "disk",
 	}))
 	attrs := attrsOf(err)
-	for _, a := range []string{"subject", "stream", "retention", "servers", "storage"} {
+	for _, a := range []string{"subject", "stream", "retention", "ack_wait", "max_deliver", "servers", "storage"} {
 		require.Contains(t, attrs, a, "errors: %v", attrs)
 	}
 

@@ -118,11 +118,10 @@ type options struct {
 }
 
 func decodeConfig(cfg sdk.Config) (options, error) {
+	// A value the schema refuses gives way to its default, so the rest is
+	// still checked and every problem reported at once.
 	var c brokerConfig
-	if err := brokerSchema().Decode(cfg, &c); err != nil {
-		return options{}, err
-	}
-	var errs []error
+	errs := []error{brokerSchema().Decode(cfg, &c)}
 	o := options{compat: c.Compat, exchange: c.Exchange, queue: c.Queue, deadLetter: c.DeadLetterQueue, delayQueue: c.DelayQueue}
 	switch o.compat {
 	case compatNative, compat05, compat06:
@@ -187,8 +186,8 @@ func decodeConfig(cfg sdk.Config) (options, error) {
 	if o.queueExpires > 0 && o.queueExpires < time.Second {
 		errs = append(errs, sdk.AttrError("queue_expires", "must be 0s or at least 1s, got %s", o.queueExpires))
 	}
-	if len(errs) > 0 {
-		return options{}, errors.Join(errs...)
+	if err := errors.Join(errs...); err != nil {
+		return options{}, err
 	}
 	return o, nil
 }

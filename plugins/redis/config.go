@@ -80,10 +80,10 @@ func brokerSchema() sdk.Schema {
 		sdk.Attribute{Name: "consumer_name", Type: sdk.TypeString, Default: "", Description: "Stream " +
 			"mode: consumer name of this process within the group. Empty means hostname-pid-random, " +
 			"which is unique per process; a fixed name shared by two live processes breaks leases."},
-		sdk.Attribute{Name: "lease", Type: sdk.TypeDuration, Default: "30s", Description: "Stream " +
+		sdk.Attribute{Name: "lease", Type: sdk.TypeDuration, Default: "30s", Min: sdk.Seconds(10 * time.Millisecond), Description: "Stream " +
 			"mode: visibility lease. An entry idle (not extended) for longer is reclaimed by another " +
 			"worker of the group. Every worker of one group should use the same lease."},
-		sdk.Attribute{Name: "block", Type: sdk.TypeDuration, Default: "2s", Description: "How long " +
+		sdk.Attribute{Name: "block", Type: sdk.TypeDuration, Default: "2s", Min: sdk.Seconds(time.Millisecond), Description: "How long " +
 			"one blocking read (XREADGROUP/BRPOP) waits on the server before it is repeated. It " +
 			"bounds how late a stream notices Close and how late a reclaim runs."},
 		sdk.Attribute{Name: "count", Type: sdk.TypeNumber, Default: 100, Integer: true, Min: sdk.Num(1), Description: "Largest batch " +
@@ -110,24 +110,24 @@ func brokerSchema() sdk.Schema {
 		sdk.Attribute{Name: "max_attempts", Type: sdk.TypeNumber, Default: 10, Integer: true, Min: sdk.Num(0), Description: "Stream " +
 			"mode: a message about to be delivered for a higher attempt goes to the dead-letter " +
 			"queue with reason \"exceeded max_attempts\" instead. 0 disables the limit."},
-		sdk.Attribute{Name: "delay_poll", Type: sdk.TypeDuration, Default: "100ms", Description: "How " +
+		sdk.Attribute{Name: "delay_poll", Type: sdk.TypeDuration, Default: "100ms", Min: sdk.Seconds(time.Millisecond), Description: "How " +
 			"often a listener moves due delayed messages to their queue; a delayed message starts " +
 			"at most this late."},
 		unknownTasksAttribute(),
 		moveDelayedAttribute(),
-		sdk.Attribute{Name: "unavailable_after", Type: sdk.TypeDuration, Default: "10s", Description: "How " +
+		sdk.Attribute{Name: "unavailable_after", Type: sdk.TypeDuration, Default: defaultUnavailableAfter, Min: sdk.Seconds(minUnavailableAfter), Description: "How " +
 			"long Redis may stay unreachable (every call of a delivery stream failing, none " +
 			"succeeding) before the stream ends with an error wrapping ErrUnavailable, so that the " +
 			"worker reopens it and reports itself not ready while that fails. Shorter outages are " +
 			"ridden out by retrying. At least 1s."},
-		sdk.Attribute{Name: "inspect_refresh", Type: sdk.TypeDuration, Default: "2s", Description: "How " +
+		sdk.Attribute{Name: "inspect_refresh", Type: sdk.TypeDuration, Default: "2s", Min: sdk.Seconds(100 * time.Millisecond), Description: "How " +
 			"long the queue counts of the inspector (taskiq queues, the dashboard) are cached. A " +
 			"refresh costs a few O(1) commands per queue (XLEN, XINFO GROUPS, ZCARD); nothing is " +
 			"ever scanned to count. At least 100ms."},
-		sdk.Attribute{Name: "pause_poll", Type: sdk.TypeDuration, Default: "1s", Description: "How " +
+		sdk.Attribute{Name: "pause_poll", Type: sdk.TypeDuration, Default: "1s", Min: sdk.Seconds(10 * time.Millisecond), Description: "How " +
 			"often a listener checks whether its queues are paused (taskiq queue pause); a pause " +
 			"takes effect within it."},
-		sdk.Attribute{Name: "cancel_ttl", Type: sdk.TypeDuration, Default: "24h", Description: "How " +
+		sdk.Attribute{Name: "cancel_ttl", Type: sdk.TypeDuration, Default: "24h", Min: sdk.Seconds(time.Second), Description: "How " +
 			"long the tombstone of a cancelled task is kept (taskiq cancel): a message of the task " +
 			"taken by a worker within it is not run. At least 1s."},
 		sdk.Attribute{Name: "inspect_queues", Type: sdk.TypeStringList, Default: []string{}, Description: "Queues " +
@@ -147,7 +147,7 @@ func resultSchema() sdk.Schema {
 			"of stored results and progress; 0s keeps them until read (keep_results=false) or forever."},
 		sdk.Attribute{Name: "keep_results", Type: sdk.TypeBool, Default: true, Description: "When " +
 			"false, reading a result deletes it (GETDEL), as taskiq-redis keep_results=False."},
-		sdk.Attribute{Name: "poll_fallback", Type: sdk.TypeDuration, Default: "1s", Description: "WaitResult " +
+		sdk.Attribute{Name: "poll_fallback", Type: sdk.TypeDuration, Default: "1s", Min: sdk.Seconds(time.Millisecond), Description: "WaitResult " +
 			"is woken by a pub/sub notification; it re-reads the key at this interval as well, so a " +
 			"notification lost in a reconnect still completes the wait."},
 		serializerAttribute(),
@@ -171,32 +171,31 @@ type connConfig struct {
 	tls *tls.Config
 }
 
-// brokerConfig is the decoded broker block. Pointers tell "absent" (use the
-// default) from an explicit zero, because the role also runs without a host
-// that applies schema defaults (tests, library use).
+// brokerConfig is the decoded broker block, the schema's defaults applied
+// (brokerSchema().Decode), whoever built the config.
 type brokerConfig struct {
 	connConfig
-	Mode            string         `json:"mode"`
-	Queue           string         `json:"queue"`
-	ConsumerGroup   string         `json:"consumer_group"`
-	ConsumerName    string         `json:"consumer_name"`
-	Lease           *time.Duration `json:"lease"`
-	Block           *time.Duration `json:"block"`
-	Count           *int           `json:"count"`
-	MaxLen          *int64         `json:"maxlen"`
-	DeleteAcked     *bool          `json:"delete_acked"`
-	RunningRecords  *bool          `json:"running_records"`
-	DeadLetterQueue string         `json:"dead_letter_queue"`
-	MaxAttempts     *int           `json:"max_attempts"`
-	DelayPoll       *time.Duration `json:"delay_poll"`
-	UnavailableFor  *time.Duration `json:"unavailable_after"`
-	UnknownTasks    string         `json:"unknown_tasks"`
-	MoveDelayed     *bool          `json:"move_delayed"`
-	InspectRefresh  *time.Duration `json:"inspect_refresh"`
-	PausePoll       *time.Duration `json:"pause_poll"`
-	CancelTTL       *time.Duration `json:"cancel_ttl"`
-	InspectQueues   []string       `json:"inspect_queues"`
-	Dedup           *bool          `json:"dedup"`
+	Mode            string        `json:"mode"`
+	Queue           string        `json:"queue"`
+	ConsumerGroup   string        `json:"consumer_group"`
+	ConsumerName    string        `json:"consumer_name"`
+	Lease           time.Duration `json:"lease"`
+	Block           time.Duration `json:"block"`
+	Count           int           `json:"count"`
+	MaxLen          int64         `json:"maxlen"`
+	DeleteAcked     bool          `json:"delete_acked"`
+	RunningRecords  bool          `json:"running_records"`
+	DeadLetterQueue string        `json:"dead_letter_queue"`
+	MaxAttempts     int           `json:"max_attempts"`
+	DelayPoll       time.Duration `json:"delay_poll"`
+	UnavailableFor  time.Duration `json:"unavailable_after"`
+	UnknownTasks    string        `json:"unknown_tasks"`
+	MoveDelayed     bool          `json:"move_delayed"`
+	InspectRefresh  time.Duration `json:"inspect_refresh"`
+	PausePoll       time.Duration `json:"pause_poll"`
+	CancelTTL       time.Duration `json:"cancel_ttl"`
+	InspectQueues   []string      `json:"inspect_queues"`
+	Dedup           bool          `json:"dedup"`
 }
 
 // brokerOptions is the validated broker configuration.
@@ -235,11 +234,11 @@ type brokerOptions struct {
 
 type resultConfig struct {
 	connConfig
-	Prefix       string         `json:"prefix"`
-	ResultTTL    *time.Duration `json:"result_ttl"`
-	KeepResults  *bool          `json:"keep_results"`
-	PollFallback *time.Duration `json:"poll_fallback"`
-	Serializer   string         `json:"serializer"`
+	Prefix       string        `json:"prefix"`
+	ResultTTL    time.Duration `json:"result_ttl"`
+	KeepResults  bool          `json:"keep_results"`
+	PollFallback time.Duration `json:"poll_fallback"`
+	Serializer   string        `json:"serializer"`
 }
 
 type resultOptions struct {
@@ -250,45 +249,18 @@ type resultOptions struct {
 	serializer   string
 }
 
-// durationAtLeast returns *v, or def when v is nil (absent); below min it
-// records an error on attr.
-func durationAtLeast(attr string, v *time.Duration, def, min time.Duration, errs *[]error) time.Duration {
-	if v == nil {
-		return def
-	}
-	if *v < min {
-		*errs = append(*errs, sdk.AttrError(attr, "must be at least %s, got %s", min, *v))
-		return def
-	}
-	return *v
-}
-
-// countAtLeast returns *v, or def when v is nil (absent); below min it
-// records an error on attr.
-func countAtLeast[T int | int64](attr string, v *T, def, min T, errs *[]error) T {
-	if v == nil {
-		return def
-	}
-	if *v < min {
-		*errs = append(*errs, sdk.AttrError(attr, "must be a whole number >= %d, got %d", min, *v))
-		return def
-	}
-	return *v
-}
-
 func decodeBrokerConfig(cfg sdk.Config) (connConfig, brokerOptions, error) {
-	// A value Decode refuses leaves its field unset: the others are still
-	// checked, so every problem is reported at once.
+	// A value the schema refuses gives way to its default, so the rest is
+	// still checked and every problem reported at once.
 	var c brokerConfig
-	var errs []error
-	if err := cfg.Decode(&c); err != nil {
-		errs = append(errs, err)
-	}
+	errs := []error{brokerSchema().Decode(cfg, &c)}
 	o := brokerOptions{mode: c.Mode, queue: c.Queue, group: c.ConsumerGroup, consumer: c.ConsumerName,
-		deadLetter: c.DeadLetterQueue, deleteAcked: true, runningRecords: true, clusterHashes: len(c.ClusterAddrs) > 0, moveDelayed: true}
-	if c.MoveDelayed != nil {
-		o.moveDelayed = *c.MoveDelayed
-	}
+		deadLetter: c.DeadLetterQueue, deleteAcked: c.DeleteAcked, runningRecords: c.RunningRecords,
+		clusterHashes: len(c.ClusterAddrs) > 0, moveDelayed: c.MoveDelayed,
+		lease: c.Lease, block: c.Block, delayPoll: c.DelayPoll, unavailableAfter: c.UnavailableFor,
+		count: c.Count, maxlen: c.MaxLen, maxAttempts: c.MaxAttempts,
+		inspectRefresh: c.InspectRefresh, pausePoll: c.PausePoll, cancelTTL: c.CancelTTL,
+		inspectQueues: c.InspectQueues, noDedup: !c.Dedup}
 	if o.mode == "" {
 		o.mode = modeStream
 	}
@@ -306,23 +278,6 @@ func decodeBrokerConfig(cfg sdk.Config) (connConfig, brokerOptions, error) {
 	if o.consumer == "" {
 		o.consumer = defaultConsumerName()
 	}
-	o.lease = durationAtLeast("lease", c.Lease, 30*time.Second, 10*time.Millisecond, &errs)
-	o.block = durationAtLeast("block", c.Block, 2*time.Second, time.Millisecond, &errs)
-	o.delayPoll = durationAtLeast("delay_poll", c.DelayPoll, 100*time.Millisecond, time.Millisecond, &errs)
-	o.unavailableAfter = durationAtLeast("unavailable_after", c.UnavailableFor, defaultUnavailableAfter, minUnavailableAfter, &errs)
-	o.count = countAtLeast("count", c.Count, 100, 1, &errs)
-	o.maxlen = countAtLeast("maxlen", c.MaxLen, 0, 0, &errs)
-	o.maxAttempts = countAtLeast("max_attempts", c.MaxAttempts, 10, 0, &errs)
-	o.inspectRefresh = durationAtLeast("inspect_refresh", c.InspectRefresh, 2*time.Second, 100*time.Millisecond, &errs)
-	o.pausePoll = durationAtLeast("pause_poll", c.PausePoll, time.Second, 10*time.Millisecond, &errs)
-	o.cancelTTL = durationAtLeast("cancel_ttl", c.CancelTTL, 24*time.Hour, time.Second, &errs)
-	o.inspectQueues = c.InspectQueues
-	if c.DeleteAcked != nil {
-		o.deleteAcked = *c.DeleteAcked
-	}
-	if c.RunningRecords != nil {
-		o.runningRecords = *c.RunningRecords
-	}
 	switch c.UnknownTasks {
 	case "", unknownDeadLetter:
 	case unknownLeave:
@@ -330,21 +285,18 @@ func decodeBrokerConfig(cfg sdk.Config) (connConfig, brokerOptions, error) {
 	default:
 		errs = append(errs, sdk.AttrError("unknown_tasks", "unknown value %q; use \"dead_letter\" or \"leave\"", c.UnknownTasks))
 	}
-	o.noDedup = c.Dedup != nil && !*c.Dedup
 	errs = append(errs, validateConn(&c.connConfig)...)
-	if len(errs) > 0 {
-		return connConfig{}, brokerOptions{}, errors.Join(errs...)
+	if err := errors.Join(errs...); err != nil {
+		return connConfig{}, brokerOptions{}, err
 	}
 	return c.connConfig, o, nil
 }
 
 func decodeResultConfig(cfg sdk.Config) (connConfig, resultOptions, error) {
 	var c resultConfig
-	var errs []error
-	if err := cfg.Decode(&c); err != nil {
-		errs = append(errs, err)
-	}
-	o := resultOptions{prefix: c.Prefix, keepResults: true, serializer: c.Serializer}
+	errs := []error{resultSchema().Decode(cfg, &c)}
+	o := resultOptions{prefix: c.Prefix, ttl: c.ResultTTL, keepResults: c.KeepResults, pollFallback: c.PollFallback,
+		serializer: c.Serializer}
 	switch o.serializer {
 	case "":
 		o.serializer = serializerJSON
@@ -352,17 +304,12 @@ func decodeResultConfig(cfg sdk.Config) (connConfig, resultOptions, error) {
 	default:
 		errs = append(errs, sdk.AttrError("serializer", "unknown serializer %q; use \"json\" or \"pickle\"", o.serializer))
 	}
-	o.ttl = durationAtLeast("result_ttl", c.ResultTTL, 0, 0, &errs)
 	if o.ttl > 0 && o.ttl < time.Millisecond {
 		errs = append(errs, sdk.AttrError("result_ttl", "must be 0s or at least 1ms"))
 	}
-	o.pollFallback = durationAtLeast("poll_fallback", c.PollFallback, time.Second, time.Millisecond, &errs)
-	if c.KeepResults != nil {
-		o.keepResults = *c.KeepResults
-	}
 	errs = append(errs, validateConn(&c.connConfig)...)
-	if len(errs) > 0 {
-		return connConfig{}, resultOptions{}, errors.Join(errs...)
+	if err := errors.Join(errs...); err != nil {
+		return connConfig{}, resultOptions{}, err
 	}
 	return c.connConfig, o, nil
 }

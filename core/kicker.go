@@ -197,7 +197,7 @@ func (k *kickLanes) Close() {
 
 // outgoing encodes a message and lifts its routing labels.
 func (a *App) outgoing(msg *wire.Message) (sdk.Outgoing, error) {
-	body, err := msg.AppendJSON(make([]byte, 0, 256))
+	body, err := msg.AppendJSON(nil)
 	if err != nil {
 		return sdk.Outgoing{}, fmt.Errorf("taskiq: encode task %q: %w", msg.TaskName, err)
 	}

@@ -118,7 +118,7 @@ func (t *remoteTasks) Execute(ctx context.Context, msg *wire.Message) (json.RawM
 		body = call.Body // unchanged since the broker delivered it
 	} else {
 		var err error
-		if body, err = msg.AppendJSON(make([]byte, 0, 256)); err != nil {
+		if body, err = msg.AppendJSON(nil); err != nil {
 			return nil, fmt.Errorf("encode task %q: %w", msg.TaskName, err)
 		}
 	}

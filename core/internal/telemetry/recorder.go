@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -53,6 +54,11 @@ type Recorder struct {
 
 	tasks, queues boundedSet
 	series        sync.Map // seriesKey -> *series
+	// last is the series get returned last: a worker of one task, or a
+	// burst of kicks of one, finds it without hashing the two names into
+	// the map. Its names are the bounded ones, so a name past the bound
+	// (whose series is Other's) never matches and takes the map.
+	last atomic.Pointer[series]
 }
 
 // New returns a Recorder for o, or nil when o turns everything off.
@@ -125,6 +131,16 @@ func (r *Recorder) get(task, queue string) *series {
 	if queue == "" {
 		queue = DefaultQueue
 	}
+	if s := r.last.Load(); s != nil && s.task == task && s.queue == queue {
+		return s
+	}
+	s := r.lookup(task, queue)
+	r.last.Store(s)
+	return s
+}
+
+// lookup is get past the last series.
+func (r *Recorder) lookup(task, queue string) *series {
 	k := seriesKey{task, queue}
 	if s, ok := r.series.Load(k); ok {
 		return s.(*series)

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode/utf16"
@@ -196,6 +197,43 @@ func labelText(v any) (string, int) {
 	}
 }
 
+// labelTypeText are the label types as labels_types writes them.
+var labelTypeText = [...]string{LabelAny: "1", LabelInt: "2", LabelStr: "3", LabelFloat: "4", LabelBool: "5", LabelBytes: "6"}
+
+// writeLabelText writes the JSON string of v's labelText and returns its
+// label type; numbers and booleans are formatted into buf, with no string
+// made for them.
+func writeLabelText(buf *bytes.Buffer, v any) int {
+	var t int
+	switch x := v.(type) {
+	case string:
+		writeJSONString(buf, x)
+		return LabelStr
+	case int, int64:
+		t = LabelInt
+	case float64:
+		t = LabelFloat
+	default:
+		s, t := labelText(v)
+		writeJSONString(buf, s)
+		return t
+	}
+	// Digits need no escaping: they are appended in the quotes in place.
+	buf.WriteByte('"')
+	b := buf.AvailableBuffer()
+	switch x := v.(type) {
+	case int:
+		b = strconv.AppendInt(b, int64(x), 10)
+	case int64:
+		b = strconv.AppendInt(b, x, 10)
+	case float64:
+		b = strconv.AppendFloat(b, x, 'g', -1, 64)
+	}
+	buf.Write(b)
+	buf.WriteByte('"')
+	return t
+}
+
 type rawMessage struct {
 	TaskID      string                     `json:"task_id"`
 	TaskName    string                     `json:"task_name"`
@@ -221,23 +259,35 @@ func (m *Message) AppendJSON(dst []byte) ([]byte, error) {
 	if !utf8.ValidString(m.TaskName) {
 		return nil, fmt.Errorf("%w: task_name %q is not valid UTF-8", ErrInvalidUTF8, m.TaskName)
 	}
-	buf := bytes.NewBuffer(dst)
+	// One allocation of about the right size, not a 256-byte buffer
+	// regrown and copied once labels (trace context, kick time) are on.
+	size := 96 + len(m.TaskID) + len(m.TaskName) + labelsSize(m.Labels)
+	for _, a := range m.Args {
+		size += len(a) + 1
+	}
+	for k, v := range m.Kwargs {
+		size += len(k) + len(v) + 4
+	}
+	buf := bytes.NewBuffer(slices.Grow(dst, size))
 	buf.WriteString(`{"task_id":`)
 	writeJSONString(buf, m.TaskID)
 	buf.WriteString(`,"task_name":`)
 	writeJSONString(buf, m.TaskName)
-	keys := sortedKeys(m.Labels)
+	var keyBuf [8]string // a typical message's labels, on the stack
+	var typeBuf [8]int
+	keys := appendSortedKeys(keyBuf[:0], m.Labels)
 	buf.WriteString(`,"labels":{`)
-	types := make([]int, len(keys))
+	types := typeBuf[:0]
+	if len(keys) > len(typeBuf) {
+		types = make([]int, 0, len(keys))
+	}
 	for i, k := range keys {
 		if i > 0 {
 			buf.WriteByte(',')
 		}
-		s, t := labelText(m.Labels[k])
-		types[i] = t
 		writeJSONString(buf, k)
 		buf.WriteByte(':')
-		writeJSONString(buf, s)
+		types = append(types, writeLabelText(buf, m.Labels[k]))
 	}
 	buf.WriteString(`},"labels_types":{`)
 	for i, k := range keys {
@@ -246,7 +296,7 @@ func (m *Message) AppendJSON(dst []byte) ([]byte, error) {
 		}
 		writeJSONString(buf, k)
 		buf.WriteByte(':')
-		buf.WriteString(strconv.Itoa(types[i]))
+		buf.WriteString(labelTypeText[types[i]])
 	}
 	buf.WriteString(`},"args":[`)
 	for i, a := range m.Args {

@@ -181,6 +181,17 @@ func TestEncodeExactBytes(t *testing.T) {
 	appended, err := m.AppendJSON([]byte("prefix:"))
 	require.NoError(t, err)
 	require.Equal(t, "prefix:"+want, string(appended))
+
+	// Up to eight labels are listed on the stack; the bytes are the same.
+	small := &wire.Message{TaskID: "id", TaskName: "t", Labels: map[string]any{
+		"whole": 2.0, "tiny": 1e-7, "max_retries": 3, "_retries": int64(-2), "uni": "café\t☃", "keep": false,
+		"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", "_taskiq_queue_time": 1764772800.123456}}
+	got, err = small.AppendJSON(nil)
+	require.NoError(t, err)
+	require.Equal(t, `{"task_id":"id","task_name":"t","labels":{"_retries":"-2","_taskiq_queue_time":"1.764772800123456e+09",`+
+		`"keep":"False","max_retries":"3","tiny":"1e-07","traceparent":"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",`+
+		`"uni":"café\t☃","whole":"2"},"labels_types":{"_retries":2,"_taskiq_queue_time":4,"keep":5,"max_retries":2,"tiny":4,`+
+		`"traceparent":3,"uni":3,"whole":4},"args":[],"kwargs":{}}`, string(got))
 }
 
 func TestEncodeEmptyMessage(t *testing.T) {

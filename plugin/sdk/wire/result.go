@@ -7,7 +7,7 @@ import (
 	"go/token"
 	"math"
 	"reflect"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -162,7 +162,7 @@ func typeName(err error) (string, string) {
 
 // EncodeResult marshals a result.
 func EncodeResult(r *Result) ([]byte, error) {
-	if b, ok := appendResultFast(make([]byte, 0, 128+len(r.ReturnValue)), r); ok {
+	if b, ok := appendResultFast(make([]byte, 0, 128+len(r.ReturnValue)+labelsSize(r.Labels)), r); ok {
 		return b, nil
 	}
 	return json.Marshal(r)
@@ -202,7 +202,8 @@ func appendResultFast(b []byte, r *Result) ([]byte, bool) {
 		b = append(b, "null"...)
 	} else {
 		b = append(b, '{')
-		for i, k := range sortedKeys(r.Labels) {
+		var keyBuf [8]string
+		for i, k := range appendSortedKeys(keyBuf[:0], r.Labels) {
 			if i > 0 {
 				b = append(b, ',')
 			}
@@ -277,10 +278,31 @@ type Progress struct {
 }
 
 func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
+	return appendSortedKeys(make([]string, 0, len(m)), m)
+}
+
+// appendSortedKeys appends m's keys to keys, sorted. With a keys of
+// enough capacity on the caller's stack, listing a typical message's
+// labels allocates nothing.
+func appendSortedKeys[V any](keys []string, m map[string]V) []string {
 	for k := range m {
 		keys = append(keys, k)
 	}
-	sort.Strings(keys)
+	slices.Sort(keys)
 	return keys
+}
+
+// labelsSize is about how many bytes the labels of a message take encoded
+// (keys twice, for labels_types), for sizing the buffer once.
+func labelsSize(labels map[string]any) int {
+	n := 0
+	for k, v := range labels {
+		n += 2*len(k) + 12
+		if s, ok := v.(string); ok {
+			n += len(s)
+		} else {
+			n += 24
+		}
+	}
+	return n
 }

@@ -80,10 +80,27 @@ func decodeMessageFast(body []byte) (*Message, bool) {
 	if len(labels) > 0 {
 		m.Labels = make(map[string]any, len(labels))
 		for _, l := range labels {
-			m.Labels[string(l.key)] = decodeLabel(l.value, labelType(types, l.key))
+			m.Labels[labelKey(l.key)] = decodeLabel(l.value, labelType(types, l.key))
 		}
 	}
 	return &m, true
+}
+
+// knownLabelKeys are label keys most messages carry, which labelKey
+// returns without making a string: the host's and Python taskiq's own,
+// and the trace context and kick time of the telemetry middlewares.
+var knownLabelKeys = [...]string{LabelTimeout, LabelAckType, LabelRetryOnError, LabelMaxRetries, LabelRetries,
+	LabelDelay, LabelPriority, LabelQueueName, LabelSchedule, LabelScheduleID, LabelRequeue,
+	"traceparent", "tracestate", "baggage", "_taskiq_queue_time", "_taskiq_enqueue_timestamp"}
+
+// labelKey is key as a string, a known key's constant when it is one.
+func labelKey(key []byte) string {
+	for _, k := range knownLabelKeys {
+		if string(key) == k {
+			return k
+		}
+	}
+	return string(key)
 }
 
 // rawLabel is a label's key with its raw value, or with its type in typ.

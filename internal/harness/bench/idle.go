@@ -8,6 +8,7 @@ import (
 	"os"
 	"runtime"
 	"runtime/debug"
+	"runtime/pprof"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -77,6 +78,11 @@ func runIdle(ctx context.Context, opts Options, app *core.App, loadTime time.Dur
 	// What the host keeps resident, not garbage it has yet to return.
 	runtime.GC()
 	debug.FreeOSMemory()
+	if opts.HeapProfile != nil {
+		if err := pprof.Lookup("heap").WriteTo(opts.HeapProfile, 0); err != nil {
+			runErr = errors.Join(runErr, fmt.Errorf("heap profile: %w", err))
+		}
+	}
 	after, snapErr := appSnapshot(app)
 	rep.Processes = diffSnapshots(before, after)
 	labelPlugins(rep.Processes, app.PluginProcesses())

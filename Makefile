@@ -3,6 +3,11 @@ BIN := bin
 PLUGINS := taskiq-inmemory taskiq-redis taskiq-retry-middleware taskiq-nats taskiq-rabbitmq
 export PATH := $(shell $(GO) env GOPATH)/bin:$(PATH)
 
+# Binaries are linked statically (no cgo): a plugin process then maps no libc
+# and no dynamic loader, about 1.5 MB less resident set per process
+# (BENCHMARKS.md, "Issue 19 ... idle footprint, round 2"). go test -race keeps cgo.
+GOBUILD := CGO_ENABLED=0 $(GO) build
+
 .PHONY: all build plugins demo demo-worker test lint cover proto integration bench bench-middleware clean
 
 all: build
@@ -10,30 +15,30 @@ all: build
 build: $(BIN)/taskiq plugins
 
 $(BIN)/taskiq: FORCE
-	$(GO) build -o $@ ./cmd/taskiq
+	$(GOBUILD) -o $@ ./cmd/taskiq
 
 plugins: $(addprefix $(BIN)/,$(PLUGINS))
 
 $(BIN)/taskiq-inmemory: FORCE
-	$(GO) build -o $@ ./plugins/inmemory/cmd/taskiq-inmemory
+	$(GOBUILD) -o $@ ./plugins/inmemory/cmd/taskiq-inmemory
 
 $(BIN)/taskiq-redis: FORCE
-	$(GO) build -o $@ ./plugins/redis/cmd/taskiq-redis
+	$(GOBUILD) -o $@ ./plugins/redis/cmd/taskiq-redis
 
 $(BIN)/taskiq-nats: FORCE
-	$(GO) build -o $@ ./plugins/nats/cmd/taskiq-nats
+	$(GOBUILD) -o $@ ./plugins/nats/cmd/taskiq-nats
 
 $(BIN)/taskiq-rabbitmq: FORCE
-	$(GO) build -o $@ ./plugins/rabbitmq/cmd/taskiq-rabbitmq
+	$(GOBUILD) -o $@ ./plugins/rabbitmq/cmd/taskiq-rabbitmq
 
 $(BIN)/taskiq-retry-middleware: FORCE
-	$(GO) build -o $@ ./plugins/retry-middleware/cmd/taskiq-retry-middleware
+	$(GOBUILD) -o $@ ./plugins/retry-middleware/cmd/taskiq-retry-middleware
 
 demo: build
 	$(GO) run ./examples/quickstart
 
 $(BIN)/example-tasks: FORCE
-	$(GO) build -o $@ ./examples/tasks-module
+	$(GOBUILD) -o $@ ./examples/tasks-module
 
 # The task-module example: two supervised workers against Redis
 # (127.0.0.1:6379, or TASKIQ_REDIS_URL). Kick from another shell:
@@ -84,7 +89,7 @@ bench:
 # middleware implementing pre_send, pre_execute and post_execute, alternating
 # A/B for 3 rounds in one run; take the medians.
 bench-middleware: build
-	$(GO) build -o $(BIN)/taskiq-bench-middleware ./internal/harness/bench/middleware
+	$(GOBUILD) -o $(BIN)/taskiq-bench-middleware ./internal/harness/bench/middleware
 	@for round in 1 2 3; do for c in inmemory inmemory-middleware; do \
 		printf '%s %-20s ' $$round $$c; \
 		$(BIN)/taskiq bench -c internal/harness/bench/configs/$$c.hcl --tasks 30000 --concurrency 64 | grep -E 'end to end|total cpu' | tr -s ' \n' ' '; echo; \

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -398,4 +399,57 @@ func benchKickers() int {
 		return 64
 	}
 	return n
+}
+
+// TestOnResultThroughAPluginProcess: OnResult over a result backend plugin
+// holds no goroutine per pending call, delivers every result, survives the
+// plugin's restart under pending watches, and ends a call whose context
+// ends first with that context's error.
+func TestOnResultThroughAPluginProcess(t *testing.T) {
+	b := loadProc(t, "")
+	const n = 500
+	release := make(chan struct{})
+	var running sync.WaitGroup
+	running.Add(n)
+	task := core.MustTask[int](b.app, "held", func(i int) (int, error) {
+		running.Done()
+		<-release
+		return i * 3, nil
+	})
+	b.runWorker(t, core.WorkerOptions{MaxAsyncTasks: n})
+	type answer struct {
+		i, v int
+		err  error
+	}
+	answers := make(chan answer, n)
+	before := runtime.NumGoroutine()
+	for i := range n {
+		h, err := task.Kiq(context.Background(), i)
+		require.NoError(t, err)
+		h.OnResult(context.Background(), func(r *core.Result[int], err error) {
+			if err != nil {
+				answers <- answer{i: i, err: err}
+				return
+			}
+			answers <- answer{i: i, v: r.ReturnValue}
+		})
+	}
+	running.Wait()
+	require.Less(t, runtime.NumGoroutine()-before, n/10,
+		"%d pending OnResult calls hold no goroutine each", n)
+
+	old := killPlugin(t, b.app, "result_backend.default")
+	close(release) // every save and every watch now meets a dead result backend
+	for range n {
+		a := <-answers
+		require.NoError(t, a.err, "task %d", a.i)
+		require.Equal(t, a.i*3, a.v, "task %d", a.i)
+	}
+	require.NotEqual(t, old, core.PluginPIDs(b.app)["result_backend.default"])
+
+	ctx, cancel := context.WithCancel(context.Background())
+	errs := make(chan error, 1)
+	core.ResultOf[int](b.app, "never-kicked").OnResult(ctx, func(_ *core.Result[int], err error) { errs <- err })
+	cancel()
+	require.ErrorIs(t, <-errs, context.Canceled)
 }

@@ -157,6 +157,12 @@ func (a *App) onRaw(ctx context.Context, taskID string, fn func([]byte, error)) 
 		go func() { fn(a.waitRaw(ctx, taskID)) }()
 		return
 	}
+	if ctx.Done() == nil {
+		// A context that never ends (Background, WithoutCancel) needs no
+		// AfterFunc registration: the watch alone, its answer straight to fn.
+		w.WatchResult(taskID, fn)
+		return
+	}
 	c := &rawCall{fn: fn}
 	stop := w.WatchResult(taskID, c.result)
 	stopCtx := context.AfterFunc(ctx, func() {

@@ -25,6 +25,7 @@ type benchFlags struct {
 	work       string
 	asJSON     bool
 	cpuProfile string
+	memProfile string
 	// changed reports whether a flag was set on the command line.
 	changed func(name string) bool
 }
@@ -87,6 +88,7 @@ queue nobody else kicks to.`,
 	fl.DurationVar(&f.opts.Timeout, "timeout", 10*time.Minute, "bound on the whole run")
 	fl.BoolVar(&f.asJSON, "json", false, "print one JSON object")
 	fl.StringVar(&f.cpuProfile, "cpuprofile", "", "write a CPU profile of this process (the host) to this file")
+	fl.StringVar(&f.memProfile, "memprofile", "", "write a heap profile of this process (the host) to this file, taken after a GC when the last kick returns (with --results: the most waiters pending; with --idle: after the idle wait)")
 	f.changed = fl.Changed
 	return cmd
 }
@@ -155,6 +157,14 @@ func runBench(ctx context.Context, g *globals, f *benchFlags) error {
 			return fmt.Errorf("--cpuprofile: %w", err)
 		}
 		defer pprof.StopCPUProfile()
+	}
+	if f.memProfile != "" {
+		out, err := os.Create(f.memProfile)
+		if err != nil {
+			return fmt.Errorf("--memprofile: %w", err)
+		}
+		defer out.Close()
+		f.opts.HeapProfile = out
 	}
 	rep, err := bench.Run(ctx, f.opts)
 	if f.opts.Progress != nil {

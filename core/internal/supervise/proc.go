@@ -33,8 +33,11 @@ type Proc struct {
 	raw    json.RawMessage
 	logger hclog.Logger
 
-	mu       sync.Mutex
-	client   *sdk.Client
+	mu     sync.Mutex
+	client *sdk.Client
+	// live is client, for WatchResult, which must not wait for mu (held
+	// through a restart).
+	live     atomic.Pointer[sdk.Client]
 	info     sdk.Info
 	restarts int
 	backoff  *backoff.Backoff
@@ -100,6 +103,7 @@ func (p *Proc) configure(ctx context.Context, c *sdk.Client, info sdk.Info, begi
 		return &ConfigError{Path: p.launch.Path, Errors: cerrs}
 	}
 	p.client, p.info, p.lastOK = c, info, time.Now()
+	p.live.Store(c)
 	p.startDur = p.lastOK.Sub(begin)
 	return nil
 }
@@ -168,6 +172,7 @@ func (p *Proc) Get(ctx context.Context) (*sdk.Client, error) {
 	if p.client != nil {
 		p.client.Kill()
 		p.client = nil
+		p.live.Store(nil)
 		if time.Since(p.lastOK) > time.Minute {
 			// It served for a while: a new failure, not a crash loop.
 			p.restarts = 0
@@ -252,6 +257,7 @@ func (p *Proc) Close(ctx context.Context) error {
 	}
 	err := p.client.Close(ctx)
 	p.client = nil
+	p.live.Store(nil)
 	return err
 }
 

@@ -15,6 +15,7 @@ import (
 	"io"
 	"math"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -136,6 +137,10 @@ type Options struct {
 	Observe string
 	// Timeout bounds the whole run, plugin start and stop included (default 10m).
 	Timeout time.Duration
+	// HeapProfile, when set, receives a heap profile of this process (the
+	// host) taken when the last kick returns, after a GC: the moment the
+	// most result waiters are pending (idle mode: after the idle wait).
+	HeapProfile io.Writer
 	// Logger receives the host's and plugins' logs (default: warnings to stderr).
 	Logger hclog.Logger
 	// Progress, when set, is called about five times a second.
@@ -512,6 +517,12 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 
 	stopProgress := r.progress(runCtx)
 	kickEnd := r.kickAll(runCtx, kick)
+	if opts.HeapProfile != nil {
+		runtime.GC()
+		if err := pprof.Lookup("heap").WriteTo(opts.HeapProfile, 0); err != nil {
+			r.fail(fmt.Errorf("heap profile: %w", err))
+		}
+	}
 	// Kicking is over: the run ends when every kicked task has run once.
 	r.target.Store(r.kicked.Load())
 	r.checkDone()

@@ -108,6 +108,7 @@ func TestSnapshotReadsCurrentRSS(t *testing.T) {
 	self := snapshot()[os.Getpid()]
 	require.Positive(t, self.RSSMB)
 	require.GreaterOrEqual(t, self.PeakRSSMB, self.RSSMB, "the peak is never below the current resident set")
+	require.InDelta(t, self.RSSMB, self.RSSAnonMB+self.RSSFileMB, 1, "anon and file pages make up the resident set (shmem aside)")
 }
 
 func TestStatusMB(t *testing.T) {
@@ -155,7 +156,7 @@ func TestIdleReportText(t *testing.T) {
 		Config: "taskiq.hcl", Brokers: "default", Mode: "idle", IdleSeconds: 5, LoadMS: 40,
 		WorkerReadyMS: 1.5, MaxAsyncTasks: 100, NumCPU: 2, GoVersion: "go1",
 		Processes: []ProcStat{
-			{PID: 1, Name: "taskiq", Role: "host", RSSMB: 14, PeakRSSMB: 16},
+			{PID: 1, Name: "taskiq", Role: "host", RSSMB: 14, RSSAnonMB: 4, RSSFileMB: 10, PeakRSSMB: 16},
 			{PID: 2, Name: "taskiq-inmemory", Role: "plugin", Plugin: "broker.default", StartMS: 18.5, RSSMB: 9, PeakRSSMB: 9},
 			{PID: 3, Name: "taskiq-inmemory", Role: "plugin", Plugin: "result_backend.default", StartMS: 17.5, RSSMB: 8, PeakRSSMB: 8},
 		},
@@ -167,7 +168,7 @@ func TestIdleReportText(t *testing.T) {
 	require.Contains(t, out, "core.Load 40.0 ms (2 plugin processes started one after another, 36.0 ms of it)")
 	require.Contains(t, out, "broker.default")
 	require.Contains(t, out, "start   18.5 ms")
-	require.Contains(t, out, "rss   14.0 MB")
+	require.Contains(t, out, "rss   14.0 MB (anon   4.0, file  10.0)")
 	require.Contains(t, out, "total rss 31.0 MB")
 	require.NotContains(t, out, "kicks/s", "an idle run kicks nothing")
 	require.NotContains(t, out, "was not idle")

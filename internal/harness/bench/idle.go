@@ -8,6 +8,7 @@ import (
 	"os"
 	"runtime"
 	"runtime/debug"
+	"runtime/pprof"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -77,6 +78,11 @@ func runIdle(ctx context.Context, opts Options, app *core.App, loadTime time.Dur
 	// What the host keeps resident, not garbage it has yet to return.
 	runtime.GC()
 	debug.FreeOSMemory()
+	if opts.HeapProfile != nil {
+		if err := pprof.Lookup("heap").WriteTo(opts.HeapProfile, 0); err != nil {
+			runErr = errors.Join(runErr, fmt.Errorf("heap profile: %w", err))
+		}
+	}
 	after, snapErr := appSnapshot(app)
 	rep.Processes = diffSnapshots(before, after)
 	labelPlugins(rep.Processes, app.PluginProcesses())
@@ -158,8 +164,8 @@ func (rep *Report) writeIdleText(w io.Writer) {
 		if p.Role == "plugin" {
 			start = fmt.Sprintf("start %6.1f ms", p.StartMS)
 		}
-		fmt.Fprintf(w, "  %-6s %-24s %-22s pid %-7d %-15s  rss %6.1f MB  peak rss %6.1f MB  cpu %5.2fs\n",
-			p.Role, p.Name, p.Plugin, p.PID, start, p.RSSMB, p.PeakRSSMB, p.CPUSeconds)
+		fmt.Fprintf(w, "  %-6s %-24s %-22s pid %-7d %-15s  rss %6.1f MB (anon %5.1f, file %5.1f)  peak rss %6.1f MB  cpu %5.2fs\n",
+			p.Role, p.Name, p.Plugin, p.PID, start, p.RSSMB, p.RSSAnonMB, p.RSSFileMB, p.PeakRSSMB, p.CPUSeconds)
 	}
 	fmt.Fprintf(w, "  total rss %.1f MB, total cpu %.2fs\n", total, rep.TotalCPUSeconds)
 	if rep.Executed > 0 {

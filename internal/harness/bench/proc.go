@@ -35,6 +35,12 @@ type ProcStat struct {
 	// (idle mode: after the idle wait, the host after a GC that returned
 	// free memory to the OS).
 	RSSMB float64 `json:"rss_mb"`
+	// RSSAnonMB and RSSFileMB split RSSMB (RssAnon, RssFile): memory the
+	// process wrote (heap, stacks, data) and the pages of its binary and
+	// shared libraries it touched, which processes running the same binary
+	// share in the page cache.
+	RSSAnonMB float64 `json:"rss_anon_mb"`
+	RSSFileMB float64 `json:"rss_file_mb"`
 	// cpuTicks is the cumulative utime+stime at the time of reading.
 	cpuTicks int64
 }
@@ -70,6 +76,7 @@ func readProc(pid int) (ProcStat, int, error) {
 	}
 	if status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid)); err == nil {
 		st.PeakRSSMB, st.RSSMB = statusMB(status, "VmHWM:"), statusMB(status, "VmRSS:")
+		st.RSSAnonMB, st.RSSFileMB = statusMB(status, "RssAnon:"), statusMB(status, "RssFile:")
 	}
 	return st, ppid, nil
 }

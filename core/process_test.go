@@ -276,19 +276,27 @@ func TestProcessSupervisionRestartsMiddlewarePlugin(t *testing.T) {
 	require.NotZero(t, core.PluginPIDs(b.app)["middleware.recorder"])
 }
 
+// heldTasks registers task "held", which returns i*mul once release is
+// closed, and runs a worker with room for n of them at once; running is
+// done when n of them have started.
+func (b *procBundle) heldTasks(t *testing.T, n, mul int) (task *core.Task[int], running *sync.WaitGroup, release chan struct{}) {
+	release = make(chan struct{})
+	running = &sync.WaitGroup{}
+	running.Add(n)
+	task = core.MustTask[int](b.app, "held", func(i int) (int, error) {
+		running.Done()
+		<-release
+		return i * mul, nil
+	})
+	b.runWorker(t, core.WorkerOptions{MaxAsyncTasks: n})
+	return task, running, release
+}
+
 func TestProcessSupervisionRestartsResultBackendPlugin(t *testing.T) {
 	t.Parallel()
 	b := loadProc(t, "")
 	const n = 40
-	release := make(chan struct{})
-	var running sync.WaitGroup
-	running.Add(n)
-	task := core.MustTask[int](b.app, "held", func(i int) (int, error) {
-		running.Done()
-		<-release
-		return i * 2, nil
-	})
-	b.runWorker(t, core.WorkerOptions{MaxAsyncTasks: n})
+	task, running, release := b.heldTasks(t, n, 2)
 	handles := make([]*core.AsyncTask[int], n)
 	for i := range handles {
 		h, err := task.Kiq(context.Background(), i)
@@ -408,15 +416,7 @@ func benchKickers() int {
 func TestOnResultThroughAPluginProcess(t *testing.T) {
 	b := loadProc(t, "")
 	const n = 500
-	release := make(chan struct{})
-	var running sync.WaitGroup
-	running.Add(n)
-	task := core.MustTask[int](b.app, "held", func(i int) (int, error) {
-		running.Done()
-		<-release
-		return i * 3, nil
-	})
-	b.runWorker(t, core.WorkerOptions{MaxAsyncTasks: n})
+	task, running, release := b.heldTasks(t, n, 3)
 	type answer struct {
 		i, v int
 		err  error

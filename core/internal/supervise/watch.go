@@ -18,12 +18,11 @@ func (r supervisedResults) WatchResult(taskID string, done func([]byte, error)) 
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	c := r.p.live.Load()
-	if c == nil || c.Exited() {
-		w.retryLocked(nil, nil)
-		return w.withdraw
+	var rw sdk.ResultWatcher
+	if c != nil && !c.Exited() {
+		rw, _ = c.ResultBackend().(sdk.ResultWatcher)
 	}
-	rw, ok := c.ResultBackend().(sdk.ResultWatcher)
-	if !ok {
+	if rw == nil {
 		w.retryLocked(nil, nil)
 		return w.withdraw
 	}
@@ -49,15 +48,22 @@ type watchCall struct {
 // answer is the watch's answer from c's process.
 func (w *watchCall) answer(b []byte, err error) {
 	w.mu.Lock()
-	if w.finished {
-		w.mu.Unlock()
-		return
-	}
-	if err != nil && w.c != nil && (errors.Is(err, sdk.ErrUnavailable) || w.c.Exited()) {
+	if !w.finished && err != nil && w.c != nil && (errors.Is(err, sdk.ErrUnavailable) || w.c.Exited()) {
 		// Perhaps the process died: Died finds out, off this goroutine.
 		c := w.c
 		w.c, w.stop = nil, nil
 		w.retryLocked(c, err)
+		w.mu.Unlock()
+		return
+	}
+	w.mu.Unlock()
+	w.finish(b, err)
+}
+
+// finish delivers the answer unless the watch has already finished.
+func (w *watchCall) finish(b []byte, err error) {
+	w.mu.Lock()
+	if w.finished {
 		w.mu.Unlock()
 		return
 	}
@@ -84,14 +90,7 @@ func (w *watchCall) retryLocked(c *sdk.Client, err error) {
 				return rw.WaitResult(ctx, w.id)
 			})
 		}
-		w.mu.Lock()
-		if w.finished {
-			w.mu.Unlock()
-			return
-		}
-		w.finished = true
-		w.mu.Unlock()
-		w.done(b, err)
+		w.finish(b, err)
 	}()
 }
 

@@ -242,7 +242,7 @@ func (c *Client) serveHost() uint32 {
 		// fails, as it would a moment later anyway.
 		c.start(func() {
 			c.gbroker.AcceptAndServe(c.hostID, func(opts []grpc.ServerOption) *grpc.Server {
-				opts = append(opts, grpc.MaxRecvMsgSize(limit), grpc.MaxSendMsgSize(limit), grpc.WaitForHandlers(true))
+				opts = append(append(opts, serverOptions(limit)...), grpc.WaitForHandlers(true))
 				s := grpc.NewServer(opts...)
 				pluginv1.RegisterHostServer(s, hs)
 				return s

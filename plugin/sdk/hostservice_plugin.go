@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 
-	"google.golang.org/grpc"
-
 	pluginv1 "github.com/taskiq-go/taskiq/plugin/sdk/proto/v1"
 	"github.com/taskiq-go/taskiq/plugin/sdk/wire"
 )
@@ -26,8 +24,7 @@ func (s *pluginServer) hostFor(id uint32) (Host, error) {
 		return nil, errors.New("no go-plugin broker to reach the host through")
 	}
 	limit := grpcLimit(s.maxSize)
-	conn, err := s.gbroker.DialWithOptions(id, grpc.WithDefaultCallOptions(
-		grpc.MaxCallRecvMsgSize(limit), grpc.MaxCallSendMsgSize(limit)))
+	conn, err := s.gbroker.DialWithOptions(id, dialOptions(limit))
 	if err != nil {
 		return nil, fmt.Errorf("dial the host service: %w", err)
 	}

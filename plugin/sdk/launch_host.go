@@ -141,8 +141,7 @@ func Launch(ctx context.Context, cfg LaunchConfig) (*Client, error) {
 		AutoMTLS:         cfg.AutoMTLS,
 		StartTimeout:     timeout,
 		Stderr:           tail,
-		GRPCDialOptions: []grpc.DialOption{grpc.WithDefaultCallOptions(
-			grpc.MaxCallRecvMsgSize(limit), grpc.MaxCallSendMsgSize(limit))},
+		GRPCDialOptions:  []grpc.DialOption{dialOptions(limit)},
 	})
 	proto, err := pc.Client()
 	if err != nil {

@@ -87,8 +87,7 @@ func Serve(p Plugin) {
 			// (8-12% of a plugin's CPU at 1k tasks/s). Long calls (the
 			// delivery and result streams) get goroutines of their own
 			// when every worker is busy.
-			opts = append(opts, grpc.MaxRecvMsgSize(limit), grpc.MaxSendMsgSize(limit),
-				grpc.NumStreamWorkers(uint32(max(4, runtime.NumCPU()))))
+			opts = append(append(opts, serverOptions(limit)...), grpc.NumStreamWorkers(uint32(max(4, runtime.NumCPU()))))
 			return grpc.NewServer(opts...)
 		},
 		Logger: logger,

@@ -6,32 +6,17 @@ import (
 	"github.com/taskiq-go/taskiq/plugin/sdk/wire"
 )
 
-// Labels the host reads and writes, in the spelling Python taskiq's
-// middlewares use, so that a message kicked by either side is measured and
-// traced by the other.
-const (
-	// LabelQueueTime is the kick time in seconds since the epoch (a float),
-	// as taskiq's OpenTelemetryMiddleware writes it.
-	LabelQueueTime = "_taskiq_queue_time"
-	// LabelEnqueueTimestamp is the kick time as an ISO 8601 string, as
-	// taskiq's PrometheusMiddleware writes it; read, never written.
-	LabelEnqueueTimestamp = "_taskiq_enqueue_timestamp"
-	// LabelTraceparent and LabelTracestate carry W3C trace context; taskiq's
-	// OpenTelemetryMiddleware injects the default propagators (trace context
-	// and baggage) into the labels, so the keys are the header names.
-	LabelTraceparent = "traceparent"
-	LabelTracestate  = "tracestate"
-	LabelBaggage     = "baggage"
-)
+// The labels the host reads and writes are wire's (wire.LabelQueueTime and
+// the others): the spelling of Python taskiq's middlewares.
 
 // kickTime reads when msg was kicked from the labels either Python
 // middleware writes (or the host itself).
 func kickTime(msg *wire.Message) (time.Time, bool) {
-	if f, ok := msg.LabelFloat(LabelQueueTime); ok && f > 0 {
+	if f, ok := msg.LabelFloat(wire.LabelQueueTime); ok && f > 0 {
 		sec := int64(f)
 		return time.Unix(sec, int64((f-float64(sec))*1e9)), true
 	}
-	if s, ok := msg.LabelString(LabelEnqueueTimestamp); ok && s != "" {
+	if s, ok := msg.LabelString(wire.LabelEnqueueTimestamp); ok && s != "" {
 		for _, layout := range []string{time.RFC3339Nano, "2006-01-02T15:04:05.999999999", "2006-01-02 15:04:05.999999999-07:00"} {
 			if t, err := time.Parse(layout, s); err == nil {
 				return t, true

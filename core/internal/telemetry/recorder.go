@@ -202,7 +202,7 @@ func QueueOf(msg *wire.Message) string {
 	return DefaultQueue
 }
 
-// StampKick writes the kick time into msg's labels (LabelQueueTime), from
+// StampKick writes the kick time into msg's labels (wire.LabelQueueTime), from
 // which the worker measures the wait; a requeued or retried copy gets a
 // new one.
 func (r *Recorder) StampKick(msg *wire.Message) {
@@ -210,7 +210,7 @@ func (r *Recorder) StampKick(msg *wire.Message) {
 		return
 	}
 	t := r.now()
-	msg.SetLabel(LabelQueueTime, float64(t.UnixNano())/1e9)
+	msg.SetLabel(wire.LabelQueueTime, float64(t.UnixNano())/1e9)
 }
 
 // Kicked counts msg as sent to a broker.

@@ -41,6 +41,24 @@ const (
 	LabelRequeue      = "X-Taskiq-requeue"
 )
 
+// Labels of the telemetry middlewares, in the spelling Python taskiq's use,
+// so that a message kicked by either side is measured and traced by the
+// other.
+const (
+	// LabelQueueTime is the kick time in seconds since the epoch (a float),
+	// as taskiq's OpenTelemetryMiddleware writes it.
+	LabelQueueTime = "_taskiq_queue_time"
+	// LabelEnqueueTimestamp is the kick time as an ISO 8601 string, as
+	// taskiq's PrometheusMiddleware writes it.
+	LabelEnqueueTimestamp = "_taskiq_enqueue_timestamp"
+	// LabelTraceparent, LabelTracestate and LabelBaggage carry W3C trace
+	// context and baggage: taskiq's OpenTelemetryMiddleware injects the
+	// default propagators into the labels, so the keys are the header names.
+	LabelTraceparent = "traceparent"
+	LabelTracestate  = "tracestate"
+	LabelBaggage     = "baggage"
+)
+
 // ErrMalformed is wrapped by every decoding error of a message or result.
 var ErrMalformed = errors.New("malformed message")
 

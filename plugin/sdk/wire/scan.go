@@ -91,7 +91,7 @@ func decodeMessageFast(body []byte) (*Message, bool) {
 // and the trace context and kick time of the telemetry middlewares.
 var knownLabelKeys = [...]string{LabelTimeout, LabelAckType, LabelRetryOnError, LabelMaxRetries, LabelRetries,
 	LabelDelay, LabelPriority, LabelQueueName, LabelSchedule, LabelScheduleID, LabelRequeue,
-	"traceparent", "tracestate", "baggage", "_taskiq_queue_time", "_taskiq_enqueue_timestamp"}
+	LabelTraceparent, LabelTracestate, LabelBaggage, LabelQueueTime, LabelEnqueueTimestamp}
 
 // labelKey is key as a string, a known key's constant when it is one.
 func labelKey(key []byte) string {

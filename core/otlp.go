@@ -48,7 +48,11 @@ func (a *App) configureTelemetry(ctx context.Context, t config.Telemetry) error 
 		if err != nil {
 			return err
 		}
-		tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp), sdktrace.WithResource(res))
+		tpOpts := []sdktrace.TracerProviderOption{sdktrace.WithBatcher(exp), sdktrace.WithResource(res)}
+		if s := sampler(t); s != nil {
+			tpOpts = append(tpOpts, sdktrace.WithSampler(s))
+		}
+		tp := sdktrace.NewTracerProvider(tpOpts...)
 		a.telOpts.TracerProvider = tp
 		a.closers = append(a.closers, tp.Shutdown)
 	}
@@ -66,6 +70,18 @@ func (a *App) configureTelemetry(ctx context.Context, t config.Telemetry) error 
 		a.closers = append(a.closers, mp.Shutdown)
 	}
 	return nil
+}
+
+// sampler is the sampler of telemetry.sample_ratio: new traces sampled at
+// that ratio, spans with a parent as the parent was. nil, which leaves the
+// SDK to read OTEL_TRACES_SAMPLER (its default samples every span), when the
+// block sets no ratio or the variable is set: the variable wins, as
+// OTEL_SERVICE_NAME does over service_name.
+func sampler(t config.Telemetry) sdktrace.Sampler {
+	if t.SampleRatio == nil || os.Getenv("OTEL_TRACES_SAMPLER") != "" {
+		return nil
+	}
+	return sdktrace.ParentBased(sdktrace.TraceIDRatioBased(*t.SampleRatio))
 }
 
 // signalURL is a signal's URL under the collector's base URL, as for

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -413,6 +414,26 @@ func TestQueueGaugesFromTheInspector(t *testing.T) {
 // the spans of a kick and its run over OTLP/HTTP to otlp_endpoint (here a
 // collector stand-in on 127.0.0.1), flushed by App.Close.
 func TestTelemetryBlockExportsOverOTLP(t *testing.T) {
+	paths := otlpRun(t, "  service_name = \"obs-test\"\n")
+	require.Positive(t, paths["/v1/traces"], "spans exported: %v", paths)
+	require.Positive(t, paths["/v1/metrics"], "messaging metrics exported: %v", paths)
+}
+
+// With sample_ratio = 0 a worker samples no new trace: its collector gets
+// the messaging metrics and no span.
+func TestTelemetrySampleRatioZeroExportsNoSpans(t *testing.T) {
+	t.Setenv("OTEL_TRACES_SAMPLER", "")
+	require.NoError(t, os.Unsetenv("OTEL_TRACES_SAMPLER"))
+	paths := otlpRun(t, "  sample_ratio = 0\n")
+	require.Zero(t, paths["/v1/traces"], "spans exported: %v", paths)
+	require.Positive(t, paths["/v1/metrics"], "messaging metrics exported: %v", paths)
+}
+
+// otlpRun runs one task in a worker whose telemetry block turns tracing on,
+// exports to a collector of the test's and has the extra attributes, and
+// returns how many requests the collector got on each path.
+func otlpRun(t *testing.T, extra string) map[string]int {
+	t.Helper()
 	var mu sync.Mutex
 	paths := map[string]int{}
 	collector := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -423,7 +444,7 @@ func TestTelemetryBlockExportsOverOTLP(t *testing.T) {
 		w.Header().Set("Content-Type", "application/x-protobuf")
 	}))
 	defer collector.Close()
-	pb := loadProc(t, "telemetry {\n  tracing = true\n  otlp_endpoint = \""+collector.URL+"\"\n  service_name = \"obs-test\"\n}\n")
+	pb := loadProc(t, "telemetry {\n  tracing = true\n  otlp_endpoint = \""+collector.URL+"\"\n"+extra+"}\n")
 	task := core.MustTask[int](pb.app, "obs.otlp", func() (int, error) { return 1, nil })
 	at, err := task.Kiq(context.Background())
 	require.NoError(t, err)
@@ -437,8 +458,7 @@ func TestTelemetryBlockExportsOverOTLP(t *testing.T) {
 	require.NoError(t, pb.app.Close(context.Background()))
 	mu.Lock()
 	defer mu.Unlock()
-	require.Positive(t, paths["/v1/traces"], "spans exported: %v", paths)
-	require.Positive(t, paths["/v1/metrics"], "messaging metrics exported: %v", paths)
+	return paths
 }
 
 // otelPoints collects the data points of one OpenTelemetry metric by their

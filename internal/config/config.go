@@ -180,6 +180,11 @@ type Telemetry struct {
 	// QueueStatsInterval is how often the queue gauges are refreshed from
 	// the broker's inspector; 0 is 15s.
 	QueueStatsInterval time.Duration
+	// SampleRatio, when not nil, is the share of new traces whose spans are
+	// sampled (0 to 1); a span whose parent is in a trace follows the
+	// parent's decision. nil leaves it to OTEL_TRACES_SAMPLER, whose default
+	// samples every span; OTEL_TRACES_SAMPLER wins over it.
+	SampleRatio *float64
 }
 
 // Security holds the `security {}` block.

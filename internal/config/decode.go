@@ -64,7 +64,7 @@ var (
 	telemetrySchema = &hcl.BodySchema{
 		Attributes: []hcl.AttributeSchema{
 			{Name: "metrics_addr"}, {Name: "tracing"}, {Name: "otlp_endpoint"},
-			{Name: "service_name"}, {Name: "queue_stats_interval"},
+			{Name: "service_name"}, {Name: "queue_stats_interval"}, {Name: "sample_ratio"},
 		},
 	}
 )
@@ -359,6 +359,16 @@ func (d *decoder) telemetry(blk *hcl.Block) {
 	}
 	if a := content.Attributes["queue_stats_interval"]; a != nil {
 		d.durationAttr(a, &t.QueueStatsInterval)
+	}
+	if a := content.Attributes["sample_ratio"]; a != nil {
+		var r float64
+		if d.expr(a, &r) {
+			if r < 0 || r > 1 {
+				d.errorf(a.Expr.Range(), "Invalid sample_ratio", "sample_ratio is the share of traces sampled, from 0 to 1 (0.1: one in ten); got %g.", r)
+			} else {
+				t.SampleRatio = &r
+			}
+		}
 	}
 }
 

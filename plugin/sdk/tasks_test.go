@@ -376,16 +376,22 @@ func TestTaskModuleClose(t *testing.T) {
 
 // BenchmarkTaskModuleExecute is the cost of the process hop to a task
 // module: 256 callers at once (a worker's max_async_tasks) run a no-op-sized
-// task through one Execute stream.
+// task through one Execute stream. It reports the CPU both processes spent
+// per call; TASKIQ_BENCH_PLUGIN_CPUPROFILE=path profiles the module.
 func BenchmarkTaskModuleExecute(b *testing.B) {
 	exe, err := os.Executable()
 	require.NoError(b, err)
-	c := sdktest.LaunchBinary(b, exe, sdk.KindTasks, "{}", sdktest.WithEnv(envTasksModule+"=1"))
+	opts := []sdktest.Option{sdktest.WithEnv(envTasksModule + "=1")}
+	if p := os.Getenv("TASKIQ_BENCH_PLUGIN_CPUPROFILE"); p != "" {
+		opts = append(opts, sdktest.WithEnv(sdk.EnvCPUProfile+"="+p))
+	}
+	c := sdktest.LaunchBinary(b, exe, sdk.KindTasks, "{}", opts...)
 	m := c.Tasks(256)
 	defer func() { _ = m.(interface{ Close(context.Context) error }).Close(context.Background()) }()
 	msg := taskMsg("add", 1, 2)
 	body, err := msg.AppendJSON(nil)
 	require.NoError(b, err)
+	hostCPU, moduleCPU := processCPU(b, os.Getpid()), processCPU(b, c.Pid())
 	b.SetParallelism(128)
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
@@ -397,4 +403,7 @@ func BenchmarkTaskModuleExecute(b *testing.B) {
 			}
 		}
 	})
+	b.StopTimer()
+	b.ReportMetric((processCPU(b, os.Getpid())-hostCPU).Seconds()*1e6/float64(b.N), "host-cpu-µs/call")
+	b.ReportMetric((processCPU(b, c.Pid())-moduleCPU).Seconds()*1e6/float64(b.N), "module-cpu-µs/call")
 }

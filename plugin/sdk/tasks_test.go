@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -134,6 +135,15 @@ func (m *testModule) Execute(ctx context.Context, msg *wire.Message) (json.RawMe
 	case "wait":
 		<-ctx.Done()
 		return nil, ctx.Err()
+	case "wait-and-mark":
+		// Waits for its context to end, then creates the file its argument
+		// names, so that a test sees the module cancelled the call.
+		var path string
+		if err := arg(0, &path); err != nil {
+			return nil, err
+		}
+		<-ctx.Done()
+		return nil, os.WriteFile(path, []byte(context.Cause(ctx).Error()), 0o600)
 	case "requeue":
 		return nil, fmt.Errorf("not now: %w", sdk.ErrRequeue)
 	case "reject":
@@ -352,6 +362,31 @@ func TestTaskModuleDeathFailsPendingCalls(t *testing.T) {
 	require.ErrorIs(t, err, sdk.ErrUnavailable)
 	require.ErrorIs(t, <-waiting, sdk.ErrUnavailable, "a call pending on the dead module fails too")
 	require.Eventually(t, c.Exited, 5*time.Second, 10*time.Millisecond)
+}
+
+// TestTaskModuleCloseCancelsRunningCalls closes the Execute stream while a
+// call runs in the module: the module cancels the call's context.
+func TestTaskModuleCloseCancelsRunningCalls(t *testing.T) {
+	t.Parallel()
+	c := launchModule(t)
+	m := c.Tasks(4)
+	ctx := testCtx(t)
+	mark := filepath.Join(t.TempDir(), "cancelled")
+	waiting := make(chan error, 1)
+	go func() {
+		_, err := m.Execute(ctx, taskMsg("wait-and-mark", mark))
+		waiting <- err
+	}()
+	// A call answered on the stream shows the stream is open; the waiting
+	// call was sent before it (the window is not full).
+	_, err := m.Execute(ctx, taskMsg("add", 1, 1))
+	require.NoError(t, err)
+	require.NoError(t, m.(interface{ Close(context.Context) error }).Close(ctx))
+	<-waiting // it ends with the module's answer or with the closed stream
+	require.Eventually(t, func() bool {
+		b, err := os.ReadFile(mark)
+		return err == nil && string(b) == context.Canceled.Error()
+	}, 10*time.Second, 5*time.Millisecond, "the module cancelled the running call when the stream closed")
 }
 
 func TestTaskModuleClose(t *testing.T) {

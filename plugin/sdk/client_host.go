@@ -243,6 +243,7 @@ func (c *Client) serveHost() uint32 {
 		c.start(func() {
 			c.gbroker.AcceptAndServe(c.hostID, func(opts []grpc.ServerOption) *grpc.Server {
 				opts = append(opts, grpc.MaxRecvMsgSize(limit), grpc.MaxSendMsgSize(limit), grpc.WaitForHandlers(true))
+				opts = append(opts, serverFlowOptions()...)
 				s := grpc.NewServer(opts...)
 				pluginv1.RegisterHostServer(s, hs)
 				return s

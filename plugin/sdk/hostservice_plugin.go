@@ -26,8 +26,8 @@ func (s *pluginServer) hostFor(id uint32) (Host, error) {
 		return nil, errors.New("no go-plugin broker to reach the host through")
 	}
 	limit := grpcLimit(s.maxSize)
-	conn, err := s.gbroker.DialWithOptions(id, grpc.WithDefaultCallOptions(
-		grpc.MaxCallRecvMsgSize(limit), grpc.MaxCallSendMsgSize(limit)))
+	conn, err := s.gbroker.DialWithOptions(id, append(dialFlowOptions(), grpc.WithDefaultCallOptions(
+		grpc.MaxCallRecvMsgSize(limit), grpc.MaxCallSendMsgSize(limit)))...)
 	if err != nil {
 		return nil, fmt.Errorf("dial the host service: %w", err)
 	}

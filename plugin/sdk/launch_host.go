@@ -141,8 +141,8 @@ func Launch(ctx context.Context, cfg LaunchConfig) (*Client, error) {
 		AutoMTLS:         cfg.AutoMTLS,
 		StartTimeout:     timeout,
 		Stderr:           tail,
-		GRPCDialOptions: []grpc.DialOption{grpc.WithDefaultCallOptions(
-			grpc.MaxCallRecvMsgSize(limit), grpc.MaxCallSendMsgSize(limit))},
+		GRPCDialOptions: append(dialFlowOptions(), grpc.WithDefaultCallOptions(
+			grpc.MaxCallRecvMsgSize(limit), grpc.MaxCallSendMsgSize(limit))),
 	})
 	proto, err := pc.Client()
 	if err != nil {

@@ -89,6 +89,7 @@ func Serve(p Plugin) {
 			// when every worker is busy.
 			opts = append(opts, grpc.MaxRecvMsgSize(limit), grpc.MaxSendMsgSize(limit),
 				grpc.NumStreamWorkers(uint32(max(4, runtime.NumCPU()))))
+			opts = append(opts, serverFlowOptions()...)
 			return grpc.NewServer(opts...)
 		},
 		Logger: logger,

@@ -325,6 +325,25 @@ func TestTaskModuleWindow(t *testing.T) {
 	}
 }
 
+// TestTaskModuleLargeMessages sends a message and gets back a result of
+// several MiB, far over HTTP/2's default 64 KiB window: the connections'
+// fixed flow-control window (flowWindow) carries them in both directions.
+func TestTaskModuleLargeMessages(t *testing.T) {
+	t.Parallel()
+	c := launchModule(t)
+	m := c.Tasks(2)
+	closeModule(t, m)
+	ctx := testCtx(t)
+	const n = 6 << 20
+	ret, err := m.Execute(ctx, taskMsg("add", 1, 2, strings.Repeat("p", n)))
+	require.NoError(t, err)
+	require.JSONEq(t, "3", string(ret))
+	ret, err = m.Execute(ctx, taskMsg("big", n))
+	require.NoError(t, err)
+	require.Len(t, ret, n+2)
+	require.Equal(t, `"`+strings.Repeat("x", n)+`"`, string(ret))
+}
+
 func TestTaskModuleOversize(t *testing.T) {
 	t.Parallel()
 	const limit = 4 << 10

@@ -194,8 +194,8 @@ func TestModuleSpan(t *testing.T) {
 		{`[1796319070668000000,1796319070668000123]`, [2]int64{1796319070668000000, 1796319070668000123}, true},
 		{`[-5,0]`, [2]int64{-5, 0}, true},
 		{` [ 1 , 2 ] `, [2]int64{1, 2}, true}, // not the module's form: encoding/json reads it
-		{`[1,2,3]`, [2]int64{1, 2}, true}, // as encoding/json: the rest is dropped
-		{`[1]`, [2]int64{1, 0}, true}, // encoding/json leaves the rest zero
+		{`[1,2,3]`, [2]int64{1, 2}, true},     // as encoding/json: the rest is dropped
+		{`[1]`, [2]int64{1, 0}, true},         // encoding/json leaves the rest zero
 		{`{"a":1}`, [2]int64{}, false},
 		{`[1,"x"]`, [2]int64{}, false},
 		{``, [2]int64{}, false},

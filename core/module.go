@@ -75,7 +75,7 @@ func modulePlugin(app *App, version string) sdk.Plugin {
 				if err := app.fire(ctx, EventWorkerStartup); err != nil {
 					return nil, fmt.Errorf("worker startup event: %w", err)
 				}
-				return &moduleTasks{app: app}, nil
+				return &moduleTasks{app: app, w: &worker{app: app}}, nil
 			},
 		},
 	}
@@ -84,6 +84,9 @@ func modulePlugin(app *App, version string) sdk.Plugin {
 // moduleTasks serves an App's tasks to a worker host (sdk.TaskModule).
 type moduleTasks struct {
 	app *App
+	// w runs every execution: the worker's code path without its broker
+	// (one for all calls; what it keeps per call is safe for concurrent use).
+	w *worker
 }
 
 // Tasks describes the registered tasks from what registration learned.
@@ -166,8 +169,7 @@ func (m *moduleTasks) Execute(ctx context.Context, msg *wire.Message) (json.RawM
 	if t, ok := msg.LabelFloat(wire.LabelTimeout); ok && t > 0 {
 		timeout = time.Duration(t * float64(time.Second))
 	}
-	w := &worker{app: m.app}
-	ret, err := w.run(withTaskContext(ctx, tc), def, tc, timeout)
+	ret, err := m.w.run(withTaskContext(ctx, tc), def, tc, timeout)
 	tc.mu.Lock()
 	out := tc.outcome
 	tc.mu.Unlock()

@@ -3,7 +3,6 @@ package sdk
 import (
 	"fmt"
 
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/mem"
 	"google.golang.org/protobuf/proto"
 )
@@ -60,16 +59,4 @@ func (protoCodec) Unmarshal(data mem.BufferSlice, v any) error {
 	buf := data.MaterializeToBuffer(bufferPool)
 	defer buf.Free()
 	return proto.Unmarshal(buf.ReadOnlyData(), m)
-}
-
-// dialOptions are the options of every connection to a plugin or to the
-// host: the message size limit (grpcLimit) and protoCodec.
-func dialOptions(limit int) grpc.DialOption {
-	return grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(limit), grpc.MaxCallSendMsgSize(limit),
-		grpc.ForceCodecV2(protoCodec{}))
-}
-
-// serverOptions are the same for the servers of plugins and of the host.
-func serverOptions(limit int) []grpc.ServerOption {
-	return []grpc.ServerOption{grpc.MaxRecvMsgSize(limit), grpc.MaxSendMsgSize(limit), grpc.ForceServerCodecV2(protoCodec{})}
 }

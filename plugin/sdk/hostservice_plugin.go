@@ -24,7 +24,7 @@ func (s *pluginServer) hostFor(id uint32) (Host, error) {
 		return nil, errors.New("no go-plugin broker to reach the host through")
 	}
 	limit := grpcLimit(s.maxSize)
-	conn, err := s.gbroker.DialWithOptions(id, dialOptions(limit))
+	conn, err := s.gbroker.DialWithOptions(id, dialOptions(limit)...)
 	if err != nil {
 		return nil, fmt.Errorf("dial the host service: %w", err)
 	}

@@ -17,7 +17,6 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin"
-	"google.golang.org/grpc"
 
 	pluginv1 "github.com/taskiq-go/taskiq/plugin/sdk/proto/v1"
 )
@@ -141,7 +140,7 @@ func Launch(ctx context.Context, cfg LaunchConfig) (*Client, error) {
 		AutoMTLS:         cfg.AutoMTLS,
 		StartTimeout:     timeout,
 		Stderr:           tail,
-		GRPCDialOptions:  []grpc.DialOption{dialOptions(limit)},
+		GRPCDialOptions:  dialOptions(limit),
 	})
 	proto, err := pc.Client()
 	if err != nil {

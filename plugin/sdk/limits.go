@@ -1,6 +1,10 @@
 package sdk
 
-import "fmt"
+import (
+	"fmt"
+
+	"google.golang.org/grpc"
+)
 
 // DefaultMaxMessageSize is the largest message body (or stored result) that
 // crosses a plugin boundary unless taskiq.hcl sets max_message_size. gRPC's
@@ -44,4 +48,26 @@ func chunkBySize[T any](items []T, limit int, size func(T) int) [][]T {
 		total += s
 	}
 	return append(out, items[start:])
+}
+
+// flowWindow is the HTTP/2 flow-control window of every plugin connection
+// and of its streams, fixed: a fixed window turns off gRPC's bandwidth
+// estimation, which otherwise answers nearly every data frame a process
+// receives with a window update and a PING that the other process must
+// read and acknowledge, two more wake-ups of each process per message
+// between processes that sit on the same machine. 16 MiB is the largest
+// window the estimation could grow to.
+const flowWindow = 16 << 20
+
+// dialOptions are the options of every connection to a plugin or to the
+// host: the message size limit (grpcLimit), flowWindow and protoCodec.
+func dialOptions(limit int) []grpc.DialOption {
+	return []grpc.DialOption{grpc.WithStaticStreamWindowSize(flowWindow), grpc.WithStaticConnWindowSize(flowWindow),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(limit), grpc.MaxCallSendMsgSize(limit), grpc.ForceCodecV2(protoCodec{}))}
+}
+
+// serverOptions are the same for the servers of plugins and of the host.
+func serverOptions(limit int) []grpc.ServerOption {
+	return []grpc.ServerOption{grpc.StaticStreamWindowSize(flowWindow), grpc.StaticConnWindowSize(flowWindow),
+		grpc.MaxRecvMsgSize(limit), grpc.MaxSendMsgSize(limit), grpc.ForceServerCodecV2(protoCodec{})}
 }

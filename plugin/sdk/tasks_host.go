@@ -84,6 +84,10 @@ type pendingCall struct {
 	done chan callOutcome // buffered: the receive loop never blocks
 }
 
+// pendingCalls recycles the pendingCall of a call that received its
+// answer (one whose caller gave up may still be sent to, and is dropped).
+var pendingCalls = sync.Pool{New: func() any { return &pendingCall{done: make(chan callOutcome, 1)} }}
+
 type callOutcome struct {
 	resp *pluginv1.ExecuteResponse
 	err  error
@@ -127,8 +131,12 @@ func (t *remoteTasks) Execute(ctx context.Context, msg *wire.Message) (json.RawM
 	}
 	select {
 	case t.window <- struct{}{}:
-	case <-ctx.Done():
-		return nil, ctx.Err()
+	default: // the window is full: wait for a slot, or for ctx
+		select {
+		case t.window <- struct{}{}:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
 	}
 	req := &pluginv1.ExecuteRequest{Message: body}
 	if dl, ok := ctx.Deadline(); ok {
@@ -149,6 +157,7 @@ func (t *remoteTasks) Execute(ctx context.Context, msg *wire.Message) (json.RawM
 	}
 	select {
 	case out := <-pc.done:
+		pendingCalls.Put(pc) // answered: nothing sends to it again
 		if out.err != nil {
 			return nil, out.err
 		}
@@ -214,7 +223,7 @@ func (t *remoteTasks) register(req *pluginv1.ExecuteRequest) (*execStream, *pend
 	}
 	t.nextID++
 	req.CallId = t.nextID
-	pc := &pendingCall{done: make(chan callOutcome, 1)}
+	pc := pendingCalls.Get().(*pendingCall)
 	t.pending[req.CallId] = pc
 	return t.gs, pc, nil
 }
@@ -222,7 +231,10 @@ func (t *remoteTasks) register(req *pluginv1.ExecuteRequest) (*execStream, *pend
 // receive hands each response to its call until the stream ends, then fails
 // the calls still pending with the reason.
 func (t *remoteTasks) receive(es *execStream) {
-	var one [1]*pluginv1.ExecuteResponse
+	var (
+		one [1]*pluginv1.ExecuteResponse
+		pcs []*pendingCall
+	)
 	for {
 		resp, err := es.gs.Recv()
 		if err != nil {
@@ -234,17 +246,23 @@ func (t *remoteTasks) receive(es *execStream) {
 			one[0] = resp
 			resps = one[:]
 		}
+		// One lock for the batch: the callers registering meanwhile take
+		// the same lock.
+		pcs = pcs[:0]
+		t.mu.Lock()
 		for _, r := range resps {
-			t.mu.Lock()
 			pc := t.pending[r.CallId]
 			delete(t.pending, r.CallId)
-			t.mu.Unlock()
-			if pc == nil {
-				continue
-			}
-			pc.done <- callOutcome{resp: r}
-			<-t.window
+			pcs = append(pcs, pc)
 		}
+		t.mu.Unlock()
+		for i, r := range resps {
+			if pc := pcs[i]; pc != nil {
+				pc.done <- callOutcome{resp: r}
+				<-t.window
+			}
+		}
+		clear(pcs)
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -134,6 +135,15 @@ func (m *testModule) Execute(ctx context.Context, msg *wire.Message) (json.RawMe
 	case "wait":
 		<-ctx.Done()
 		return nil, ctx.Err()
+	case "wait-and-mark":
+		// Waits for its context to end, then creates the file its argument
+		// names, so that a test sees the module cancelled the call.
+		var path string
+		if err := arg(0, &path); err != nil {
+			return nil, err
+		}
+		<-ctx.Done()
+		return nil, os.WriteFile(path, []byte(context.Cause(ctx).Error()), 0o600)
 	case "requeue":
 		return nil, fmt.Errorf("not now: %w", sdk.ErrRequeue)
 	case "reject":
@@ -315,6 +325,25 @@ func TestTaskModuleWindow(t *testing.T) {
 	}
 }
 
+// TestTaskModuleLargeMessages sends a message and gets back a result of
+// several MiB, far over HTTP/2's default 64 KiB window: the connections'
+// fixed flow-control window (flowWindow) carries them in both directions.
+func TestTaskModuleLargeMessages(t *testing.T) {
+	t.Parallel()
+	c := launchModule(t)
+	m := c.Tasks(2)
+	closeModule(t, m)
+	ctx := testCtx(t)
+	const n = 6 << 20
+	ret, err := m.Execute(ctx, taskMsg("add", 1, 2, strings.Repeat("p", n)))
+	require.NoError(t, err)
+	require.JSONEq(t, "3", string(ret))
+	ret, err = m.Execute(ctx, taskMsg("big", n))
+	require.NoError(t, err)
+	require.Len(t, ret, n+2)
+	require.Equal(t, `"`+strings.Repeat("x", n)+`"`, string(ret))
+}
+
 func TestTaskModuleOversize(t *testing.T) {
 	t.Parallel()
 	const limit = 4 << 10
@@ -354,6 +383,31 @@ func TestTaskModuleDeathFailsPendingCalls(t *testing.T) {
 	require.Eventually(t, c.Exited, 5*time.Second, 10*time.Millisecond)
 }
 
+// TestTaskModuleCloseCancelsRunningCalls closes the Execute stream while a
+// call runs in the module: the module cancels the call's context.
+func TestTaskModuleCloseCancelsRunningCalls(t *testing.T) {
+	t.Parallel()
+	c := launchModule(t)
+	m := c.Tasks(4)
+	ctx := testCtx(t)
+	mark := filepath.Join(t.TempDir(), "cancelled")
+	waiting := make(chan error, 1)
+	go func() {
+		_, err := m.Execute(ctx, taskMsg("wait-and-mark", mark))
+		waiting <- err
+	}()
+	// A call answered on the stream shows the stream is open; the waiting
+	// call was sent before it (the window is not full).
+	_, err := m.Execute(ctx, taskMsg("add", 1, 1))
+	require.NoError(t, err)
+	require.NoError(t, m.(interface{ Close(context.Context) error }).Close(ctx))
+	<-waiting // it ends with the module's answer or with the closed stream
+	require.Eventually(t, func() bool {
+		b, err := os.ReadFile(mark)
+		return err == nil && string(b) == context.Canceled.Error()
+	}, 10*time.Second, 5*time.Millisecond, "the module cancelled the running call when the stream closed")
+}
+
 func TestTaskModuleClose(t *testing.T) {
 	t.Parallel()
 	c := launchModule(t)
@@ -376,16 +430,22 @@ func TestTaskModuleClose(t *testing.T) {
 
 // BenchmarkTaskModuleExecute is the cost of the process hop to a task
 // module: 256 callers at once (a worker's max_async_tasks) run a no-op-sized
-// task through one Execute stream.
+// task through one Execute stream. It reports the CPU both processes spent
+// per call; TASKIQ_BENCH_PLUGIN_CPUPROFILE=path profiles the module.
 func BenchmarkTaskModuleExecute(b *testing.B) {
 	exe, err := os.Executable()
 	require.NoError(b, err)
-	c := sdktest.LaunchBinary(b, exe, sdk.KindTasks, "{}", sdktest.WithEnv(envTasksModule+"=1"))
+	opts := []sdktest.Option{sdktest.WithEnv(envTasksModule + "=1")}
+	if p := os.Getenv("TASKIQ_BENCH_PLUGIN_CPUPROFILE"); p != "" {
+		opts = append(opts, sdktest.WithEnv(sdk.EnvCPUProfile+"="+p))
+	}
+	c := sdktest.LaunchBinary(b, exe, sdk.KindTasks, "{}", opts...)
 	m := c.Tasks(256)
 	defer func() { _ = m.(interface{ Close(context.Context) error }).Close(context.Background()) }()
 	msg := taskMsg("add", 1, 2)
 	body, err := msg.AppendJSON(nil)
 	require.NoError(b, err)
+	hostCPU, moduleCPU := processCPU(b, os.Getpid()), processCPU(b, c.Pid())
 	b.SetParallelism(128)
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
@@ -397,4 +457,7 @@ func BenchmarkTaskModuleExecute(b *testing.B) {
 			}
 		}
 	})
+	b.StopTimer()
+	b.ReportMetric((processCPU(b, os.Getpid())-hostCPU).Seconds()*1e6/float64(b.N), "host-cpu-µs/call")
+	b.ReportMetric((processCPU(b, c.Pid())-moduleCPU).Seconds()*1e6/float64(b.N), "module-cpu-µs/call")
 }

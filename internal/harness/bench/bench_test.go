@@ -184,3 +184,28 @@ func TestCPUPerTaskMS(t *testing.T) {
 	require.InDelta(t, 0.5, cpuPerTaskMS(5, 0, 10000), 1e-9, "kick-only: over the tasks kicked")
 	require.Zero(t, cpuPerTaskMS(1, 0, 0), "idle: no tasks")
 }
+
+func TestModuleSpan(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want [2]int64
+		ok   bool
+	}{
+		{`[1796319070668000000,1796319070668000123]`, [2]int64{1796319070668000000, 1796319070668000123}, true},
+		{`[-5,0]`, [2]int64{-5, 0}, true},
+		{` [ 1 , 2 ] `, [2]int64{1, 2}, true}, // not the module's form: encoding/json reads it
+		{`[1,2,3]`, [2]int64{1, 2}, true},     // as encoding/json: the rest is dropped
+		{`[1]`, [2]int64{1, 0}, true},         // encoding/json leaves the rest zero
+		{`{"a":1}`, [2]int64{}, false},
+		{`[1,"x"]`, [2]int64{}, false},
+		{``, [2]int64{}, false},
+	} {
+		got, err := moduleSpan([]byte(tc.in))
+		if tc.ok {
+			require.NoError(t, err, tc.in)
+			require.Equal(t, tc.want, got, tc.in)
+		} else {
+			require.Error(t, err, tc.in)
+		}
+	}
+}

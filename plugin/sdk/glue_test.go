@@ -676,13 +676,22 @@ func (b *syncBuffer) String() string {
 	return b.buf.String()
 }
 
-func logLineWith(out, level, text string) bool {
+func logLineWith(out, level string, texts ...string) bool {
 	for _, line := range strings.Split(out, "\n") {
-		if strings.Contains(line, level) && strings.Contains(line, text) {
+		if strings.Contains(line, level) && all(texts, func(t string) bool { return strings.Contains(line, t) }) {
 			return true
 		}
 	}
 	return false
+}
+
+func all(texts []string, ok func(string) bool) bool {
+	for _, t := range texts {
+		if !ok(t) {
+			return false
+		}
+	}
+	return true
 }
 
 func TestPluginLogsReachHostLogger(t *testing.T) {
@@ -697,12 +706,14 @@ func TestPluginLogsReachHostLogger(t *testing.T) {
 			logger := hclog.New(&hclog.LoggerOptions{Name: "host", Output: buf, Level: tc.level})
 			sdktest.Launch(t, sdk.KindMiddleware, `{}`, sdktest.WithLogger(logger), sdktest.WithInstanceName("audit"))
 
+			// Info builds the middleware once from its schema's defaults to
+			// find its hooks, without an instance name: wait for the lines of
+			// the configured one, whose logger carries the instance name.
 			require.Eventually(t, func() bool {
 				out := buf.String()
-				return logLineWith(out, "[INFO]", "mw info line") && logLineWith(out, "[WARN]", "mw warn line")
-			}, 10*time.Second, 5*time.Millisecond, "plugin logs never arrived:\n%s", buf.String())
+				return logLineWith(out, "[INFO]", "mw info line", "instance=audit") && logLineWith(out, "[WARN]", "mw warn line")
+			}, 10*time.Second, 5*time.Millisecond, "the configured role's logs, with instance=audit, never arrived:\n%s", buf.String())
 			out := buf.String()
-			require.True(t, logLineWith(out, "[INFO]", "instance=audit"), "the role's logger carries the instance name:\n%s", out)
 			require.True(t, logLineWith(out, "host."+filepath.Base(testExe(t)), "mw warn line"), "plugin lines are named after the binary:\n%s", out)
 			// The debug line is written before the info line, so by now it
 			// is here if the plugin logged it at all.

@@ -3,6 +3,7 @@ package sdk
 import (
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -54,17 +55,20 @@ func TestExecPoolReusesAWaitingGoroutine(t *testing.T) {
 func TestExecPoolCloseWaitsForRunningCalls(t *testing.T) {
 	p := newExecPool(4)
 	release := make(chan struct{})
-	var done sync.WaitGroup
-	done.Add(1)
+	var finished atomic.Bool
 	p.run(func() {
 		<-release
-		done.Done()
+		finished.Store(true)
 	})
 	closed := make(chan struct{})
 	go func() {
 		p.close()
 		close(closed)
 	}()
+	// Give close every chance to return early: it must not.
+	for range 100 {
+		runtime.Gosched()
+	}
 	select {
 	case <-closed:
 		t.Fatal("close returned while a call was still running")
@@ -72,7 +76,7 @@ func TestExecPoolCloseWaitsForRunningCalls(t *testing.T) {
 	}
 	close(release)
 	<-closed
-	done.Wait()
+	require.True(t, finished.Load(), "close returned before the running call ended")
 }
 
 // goid is the calling goroutine's id, read from its stack header.
